@@ -1,0 +1,221 @@
+"""Cluster config: YAML in, a frozen `Config` out, or a `ConfigError` naming file and key.
+
+    cluster: four            # optional; default: the file's stem
+    data_dir: logs/four      # optional; default: logs/<cluster>
+    priests:                 # name -> address; 1 to 255 priests
+      alpha: {host: 127.0.0.1, port: 7101}
+      beta:  {host: 127.0.0.1, port: 7102, propose: 42}
+    timing:                  # optional, seconds
+      retransmit: 0.02       # resend NextBallot/BeginBallot to silent priests
+      ballot_timeout: 0.5    # give a ballot up after this long without a quorum
+      backoff: 0.05          # wait this + random jitter (same again) before retrying
+      attempts: 5            # ballots tried per request before giving up
+    flaws: []                # optional; deliberate protocol mistakes, for teaching
+
+Hosts are restricted to loopback (127.0.0.0/8): this is a single-host bench.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from node.errors import ConfigError
+from node.synod import Timing
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+MAX_PRIESTS = 255
+TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws"}
+PRIEST_KEYS = {"host", "port", "propose"}
+FLAWS = ("same-ballot-numbers", "forget-promises", "ignore-previous-votes")
+
+
+@dataclass(frozen=True)
+class PriestAddress:
+    name: str
+    host: str
+    port: int
+    index: int  # 1-based position in the config: part of the default proposal
+    propose: int | None = None  # the decree this priest proposes when free to choose
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    cluster: str
+    data_dir: Path
+    priests: dict[str, PriestAddress]
+    timing: Timing = field(default_factory=Timing)
+    flaws: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.priests)
+
+    @property
+    def quorum(self) -> int:
+        """A strict majority of the priests in the config."""
+        return len(self.priests) // 2 + 1
+
+    def priest_dir(self, name: str) -> Path:
+        return self.data_dir / name
+
+    def address_of(self, name: str) -> tuple[str, int]:
+        p = self.priests[name]
+        return (p.host, p.port)
+
+    def require(self, name: str) -> PriestAddress:
+        """The priest called `name`, or a ConfigError listing the known names."""
+        if name not in self.priests:
+            known = ", ".join(self.priests)
+            raise ConfigError(self.path, "priests", f"no priest named {name!r} (known: {known})")
+        return self.priests[name]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last silently)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
+            )
+        seen[key] = loader.construct_object(value_node, deep=True)
+    return seen
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError with file and key."""
+    p = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, "", "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(p, "", "is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(p, "", f"cannot read: {exc}") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(p, "", f"not valid YAML{where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(p, "", f"not valid YAML: {exc}") from None
+    return parse_config(raw, p, default_cluster=Path(path).stem)
+
+
+def parse_config(raw: object, path: str, default_cluster: str = "cluster") -> Config:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "", "must be a mapping with a 'priests' key")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ConfigError(path, str(key), f"unknown key (expected one of: {', '.join(sorted(TOP_KEYS))})")
+    cluster = raw.get("cluster", default_cluster)
+    if not isinstance(cluster, str) or not NAME_RE.match(cluster):
+        raise ConfigError(path, "cluster", f"must be a short identifier (a-z, 0-9, _ or -), got {cluster!r}")
+    data_dir = raw.get("data_dir", f"logs/{cluster}")
+    if not isinstance(data_dir, str) or not data_dir.strip():
+        raise ConfigError(path, "data_dir", f"must be a non-empty path, got {data_dir!r}")
+    if "priests" not in raw:
+        raise ConfigError(path, "priests", "missing: list the priests as name: {host, port}")
+    priests = _parse_priests(raw["priests"], path)
+    timing = _parse_timing(raw.get("timing", {}), path)
+    flaws = _parse_flaws(raw.get("flaws", []), path)
+    return Config(path, cluster, Path(data_dir), priests, timing, flaws)
+
+
+def _parse_priests(raw: object, path: str) -> dict[str, PriestAddress]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(path, "priests", "must be a non-empty mapping of name -> {host, port}")
+    if len(raw) > MAX_PRIESTS:
+        raise ConfigError(path, "priests", f"at most {MAX_PRIESTS} priests, got {len(raw)}")
+    priests: dict[str, PriestAddress] = {}
+    addresses: dict[tuple[str, int], str] = {}
+    for index, (name, spec) in enumerate(raw.items(), start=1):
+        key = f"priests.{name}"
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(
+                path, key, "a priest's name must be a short identifier: a lowercase letter, "
+                "then up to 31 of a-z, 0-9, _ or -"
+            )
+        if not isinstance(spec, dict):
+            raise ConfigError(path, key, "must be a mapping {host: 127.0.0.1, port: N}")
+        for k in spec:
+            if k not in PRIEST_KEYS:
+                raise ConfigError(path, f"{key}.{k}", f"unknown key (expected: {', '.join(sorted(PRIEST_KEYS))})")
+        host = _parse_host(spec.get("host", "127.0.0.1"), path, f"{key}.host")
+        port = spec.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigError(path, f"{key}.port", f"must be an integer 1-65535, got {port!r}")
+        propose = spec.get("propose")
+        if propose is not None and (isinstance(propose, bool) or not isinstance(propose, int)
+                                    or not -(2**63) <= propose < 2**63):
+            raise ConfigError(path, f"{key}.propose", f"must be a 64-bit integer, got {propose!r}")
+        if (host, port) in addresses:
+            raise ConfigError(path, f"{key}.port", f"address {host}:{port} already used by priest {addresses[(host, port)]!r}")
+        addresses[(host, port)] = name
+        priests[name] = PriestAddress(name, host, port, index, propose)
+    return priests
+
+
+def _parse_host(raw: object, path: str, key: str) -> str:
+    if raw == "localhost":
+        return "127.0.0.1"
+    if not isinstance(raw, str):
+        raise ConfigError(path, key, f"must be a loopback IPv4 address like 127.0.0.1, got {raw!r}")
+    try:
+        addr = ipaddress.IPv4Address(raw)
+    except ValueError:
+        raise ConfigError(path, key, f"must be a loopback IPv4 address like 127.0.0.1, got {raw!r}") from None
+    if not addr.is_loopback:
+        raise ConfigError(path, key, f"{raw} is not a loopback address (127.0.0.0/8): this bench stays on one host")
+    return str(addr)
+
+
+def _parse_timing(raw: object, path: str) -> Timing:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "timing", "must be a mapping")
+    defaults = Timing()
+    values: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k not in Timing.__dataclass_fields__:
+            raise ConfigError(path, f"timing.{k}", f"unknown key (expected: {', '.join(Timing.__dataclass_fields__)})")
+        if k == "attempts":
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+                raise ConfigError(path, f"timing.{k}", f"must be an integer 1-1000, got {v!r}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.001 <= v <= 3600:
+            raise ConfigError(path, f"timing.{k}", f"must be a number of seconds 0.001-3600, got {v!r}")
+        values[k] = v
+    timing = Timing(**{**defaults.__dict__, **values})
+    if timing.ballot_timeout < timing.retransmit:
+        raise ConfigError(path, "timing.ballot_timeout", "must not be shorter than timing.retransmit")
+    return timing
+
+
+def _parse_flaws(raw: object, path: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(path, "flaws", "must be a list")
+    for flaw in raw:
+        if flaw not in FLAWS:
+            raise ConfigError(path, "flaws", f"unknown flaw {flaw!r} (known: {', '.join(FLAWS)})")
+    return tuple(raw)

@@ -1,0 +1,238 @@
+"""Values of the Synod protocol: ballots, votes, the five messages, events and effects.
+
+Everything here is a frozen dataclass: plain data, no behaviour beyond ordering
+and formatting. The core (`node.synod`) consumes events and produces effects;
+the runtime and the simulator apply effects and produce events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+# Bounds every number in the protocol must respect (checked by the codec).
+MAX_ROUND = 2**62
+MIN_DECREE = -(2**63)
+MAX_DECREE = 2**63 - 1
+
+
+@dataclass(frozen=True, order=True)
+class Ballot:
+    """A ballot number: the pair (round, priest), compared lexicographically.
+
+    Two priests can never start the same ballot because the priest's name is
+    part of the number. `ZERO` sorts below every real ballot.
+    """
+
+    round: int
+    priest: str
+
+    def __str__(self) -> str:
+        return "0" if self.is_zero() else f"{self.round}.{self.priest}"
+
+    def is_zero(self) -> bool:
+        return self.round == 0
+
+    def to_json(self) -> list[object]:
+        return [self.round, self.priest]
+
+    @classmethod
+    def parse(cls, text: str) -> Ballot:
+        """Inverse of `str()`: "0" or "ROUND.PRIEST"; ValueError otherwise."""
+        if text == "0":
+            return ZERO
+        round_text, sep, priest = text.partition(".")
+        if not sep or not priest or not round_text.isdigit():
+            raise ValueError(f"not a ballot: {text!r}")
+        ballot = cls(int(round_text), priest)
+        if ballot.round < 1 or ballot.round > MAX_ROUND:
+            raise ValueError(f"ballot round out of range: {text!r}")
+        return ballot
+
+
+ZERO = Ballot(0, "")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A priest's vote: the ballot it voted in and that ballot's decree.
+
+    `NO_VOTE` (ballot ZERO) means the priest has never voted.
+    """
+
+    ballot: Ballot
+    decree: int
+
+    def __str__(self) -> str:
+        return "none" if self.ballot.is_zero() else f"{self.decree}@{self.ballot}"
+
+    def is_none(self) -> bool:
+        return self.ballot.is_zero()
+
+
+NO_VOTE = Vote(ZERO, 0)
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """What a priest must never forget: written durably before it is relied on.
+
+    last_tried: the last ballot this priest began (as proposer).
+    next_bal:   the highest ballot it promised (answered NextBallot for).
+    prev_vote:  its latest vote, ballot and decree together.
+    """
+
+    last_tried: Ballot = ZERO
+    next_bal: Ballot = ZERO
+    prev_vote: Vote = NO_VOTE
+
+
+# --- the five messages -----------------------------------------------------
+# Every message carries the name of the priest that sent it (`src`).
+
+
+@dataclass(frozen=True)
+class NextBallot:
+    """Proposer -> all (phase 1a, "prepare"): promise not to vote below `ballot`?"""
+
+    src: str
+    ballot: Ballot
+
+
+@dataclass(frozen=True)
+class LastVote:
+    """Acceptor -> proposer (phase 1b, "promise"): I promise; here is my last vote."""
+
+    src: str
+    ballot: Ballot
+    vote: Vote
+
+
+@dataclass(frozen=True)
+class BeginBallot:
+    """Proposer -> quorum (phase 2a, "accept"): vote for `decree` in `ballot`."""
+
+    src: str
+    ballot: Ballot
+    decree: int
+
+
+@dataclass(frozen=True)
+class Voted:
+    """Acceptor -> proposer (phase 2b, "accepted"): I voted in `ballot`."""
+
+    src: str
+    ballot: Ballot
+
+
+@dataclass(frozen=True)
+class Success:
+    """Learner -> all ("chosen"): `decree` passed (in `ballot`, for the record)."""
+
+    src: str
+    ballot: Ballot
+    decree: int
+
+
+Message = Union[NextBallot, LastVote, BeginBallot, Voted, Success]
+MESSAGE_TYPES: tuple[type, ...] = (NextBallot, LastVote, BeginBallot, Voted, Success)
+
+
+# --- events: what happens to a priest --------------------------------------
+
+
+@dataclass(frozen=True)
+class BallotRequested:
+    """Someone (SIGTSTP, the harness, a test) asks this priest to initiate a ballot."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """A decoded, validated message arrived from another (or the same) priest."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    """A timer set earlier by a `SetTimer` effect has expired."""
+
+    name: str
+
+
+Event = Union[BallotRequested, Received, TimerFired]
+
+
+# --- effects: what the core asks the outside world to do, in order ---------
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Make `state` the durable ledger before applying any later effect."""
+
+    state: LedgerState
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send `message` to priest `dst` (possibly this priest itself)."""
+
+    dst: str
+    message: Message
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    """Fire `TimerFired(name)` after `delay` + uniform(0, `jitter`) seconds.
+
+    Setting a timer that is already set replaces it. The randomness of the
+    jitter lives in whoever runs the core, so the core stays deterministic.
+    """
+
+    name: str
+    delay: float
+    jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True)
+class Learn:
+    """Write `decree` to decree.txt (once, atomically) before later effects."""
+
+    decree: int
+    ballot: Ballot
+
+
+@dataclass(frozen=True)
+class Record:
+    """A step worth narrating and recording in events.jsonl.
+
+    kind is one of the EVENT_KINDS below; `text` is the narration in the
+    paper's words; the other fields are filled when they apply.
+    """
+
+    kind: str
+    text: str
+    ballot: Ballot = ZERO
+    decree: int | None = None
+    peer: str | None = None
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
+
+
+Effect = Union[Persist, Send, SetTimer, CancelTimer, Learn, Record]
+
+# Kinds of Record the core emits. The runtime adds: "started", "recovered",
+# "sent", "received", "dropped", "stopped".
+EVENT_KINDS = (
+    "ballot_started",    # proposer began `ballot` (after persisting last_tried)
+    "promised",          # acceptor promised `ballot` (after persisting next_bal)
+    "proposed",          # proposer chose `decree` for `ballot` (BeginBallot follows)
+    "voted",             # acceptor voted `decree` in `ballot` (after persisting prev_vote)
+    "learned",           # priest learned `decree` in `ballot` (after writing decree.txt)
+    "ballot_abandoned",  # proposer gave up `ballot` (timeout or a higher ballot seen)
+    "ignored",           # a message was stale or irrelevant; peer and reason given
+)

@@ -1,0 +1,359 @@
+"""The Synod protocol of *The Part-Time Parliament*, as a pure state machine.
+
+Theory of operation
+-------------------
+Each priest plays three parts at once: it may conduct a ballot (proposer),
+it answers other priests' ballots (acceptor), and it records the decree once
+one passes (learner). `Priest.handle(event)` takes one event -- a ballot was
+requested, a message arrived, a timer fired -- and returns the effects the
+outside world must apply *in order*: persist the ledger, write the decree,
+send messages, set timers, record narration. The core touches no socket,
+file, clock or random number, so the same object runs in a real process
+(`node.runtime`), in tests and in the simulator.
+
+A ballot goes:
+
+1. The proposer picks a ballot number b higher than any it has seen, makes
+   `last_tried = b` durable, and sends `NextBallot(b)` to every priest.
+2. A priest whose promise `next_bal` is not above b makes `next_bal = b`
+   durable and answers `LastVote(b, v)`, v its latest vote (or none).
+3. With LastVotes from a quorum (a strict majority of all priests), the
+   proposer must choose the decree of the highest vote among them, or, if
+   none of them ever voted, any decree: its own proposal. It sends
+   `BeginBallot(b, d)` to every priest.
+4. A priest whose promise is not above b makes `prev_vote = (b, d)` durable
+   and answers `Voted(b)`.
+5. With Voted from a quorum, decree d has passed. The proposer writes it to
+   decree.txt and sends `Success(d)` to every priest, who writes it too.
+
+Why it is safe: any two quorums share a priest. Once a quorum voted d in
+ballot b, every later ballot's quorum contains one of those voters, whose
+LastVote reports a vote at b or later, so the later ballot proposes d again.
+
+Rules kept here beyond the paper's sketch:
+- Ballot numbers are pairs (round, priest): no two priests ever share one.
+- Nothing is sent before the ledger change it depends on is persisted: every
+  handler emits `Persist` before the `Send` that relies on it (tested).
+- UDP loses, duplicates and reorders: the proposer resends to silent priests
+  every `retransmit` seconds until a quorum answers or `ballot_timeout`
+  passes; duplicates are answered again without a new ledger write.
+- A proposer that sees a higher ballot, or times out, abandons its ballot and
+  retries after `backoff` plus random jitter (drawn by the runner), at most
+  `attempts` times, so duelling proposers stop duelling.
+- A priest that holds a decree never changes it; it answers any ballot
+  message with `Success`, so stragglers learn at the next ballot anywhere.
+
+Glossary (paper -> the usual modern name)
+    NextBallot  -> prepare (1a)      LastVote -> promise (1b)
+    BeginBallot -> accept (2a)       Voted    -> accepted (2b)
+    Success     -> chosen / decide   ledger   -> stable storage
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from node.messages import (
+    NO_VOTE,
+    ZERO,
+    Ballot,
+    BallotRequested,
+    BeginBallot,
+    CancelTimer,
+    Effect,
+    Event,
+    LastVote,
+    LedgerState,
+    Learn,
+    Message,
+    NextBallot,
+    Persist,
+    Received,
+    Record,
+    Send,
+    SetTimer,
+    Success,
+    TimerFired,
+    Vote,
+    Voted,
+)
+
+RETRANSMIT = "retransmit"
+BACKOFF = "backoff"
+# The ballot "priest" a flawed priest uses: every flawed priest shares it.
+FLAWED_BALLOT_PRIEST = "*"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Protocol timing in seconds; see node.config for the YAML keys."""
+
+    retransmit: float = 0.02
+    ballot_timeout: float = 0.5
+    backoff: float = 0.05
+    attempts: int = 5
+
+
+class ProtocolBug(AssertionError):
+    """An invariant of our own is broken: stop loudly, never continue."""
+
+
+class Priest:
+    """One priest of the Synod: proposer, acceptor and learner. Pure: no I/O."""
+
+    def __init__(
+        self,
+        name: str,
+        priests: Sequence[str],
+        *,
+        ledger: LedgerState = LedgerState(),
+        decree: int | None = None,
+        decree_ballot: Ballot = ZERO,
+        proposal: int | None = None,
+        index: int = 1,
+        timing: Timing = Timing(),
+        flaws: Sequence[str] = (),
+    ) -> None:
+        if name not in priests:
+            raise ProtocolBug(f"priest {name!r} is not in its own config {list(priests)}")
+        self.name = name
+        self.priests = list(priests)
+        self.quorum = len(self.priests) // 2 + 1
+        self.index = index
+        self.proposal = proposal
+        self.timing = timing
+        self.flaws = frozenset(flaws)
+        if "forget-promises" in self.flaws:
+            ledger = LedgerState(last_tried=ledger.last_tried)  # the flaw: lose promise and vote
+        self.ledger = ledger
+        self.decree = decree
+        self.decree_ballot = decree_ballot
+        # Proposer state: volatile, lost at a crash (last_tried is in the ledger).
+        self.ballot = ZERO
+        self.phase = "idle"  # idle | polling (awaiting LastVote) | voting (awaiting Voted)
+        self.last_votes: dict[str, Vote] = {}
+        self.voters: set[str] = set()
+        self.chosen = 0
+        self.ticks = 0
+        self.attempts_left = 0
+        self.highest_seen = max(ledger.last_tried, ledger.next_bal, ledger.prev_vote.ballot)
+
+    # --- the one entry point -------------------------------------------
+
+    def handle(self, event: Event) -> list[Effect]:
+        """Apply one event; return the effects to carry out, in order."""
+        if isinstance(event, BallotRequested):
+            return self._on_ballot_requested()
+        if isinstance(event, TimerFired):
+            return self._on_timer(event.name)
+        if isinstance(event, Received):
+            return self._on_message(event.message)
+        raise ProtocolBug(f"unknown event {event!r}")
+
+    def default_proposal(self, ballot: Ballot) -> int:
+        """The decree proposed when free to choose: configured, or 1000 * index + round."""
+        if self.proposal is not None:
+            return self.proposal
+        return 1000 * self.index + ballot.round
+
+    # --- proposer ------------------------------------------------------
+
+    def _on_ballot_requested(self) -> list[Effect]:
+        if self.decree is not None:
+            text = f"the decree is already {self.decree}: no ballot needed; Success to every priest"
+            effects: list[Effect] = [Record("reminded", text, self.decree_ballot, self.decree)]
+            return effects + self._success_to(self._others())
+        if self.phase != "idle":
+            return [Record("ignored", f"ballot {self.ballot} is already in progress", self.ballot)]
+        self.attempts_left = self.timing.attempts
+        return [CancelTimer(BACKOFF)] + self._start_ballot()
+
+    def _next_ballot_number(self) -> Ballot:
+        if "same-ballot-numbers" in self.flaws:
+            # The original's mistake: last_tried + 1, which another priest may pick too.
+            return Ballot(self.ledger.last_tried.round + 1, FLAWED_BALLOT_PRIEST)
+        top = max(self.ledger.last_tried.round, self.ledger.next_bal.round, self.highest_seen.round)
+        return Ballot(top + 1, self.name)
+
+    def _start_ballot(self) -> list[Effect]:
+        b = self._next_ballot_number()
+        self.ledger = replace(self.ledger, last_tried=b)
+        self.ballot, self.phase, self.ticks = b, "polling", 0
+        self.last_votes, self.voters = {}, set()
+        self.highest_seen = max(self.highest_seen, b)
+        return [
+            Persist(self.ledger),
+            Record("ballot_started", f"begins ballot {b}: NextBallot({b}) to every priest", b),
+            *[Send(p, NextBallot(self.name, b)) for p in self.priests],
+            SetTimer(RETRANSMIT, self.timing.retransmit),
+        ]
+
+    def _on_last_vote(self, m: LastVote) -> list[Effect]:
+        if self.phase != "polling" or m.ballot != self.ballot:
+            return [Record("ignored", f"LastVote({m.ballot}) from {m.src} is not for a ballot being polled",
+                           m.ballot, peer=m.src)]
+        if m.src in self.last_votes:
+            return []  # a duplicate: already counted
+        self.last_votes[m.src] = m.vote
+        if len(self.last_votes) < self.quorum:
+            return []
+        voted = [v for v in self.last_votes.values() if not v.is_none()]
+        if voted and "ignore-previous-votes" not in self.flaws:
+            top = max(voted, key=lambda v: v.ballot)
+            self.chosen = top.decree
+            why = f"the highest previous vote in the quorum is {top}: it must be {self.chosen}"
+        else:
+            self.chosen = self.default_proposal(self.ballot)
+            why = f"no priest of the quorum has voted: free to choose, it proposes {self.chosen}"
+        self.phase, self.voters = "voting", set()
+        b = self.ballot
+        return [
+            Record("proposed", f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {self.chosen})",
+                   b, self.chosen, extra={"quorum": sorted(self.last_votes)}),
+            *[Send(p, BeginBallot(self.name, b, self.chosen)) for p in self.priests],
+            SetTimer(RETRANSMIT, self.timing.retransmit),
+        ]
+
+    def _on_voted(self, m: Voted) -> list[Effect]:
+        if self.phase != "voting" or m.ballot != self.ballot:
+            return [Record("ignored", f"Voted({m.ballot}) from {m.src} is not for a ballot being voted",
+                           m.ballot, peer=m.src)]
+        self.voters.add(m.src)
+        if len(self.voters) < self.quorum:
+            return []
+        b, d = self.ballot, self.chosen
+        effects = self._learn(d, b, f"a quorum ({', '.join(sorted(self.voters))}) voted in ballot {b}")
+        return effects + self._success_to(self._others())
+
+    def _on_timer(self, name: str) -> list[Effect]:
+        if name == BACKOFF:
+            if self.decree is None and self.phase == "idle" and self.attempts_left > 0:
+                return self._start_ballot()
+            return []
+        if name != RETRANSMIT:
+            raise ProtocolBug(f"unknown timer {name!r}")
+        if self.phase == "idle":
+            return []
+        self.ticks += 1
+        if self.ticks * self.timing.retransmit >= self.timing.ballot_timeout:
+            return self._abandon(f"no quorum answered within {self.timing.ballot_timeout}s")
+        if self.phase == "polling":
+            sends: list[Effect] = [Send(p, NextBallot(self.name, self.ballot))
+                                   for p in self.priests if p not in self.last_votes]
+        else:
+            sends = [Send(p, BeginBallot(self.name, self.ballot, self.chosen))
+                     for p in self.priests if p not in self.voters]
+        return sends + [SetTimer(RETRANSMIT, self.timing.retransmit)]
+
+    def _abandon(self, reason: str) -> list[Effect]:
+        b = self.ballot
+        self.phase = "idle"
+        self.attempts_left -= 1
+        effects: list[Effect] = [CancelTimer(RETRANSMIT)]
+        if self.attempts_left > 0:
+            text = f"abandons ballot {b}: {reason}; retries after a random back-off"
+            effects += [Record("ballot_abandoned", text, b),
+                        SetTimer(BACKOFF, self.timing.backoff, jitter=self.timing.backoff)]
+        else:
+            text = f"abandons ballot {b}: {reason}; gives up (Ctrl+Z to try again)"
+            effects.append(Record("ballot_abandoned", text, b, extra={"gave_up": True}))
+        return effects
+
+    def _notice(self, b: Ballot) -> list[Effect]:
+        """A ballot from another priest: remember it; give ours up if it is outranked."""
+        if b > self.highest_seen:
+            self.highest_seen = b
+        if self.phase != "idle" and b > self.ballot and b.priest != self.name:
+            return self._abandon(f"a higher ballot {b} is under way")
+        return []
+
+    # --- acceptor ------------------------------------------------------
+
+    def _on_message(self, m: Message) -> list[Effect]:
+        if isinstance(m, Success):
+            return self._on_success(m)
+        if self.decree is not None and isinstance(m, (NextBallot, BeginBallot)):
+            text = f"{m.src} holds a ballot but the decree is already {self.decree}: tells it Success"
+            return [Record("reminded", text, m.ballot, self.decree, peer=m.src),
+                    *self._success_to([m.src])]
+        if isinstance(m, NextBallot):
+            return self._notice(m.ballot) + self._on_next_ballot(m)
+        if isinstance(m, BeginBallot):
+            return self._notice(m.ballot) + self._on_begin_ballot(m)
+        if isinstance(m, LastVote):
+            return self._on_last_vote(m)
+        if isinstance(m, Voted):
+            return self._on_voted(m)
+        raise ProtocolBug(f"unknown message {m!r}")
+
+    def _on_next_ballot(self, m: NextBallot) -> list[Effect]:
+        b = m.ballot
+        if b < self.ledger.next_bal:
+            return [Record("ignored", f"NextBallot({b}) from {m.src} is below its promise "
+                                      f"{self.ledger.next_bal}", b, peer=m.src)]
+        effects: list[Effect] = []
+        if b > self.ledger.next_bal:
+            self.ledger = replace(self.ledger, next_bal=b)
+            text = (f"promises {m.src} not to vote in any ballot below {b}; "
+                    f"its last vote: {self.ledger.prev_vote}")
+            effects += [Persist(self.ledger), Record("promised", text, b, peer=m.src)]
+        return effects + [Send(m.src, LastVote(self.name, b, self.ledger.prev_vote))]
+
+    def _on_begin_ballot(self, m: BeginBallot) -> list[Effect]:
+        b, d = m.ballot, m.decree
+        prev = self.ledger.prev_vote
+        if prev.ballot == b and (prev.decree == d or "same-ballot-numbers" not in self.flaws):
+            if prev.decree != d:
+                return [Record("ignored", f"BeginBallot({b}, {d}) from {m.src} contradicts "
+                                          f"BeginBallot({b}, {prev.decree}): one decree per ballot",
+                               b, d, peer=m.src)]
+            return [Send(m.src, Voted(self.name, b))]  # a duplicate: vote already durable
+        if b < self.ledger.next_bal:
+            return [Record("ignored", f"BeginBallot({b}) from {m.src} is below its promise "
+                                      f"{self.ledger.next_bal}", b, d, peer=m.src)]
+        self.ledger = replace(self.ledger, next_bal=b, prev_vote=Vote(b, d))
+        return [
+            Persist(self.ledger),
+            Record("voted", f"votes for decree {d} in ballot {b}", b, d, peer=m.src),
+            Send(m.src, Voted(self.name, b)),
+        ]
+
+    # --- learner -------------------------------------------------------
+
+    def _on_success(self, m: Success) -> list[Effect]:
+        if self.decree is None:
+            return self._learn(m.decree, m.ballot, f"{m.src} sent Success")
+        if self.decree != m.decree:
+            # Never overwrite: a decree once written is final. A peer is wrong.
+            text = (f"Success({m.decree}) from {m.src} contradicts the decree it holds, "
+                    f"{self.decree}: refused")
+            return [Record("ignored", text, m.ballot, m.decree, peer=m.src, extra={"conflict": True})]
+        return []
+
+    def _learn(self, d: int, b: Ballot, why: str) -> list[Effect]:
+        if self.decree is not None:
+            if self.decree != d:
+                raise ProtocolBug(f"{self.name} would change its decree {self.decree} to {d}")
+            return []
+        self.decree, self.decree_ballot = d, b
+        self.phase = "idle"
+        self.attempts_left = 0
+        return [
+            Learn(d, b),
+            CancelTimer(RETRANSMIT),
+            CancelTimer(BACKOFF),
+            Record("learned", f"{why}: the decree is {d}", b, d),
+        ]
+
+    # --- helpers -------------------------------------------------------
+
+    def _others(self) -> list[str]:
+        return [p for p in self.priests if p != self.name]
+
+    def _success_to(self, dsts: Sequence[str]) -> list[Effect]:
+        assert self.decree is not None
+        return [Send(p, Success(self.name, self.decree_ballot, self.decree)) for p in dsts]
+
+
+__all__ = ["Priest", "Timing", "ProtocolBug", "NO_VOTE", "RETRANSMIT", "BACKOFF"]

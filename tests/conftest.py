@@ -1,0 +1,77 @@
+"""Shared fixtures: free loopback ports, throwaway configs, and a leak check.
+
+Every test that starts processes must leave none behind: `no_leaks` fails a
+test whose children (by pid) outlive it, after killing them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
+         "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi"]
+
+
+def free_udp_ports(n: int) -> list[int]:
+    """n distinct UDP ports on 127.0.0.1 that were free a moment ago."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def priest_names(n: int) -> list[str]:
+    return NAMES[:n] if n <= len(NAMES) else [f"p{i}" for i in range(1, n + 1)]
+
+
+def write_config(directory: Path, n: int, *, cluster: str = "test", extra: str = "") -> Path:
+    """A config of n priests on free ports, data under directory/data."""
+    ports = free_udp_ports(n)
+    lines = [f"cluster: {cluster}", f"data_dir: {directory / 'data'}", "priests:"]
+    for name, port in zip(priest_names(n), ports):
+        lines.append(f"  {name}: {{host: 127.0.0.1, port: {port}}}")
+    path = directory / f"{cluster}.yaml"
+    path.write_text("\n".join(lines) + "\n" + textwrap.dedent(extra))
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path: Path):
+    def make(n: int = 4, **kw: object) -> Path:
+        return write_config(tmp_path, n, **kw)  # type: ignore[arg-type]
+    return make
+
+
+@pytest.fixture
+def no_leaks():
+    """Fail the test if a process it started (a descendant) outlives it; kill it first."""
+    me = psutil.Process(os.getpid())
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    leaked = [p for p in me.children(recursive=True) if p.pid not in before]
+    alive = []
+    for p in leaked:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=3)
+    assert not alive, f"processes leaked by the test: {[(p.pid, p.name()) for p in alive]}"

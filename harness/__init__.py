@@ -1,0 +1,1 @@
+"""The harness: supervisor, control channel, chaos, verify and the CLI."""

@@ -150,7 +150,8 @@ class Codec:
             _fail(f"unknown type {_show(kind)}")
         _exact_keys(obj, COMMON_KEYS + TYPE_KEYS[kind], "")
         src = self._sender(obj["src"], addr)
-        ballot = self._ballot(obj["ballot"], "ballot", zero_ok=False)
+        # Success may carry ballot zero: a restarted priest keeps its decree, not the ballot.
+        ballot = self._ballot(obj["ballot"], "ballot", zero_ok=(kind == "Success"))
         if kind == "NextBallot":
             return NextBallot(src, ballot)
         if kind == "Voted":

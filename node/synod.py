@@ -41,7 +41,8 @@ Rules kept here beyond the paper's sketch:
   retries after `backoff` plus random jitter (drawn by the runner), at most
   `attempts` times, so duelling proposers stop duelling.
 - A priest that holds a decree never changes it; it answers any ballot
-  message with `Success`, so stragglers learn at the next ballot anywhere.
+  message (NextBallot, LastVote, BeginBallot, Voted) with `Success`, so
+  stragglers learn at the next ballot anywhere.
 
 Glossary (paper -> the usual modern name)
     NextBallot  -> prepare (1a)      LastVote -> promise (1b)
@@ -273,8 +274,9 @@ class Priest:
     def _on_message(self, m: Message) -> list[Effect]:
         if isinstance(m, Success):
             return self._on_success(m)
-        if self.decree is not None and isinstance(m, (NextBallot, BeginBallot)):
-            text = f"{m.src} holds a ballot but the decree is already {self.decree}: tells it Success"
+        if self.decree is not None:
+            # Whatever a priest is doing in a ballot, the decree is settled: tell it so.
+            text = f"{m.src} is in ballot {m.ballot} but the decree is already {self.decree}: tells it Success"
             return [Record("reminded", text, m.ballot, self.decree, peer=m.src),
                     *self._success_to([m.src])]
         if isinstance(m, NextBallot):
@@ -323,7 +325,10 @@ class Priest:
 
     def _on_success(self, m: Success) -> list[Effect]:
         if self.decree is None:
-            return self._learn(m.decree, m.ballot, f"{m.src} sent Success")
+            in_ballot = self.phase != "idle"
+            effects = self._learn(m.decree, m.ballot, f"{m.src} sent Success")
+            # Priests that answered our ballot wait for its outcome: tell them all.
+            return effects + (self._success_to(self._others()) if in_ballot else [])
         if self.decree != m.decree:
             # Never overwrite: a decree once written is final. A peer is wrong.
             text = (f"Success({m.decree}) from {m.src} contradicts the decree it holds, "

@@ -305,3 +305,10 @@ def test_mutated_fields_of_a_valid_datagram_decode_or_raise(
     outcome = decode_outcome(json.dumps(o).encode(), ADDRESSES[message.src])
     if how != "replace":
         assert outcome is None  # a missing or extra key is never accepted
+
+
+def test_success_from_a_restarted_priest_may_carry_ballot_zero() -> None:
+    from node.messages import ZERO
+    message = Success("alpha", ZERO, 7)
+    assert CODEC.decode(CODEC.encode(message)) == message
+    assert NextBallot("alpha", ZERO) != CODEC.decode(CODEC.encode(NextBallot("alpha", B3)))

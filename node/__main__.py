@@ -1,0 +1,42 @@
+"""`python -m node CONFIG NAME`: run one priest, like the original's `./paxos CONFIG NAME`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from node import __version__
+from node.config import load_config
+from node.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m node",
+        description="Run one priest of a Synod cluster. Ctrl+Z (SIGTSTP) begins a ballot; "
+                    "Ctrl+C or SIGTERM stops it. Its files are in <data_dir>/<NAME>/.",
+    )
+    parser.add_argument("config", metavar="CONFIG", help="the cluster's YAML config")
+    parser.add_argument("name", metavar="NAME", help="which priest of the config this process is")
+    parser.add_argument("--propose", type=int, metavar="DECREE",
+                        help="the decree to propose when free to choose "
+                             "(default: the config's 'propose', else 1000 * position + round)")
+    parser.add_argument("--no-color", action="store_true", help="plain output even on a terminal")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    args = parser.parse_args(argv)
+    try:
+        from node.runtime import serve  # imported here so --help stays fast
+
+        config = load_config(args.config)
+        config.require(args.name)
+        return serve(config, args.name, proposal=args.propose,
+                     color=False if args.no_color else None)
+    except UserError as exc:
+        print(f"python -m node: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Narration: one human line per step, on the terminal (coloured) and in priest.log (plain)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TextIO
+
+from colorama import Fore, Style
+
+PRIEST_COLORS = [Fore.CYAN, Fore.MAGENTA, Fore.YELLOW, Fore.BLUE, Fore.GREEN, Fore.RED,
+                 Fore.LIGHTCYAN_EX, Fore.LIGHTMAGENTA_EX, Fore.LIGHTYELLOW_EX, Fore.LIGHTBLUE_EX]
+KIND_STYLES = {
+    "sent": Style.DIM,
+    "received": Style.DIM,
+    "ballot_started": Style.BRIGHT,
+    "promised": Fore.CYAN,
+    "proposed": Style.BRIGHT + Fore.YELLOW,
+    "voted": Fore.YELLOW,
+    "learned": Style.BRIGHT + Fore.GREEN,
+    "ballot_abandoned": Fore.RED,
+    "ignored": Style.DIM + Fore.YELLOW,
+    "reminded": Fore.GREEN,
+}
+
+
+def priest_color(index: int) -> str:
+    return PRIEST_COLORS[(index - 1) % len(PRIEST_COLORS)]
+
+
+class Narrator:
+    """Writes `NAME | HH:MM:SS.mmm text` lines; colour only when asked."""
+
+    def __init__(self, name: str, index: int, out: TextIO, color: bool, log_path: Path) -> None:
+        self.name, self.out, self.color = name, out, color
+        self.prefix = f"{priest_color(index)}{name:>8}{Style.RESET_ALL}" if color else f"{name:>8}"
+        self.log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def say(self, text: str, *, kind: str = "", warn: bool = False) -> None:
+        now = time.time()
+        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+        plain = f"{self.name:>8} | {stamp} {text}\n"
+        os.write(self.log_fd, plain.encode())
+        if self.color:
+            style = Fore.RED if warn else KIND_STYLES.get(kind, "")
+            line = f"{self.prefix} | {Style.DIM}{stamp}{Style.RESET_ALL} {style}{text}{Style.RESET_ALL}\n"
+        else:
+            line = plain
+        try:
+            self.out.write(line)
+            self.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # nobody is watching the terminal any more; priest.log still has it
+
+    def close(self) -> None:
+        os.close(self.log_fd)

@@ -1,0 +1,328 @@
+"""The priest's process: one UDP socket, timers, signals, and the core's effects applied in order.
+
+This is the only place a priest touches the world. Each loop turn waits for a
+datagram, a signal or the next timer, turns it into an event for the Synod
+core, and applies the effects the core returns strictly in order: a `Persist`
+is durable (fdatasync) before the `Send` after it leaves, and each narration
+line is on disk (events.jsonl) before the message it narrates is sent.
+
+Signals: SIGTSTP asks for a ballot (it does not stop the priest); SIGTERM and
+SIGINT end it cleanly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable, TextIO
+
+from node.codec import Codec, DatagramError
+from node.config import Config
+from node.errors import StartupError
+from node.ledger import Ledger
+from node.messages import (
+    Ballot,
+    BallotRequested,
+    BeginBallot,
+    CancelTimer,
+    Effect,
+    Event,
+    LastVote,
+    Learn,
+    Message,
+    Persist,
+    Received,
+    Record,
+    Send,
+    SetTimer,
+    Success,
+    TimerFired,
+)
+from node.output import Narrator
+from node.synod import Priest
+
+PARENT_CHECK = 0.25  # seconds between checks that the supervisor still lives
+DROP_LOG_INTERVAL = 1.0  # at most one log line per drop reason per interval
+
+
+def describe(m: Message) -> str:
+    """A message as the paper would write it: NextBallot(3.alpha), LastVote(3.alpha, 7@2.beta)..."""
+    if isinstance(m, LastVote):
+        return f"LastVote({m.ballot}, {m.vote})"
+    if isinstance(m, (BeginBallot, Success)):
+        return f"{type(m).__name__}({m.ballot}, {m.decree})"
+    return f"{type(m).__name__}({m.ballot})"
+
+
+def _message_fields(m: Message) -> dict[str, object]:
+    fields: dict[str, object] = {"msg": type(m).__name__, "ballot": str(m.ballot)}
+    if isinstance(m, (BeginBallot, Success)):
+        fields["decree"] = m.decree
+    if isinstance(m, LastVote):
+        fields["vote"] = str(m.vote)
+    return fields
+
+
+class EventLog:
+    """events.jsonl: one JSON object per line, each written with one write(2)."""
+
+    def __init__(self, path: Path, priest: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.priest = priest
+        self.pid = os.getpid()
+
+    def write(self, kind: str, **fields: object) -> None:
+        record = {"t": time.monotonic_ns(), "priest": self.priest, "pid": self.pid, "kind": kind}
+        record.update(fields)
+        os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Runtime:
+    """A priest's event loop. Build it, call `run()`; `close()` releases everything."""
+
+    def __init__(self, config: Config, name: str, *, out: TextIO, color: bool,
+                 proposal: int | None = None, watch_parent: int | None = None) -> None:
+        me = config.require(name)
+        self.config, self.name = config, name
+        self.directory = config.priest_dir(name)
+        self.ledger = Ledger.open(self.directory)  # LedgerError/StartupError: refuse to start
+        self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()})
+        self.sock = self._bind(me.host, me.port)
+        self.priest = Priest(
+            name, config.names, ledger=self.ledger.state, decree=self.ledger.decree,
+            proposal=proposal if proposal is not None else me.propose, index=me.index,
+            timing=config.timing, flaws=config.flaws,
+        )
+        self.events = EventLog(self.directory / "events.jsonl", name)
+        self.narrator = Narrator(name, me.index, out, color, self.directory / "priest.log")
+        self.timers: dict[str, float] = {}
+        self.inbox: deque[Message] = deque()  # messages a priest sends to itself
+        self.pending: deque[str] = deque()  # signals seen, handled in the loop
+        self.rng = random.Random()  # jitter only; the core itself is deterministic
+        self.watch_parent = watch_parent
+        self.drops: dict[str, tuple[float, int]] = {}  # reason -> (last logged, suppressed)
+        self.stopping = False
+
+    def _bind(self, host: str, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            self.ledger.close()
+            raise StartupError(f"priest {self.name}: cannot bind {host}:{port}: {exc.strerror}") from None
+        sock.setblocking(False)
+        return sock
+
+    # --- signals -------------------------------------------------------
+
+    def install_signals(self) -> socket.socket:
+        """Route SIGTSTP/SIGTERM/SIGINT into the loop through a wake-up socket."""
+        rsock, wsock = socket.socketpair()
+        rsock.setblocking(False)
+        wsock.setblocking(False)
+        self._wake = (rsock, wsock)
+        signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTSTP, lambda *_: self.pending.append("ballot"))
+        signal.signal(signal.SIGTERM, lambda *_: self.pending.append("stop"))
+        signal.signal(signal.SIGINT, lambda *_: self.pending.append("stop"))
+        if self.watch_parent is not None:
+            _set_parent_death_signal()
+            if os.getppid() != self.watch_parent:
+                self.pending.append("orphaned")
+        return rsock
+
+    # --- the loop ------------------------------------------------------
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        wake = self.install_signals()
+        recovered = self.priest.ledger
+        self.events.write("started", last_tried=str(recovered.last_tried),
+                          next_bal=str(recovered.next_bal), prev_vote=str(recovered.prev_vote),
+                          decree=self.priest.decree,
+                          text=f"listening on {self.sock.getsockname()[0]}:{self.sock.getsockname()[1]}")
+        self.narrator.say(self._startup_line())
+        if on_ready is not None:
+            on_ready()
+        next_parent_check = time.monotonic() + PARENT_CHECK
+        while not self.stopping:
+            now = time.monotonic()
+            deadline = min([next_parent_check, *self.timers.values()])
+            ready, _, _ = select.select([self.sock, wake], [], [], max(0.0, deadline - now))
+            if wake in ready:
+                _drain(wake)
+            self._handle_signals()
+            if self.sock in ready:
+                self._receive_all()
+            self._fire_timers()
+            if time.monotonic() >= next_parent_check:
+                next_parent_check = time.monotonic() + PARENT_CHECK
+                if self.watch_parent is not None and os.getppid() != self.watch_parent:
+                    self._stop("its supervisor is gone")
+        return 0
+
+    def _startup_line(self) -> str:
+        s = self.priest.ledger
+        held = f"holds decree {self.priest.decree}" if self.priest.decree is not None else "holds no decree"
+        host, port = self.sock.getsockname()
+        return (f"ready on {host}:{port}; {held}; ledger: last tried {s.last_tried}, "
+                f"promised {s.next_bal}, last vote {s.prev_vote} (Ctrl+Z: begin a ballot)")
+
+    def _handle_signals(self) -> None:
+        while self.pending:
+            what = self.pending.popleft()
+            if what == "ballot":
+                self.narrator.say("SIGTSTP: asked to begin a ballot")
+                self._dispatch(BallotRequested())
+            elif what == "orphaned":
+                self._stop("its supervisor is gone")
+            else:
+                self._stop("asked to stop")
+
+    def _stop(self, why: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.events.write("stopped", text=why)
+            self.narrator.say(f"stops: {why}")
+
+    def _receive_all(self) -> None:
+        for _ in range(256):  # bounded so timers and signals are not starved
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ICMP port unreachable surfaced on Linux: nothing to read
+            try:
+                message = self.codec.decode(data, addr)
+            except DatagramError as exc:
+                self._dropped(exc.reason, addr)
+                continue
+            self._dispatch(Received(message))
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        for name, when in sorted(self.timers.items(), key=lambda kv: kv[1]):
+            if when <= now and self.timers.get(name) == when:
+                del self.timers[name]
+                self._dispatch(TimerFired(name))
+
+    def _dropped(self, reason: str, addr: tuple[str, int]) -> None:
+        now = time.monotonic()
+        last, suppressed = self.drops.get(reason, (-DROP_LOG_INTERVAL, 0))
+        if now - last < DROP_LOG_INTERVAL:
+            self.drops[reason] = (last, suppressed + 1)
+            return
+        self.drops[reason] = (now, 0)
+        more = f" ({suppressed} more like it dropped since)" if suppressed else ""
+        where = f"{addr[0]}:{addr[1]}"
+        self.events.write("dropped", reason=reason, addr=where, suppressed=suppressed)
+        self.narrator.say(f"drops a datagram from {where}: {reason}{more}", warn=True)
+
+    # --- effects -------------------------------------------------------
+
+    def _dispatch(self, event: Event) -> None:
+        """Feed one event to the core, then any messages it sent to itself."""
+        if isinstance(event, Received):
+            self._log_received(event.message)
+        self._apply(self.priest.handle(event))
+        while self.inbox:
+            message = self.inbox.popleft()
+            self._log_received(message)
+            self._apply(self.priest.handle(Received(message)))
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Persist):
+                self.ledger.persist(effect.state)
+            elif isinstance(effect, Learn):
+                self.ledger.write_decree(effect.decree)
+            elif isinstance(effect, Send):
+                self._send(effect.dst, effect.message)
+            elif isinstance(effect, SetTimer):
+                jitter = self.rng.uniform(0, effect.jitter) if effect.jitter else 0.0
+                self.timers[effect.name] = time.monotonic() + effect.delay + jitter
+            elif isinstance(effect, CancelTimer):
+                self.timers.pop(effect.name, None)
+            elif isinstance(effect, Record):
+                self._record(effect)
+
+    def _record(self, r: Record) -> None:
+        fields: dict[str, object] = {"ballot": str(r.ballot) if r.ballot != Ballot(0, "") else None,
+                                     "decree": r.decree, "peer": r.peer, "text": r.text}
+        fields.update(r.extra)
+        self.events.write(r.kind, **fields)
+        self.narrator.say(r.text, kind=r.kind)
+
+    def _send(self, dst: str, message: Message) -> None:
+        self.events.write("sent", peer=dst, **_message_fields(message))
+        self.narrator.say(f"-> {describe(message)} to {dst}", kind="sent")
+        if dst == self.name:
+            self.inbox.append(message)
+            return
+        try:
+            self.sock.sendto(self.codec.encode(message), self.config.address_of(dst))
+        except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+            pass  # UDP may lose it; the proposer retransmits
+
+    def _log_received(self, m: Message) -> None:
+        self.events.write("received", peer=m.src, **_message_fields(m))
+        self.narrator.say(f"<- {describe(m)} from {m.src}", kind="received")
+
+    def close(self) -> None:
+        self.sock.close()
+        self.ledger.close()
+        self.events.close()
+        self.narrator.close()
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: have the kernel send SIGTERM when the parent process dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # the periodic getppid() check still covers it
+
+
+def use_color(out: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    return "NO_COLOR" not in os.environ and hasattr(out, "isatty") and out.isatty()
+
+
+def serve(config: Config, name: str, *, out: TextIO | None = None, color: bool | None = None,
+          on_ready: Callable[[], None] | None = None, watch_parent: int | None = None,
+          proposal: int | None = None) -> int:
+    """Run priest `name` of `config` until SIGTERM/SIGINT; returns the exit status.
+
+    Raises a UserError (StartupError, LedgerError) before `on_ready` if it cannot start.
+    """
+    stream = out if out is not None else sys.stdout
+    runtime = Runtime(config, name, out=stream, color=use_color(stream) if color is None else color,
+                      proposal=proposal, watch_parent=watch_parent)
+    try:
+        return runtime.run(on_ready)
+    finally:
+        runtime.close()

@@ -68,10 +68,12 @@ def no_leaks():
                 alive.append(p)
         except psutil.NoSuchProcess:
             pass
+    described = []
     for p in alive:
         try:
+            described.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
             p.kill()
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=3)
-    assert not alive, f"processes leaked by the test: {[(p.pid, p.name()) for p in alive]}"
+    assert not alive, f"processes leaked by the test: {described}"

@@ -1,0 +1,172 @@
+"""Real priests, real UDP, real signals: the original's demo and its failure modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from node.config import load_config
+from tests.integration.priests import Priests
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+@pytest.fixture
+def cluster(make_config, tmp_path: Path, no_leaks):
+    priests = Priests(load_config(make_config(4)), tmp_path)
+    yield priests
+    priests.stop_all()
+
+
+def test_the_original_demo(cluster: Priests) -> None:
+    """3 of 4 agree; the 4th joins and learns the same decree at the next ballot; it never changes."""
+    for name in ("alpha", "beta", "gamma"):
+        cluster.start(name)
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(["alpha", "beta", "gamma"])
+    assert len(set(held.values())) == 1 and None not in held.values(), held
+    decree = held["alpha"]
+    assert cluster.decree("delta") is None
+    cluster.start("delta")
+    cluster.ballot("beta")
+    assert cluster.wait_decrees(["delta"]) == {"delta": decree}
+    for name in ("delta", "gamma", "alpha", "beta", "delta"):
+        cluster.ballot(name)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert {n: cluster.decree(n) for n in cluster.config.names} == dict.fromkeys(cluster.config.names, decree)
+
+
+def test_the_fourth_learns_from_a_ballot_it_starts_itself(cluster: Priests) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        cluster.start(name)
+    cluster.ballot("gamma")
+    decree = cluster.wait_decrees(["gamma"])["gamma"]
+    cluster.start("delta")
+    cluster.ballot("delta")
+    assert cluster.wait_decrees(["delta"]) == {"delta": decree}
+
+
+def test_all_four_ballot_at_once_repeatedly_and_still_agree(cluster: Priests) -> None:
+    for name in cluster.config.names:
+        cluster.start(name)
+    for _ in range(5):
+        for name in cluster.config.names:
+            cluster.ballot(name)
+    held = cluster.wait_decrees(cluster.config.names)
+    assert None not in held.values() and len(set(held.values())) == 1, held
+    for name in cluster.config.names:
+        cluster.ballot(name)
+    time.sleep(0.3)
+    assert {n: cluster.decree(n) for n in cluster.config.names} == held
+
+
+def test_a_killed_and_restarted_priest_keeps_its_decree_and_promises(cluster: Priests) -> None:
+    for name in cluster.config.names:
+        cluster.start(name)
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(cluster.config.names)
+    ledger_before = (cluster.config.priest_dir("beta") / "ledger.log").read_text().splitlines()[-1]
+    cluster.kill("beta")
+    cluster.start("beta")
+    ledger_after = (cluster.config.priest_dir("beta") / "ledger.log").read_text().splitlines()[-1]
+    assert ledger_after == ledger_before
+    cluster.ballot("beta")
+    time.sleep(0.3)
+    assert {n: cluster.decree(n) for n in cluster.config.names} == held
+    started = [json.loads(line) for line in
+               (cluster.config.priest_dir("beta") / "events.jsonl").read_text().splitlines()
+               if '"started"' in line]
+    assert started[-1]["decree"] == held["beta"]
+
+
+def test_a_majority_crash_stops_progress_but_not_safety(cluster: Priests) -> None:
+    for name in ("alpha", "beta"):
+        cluster.start(name)
+    cluster.ballot("alpha")  # 2 of 4 cannot form a quorum of 3
+    time.sleep(1.5)
+    assert cluster.decree("alpha") is None and cluster.decree("beta") is None
+    cluster.start("gamma")
+    cluster.ballot("beta")
+    held = cluster.wait_decrees(["alpha", "beta", "gamma"])
+    assert len(set(held.values())) == 1 and None not in held.values()
+
+
+def _garbage(ports: list[int]) -> list[bytes]:
+    rng = random.Random(7)
+    valid = {"v": 1, "cluster": "test", "type": "Success", "src": "beta", "ballot": [1, "beta"],
+             "decree": 666}
+    return [
+        b"", b"\x00" * 64, bytes(rng.getrandbits(8) for _ in range(200)), b"{" * 400,
+        b"x" * 70000, b"[]", b"null", b'{"v":1}',
+        json.dumps({**valid, "decree": "666"}).encode(),
+        json.dumps({**valid, "decree": True}).encode(),
+        json.dumps({**valid, "type": "Prepare"}).encode(),
+        json.dumps({**valid, "src": "mallory"}).encode(),
+        json.dumps({**valid, "cluster": "other"}).encode(),
+        json.dumps({**valid, "ballot": [-1, "beta"]}).encode(),
+        json.dumps(valid).encode(),  # forged: sent from a socket that is not beta's address
+    ]
+
+
+def test_garbage_datagrams_leave_a_priest_alive_and_its_decree_unchanged(cluster: Priests) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        cluster.start(name)
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(["alpha", "beta", "gamma"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    addr = cluster.config.address_of("gamma")
+    ports = [p.port for p in cluster.config.priests.values()]
+    for _ in range(3):
+        for data in _garbage(ports):
+            try:
+                sock.sendto(data, addr)
+            except OSError:
+                pass  # oversized for UDP: the kernel refuses it, which is fine too
+    sock.close()
+    time.sleep(0.3)
+    assert cluster.procs["gamma"].poll() is None
+    assert cluster.decree("gamma") == held["gamma"]
+    events = (cluster.config.priest_dir("gamma") / "events.jsonl").read_text()
+    dropped = [json.loads(line) for line in events.splitlines() if '"dropped"' in line]
+    reasons = " ".join(str(e["reason"]) for e in dropped)
+    assert "forged sender" in reasons and "unknown sender" in reasons and "not JSON" in reasons
+    # and it still takes part in a ballot
+    cluster.ballot("gamma")
+    time.sleep(0.2)
+    assert cluster.procs["gamma"].poll() is None
+
+
+def test_a_second_priest_on_the_same_ledger_or_port_refuses_to_start(cluster: Priests, tmp_path) -> None:
+    cluster.start("alpha")
+    with pytest.raises(AssertionError, match="exited 1"):
+        cluster.start("alpha")
+    out = (tmp_path / "alpha.out").read_text()
+    assert "another priest is already running" in out or "cannot bind" in out
+    assert "Traceback" not in out
+
+
+def test_a_corrupt_ledger_is_refused_not_reset(cluster: Priests, tmp_path) -> None:
+    cluster.start("alpha")
+    cluster.stop_all()
+    ledger = cluster.config.priest_dir("alpha") / "ledger.log"
+    ledger.write_text("# paxos-harness ledger v1\nv1 last_tried=zzz crc=0\nv1 more\n")
+    with pytest.raises(AssertionError, match="exited 1"):
+        cluster.start("alpha")
+    out = (tmp_path / "alpha.out").read_text()
+    assert "ledger.log" in out and "Traceback" not in out
+    assert "zzz" in ledger.read_text()  # not reset
+
+
+def test_sigterm_stops_cleanly(cluster: Priests) -> None:
+    proc = cluster.start("alpha")
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(5) == 0

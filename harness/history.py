@@ -1,0 +1,285 @@
+"""What a run left on disk, read into plain data for the checker (`harness.verify`).
+
+For every priest of a config: `<data_dir>/<name>/events.jsonl` and `decree.txt`;
+for the cluster: `<data_dir>/harness.jsonl`. Nothing here judges the run; it
+only reads, and reports every line or file it cannot use (by file and line)
+instead of failing. Formats: docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from node.config import Config
+from node.messages import Ballot
+
+EVENTS_FILE = "events.jsonl"
+DECREE_FILE = "decree.txt"
+HARNESS_FILE = "harness.jsonl"
+
+# Kinds whose meaning the checker relies on: their ballot (and decree) must be there.
+# (A `learned` may have no ballot: a Success from a priest that learned before its
+# last restart carries ballot zero, recorded as null.)
+NEEDS_BALLOT = frozenset({"ballot_started", "promised", "proposed", "voted"})
+NEEDS_DECREE = frozenset({"proposed", "voted", "learned"})
+
+_DECREE_RE = re.compile(r"-?[0-9]+\n?")
+
+
+@dataclass(slots=True)
+class Event:
+    """One line of a priest's events.jsonl, decoded; `data` keeps every field."""
+
+    t: int
+    priest: str
+    kind: str
+    ballot: Ballot | None
+    decree: int | None
+    peer: str | None
+    line: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """A file or line that could not be used: where, and why."""
+
+    path: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DecreeFile:
+    """A priest's decree.txt: absent, an int, or text that is not a decree."""
+
+    path: str
+    present: bool
+    value: int | None = None
+    problem: str | None = None  # set when present but not "<int>\n"
+
+
+@dataclass
+class History:
+    """Everything the checker reads: per-priest events (sorted by t), decree files, problems."""
+
+    data_dir: str
+    events: dict[str, list[Event]] = field(default_factory=dict)
+    decrees: dict[str, DecreeFile] = field(default_factory=dict)
+    harness: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[ReadProblem] = field(default_factory=list)
+
+    def all_events(self) -> list[Event]:
+        """Every priest's events merged into one list ordered by t."""
+        merged = [e for evs in self.events.values() for e in evs]
+        merged.sort(key=_by_time)
+        return merged
+
+    def first_time(self) -> int | None:
+        """The earliest t recorded by any priest, or None if there is no event."""
+        firsts = [evs[0].t for evs in self.events.values() if evs]
+        return min(firsts) if firsts else None
+
+    def event_count(self) -> int:
+        return sum(len(evs) for evs in self.events.values())
+
+
+def _by_time(e: Event) -> int:
+    return e.t
+
+
+def load_history(config: Config) -> History:
+    """Read every priest's files and the harness events under config.data_dir."""
+    history = History(str(config.data_dir))
+    for name in config.names:
+        _load_priest(config.priest_dir(name), name, history)
+    harness_path = config.data_dir / HARNESS_FILE
+    if harness_path.exists():
+        history.harness = _read_harness(harness_path, history.problems)
+    return history
+
+
+def _load_priest(directory: Path, name: str, history: History) -> None:
+    history.events[name] = []
+    decree_path = directory / DECREE_FILE
+    history.decrees[name] = DecreeFile(str(decree_path), present=False)
+    if not directory.is_dir():
+        history.problems.append(ReadProblem(str(directory), None, f"no directory for priest {name} "
+                                            "(never started, or removed)"))
+        return
+    events_path = directory / EVENTS_FILE
+    if events_path.exists():
+        history.events[name] = read_events(events_path, name, history.problems)
+    else:
+        history.problems.append(ReadProblem(str(events_path), None, "missing: no events recorded"))
+    history.decrees[name] = read_decree(decree_path)
+
+
+def read_decree(path: Path) -> DecreeFile:
+    """decree.txt: absent, an int and a newline, or a problem saying what is wrong."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return DecreeFile(str(path), present=False)
+    except OSError as exc:
+        return DecreeFile(str(path), present=True, problem=f"cannot read: {exc.strerror or exc}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return DecreeFile(str(path), present=True, problem="not UTF-8 text")
+    if not _DECREE_RE.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        return DecreeFile(str(path), present=True, problem=f"not a decimal int and a newline: {shown!r}")
+    return DecreeFile(str(path), present=True, value=int(text))
+
+
+def read_events(path: Path, name: str, problems: list[ReadProblem]) -> list[Event]:
+    """A priest's events.jsonl, sorted by t; unusable lines go to `problems` and are skipped."""
+    events: list[Event] = []
+    where = str(path)
+
+    def keep(number: int, obj: Any) -> None:
+        event = _to_event(obj, name, number)
+        if isinstance(event, str):
+            problems.append(ReadProblem(where, number, event))
+        else:
+            events.append(event)
+
+    _scan_lines(path, where, problems, keep)
+    events.sort(key=_by_time)  # stable: ties keep file order, the order of writing
+    return events
+
+
+def _read_harness(path: Path, problems: list[ReadProblem]) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    where = str(path)
+
+    def keep(number: int, obj: Any) -> None:
+        if isinstance(obj, dict) and type(obj.get("t")) is int:
+            records.append(obj)
+        else:
+            problems.append(ReadProblem(where, number, "not a harness event (a JSON object with an int 't')"))
+
+    _scan_lines(path, where, problems, keep)
+    records.sort(key=lambda r: r["t"])
+    return records
+
+
+def _scan_lines(path: Path, where: str, problems: list[ReadProblem],
+                keep: Callable[[int, Any], None]) -> None:
+    """Decode each line as one JSON value and hand it to `keep`; report the rest."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(ReadProblem(where, None, f"cannot read: {exc.strerror or exc}"))
+        return
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Rare: decode line by line so one bad line costs only itself.
+        text = "\n".join(_decode_lines(raw.split(b"\n"), where, problems))
+    if text and not text.endswith("\n"):
+        last = text.count("\n") + 1
+        problems.append(ReadProblem(where, last, "torn last line (no newline: the priest "
+                                    "stopped mid-write); skipped"))
+        text = text[: text.rfind("\n") + 1]
+    _scan_text(text, where, problems, keep)
+
+
+def _scan_text(text: str, where: str, problems: list[ReadProblem],
+               keep: Callable[[int, Any], None]) -> None:
+    # The C scanner decodes one value at a line's start without slicing the text
+    # (about twice as fast as json.loads per line); a value that does not end
+    # exactly at the newline is not a line of its own.
+    scan = json.JSONDecoder().scan_once
+    pos, number, size = 0, 0, len(text)
+    while pos < size:
+        number += 1
+        end = text.find("\n", pos)
+        try:
+            obj, stop = scan(text, pos)
+        except (StopIteration, ValueError, RecursionError):
+            obj, stop = None, -1
+        if stop != end:
+            obj = _slow_line(text[pos:end], where, number, problems)
+        if obj is not _SKIP:
+            keep(number, obj)
+        pos = end + 1
+
+
+_SKIP = object()
+
+
+def _slow_line(line: str, where: str, number: int, problems: list[ReadProblem]) -> Any:
+    """A line the fast path refused: blank, padded with spaces, or not JSON."""
+    if not line.strip():
+        return _SKIP
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        shown = line if len(line) <= 60 else line[:60] + "..."
+        problems.append(ReadProblem(where, number, f"not a JSON line: {shown!r}"))
+        return _SKIP
+
+
+def _decode_lines(lines: list[bytes], where: str, problems: list[ReadProblem]) -> list[str]:
+    out = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            problems.append(ReadProblem(where, number, "not UTF-8 text"))
+            out.append("")  # keeps line numbers; a blank line is skipped
+    return out
+
+
+_BALLOTS: dict[str, Ballot] = {}
+
+
+def parse_ballot(text: str) -> Ballot:
+    """Ballot.parse with a cache: a history names few distinct ballots many times."""
+    ballot = _BALLOTS.get(text)
+    if ballot is None:
+        ballot = Ballot.parse(text)
+        if len(_BALLOTS) < 100_000:
+            _BALLOTS[text] = ballot
+    return ballot
+
+
+def _to_event(obj: Any, name: str, number: int) -> Event | str:
+    """An Event, or the reason this JSON value is not one."""
+    if type(obj) is not dict:
+        return "not a JSON object"
+    t, kind, priest = obj.get("t"), obj.get("kind"), obj.get("priest")
+    if type(t) is not int:
+        return "'t' is not an int"
+    if type(kind) is not str:
+        return "'kind' is not a string"
+    if priest != name:
+        return f"'priest' is {priest!r}, not {name!r} whose file this is"
+    ballot_text, decree, peer = obj.get("ballot"), obj.get("decree"), obj.get("peer")
+    ballot = None
+    if ballot_text is not None:
+        if type(ballot_text) is not str:
+            return f"'ballot' is not a string: {ballot_text!r}"
+        try:
+            ballot = parse_ballot(ballot_text)
+        except ValueError:
+            return f"'ballot' is not a ballot: {ballot_text!r}"
+    elif kind in NEEDS_BALLOT:
+        return f"a {kind} event without a ballot"
+    if decree is not None and type(decree) is not int:
+        return f"'decree' is not an int: {decree!r}"
+    if decree is None and kind in NEEDS_DECREE:
+        return f"a {kind} event without a decree"
+    if peer is not None and type(peer) is not str:
+        return f"'peer' is not a string: {peer!r}"
+    return Event(t, name, kind, ballot, decree, peer, number, obj)

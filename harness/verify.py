@@ -1,0 +1,499 @@
+"""`paxos-harness verify`: prove agreement, or show its violation, from what a run left.
+
+`check` is a pure function of the config, the history read by
+`harness.history` and the set of surviving priests: no files, no clock. It
+applies every rule in RULES (each names the priests, decrees, ballots and event
+times that break it) and the final-state rule: every surviving priest's
+decree.txt holds the same decree. `load_and_check` reads then checks; `run`
+re-checks until a verdict is final or the wait is over, then prints it.
+
+Event times in messages are seconds after the first event of the history,
+followed by the file and line that recorded it (`beta/events.jsonl:12`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, TextIO
+
+from colorama import Fore, Style
+
+from harness.history import NEEDS_BALLOT, Event, History, ReadProblem, load_history
+from node.config import Config
+from node.messages import Ballot
+
+# Every kind of violation and the rule it breaks.
+KINDS: dict[str, str] = {
+    "disagreement": "every surviving priest's decree.txt holds the same decree",
+    "learned_different": "no two priests ever learned different decrees",
+    "decree_changed": "no priest's decree ever changes once learned",
+    "decree_file_mismatch": "a priest's decree.txt holds the decree it learned",
+    "malformed_decree": "a decree.txt holds a decimal int and a newline",
+    "unproposed_decree": "a learned decree was proposed in some BeginBallot",
+    "promise_broken": "no priest votes in a ballot below one it promised (NextBallot answered)",
+    "ballot_two_decrees": "one decree per ballot (BeginBallot)",
+    "ballot_reused": "a ballot number is begun by one priest only",
+    "chosen_changed": "once a quorum voted d in ballot b, every vote in a later ballot is for d",
+    "unsound_learning": "a priest learns d only after a quorum voted d in one ballot",
+}
+
+# Events whose ballots make a priest's "ballots seen".
+SEEN_KINDS = NEEDS_BALLOT | {"learned"}
+# Events through which a priest shows the decree it holds.
+HOLDING_KINDS = ("learned", "started", "reminded")
+
+OK, VIOLATION, WAITING = 0, 1, 3
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule with the evidence: priests, decrees, ballots, event times (ns)."""
+
+    kind: str
+    message: str
+    priests: tuple[str, ...] = ()
+    decrees: tuple[int, ...] = ()
+    ballots: tuple[str, ...] = ()
+    times: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rule": KINDS[self.kind], "message": self.message,
+                "priests": list(self.priests), "decrees": list(self.decrees),
+                "ballots": list(self.ballots), "times": list(self.times)}
+
+
+@dataclass(frozen=True)
+class PriestRow:
+    """One line of the verdict's table."""
+
+    name: str
+    alive: bool  # counts as surviving (every priest when the cluster is down)
+    decree: int | None  # from its decree.txt
+    ballots: tuple[str, ...]  # distinct ballots it began, promised, proposed, voted or learned in
+    events: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What `verify` found: a table of priests, violations and unreadable input."""
+
+    cluster: str
+    quorum: int
+    cluster_up: bool
+    priests: tuple[PriestRow, ...]
+    violations: tuple[Violation, ...]
+    problems: tuple[ReadProblem, ...]
+    events: int
+
+    @property
+    def waiting(self) -> tuple[str, ...]:
+        """Surviving priests that hold no decree yet."""
+        return tuple(p.name for p in self.priests if p.alive and p.decree is None)
+
+    @property
+    def decree(self) -> int | None:
+        """The decree every survivor holds, when there is exactly one."""
+        values = {p.decree for p in self.priests if p.alive and p.decree is not None}
+        return values.pop() if len(values) == 1 else None
+
+    @property
+    def exit_status(self) -> int:
+        """0 agreement and no violation; 1 a violation; 3 a survivor has no decree yet."""
+        if self.violations:
+            return VIOLATION
+        return WAITING if self.waiting else OK
+
+    @property
+    def status(self) -> str:
+        return {OK: "agreement", VIOLATION: "violation", WAITING: "waiting"}[self.exit_status]
+
+    def to_json(self) -> dict[str, Any]:
+        """The verdict as plain JSON data, for scripts (`verify --json`)."""
+        return {
+            "status": self.status, "exit_status": self.exit_status,
+            "cluster": self.cluster, "quorum": self.quorum, "cluster_up": self.cluster_up,
+            "decree": self.decree if not self.violations else None,
+            "waiting": list(self.waiting), "events": self.events,
+            "priests": [{"name": p.name, "alive": p.alive, "decree": p.decree,
+                         "ballots": list(p.ballots), "events": p.events} for p in self.priests],
+            "violations": [v.to_json() for v in self.violations],
+            "problems": [{"path": p.path, "line": p.line, "reason": p.reason}
+                         for p in self.problems],
+        }
+
+
+# --- the index the rules share -------------------------------------------------
+
+
+@dataclass
+class _Index:
+    """The history sorted out once by kind, ballot and (ballot, decree)."""
+
+    config: Config
+    history: History
+    t0: int
+    by_kind: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    # (ballot, decree) -> priest -> its first vote event for that pair
+    tally: dict[tuple[Ballot, int], dict[str, Event]] = field(default_factory=dict)
+
+    def cite(self, e: Event) -> str:
+        """An event's time and where it is written: '+1.234567s, beta/events.jsonl:12'."""
+        return f"+{(e.t - self.t0) / 1e9:.6f}s, {e.priest}/events.jsonl:{e.line}"
+
+
+def _index(config: Config, history: History) -> _Index:
+    idx = _Index(config, history, history.first_time() or 0)
+    by_kind = idx.by_kind
+    for events in history.events.values():
+        for e in events:
+            by_kind[e.kind].append(e)
+    for e in by_kind["voted"]:
+        assert e.ballot is not None and e.decree is not None  # history.py guarantees
+        voters = idx.tally.setdefault((e.ballot, e.decree), {})
+        if e.priest not in voters:
+            voters[e.priest] = e
+    return idx
+
+
+# --- the rules -----------------------------------------------------------------
+
+
+def _final_agreement(idx: _Index, survivors: list[str]) -> list[Violation]:
+    holders: dict[int, list[str]] = defaultdict(list)
+    for name in survivors:
+        value = idx.history.decrees[name].value
+        if value is not None:
+            holders[value].append(name)
+    if len(holders) < 2:
+        return []
+    parts = "; ".join(f"{d} in {', '.join(ps)}" for d, ps in sorted(holders.items()))
+    return [Violation("disagreement", f"surviving priests' decree.txt files differ: {parts}",
+                      tuple(p for ps in holders.values() for p in ps), tuple(sorted(holders)))]
+
+
+def _learned_different(idx: _Index) -> list[Violation]:
+    # decree -> priest -> the first evidence that it learned it
+    claims: dict[int, dict[str, str]] = defaultdict(dict)
+    times: list[int] = []
+    for e in idx.by_kind["learned"]:
+        assert e.decree is not None
+        if e.priest not in claims[e.decree]:
+            claims[e.decree][e.priest] = f"{e.priest} at {idx.cite(e)}"
+            times.append(e.t)
+    learners = {e.priest for e in idx.by_kind["learned"]}
+    for name, file in idx.history.decrees.items():
+        # A priest killed between writing decree.txt and recording `learned`.
+        if name not in learners and file.value is not None:
+            claims[file.value].setdefault(name, f"{name} in {file.path}")
+    if len(claims) < 2:
+        return []
+    parts = "; ".join(f"{d} learned by {', '.join(c.values())}" for d, c in sorted(claims.items()))
+    return [Violation("learned_different", f"priests learned different decrees: {parts}",
+                      tuple(sorted({p for c in claims.values() for p in c})),
+                      tuple(sorted(claims)), (), tuple(times))]
+
+
+def _holdings(idx: _Index) -> dict[str, list[Event]]:
+    """Per priest, in time order, the events that show the decree it holds."""
+    held: dict[str, list[Event]] = {}
+    for name, events in idx.history.events.items():
+        held[name] = [e for e in events if e.kind in HOLDING_KINDS and e.decree is not None]
+    return held
+
+
+def _stability(idx: _Index) -> list[Violation]:
+    out = []
+    for name, events in _holdings(idx).items():
+        first = events[0] if events else None
+        changed = next((e for e in events if first and e.decree != first.decree), None)
+        if first and changed:
+            out.append(Violation(
+                "decree_changed",
+                f"{name}'s decree changed: {first.kind} {first.decree} in ballot {first.ballot} "
+                f"at {idx.cite(first)}, then {changed.kind} {changed.decree} at {idx.cite(changed)}",
+                (name,), (first.decree or 0, changed.decree or 0),
+                _ballots(first, changed), (first.t, changed.t)))
+        file = idx.history.decrees[name]
+        if first and file.value is not None and file.value != first.decree:
+            out.append(Violation(
+                "decree_file_mismatch",
+                f"{file.path} holds {file.value} but {name} {first.kind} {first.decree} "
+                f"in ballot {first.ballot} at {idx.cite(first)}",
+                (name,), (file.value, first.decree or 0), _ballots(first), (first.t,)))
+    return out
+
+
+def _malformed(idx: _Index) -> list[Violation]:
+    return [Violation("malformed_decree", f"{f.path}: {f.problem}", (name,))
+            for name, f in idx.history.decrees.items() if f.problem is not None]
+
+
+def _validity(idx: _Index) -> list[Violation]:
+    proposed = {e.decree for e in idx.by_kind["proposed"]}
+    firsts: dict[int, dict[str, Event]] = defaultdict(dict)
+    for e in idx.by_kind["learned"]:
+        if e.decree not in proposed:
+            assert e.decree is not None
+            firsts[e.decree].setdefault(e.priest, e)
+    out = []
+    for d, learners in sorted(firsts.items()):
+        cites = "; ".join(f"{p} at {idx.cite(e)}" for p, e in learners.items())
+        out.append(Violation(
+            "unproposed_decree", f"decree {d} was learned but no priest proposed it "
+            f"(no BeginBallot for {d}): {cites}",
+            tuple(learners), (d,), _ballots(*learners.values()),
+            tuple(e.t for e in learners.values())))
+    learned_by = {e.priest for e in idx.by_kind["learned"]}
+    for name, f in idx.history.decrees.items():
+        if name not in learned_by and f.value is not None and f.value not in proposed:
+            out.append(Violation("unproposed_decree", f"{f.path} holds {f.value}, which no "
+                                 f"priest proposed (no BeginBallot for {f.value})",
+                                 (name,), (f.value,)))
+    return out
+
+
+def _promises(idx: _Index) -> list[Violation]:
+    out = []
+    for name, events in idx.history.events.items():
+        promise: Event | None = None
+        broken: list[tuple[Event, Event]] = []
+        for e in events:
+            if e.kind == "promised" and (promise is None or _b(e) > _b(promise)):
+                promise = e
+            elif e.kind == "voted" and promise is not None and _b(e) < _b(promise):
+                broken.append((promise, e))
+        if broken:
+            p, v = broken[0]
+            more = f" (and {len(broken) - 1} more such votes)" if len(broken) > 1 else ""
+            out.append(Violation(
+                "promise_broken",
+                f"{name} promised ballot {p.ballot} at {idx.cite(p)} (pid {p.data.get('pid')}), "
+                f"then voted {v.decree} in the lower ballot {v.ballot} at {idx.cite(v)} "
+                f"(pid {v.data.get('pid')}){more}",
+                (name,), (v.decree or 0,), _ballots(p, v), (p.t, v.t)))
+    return out
+
+
+def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
+    out = []
+    for ballot, events in _group(idx.by_kind["proposed"]).items():
+        firsts = _first_per(events, lambda e: e.decree)
+        if len(firsts) > 1:
+            cites = "; ".join(f"{e.priest} proposed {e.decree} at {idx.cite(e)}" for e in firsts)
+            out.append(Violation(
+                "ballot_two_decrees", f"ballot {ballot} has two decrees: {cites}",
+                tuple(sorted({e.priest for e in firsts})), tuple(e.decree or 0 for e in firsts),
+                (str(ballot),), tuple(e.t for e in firsts)))
+    for ballot, events in _group(idx.by_kind["ballot_started"]).items():
+        firsts = _first_per(events, lambda e: e.priest)
+        if len(firsts) > 1:
+            cites = "; ".join(f"{e.priest} at {idx.cite(e)}" for e in firsts)
+            out.append(Violation(
+                "ballot_reused", f"ballot {ballot} was begun by {len(firsts)} priests: {cites}",
+                tuple(e.priest for e in firsts), (), (str(ballot),), tuple(e.t for e in firsts)))
+    return out
+
+
+def _chosen_stays_chosen(idx: _Index) -> list[Violation]:
+    chosen = [key for key, voters in idx.tally.items() if len(voters) >= idx.config.quorum]
+    if not chosen:
+        return []
+    b0, d0 = min(chosen)
+    voters = idx.tally[(b0, d0)]
+    basis = (f"a quorum ({', '.join(sorted(voters))}) voted {d0} in ballot {b0}, "
+             f"complete at {idx.cite(_quorum_event(voters, idx.config.quorum))}")
+    out = []
+    for (b, d), later in sorted(idx.tally.items()):
+        if b > b0 and d != d0:
+            cites = "; ".join(f"{p} at {idx.cite(e)}" for p, e in sorted(later.items()))
+            out.append(Violation(
+                "chosen_changed", f"{basis}; yet in the later ballot {b} votes went to {d}: {cites}",
+                tuple(sorted(set(voters) | set(later))), (d0, d), (str(b0), str(b)),
+                tuple(e.t for e in later.values())))
+    return out
+
+
+def _learning_sound(idx: _Index) -> list[Violation]:
+    quorum = idx.config.quorum
+    # decree -> the earliest moment a quorum had voted for it in one ballot
+    known: dict[int, tuple[Event, Ballot]] = {}
+    for (b, d), voters in idx.tally.items():
+        if len(voters) >= quorum:
+            last = _quorum_event(voters, quorum)
+            if d not in known or last.t < known[d][0].t:
+                known[d] = (last, b)
+    early: dict[int, list[Event]] = defaultdict(list)
+    for e in idx.by_kind["learned"]:
+        assert e.decree is not None
+        # `voted` is recorded once the vote is durable, before Voted is sent, so a
+        # sound `learned` comes strictly after the quorum's votes on the one clock.
+        if e.decree not in known or e.t < known[e.decree][0].t:
+            early[e.decree].append(e)
+    return [_unsound(idx, d, events, known.get(d)) for d, events in sorted(early.items())]
+
+
+def _unsound(idx: _Index, d: int, events: list[Event],
+             basis: tuple[Event, Ballot] | None) -> Violation:
+    cites = "; ".join(f"{e.priest} at {idx.cite(e)}" for e in events[:10])
+    more = f" and {len(events) - 10} more" if len(events) > 10 else ""
+    need = f"{idx.config.quorum} of {len(idx.config.priests)}"
+    if basis is None:
+        counts = [(len(v), b) for (b, dd), v in idx.tally.items() if dd == d]
+        most = f"at most {max(counts)[0]} votes, in ballot {max(counts)[1]}" if counts else "no vote"
+        why = f"no quorum ({need}) ever voted {d} in one ballot ({most})"
+    else:
+        why = f"a quorum ({need}) had voted {d} only at {idx.cite(basis[0])}, in ballot {basis[1]}"
+    return Violation("unsound_learning", f"{d} was learned too early: {cites}{more}; {why}",
+                     tuple(sorted({e.priest for e in events})), (d,), _ballots(*events),
+                     tuple(e.t for e in events))
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def _b(e: Event) -> Ballot:
+    assert e.ballot is not None
+    return e.ballot
+
+
+def _ballots(*events: Event) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(str(e.ballot) for e in events if e.ballot is not None))
+
+
+def _group(events: Iterable[Event]) -> dict[Ballot, list[Event]]:
+    groups: dict[Ballot, list[Event]] = defaultdict(list)
+    for e in events:
+        groups[_b(e)].append(e)
+    return groups
+
+
+def _first_per(events: list[Event], key: Callable[[Event], object]) -> list[Event]:
+    """The earliest event for each distinct key, in time order."""
+    firsts: dict[object, Event] = {}
+    for e in sorted(events, key=lambda e: e.t):
+        firsts.setdefault(key(e), e)
+    return list(firsts.values())
+
+
+def _quorum_event(voters: dict[str, Event], quorum: int) -> Event:
+    """The vote that completed a quorum: the quorum-th earliest."""
+    return sorted(voters.values(), key=lambda e: e.t)[quorum - 1]
+
+
+def _rows(idx: _Index, alive: set[str]) -> tuple[PriestRow, ...]:
+    rows = []
+    for name in idx.config.names:
+        events = idx.history.events.get(name, [])
+        seen = {e.ballot for e in events if e.kind in SEEN_KINDS and e.ballot is not None}
+        seen.discard(Ballot(0, ""))
+        rows.append(PriestRow(name, name in alive, idx.history.decrees[name].value,
+                              tuple(str(b) for b in sorted(seen)), len(events)))
+    return tuple(rows)
+
+
+# --- entry points ----------------------------------------------------------------
+
+
+def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
+    """Judge a history: `alive` is the set of running priests, or None if the cluster is down."""
+    survivors = [n for n in config.names if alive is None or n in alive]
+    idx = _index(config, history)
+    violations = _final_agreement(idx, survivors)
+    for rule in RULES:
+        violations += rule(idx)
+    return Verdict(config.cluster, config.quorum, alive is not None,
+                   _rows(idx, set(survivors)), tuple(violations), tuple(history.problems),
+                   history.event_count())
+
+
+RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
+    _malformed, _learned_different, _stability, _validity, _promises,
+    _one_decree_per_ballot, _chosen_stays_chosen, _learning_sound,
+)
+
+
+def load_and_check(config: Config, alive: set[str] | None) -> Verdict:
+    """Read the run's files under config.data_dir and judge them."""
+    return check(config, load_history(config), alive)
+
+
+def run(config: Config, *, alive_fn: Callable[[], set[str] | None], wait: float, as_json: bool,
+        color: bool, out: TextIO, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep, interval: float = 0.2) -> int:
+    """Check until the verdict is 0 or 1 or `wait` seconds pass; print it; return its status."""
+    deadline = clock() + max(wait, 0.0)
+    while True:
+        verdict = load_and_check(config, alive_fn())
+        status = verdict.exit_status
+        now = clock()
+        if status in (OK, VIOLATION) or now >= deadline:
+            break
+        sleep(min(interval, deadline - now))
+    out.write(json.dumps(verdict.to_json(), indent=2) + "\n" if as_json else render(verdict, color))
+    return status
+
+
+# --- rendering -------------------------------------------------------------------
+
+SHOWN = 20  # violations and problems listed in full; the rest are counted
+
+
+def render(verdict: Verdict, color: bool) -> str:
+    """The verdict for a person: a table of priests, then what is wrong, if anything."""
+    def paint(text: str, code: str) -> str:
+        return f"{code}{text}{Style.RESET_ALL}" if color else text
+
+    state = "up" if verdict.cluster_up else "down: every priest counts as surviving"
+    lines = [f"cluster {verdict.cluster}: {len(verdict.priests)} priests, quorum "
+             f"{verdict.quorum}, {verdict.events} events read; cluster {state}", ""]
+    lines += _table(verdict, paint)
+    if verdict.problems:
+        lines += ["", paint(f"could not read ({len(verdict.problems)}):", Fore.YELLOW)]
+        lines += [f"  {p}" for p in verdict.problems[:SHOWN]] + _more(verdict.problems)
+    lines.append("")
+    lines += _summary(verdict, paint)
+    return "\n".join(lines) + "\n"
+
+
+def _table(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
+    width = max([6] + [len(p.name) for p in verdict.priests])
+    lines = [f"  {'priest':<{width}}  alive  {'decree':<20}  ballots seen"]
+    agreed = verdict.decree
+    for p in verdict.priests:
+        alive = ("yes" if p.alive else "no") if verdict.cluster_up else "down"
+        decree = "-" if p.decree is None else str(p.decree)
+        shade = Fore.GREEN if p.decree is not None and p.decree == agreed else Fore.RED
+        if p.decree is None:
+            shade = Fore.YELLOW if p.alive else Style.DIM
+        ballots = f"{len(p.ballots)}" + (f" (highest {p.ballots[-1]})" if p.ballots else "")
+        lines.append(f"  {p.name:<{width}}  {paint(f'{alive:<5}', Fore.GREEN if p.alive else Style.DIM)}"
+                     f"  {paint(f'{decree:<20}', shade)}  {ballots}")
+    return lines
+
+
+def _summary(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
+    status = verdict.exit_status
+    if status == VIOLATION:
+        n = len(verdict.violations)
+        lines = [paint(f"VIOLATION (exit 1): {n} violation{'s' if n > 1 else ''} "
+                       "(times are seconds after the first recorded event)", Fore.RED + Style.BRIGHT)]
+        for v in verdict.violations[:SHOWN]:
+            lines.append(f"  {paint(v.kind, Fore.RED)}: {v.message}")
+        lines += _more(verdict.violations)
+        if verdict.problems:
+            lines.append(paint("  note: some files or lines could not be read (above); a "
+                               "violation may come from missing evidence", Fore.YELLOW))
+        return lines
+    if status == WAITING:
+        return [paint(f"NOT YET (exit 3): no violation, but {', '.join(verdict.waiting)} "
+                      "hold no decree yet", Fore.YELLOW + Style.BRIGHT)]
+    what = f"decree {verdict.decree}" if verdict.decree is not None else "no decree (no survivor)"
+    return [paint(f"AGREEMENT (exit 0): every surviving priest holds {what}; "
+                  f"no violation in {verdict.events} events", Fore.GREEN + Style.BRIGHT)]
+
+
+def _more(items: tuple[object, ...]) -> list[str]:
+    return [f"  ... and {len(items) - SHOWN} more"] if len(items) > SHOWN else []

@@ -1,0 +1,521 @@
+"""The checker behind `verify`: hand-made runs on disk, one per rule it enforces.
+
+Every rule is shown to fail: a healthy run passes, and a mutation of it that
+breaks exactly one rule is caught, with exactly the violation kinds expected.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from harness.history import load_history
+from harness.verify import KINDS, Verdict, check, load_and_check, render, run
+from node.config import Config, parse_config
+
+NAMES = ["alpha", "beta", "gamma", "delta"]
+
+
+class Run:
+    """A run's files, built in memory, then written as a data directory."""
+
+    def __init__(self, names: list[str] = NAMES) -> None:
+        self.names = names
+        self.events: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        self.decrees: dict[str, str] = {}
+        self.t = 5_000_000_000
+
+    def add(self, priest: str, kind: str, ballot: str | None = None, decree: int | None = None,
+            peer: str | None = None, **extra: Any) -> dict[str, Any]:
+        """Append one event, 1 ms after the previous one."""
+        self.t += 1_000_000
+        record = {"t": self.t, "priest": priest, "pid": 100 + self.names.index(priest),
+                  "kind": kind, "ballot": ballot, "decree": decree, "peer": peer,
+                  "text": f"{kind} {ballot} {decree}", **extra}
+        self.events[priest].append(record)
+        return record
+
+    def find(self, priest: str, kind: str, ballot: str | None = None) -> dict[str, Any]:
+        return next(e for e in self.events[priest]
+                    if e["kind"] == kind and (ballot is None or e["ballot"] == ballot))
+
+    def remove(self, priest: str, kind: str, ballot: str | None = None) -> None:
+        self.events[priest].remove(self.find(priest, kind, ballot))
+
+    def write(self, data_dir: Path) -> None:
+        for name in self.names:
+            d = data_dir / name
+            d.mkdir(parents=True, exist_ok=True)
+            lines = "".join(json.dumps(e) + "\n" for e in self.events[name])
+            (d / "events.jsonl").write_text(lines)
+            if name in self.decrees:
+                (d / "decree.txt").write_text(self.decrees[name])
+
+
+def make_config(data_dir: Path, names: list[str] = NAMES) -> Config:
+    priests = {n: {"host": "127.0.0.1", "port": 7101 + i} for i, n in enumerate(names)}
+    return parse_config({"cluster": "four", "data_dir": str(data_dir), "priests": priests},
+                        "four.yaml")
+
+
+def healthy() -> Run:
+    """Ballot 1.alpha gets two votes for 1001 and is abandoned; 2.gamma passes 1001."""
+    r = Run()
+    for n in NAMES:
+        r.add(n, "started", None, None, last_tried="0", next_bal="0", prev_vote="none")
+    r.add("alpha", "ballot_started", "1.alpha")
+    for n in ["alpha", "beta", "gamma"]:
+        r.add(n, "promised", "1.alpha", peer="alpha")
+        r.add("alpha", "received", "1.alpha", peer=n, msg="LastVote")
+    r.add("alpha", "proposed", "1.alpha", 1001, quorum=["alpha", "beta", "gamma"])
+    for n in ["alpha", "beta"]:
+        r.add(n, "voted", "1.alpha", 1001, peer="alpha")
+    r.add("alpha", "ballot_abandoned", "1.alpha")
+    r.add("gamma", "ballot_started", "2.gamma")
+    for n in ["gamma", "delta", "beta"]:
+        r.add(n, "promised", "2.gamma", peer="gamma")
+    r.add("gamma", "proposed", "2.gamma", 1001, quorum=["beta", "delta", "gamma"])
+    for n in ["gamma", "delta", "beta"]:
+        r.add(n, "voted", "2.gamma", 1001, peer="gamma")
+        r.add("gamma", "received", "2.gamma", peer=n, msg="Voted")
+    r.add("gamma", "learned", "2.gamma", 1001)
+    for n in ["alpha", "beta"]:
+        r.add(n, "received", "2.gamma", 1001, peer="gamma", msg="Success")
+        r.add(n, "learned", "2.gamma", 1001)
+    # delta hears it from beta, who learned before a restart: ballot zero, recorded null.
+    r.add("delta", "received", "0", 1001, peer="beta", msg="Success")
+    r.add("delta", "learned", None, 1001)
+    r.decrees = {n: "1001\n" for n in NAMES}
+    return r
+
+
+def verdict_of(tmp_path: Path, r: Run, alive: set[str] | None = None) -> Verdict:
+    data = tmp_path / "data"
+    r.write(data)
+    return load_and_check(make_config(data), alive)
+
+
+def kinds(v: Verdict) -> set[str]:
+    return {x.kind for x in v.violations}
+
+
+# --- the healthy run -------------------------------------------------------------
+
+
+def test_healthy_run_is_agreement(tmp_path: Path) -> None:
+    v = verdict_of(tmp_path, healthy())
+    assert v.violations == () and v.problems == ()
+    assert v.exit_status == 0 and v.decree == 1001
+    assert [p.ballots for p in v.priests][0] == ("1.alpha", "2.gamma")
+
+
+def test_healthy_run_with_live_subset_is_agreement(tmp_path: Path) -> None:
+    v = verdict_of(tmp_path, healthy(), alive={"alpha", "gamma"})
+    assert v.exit_status == 0
+    assert [p.alive for p in v.priests] == [True, False, True, False]
+
+
+# --- one mutation per rule: each is caught, and only by the rules it breaks ------
+
+
+def tamper_delta(r: Run) -> None:
+    r.decrees["delta"] = "1003\n"
+
+
+def delta_crashed_after_writing_1003(r: Run) -> None:
+    r.remove("delta", "learned")
+    r.decrees["delta"] = "1003\n"
+
+
+def delta_restarts_holding_1003(r: Run) -> None:
+    r.add("delta", "stopped")
+    r.add("delta", "started", None, 1003, pid=999)
+
+
+def delta_file_garbled(r: Run) -> None:
+    r.decrees["delta"] = "10x1\n"
+
+
+def nobody_proposed(r: Run) -> None:
+    r.remove("alpha", "proposed")
+    r.remove("gamma", "proposed")
+
+
+def beta_votes_below_promise(r: Run) -> None:
+    # beta's vote in 1.alpha is moved after its promise for 2.gamma.
+    vote = r.find("beta", "voted", "1.alpha")
+    vote["t"] = r.find("beta", "promised", "2.gamma")["t"] + 1
+
+
+def second_decree_for_ballot(r: Run) -> None:
+    r.add("gamma", "proposed", "2.gamma", 1003)
+
+
+def ballot_begun_twice(r: Run) -> None:
+    r.add("delta", "ballot_started", "2.gamma")
+
+
+def later_ballot_votes_otherwise(r: Run) -> None:
+    r.add("delta", "ballot_started", "3.delta")
+    r.add("delta", "promised", "3.delta", peer="delta")
+    r.add("delta", "proposed", "3.delta", 4004)
+    r.add("delta", "voted", "3.delta", 4004, peer="delta")
+
+
+def missing_third_vote(r: Run) -> None:
+    r.remove("delta", "voted", "2.gamma")
+
+
+def learned_before_quorum(r: Run) -> None:
+    r.find("gamma", "learned")["t"] = r.find("delta", "voted", "2.gamma")["t"] - 1
+
+
+MUTATIONS: list[tuple[str, Callable[[Run], None], set[str] | None, set[str]]] = [
+    # (target kind, mutation, alive, every kind expected)
+    ("disagreement", tamper_delta, None, {"disagreement", "decree_file_mismatch"}),
+    ("learned_different", delta_crashed_after_writing_1003, {"alpha", "beta", "gamma"},
+     {"learned_different", "unproposed_decree"}),
+    ("decree_changed", delta_restarts_holding_1003, None, {"decree_changed"}),
+    ("decree_file_mismatch", tamper_delta, {"alpha", "beta", "gamma"}, {"decree_file_mismatch"}),
+    ("malformed_decree", delta_file_garbled, {"alpha", "beta", "gamma"}, {"malformed_decree"}),
+    ("unproposed_decree", nobody_proposed, None, {"unproposed_decree"}),
+    ("promise_broken", beta_votes_below_promise, None, {"promise_broken"}),
+    ("ballot_two_decrees", second_decree_for_ballot, None, {"ballot_two_decrees"}),
+    ("ballot_reused", ballot_begun_twice, None, {"ballot_reused"}),
+    ("chosen_changed", later_ballot_votes_otherwise, None, {"chosen_changed"}),
+    ("unsound_learning", missing_third_vote, None, {"unsound_learning"}),
+    ("unsound_learning", learned_before_quorum, None, {"unsound_learning"}),
+]
+
+
+def test_every_kind_has_a_mutation() -> None:
+    assert {m[0] for m in MUTATIONS} == set(KINDS)
+
+
+@pytest.mark.parametrize("target, mutate, alive, expected", MUTATIONS,
+                         ids=[f"{m[0]}-{m[1].__name__}" for m in MUTATIONS])
+def test_mutation_is_caught(tmp_path: Path, target: str, mutate: Callable[[Run], None],
+                            alive: set[str] | None, expected: set[str]) -> None:
+    r = healthy()
+    mutate(r)
+    v = verdict_of(tmp_path, r, alive)
+    assert kinds(v) == expected
+    assert v.exit_status == 1
+    assert target in render(v, color=False)
+    for violation in v.violations:
+        assert violation.priests, violation  # every violation names its priests
+
+
+# --- the messages name priests, values, ballots and times -------------------------
+
+
+def test_chosen_changed_names_the_evidence(tmp_path: Path) -> None:
+    r = healthy()
+    later_ballot_votes_otherwise(r)
+    (x,) = verdict_of(tmp_path, r).violations
+    assert "2.gamma" in x.message and "3.delta" in x.message
+    assert "1001" in x.message and "4004" in x.message
+    assert "delta/events.jsonl:" in x.message
+    assert x.decrees == (1001, 4004) and x.ballots == ("2.gamma", "3.delta")
+    assert x.times == (r.find("delta", "voted", "3.delta")["t"],)
+
+
+def test_promise_broken_across_restarts(tmp_path: Path) -> None:
+    r = Run(["alpha", "beta", "gamma"])
+    r.add("beta", "started", None, None)
+    r.add("beta", "promised", "5.gamma", peer="gamma")
+    r.add("beta", "stopped")
+    restarted = r.add("beta", "started", None, None)
+    restarted["pid"] = 777
+    vote = r.add("beta", "voted", "3.alpha", 3001, peer="alpha")
+    vote["pid"] = 777
+    data = tmp_path / "data"
+    r.write(data)
+    v = load_and_check(make_config(data, r.names), None)
+    (x,) = [x for x in v.violations if x.kind == "promise_broken"]
+    assert "5.gamma" in x.message and "3.alpha" in x.message
+    assert "pid 101" in x.message and "pid 777" in x.message
+    assert x.priests == ("beta",)
+
+
+def test_promise_equal_to_vote_is_kept(tmp_path: Path) -> None:
+    r = Run(["alpha"])
+    r.add("alpha", "promised", "2.alpha")
+    r.add("alpha", "voted", "2.alpha", 7)
+    r.add("alpha", "promised", "1.alpha")  # lower promise recorded later: max still 2.alpha
+    r.add("alpha", "voted", "3.alpha", 7)
+    data = tmp_path / "data"
+    r.write(data)
+    v = load_and_check(make_config(data, ["alpha"]), None)
+    assert "promise_broken" not in kinds(v)
+
+
+def test_flawed_ballot_marker_is_a_ballot(tmp_path: Path) -> None:
+    r = Run(["alpha", "beta", "gamma"])
+    r.add("alpha", "ballot_started", "1.*")
+    r.add("beta", "ballot_started", "1.*")
+    r.add("alpha", "proposed", "1.*", 1001)
+    r.add("beta", "proposed", "1.*", 2001)
+    data = tmp_path / "data"
+    r.write(data)
+    v = load_and_check(make_config(data, r.names), set())
+    assert kinds(v) == {"ballot_reused", "ballot_two_decrees"}
+    reused = next(x for x in v.violations if x.kind == "ballot_reused")
+    assert reused.ballots == ("1.*",) and set(reused.priests) == {"alpha", "beta"}
+    assert v.problems == ()
+
+
+def test_flawed_marker_used_once_is_healthy(tmp_path: Path) -> None:
+    r = Run(["alpha", "beta", "gamma"])
+    r.add("alpha", "ballot_started", "1.*")
+    r.add("alpha", "proposed", "1.*", 1001)
+    for n in r.names:
+        r.add(n, "voted", "1.*", 1001)
+    for n in r.names:
+        r.add(n, "learned", "1.*", 1001)
+    r.decrees = {n: "1001\n" for n in r.names}
+    data = tmp_path / "data"
+    r.write(data)
+    v = load_and_check(make_config(data, r.names), None)
+    assert v.exit_status == 0, v.violations
+
+
+def test_learned_different_names_both_decrees(tmp_path: Path) -> None:
+    r = healthy()
+    delta_crashed_after_writing_1003(r)
+    v = verdict_of(tmp_path, r, alive={"alpha"})
+    (x,) = [x for x in v.violations if x.kind == "learned_different"]
+    assert x.decrees == (1001, 1003)
+    assert "delta" in x.priests and "decree.txt" in x.message
+
+
+def test_unsound_learning_says_how_many_votes(tmp_path: Path) -> None:
+    r = healthy()
+    missing_third_vote(r)
+    (x,) = verdict_of(tmp_path, r).violations
+    assert "3 of 4" in x.message and "at most 2 votes" in x.message
+    assert set(x.priests) == set(NAMES)
+
+
+# --- final state: tampering, garbage, survivors without a decree ------------------
+
+
+def test_tampered_decree_file(tmp_path: Path) -> None:
+    r = healthy()
+    r.decrees["beta"] = "1002\n"
+    v = verdict_of(tmp_path, r)
+    assert v.exit_status == 1
+    mismatch = next(x for x in v.violations if x.kind == "decree_file_mismatch")
+    assert mismatch.priests == ("beta",) and "1002" in mismatch.message
+    assert "1001" in mismatch.message
+    dis = next(x for x in v.violations if x.kind == "disagreement")
+    assert "1002 in beta" in dis.message and "1001 in alpha, gamma, delta" in dis.message
+
+
+@pytest.mark.parametrize("text", ["", "abc\n", "1001\n1002\n", " 1001\n", "1.5\n", "\xff"])
+def test_malformed_decree_file_is_a_violation(tmp_path: Path, text: str) -> None:
+    r = healthy()
+    r.decrees["gamma"] = text
+    v = verdict_of(tmp_path, r)
+    assert v.exit_status == 1
+    (x,) = [x for x in v.violations if x.kind == "malformed_decree"]
+    assert x.priests == ("gamma",) and "gamma/decree.txt" in x.message
+
+
+def test_decree_file_without_newline_is_accepted(tmp_path: Path) -> None:
+    r = healthy()
+    r.decrees["gamma"] = "1001"
+    assert verdict_of(tmp_path, r).exit_status == 0
+
+
+def test_survivor_without_decree_is_not_yet(tmp_path: Path) -> None:
+    r = healthy()
+    del r.decrees["delta"]
+    r.remove("delta", "learned")
+    v = verdict_of(tmp_path, r)
+    assert v.exit_status == 3 and v.waiting == ("delta",)
+    assert "delta" in render(v, color=False).split("NOT YET")[1]
+
+
+def test_dead_priest_without_decree_does_not_wait(tmp_path: Path) -> None:
+    r = healthy()
+    del r.decrees["delta"]
+    r.remove("delta", "learned")
+    v = verdict_of(tmp_path, r, alive={"alpha", "beta", "gamma"})
+    assert v.exit_status == 0 and v.waiting == ()
+
+
+def test_missing_directory_is_reported_not_fatal(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    healthy().write(data)
+    config = make_config(data, NAMES + ["epsilon"])  # epsilon never started
+    v = load_and_check(config, set(NAMES))
+    assert v.exit_status == 0
+    (problem,) = v.problems
+    assert problem.path.endswith("epsilon") and "no directory" in problem.reason
+    assert "epsilon" in render(v, color=False).split("could not read")[1]
+    # Counted as surviving (cluster down) but without a directory: it has not learned.
+    assert load_and_check(config, None).exit_status == 3
+
+
+def test_lost_votes_are_missing_evidence(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    healthy().write(data)
+    for f in (data / "delta").iterdir():
+        f.unlink()
+    (data / "delta").rmdir()
+    v = load_and_check(make_config(data), {"alpha", "beta", "gamma"})
+    # delta's vote completed the quorum: without it, learning cannot be shown sound.
+    assert kinds(v) == {"unsound_learning"}
+    assert "could not be read" in render(v, color=False)
+
+
+def test_corrupt_and_torn_lines_are_reported_and_skipped(tmp_path: Path) -> None:
+    r = healthy()
+    data = tmp_path / "data"
+    r.write(data)
+    path = data / "beta" / "events.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(2, "this is not json\n")
+    path.write_text("".join(lines) + '{"t": 9, "priest": "beta", "ki')
+    v = load_and_check(make_config(data), None)
+    assert v.exit_status == 0
+    where = sorted((p.line, p.reason.split(" ")[0]) for p in v.problems)
+    assert where == [(3, "not"), (len(lines) + 1, "torn")]
+    assert all(p.path.endswith("beta/events.jsonl") for p in v.problems)
+    text = render(v, color=False)
+    assert "beta/events.jsonl:3" in text
+
+
+def test_empty_data_dir_cluster_down(tmp_path: Path) -> None:
+    v = load_and_check(make_config(tmp_path / "nothing"), None)
+    assert v.exit_status == 3 and set(v.waiting) == set(NAMES)
+    assert len(v.problems) == len(NAMES)
+
+
+def test_check_is_pure_over_the_history(tmp_path: Path) -> None:
+    r = healthy()
+    data = tmp_path / "data"
+    r.write(data)
+    config = make_config(data)
+    history = load_history(config)
+    for name in NAMES:  # the files are gone; the verdict comes from the history alone
+        for f in (data / name).iterdir():
+            f.unlink()
+    assert check(config, history, None).exit_status == 0
+    assert check(config, history, {"alpha"}).exit_status == 0
+
+
+# --- rendering and JSON ------------------------------------------------------------
+
+
+def test_render_plain_names_priests_and_decree(tmp_path: Path) -> None:
+    v = verdict_of(tmp_path, healthy(), alive={"alpha", "beta", "gamma"})
+    text = render(v, color=False)
+    assert "\x1b[" not in text
+    for name in NAMES:
+        assert name in text
+    assert "AGREEMENT" in text and "1001" in text and "2.gamma" in text
+    delta_row = next(line for line in text.splitlines() if line.strip().startswith("delta"))
+    assert " no " in delta_row
+
+
+def test_render_colour_only_when_asked(tmp_path: Path) -> None:
+    r = healthy()
+    tamper_delta(r)
+    v = verdict_of(tmp_path, r)
+    assert "\x1b[" in render(v, color=True)
+    assert "\x1b[" not in render(v, color=False)
+    assert "VIOLATION" in render(v, color=False) and "1003" in render(v, color=False)
+
+
+def test_render_caps_long_lists(tmp_path: Path) -> None:
+    r = healthy()
+    for i in range(30):
+        r.add("delta", "ballot_started", f"{10 + i}.delta")
+        r.add("alpha", "ballot_started", f"{10 + i}.delta")
+    v = verdict_of(tmp_path, r)
+    assert len(v.violations) == 30
+    assert "... and 10 more" in render(v, color=False)
+
+
+def test_json_verdict(tmp_path: Path) -> None:
+    r = healthy()
+    beta_votes_below_promise(r)
+    data = tmp_path / "data"
+    r.write(data)
+    out = io.StringIO()
+    status = run(make_config(data), alive_fn=lambda: None, wait=0, as_json=True, color=False,
+                 out=out)
+    doc = json.loads(out.getvalue())
+    assert status == 1 == doc["exit_status"] and doc["status"] == "violation"
+    (x,) = doc["violations"]
+    assert x["kind"] == "promise_broken" and x["priests"] == ["beta"]
+    assert x["ballots"] == ["2.gamma", "1.alpha"] and x["rule"] == KINDS["promise_broken"]
+    assert [p["name"] for p in doc["priests"]] == NAMES
+
+
+# --- run: re-checking with a fake clock ----------------------------------------------
+
+
+class FakeTime:
+    def __init__(self, on_sleep: Callable[[int], None] = lambda n: None) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        self.on_sleep(len(self.sleeps))
+
+
+def test_run_waits_until_the_decree_appears(tmp_path: Path) -> None:
+    r = healthy()
+    del r.decrees["delta"]
+    data = tmp_path / "data"
+    r.write(data)
+    fake = FakeTime(lambda n: (data / "delta" / "decree.txt").write_text("1001\n"))
+    checks: list[int] = []
+
+    def alive() -> set[str]:
+        checks.append(1)
+        return set(NAMES)
+
+    out = io.StringIO()
+    status = run(make_config(data), alive_fn=alive, wait=5, as_json=False, color=False, out=out,
+                 clock=fake.clock, sleep=fake.sleep)
+    assert status == 0 and len(checks) == 2 and len(fake.sleeps) == 1
+    assert "AGREEMENT" in out.getvalue()
+
+
+def test_run_gives_up_after_wait_with_last_status(tmp_path: Path) -> None:
+    r = healthy()
+    del r.decrees["delta"]
+    data = tmp_path / "data"
+    r.write(data)
+    fake = FakeTime()
+    out = io.StringIO()
+    status = run(make_config(data), alive_fn=lambda: None, wait=1.0, as_json=False, color=False,
+                 out=out, clock=fake.clock, sleep=fake.sleep, interval=0.3)
+    assert status == 3
+    assert sum(fake.sleeps) == pytest.approx(1.0) and len(fake.sleeps) == 4
+    assert "NOT YET" in out.getvalue() and out.getvalue().count("cluster four") == 1
+
+
+def test_run_stops_at_once_on_violation(tmp_path: Path) -> None:
+    r = healthy()
+    tamper_delta(r)
+    data = tmp_path / "data"
+    r.write(data)
+    fake = FakeTime()
+    status = run(make_config(data), alive_fn=lambda: None, wait=10, as_json=False, color=False,
+                 out=io.StringIO(), clock=fake.clock, sleep=fake.sleep)
+    assert status == 1 and fake.sleeps == []

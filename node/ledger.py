@@ -1,0 +1,298 @@
+"""The priest's durable storage: `ledger.log`, `decree.txt` and `priest.lock`.
+
+Theory of operation (the format is in docs/formats.md):
+- `ledger.log` is an append-only text log. It is created whole (temp file,
+  fsync, rename, fsync of the directory) holding only its header, so it always
+  has one. Each `persist` appends one record and fdatasyncs it; the last valid
+  record is the state. A crash mid-append can only damage the final line, so
+  an incomplete or bad final line is dropped and truncated away on open;
+  damage anywhere else is corruption and the priest refuses to start.
+- Past `COMPACT_AFTER` records the log is rewritten atomically to its header
+  and last record.
+- `decree.txt` is written once, atomically; a priest never changes its decree.
+- `priest.lock` is flocked for the lifetime of a `Ledger`, so two priests of
+  the same name cannot share a directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import tempfile
+import zlib
+from pathlib import Path
+from types import TracebackType
+
+from node.errors import LedgerError, StartupError
+from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, LedgerState, Vote
+from node.synod import ProtocolBug
+
+LEDGER = "ledger.log"
+DECREE = "decree.txt"
+LOCK = "priest.lock"
+HEADER = "# paxos-harness ledger v1: the last valid record is the state\n"
+COMPACT_AFTER = 1000
+# Leftovers of an atomic write interrupted by a crash; removed on open.
+TEMP_PREFIXES = (LEDGER + ".tmp", DECREE + ".tmp")
+
+_RECORD = re.compile(r"(v1 last_tried=(\S+) next_bal=(\S+) prev_vote=(\S+)) crc=([0-9a-f]{8})")
+_INT = re.compile(r"-?[0-9]+")
+
+
+# --- records ---------------------------------------------------------------
+
+
+def _crc(text: str) -> str:
+    return f"{zlib.crc32(text.encode()) & 0xFFFFFFFF:08x}"
+
+
+def encode_record(state: LedgerState) -> str:
+    """One ledger line for `state`, without its newline."""
+    text = (f"v1 last_tried={state.last_tried} next_bal={state.next_bal} "
+            f"prev_vote={state.prev_vote}")
+    return f"{text} crc={_crc(text)}"
+
+
+def _parse_vote(text: str) -> Vote:
+    if text == "none":
+        return NO_VOTE
+    decree_text, sep, ballot_text = text.partition("@")
+    if not sep or not _INT.fullmatch(decree_text):
+        raise ValueError(f"not a vote: {text!r}")
+    decree = int(decree_text)
+    if not MIN_DECREE <= decree <= MAX_DECREE:
+        raise ValueError(f"decree out of range: {text!r}")
+    return Vote(Ballot.parse(ballot_text), decree)
+
+
+def decode_record(line: str) -> LedgerState:
+    """Inverse of `encode_record`; ValueError for anything it would not write."""
+    match = _RECORD.fullmatch(line)
+    if not match:
+        raise ValueError("not a ledger record")
+    text, last_tried, next_bal, prev_vote, crc = match.groups()
+    if _crc(text) != crc:
+        raise ValueError(f"crc mismatch (record says {crc}, text gives {_crc(text)})")
+    state = LedgerState(Ballot.parse(last_tried), Ballot.parse(next_bal), _parse_vote(prev_vote))
+    # Only the one canonical spelling is accepted ("01.alpha", "5@0" are not).
+    if encode_record(state) != line:
+        raise ValueError("record is not in canonical form")
+    return state
+
+
+def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, int]:
+    """(state, records, good_length, torn) of a ledger's bytes; LedgerError if corrupt.
+
+    good_length is the byte length up to the end of the last good line;
+    torn is 1 if a damaged final line follows it, else 0.
+    """
+    if not data:
+        raise LedgerError(f"{path}: line 1: file is empty (no header)")
+    if not data.startswith(HEADER.encode()):
+        raise LedgerError(f"{path}: line 1: missing header {HEADER.strip()!r}")
+    lines = data[len(HEADER):].split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    state, good = LedgerState(), len(HEADER)
+    for number, raw in enumerate(lines, start=2):
+        try:
+            state = decode_record(raw.decode())
+        except ValueError as e:  # UnicodeDecodeError is a ValueError
+            if number == len(lines) + 1 and not tail:
+                return state, number - 2, good, 1  # a bad final line: a torn append
+            raise LedgerError(f"{path}: line {number}: bad record: {e}") from None
+        good += len(raw) + 1
+    return state, len(lines), good, 1 if tail else 0
+
+
+# --- files -----------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str, *, sync: bool = True) -> None:
+    """Replace `path` by `text` so a crash leaves the old or the new file, never a mix.
+
+    Temp file in the same directory, write, fsync, os.replace, fsync the directory.
+    """
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    if sync:
+        _fsync_dir(path.parent)
+
+
+def read_decree(path: Path) -> int | None:
+    """The decree in `path` (decree.txt), None if absent; LedgerError if malformed."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    text = data.decode("ascii", errors="replace")
+    if not text.endswith("\n") or not _INT.fullmatch(text[:-1]):
+        raise LedgerError(f"{path}: not a decree (a decimal int and a newline): {text[:40]!r}")
+    decree = int(text)
+    if not MIN_DECREE <= decree <= MAX_DECREE:
+        raise LedgerError(f"{path}: decree out of the signed 64-bit range: {decree}")
+    return decree
+
+
+def read_ledger(directory: Path) -> tuple[LedgerState, int | None]:
+    """(state, decree) of a priest's directory, read-only: no lock, no repair.
+
+    A missing ledger.log reads as the initial state. Raises LedgerError.
+    """
+    path = directory / LEDGER
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        state = LedgerState()
+    else:
+        state = _parse_log(path, data)[0]
+    return state, read_decree(directory / DECREE)
+
+
+def _lock(directory: Path) -> int:
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StartupError(
+            f"{directory}: another priest is already running on this ledger") from None
+    # The pid is for people and `status`; the flock is what excludes.
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+# --- the ledger --------------------------------------------------------------
+
+
+class Ledger:
+    """An open priest directory: the recovered state, the decree, and the lock."""
+
+    def __init__(self, directory: Path, sync: bool, lock_fd: int | None,
+                 compact_after: int) -> None:
+        self.directory = directory
+        self.path = directory / LEDGER
+        self.sync = sync
+        self.compact_after = compact_after
+        self._lock_fd = lock_fd
+        self._fd: int | None = None
+        self.records = 0
+        self.state = LedgerState()
+        self.decree: int | None = None
+
+    @classmethod
+    def open(cls, directory: Path, *, sync: bool = True, lock: bool = True,
+             compact_after: int = COMPACT_AFTER) -> Ledger:
+        """Create the directory if needed, lock it, and recover; LedgerError/StartupError.
+
+        sync=False skips fsync (simulation); lock=False skips priest.lock (read-mostly tools).
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            if sync:
+                _fsync_dir(directory.parent)  # so the new directory survives a power cut
+        ledger = cls(directory, sync, _lock(directory) if lock else None, compact_after)
+        try:
+            ledger._recover()
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def _recover(self) -> None:
+        for leftover in self.directory.iterdir():
+            if leftover.name.startswith(TEMP_PREFIXES):
+                leftover.unlink(missing_ok=True)
+        if not self.path.exists():
+            atomic_write_text(self.path, HEADER, sync=self.sync)
+        self.state, self.records, good, torn = _parse_log(self.path, self.path.read_bytes())
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        if torn:
+            # Cut the torn append away so the next record starts on a clean line.
+            os.ftruncate(self._fd, good)
+            if self.sync:
+                os.fsync(self._fd)
+        self.decree = read_decree(self.directory / DECREE)
+
+    def persist(self, state: LedgerState) -> None:
+        """Append `state` as a record and make it durable (fdatasync) before returning."""
+        if self._fd is None:
+            raise ProtocolBug(f"{self.path}: persist on a closed ledger")
+        line = encode_record(state)
+        # Never write a record we would refuse to read back at the next start.
+        try:
+            readable = decode_record(line) == state
+        except ValueError:
+            readable = False
+        if not readable:
+            raise ProtocolBug(f"{self.path}: state cannot be recorded faithfully: {state!r}")
+        data = (line + "\n").encode()
+        while data:
+            data = data[os.write(self._fd, data):]
+        if self.sync:
+            os.fdatasync(self._fd)
+        self.state = state
+        self.records += 1
+        if self.records > self.compact_after:
+            self._compact(line)
+
+    def _compact(self, last_line: str) -> None:
+        atomic_write_text(self.path, HEADER + last_line + "\n", sync=self.sync)
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self.records = 1
+
+    def write_decree(self, decree: int) -> None:
+        """Write decree.txt atomically and durably; the same decree again is a no-op.
+
+        A different decree over an existing one is a ProtocolBug: a decree never changes.
+        """
+        if self.decree is not None:
+            if self.decree != decree:
+                raise ProtocolBug(f"{self.directory / DECREE}: would change decree "
+                                  f"{self.decree} to {decree}")
+            return
+        if isinstance(decree, bool) or not MIN_DECREE <= decree <= MAX_DECREE:
+            raise ProtocolBug(f"{self.directory / DECREE}: not a decree: {decree!r}")
+        atomic_write_text(self.directory / DECREE, f"{decree}\n", sync=self.sync)
+        self.decree = decree
+
+    def close(self) -> None:
+        """Close the log and release the lock; safe to call twice."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the only descriptor releases the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+__all__ = ["Ledger", "read_ledger", "read_decree", "atomic_write_text", "encode_record",
+           "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]

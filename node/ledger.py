@@ -81,11 +81,11 @@ def decode_record(line: str) -> LedgerState:
     return state
 
 
-def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, int]:
+def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
     """(state, records, good_length, torn) of a ledger's bytes; LedgerError if corrupt.
 
     good_length is the byte length up to the end of the last good line;
-    torn is 1 if a damaged final line follows it, else 0.
+    torn says whether a damaged final line follows it.
     """
     if not data:
         raise LedgerError(f"{path}: line 1: file is empty (no header)")
@@ -99,10 +99,10 @@ def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, int]:
             state = decode_record(raw.decode())
         except ValueError as e:  # UnicodeDecodeError is a ValueError
             if number == len(lines) + 1 and not tail:
-                return state, number - 2, good, 1  # a bad final line: a torn append
+                return state, number - 2, good, True  # a bad final line: a torn append
             raise LedgerError(f"{path}: line {number}: bad record: {e}") from None
         good += len(raw) + 1
-    return state, len(lines), good, 1 if tail else 0
+    return state, len(lines), good, bool(tail)
 
 
 # --- files -----------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""Run state on disk: who the supervisor is, where its socket is, which priests it runs.
+
+- `<data_dir>/supervisor.json`: created exclusively (O_EXCL) by the supervisor,
+  so a second `up` finds it; then replaced atomically as priests start. It holds
+  a format version, the supervisor's pid and start time, the control socket's
+  path and each priest's pid and start time. A file whose supervisor is gone
+  (pid dead, or reused by another process) is stale: `down` and `up` clear it.
+- `logs/current.json` (relative to the working directory): the cluster last
+  brought up from here, so commands without CONFIG act on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harness.errors import NotUpError, UserError
+from node.config import Config, load_config
+
+FORMAT = 1
+STATE_FILE = "supervisor.json"
+CURRENT = Path("logs") / "current.json"
+SOCKET_NAME = "control.sock"
+SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the final NUL
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A process as pid plus start time: a recycled pid never matches."""
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def of(cls, pid: int) -> Identity:
+        return cls(pid, psutil.Process(pid).create_time())
+
+    def alive(self) -> bool:
+        """True if this very process still runs (not a zombie, not a pid reused since)."""
+        try:
+            p = psutil.Process(self.pid)
+            return (abs(p.create_time() - self.create_time) < 0.01
+                    and p.status() != psutil.STATUS_ZOMBIE)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+
+@dataclass
+class RunState:
+    """The contents of supervisor.json."""
+
+    cluster: str
+    config: str
+    data_dir: str
+    supervisor: Identity
+    socket: str
+    priests: dict[str, Identity] = field(default_factory=dict)
+    detached: bool = False
+    version: int = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> RunState:
+        try:
+            raw: dict[str, Any] = json.loads(text)
+            if raw.get("version") != FORMAT:
+                raise UserError(f"{path}: unknown format version {raw.get('version')!r}; "
+                                f"remove the file once no priest of it runs")
+            raw["supervisor"] = Identity(**raw["supervisor"])
+            raw["priests"] = {n: Identity(**i) for n, i in raw["priests"].items()}
+            return cls(**raw)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"{path}: unreadable run state ({e}); remove it once no priest "
+                            f"of it runs") from None
+
+
+def state_path(data_dir: Path) -> Path:
+    return data_dir / STATE_FILE
+
+
+def create_state(state: RunState) -> None:
+    """Create supervisor.json exclusively; FileExistsError if a run state is there."""
+    path = state_path(Path(state.data_dir))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(state.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_state(state: RunState) -> None:
+    """Replace supervisor.json atomically with `state`."""
+    atomic_write(state_path(Path(state.data_dir)), state.to_json())
+
+
+def read_state(data_dir: Path) -> RunState | None:
+    """The run state in `data_dir`, or None if there is none."""
+    path = state_path(data_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return RunState.from_json(text, path)
+
+
+def remove_state(state: RunState) -> None:
+    """Remove supervisor.json and the control socket of `state`."""
+    state_path(Path(state.data_dir)).unlink(missing_ok=True)
+    Path(state.socket).unlink(missing_ok=True)
+
+
+def socket_path(data_dir: Path) -> Path:
+    """`<data_dir>/control.sock`, or a short private path when that is too long to bind."""
+    path = data_dir.resolve() / SOCKET_NAME
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        return path
+    # Deep data dirs (pytest's tmp paths) overflow sun_path: use a directory of
+    # our own under /tmp, keyed by the data dir, recorded in supervisor.json.
+    digest = hashlib.sha256(os.fsencode(data_dir.resolve())).hexdigest()[:20]
+    return private_dir() / f"{digest}.sock"
+
+
+def private_dir() -> Path:
+    """/tmp/paxos-harness-<uid>, created 0700; refused if someone else owns it."""
+    path = Path(tempfile.gettempdir()) / f"paxos-harness-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = path.lstat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077 or path.is_symlink():
+        raise UserError(f"{path}: must be a directory owned by you with mode 0700")
+    return path
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Temp file, fsync, replace, fsync the directory: old or new, never a mix."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# --- the cluster last brought up from this directory -----------------------
+
+
+def write_current(config: Config) -> None:
+    """Record `config` as the cluster commands without CONFIG act on."""
+    CURRENT.parent.mkdir(parents=True, exist_ok=True)
+    record = {"version": FORMAT, "config": str(Path(config.path).resolve()),
+              "cluster": config.cluster, "data_dir": str(config.data_dir.resolve())}
+    atomic_write(CURRENT, json.dumps(record, indent=1) + "\n")
+
+
+def resolve_config(path: str | None) -> Config:
+    """The config at `path`, or the one recorded in logs/current.json when path is None."""
+    if path is not None:
+        return load_config(path)
+    try:
+        record = json.loads(CURRENT.read_text(encoding="utf-8"))
+        config_path, data_dir = record["config"], record["data_dir"]
+    except FileNotFoundError:
+        raise NotUpError(f"no cluster has been brought up from this directory ({CURRENT} is "
+                         f"missing): pass CONFIG, or run `paxos-harness up CONFIG`") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{CURRENT}: unreadable ({e}); pass CONFIG instead") from None
+    # The recorded data dir is absolute: it stays right even if the config's is relative.
+    return dataclasses.replace(load_config(config_path), data_dir=Path(data_dir))

@@ -1,0 +1,213 @@
+"""`paxos-harness up/status/down` for real: processes, UDP sockets, signals, files.
+
+Every test runs the CLI as a user would (`python -m harness`, in its own
+directory) and the `harness` fixture fails it if any process survives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness import control
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def procs(pids) -> list[psutil.Process]:
+    return [psutil.Process(pid) for pid in pids]
+
+
+def running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_up_detach_status_down(harness) -> None:
+    config = harness.config(4)
+    up = harness.run("up", str(config), "--detach")
+    assert up.returncode == 0, up.stderr
+    assert "is up: 4 priests" in up.stdout
+    pids = harness.pids()
+    assert sorted(pids) == ["alpha", "beta", "delta", "gamma", "supervisor"]
+    priests = procs(pids[n] for n in ("alpha", "beta", "gamma", "delta"))
+    # Each priest leads its own process group; all are children of the supervisor.
+    assert all(os.getpgid(p.pid) == p.pid for p in priests)
+    assert all(p.ppid() == pids["supervisor"] for p in priests)
+    # Every priest listens on its port once `up` has returned.
+    listening = {c.laddr.port for p in priests for c in p.net_connections(kind="udp4")}
+    ports = {int(line.split("port: ")[1].rstrip("}")) for line in config.read_text().splitlines()
+             if "port:" in line}
+    assert listening == ports
+
+    status = harness.run("status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["up"] and report["supervisor"] == pids["supervisor"]
+    assert {p["priest"]: (p["pid"], p["state"]) for p in report["priests"]} == {
+        n: (pids[n], "running") for n in ("alpha", "beta", "gamma", "delta")}
+    table = harness.run("status", str(config))
+    assert table.returncode == 0
+    assert "priest" in table.stdout and table.stdout.count("running") == 4
+
+    sock = Path(harness.state()["socket"])
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+    everyone = procs(pids.values())
+    down = harness.run("down")
+    assert down.returncode == 0, down.stderr
+    assert "is down" in down.stdout
+    assert not [p for p in everyone if running(p)]
+    assert harness.state() is None and not sock.exists()
+    kinds = [json.loads(line)["kind"] for line in (harness.cwd / "data" / "harness.jsonl")
+             .read_text().splitlines()]
+    assert kinds[0] == "up" and kinds[-1] == "down" and kinds.count("priest_started") == 4
+
+    again = harness.run("down")  # idempotent
+    assert again.returncode == 0 and "not up" in again.stdout
+    after = harness.run("status")
+    assert after.returncode == 1 and "not up" in after.stdout
+
+
+def test_a_second_up_is_refused_naming_the_fix(harness) -> None:
+    config = harness.config(3)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    before = harness.pids()
+    second = harness.run("up", str(config), "--detach")
+    assert second.returncode == 1
+    assert "already up" in second.stderr and "paxos-harness down" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    assert harness.pids() == before  # the running cluster is untouched
+    assert all(p.is_running() for p in procs(before.values()))
+    assert harness.run("down").returncode == 0
+
+
+def test_a_port_already_taken_fails_up_and_leaves_nothing_running(harness) -> None:
+    config = harness.config(3)
+    port = int(config.read_text().split("beta: {host: 127.0.0.1, port: ")[1].split("}")[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", port))
+        up = harness.run("up", str(config), "--detach")
+    assert up.returncode == 1
+    lines = up.stderr.strip().splitlines()
+    assert len(lines) == 1 and "beta" in lines[0] and str(port) in lines[0], up.stderr
+    assert harness.state() is None
+    harness.wait_until(lambda: not harness.strays(), timeout=5, what="no process left")
+
+
+BAD_CONFIGS = {
+    "unknown key": ("cluster: t\ncolour: red\npriests:\n  alpha: {port: 7001}\n", "colour"),
+    "bad port": ("priests:\n  alpha: {host: 127.0.0.1, port: 70000}\n", "priests.alpha.port"),
+    "duplicate name": ("priests:\n  alpha: {port: 7001}\n  alpha: {port: 7002}\n", "duplicate"),
+    "duplicate address": ("priests:\n  alpha: {port: 7001}\n  beta: {port: 7001}\n",
+                          "priests.beta.port"),
+    "bad name": ("priests:\n  Alpha!: {port: 7001}\n", "priests.Alpha!"),
+    "no priests": ("cluster: t\n", "priests"),
+    "not loopback": ("priests:\n  alpha: {host: 10.0.0.1, port: 7001}\n", "priests.alpha.host"),
+    "not yaml": ("priests: [\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CONFIGS))
+def test_a_bad_config_is_one_line_exit_2_and_nothing_started(harness, kind: str) -> None:
+    text, words = BAD_CONFIGS[kind]
+    path = harness.cwd / "bad.yaml"
+    path.write_text(text)
+    up = harness.run("up", str(path), "--detach")
+    assert up.returncode == 2
+    lines = up.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and words in lines[0], up.stderr
+    assert "Traceback" not in up.stderr
+    assert not (harness.cwd / "logs").exists() and not harness.strays()
+
+
+def test_a_missing_config_and_an_unknown_only_name_are_usage_errors(harness) -> None:
+    missing = harness.run("up", "nowhere.yaml")
+    assert missing.returncode == 2 and "nowhere.yaml" in missing.stderr
+    config = harness.config(3)
+    only = harness.run("up", str(config), "--only", "alpha,omega", "--detach")
+    assert only.returncode == 2 and "omega" in only.stderr and not harness.strays()
+
+
+def test_priests_exit_when_the_supervisor_is_sigkilled_and_up_clears_the_stale_state(
+        harness) -> None:
+    config = harness.config(3)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    pids = harness.pids()
+    # A ballot first, so there is something to recover.
+    control.request(harness.state()["socket"], "ballot", "alpha")
+    decree = harness.cwd / "data" / "alpha" / "decree.txt"
+    harness.wait_until(decree.exists, what="a decree")
+    os.kill(pids.pop("supervisor"), signal.SIGKILL)
+    gone, alive = psutil.wait_procs(procs(pids.values()), timeout=2.0)
+    assert not alive, f"priests outlived their supervisor by 2 s: {alive}"
+
+    status = harness.run("status")
+    assert status.returncode == 1 and "died" in status.stdout
+
+    up = harness.run("up", str(config), "--detach")
+    assert up.returncode == 0, up.stderr
+    assert "cleared the run state" in up.stdout
+    report = json.loads(harness.run("status", "--json").stdout)
+    # Recovered from their ledgers: the decree is still known to every priest that held it.
+    assert report["priests"][0]["decree"] == int(decree.read_text())
+    assert all(p["state"] == "running" for p in report["priests"])
+    assert harness.run("down").returncode == 0
+
+
+def test_down_clears_the_state_a_sigkilled_supervisor_left(harness) -> None:
+    config = harness.config(2)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    pids = harness.pids()
+    sup = psutil.Process(pids["supervisor"])
+    sup.kill()
+    sup.wait(5)
+    down = harness.run("down", str(config))
+    assert down.returncode == 0 and "cleared the run state" in down.stdout
+    assert harness.state() is None
+
+
+def test_only_a_subset_then_restart_the_rest_over_the_control_channel(harness) -> None:
+    config = harness.config(4)
+    up = harness.run("up", str(config), "--only", "alpha,beta,gamma", "--detach")
+    assert up.returncode == 0, up.stderr
+    sock = harness.state()["socket"]
+    states = {p["priest"]: p["state"] for p in control.request(sock, "status")["priests"]}
+    assert states == {"alpha": "running", "beta": "running", "gamma": "running",
+                      "delta": "not started"}
+    result = control.request(sock, "restart", "delta")
+    harness.remember()
+    assert psutil.Process(result["pid"]).ppid() == harness.pids()["supervisor"]
+    with pytest.raises(control.RefusedError, match="running"):
+        control.request(sock, "restart", "delta")
+    delta = psutil.Process(result["pid"])
+    assert control.request(sock, "kill", "delta")["outcome"].startswith("killed")
+    assert not running(delta)
+    paused = control.request(sock, "pause", "beta")
+    assert psutil.Process(paused["pid"]).status() == psutil.STATUS_STOPPED
+    down = harness.run("down")  # resumes beta first, so it stops cleanly
+    assert down.returncode == 0
+    exits = [json.loads(line) for line in (harness.cwd / "data" / "harness.jsonl")
+             .read_text().splitlines() if '"priest_exited"' in line]
+    assert {e["priest"]: e["status"] for e in exits}["beta"] == 0
+
+
+def test_fresh_wipes_the_data_dir(harness) -> None:
+    config = harness.config(3)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    control.request(harness.state()["socket"], "ballot", "beta")
+    decree = harness.cwd / "data" / "beta" / "decree.txt"
+    harness.wait_until(decree.exists, what="a decree")
+    assert harness.run("down").returncode == 0
+    assert harness.run("up", str(config), "--detach", "--fresh").returncode == 0
+    assert not decree.exists()
+    assert harness.run("down").returncode == 0

@@ -1,0 +1,178 @@
+"""`python -m bench` (or `make bench`): time ballots, fail-over, starts, simulation and memory.
+
+Prints a table and writes JSON under logs/bench/. Every figure is a median over
+repeated runs, beside a floor measured in the same run and the ratio to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import ballots, floors, simulation, starts
+from bench.cluster import BenchError
+from bench.report import Entry, table, write_json
+from bench.stats import Figure, Target, median
+from bench.starts import Skipped
+
+ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory"]
+REFERENCE = "reference: 4 x atomic_write + 2.5 x udp_rtt"
+
+
+@dataclass
+class Plan:
+    """How many samples each kind of figure takes."""
+
+    floor_samples: int = 300
+    ballots: int = 30
+    events: int = 30  # contention, fail-over, crash and restart
+    starts: int = 10
+    sizes: tuple[int, ...] = (3, 4, 5, 9)
+    start_sizes: tuple[int, ...] = (4, 16, 64)
+    sim_seconds: float = 1.0
+    sim_repeats: int = 5
+
+
+def make_plan(quick: bool, repeat: int | None) -> Plan:
+    """The default plan, `--quick`'s tiny one, or every process row at `--repeat N` samples."""
+    plan = Plan()
+    if quick:
+        plan = Plan(floor_samples=20, ballots=2, events=2, starts=2, start_sizes=(4,),
+                    sim_seconds=0.1, sim_repeats=2)
+    if repeat is not None:
+        plan.ballots = plan.events = plan.starts = repeat
+        plan.sim_repeats = max(2, repeat // 5)
+    return plan
+
+
+def floor_figures(before: dict[str, list[float]], after: dict[str, list[float]]) -> list[Figure]:
+    """The floors every ratio uses (the pass before the other rows), with the pass after as a drift check."""
+    out = [Figure("floor", name, "s", before[name], notes={"median_after": median(after[name])})
+           for name in before]
+    m = {f.name: f.median for f in out}
+    derived = {
+        REFERENCE: reference(m),
+        "this ledger's path: 3 x ledger_persist + 2 x atomic_write + 2.5 x udp_rtt":
+            3 * m["ledger_persist"] + 2 * m["atomic_write"] + 2.5 * m["udp_rtt"],
+        "append-only path: 5 x fdatasync_append + 2.5 x udp_rtt":
+            5 * m["fdatasync_append"] + 2.5 * m["udp_rtt"],
+    }
+    out += [Figure("floor", name, "s", [value], notes={"derived": True})
+            for name, value in derived.items()]
+    return out
+
+
+def reference(m: dict[str, float]) -> float:
+    """The floor of a ballot's critical path, as the targets define it."""
+    return 4 * m["atomic_write"] + 2.5 * m["udp_rtt"]
+
+
+def run_rows(rows: list[str], plan: Plan, workdir: Path, m: dict[str, float]
+             ) -> list[Entry]:
+    """Every asked-for row, in order; a row that fails is reported, not fatal."""
+    ref = m[REFERENCE]
+    have_supervisor = ("start" in rows or "memory" in rows) and starts.supervisor_available()
+    jobs: dict[str, Any] = {
+        "ballot": lambda: ballots.ballot_latency(workdir, list(plan.sizes), plan.ballots, ref,
+                                                 "reference"),
+        "contention": lambda: [ballots.contention(workdir, plan.events, ref, "reference")],
+        "failover": lambda: [ballots.failover(workdir, plan.events, ref, "reference")],
+        "restart": lambda: ballots.crash_restart(workdir, plan.events,
+                                                 m["fork_start"] + ref, "fork_start + reference",
+                                                 m["fork_start"]),
+        "start": lambda: start_row(workdir, plan, m, have_supervisor),
+        "sim": lambda: sim_row(plan),
+        "memory": lambda: starts.memory(workdir, have_supervisor),
+    }
+    entries: list[Entry] = []
+    for row in rows:
+        print(f"bench: {row} ...", file=sys.stderr, flush=True)
+        try:
+            entries += jobs[row]()
+        except BenchError as e:
+            entries.append(Skipped(row, row, f"failed: {e}"))
+    return entries
+
+
+def start_row(workdir: Path, plan: Plan, m: dict[str, float], supervised: bool) -> list[Entry]:
+    out: list[Entry] = []
+    if supervised:
+        out += starts.up_detach(workdir, list(plan.start_sizes), plan.starts, m)
+    else:
+        out += [Skipped("start", f"up --detach, {n} priests", "not measured (supervisor not available)")
+                for n in plan.start_sizes]
+    out += starts.forked_start(workdir, list(plan.start_sizes), plan.starts, m["fork_start"])
+    out.append(starts.execed_start(workdir, plan.starts, m["exec_start"]))
+    return out
+
+
+def sim_row(plan: Plan) -> list[Entry]:
+    core = [simulation.core_rate(plan.sim_seconds) for _ in range(plan.sim_repeats)]
+    clean = [simulation.world_rate(plan.sim_seconds, simulation.NO_FAULTS, 1000 * i)
+             for i in range(plan.sim_repeats)]
+    faulty = [simulation.world_rate(plan.sim_seconds, simulation.Faults(), 1000 * i)
+              for i in range(plan.sim_repeats)]
+    floor = median(core)
+    return [
+        Figure("sim", "bare core, 5 priests (floor)", "/s", core),
+        Figure("sim", "World, 5 priests, no faults", "/s", clean, floor, "bare core",
+               Target(17000, below=False, text=">= 17,000/s")),
+        Figure("sim", "World, 5 priests, default faults", "/s", faulty, floor, "bare core"),
+    ]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Time ballots, contention, fail-over, crash and restart, starts, the "
+                    "simulator and memory, each beside a floor measured in the same run. "
+                    "Prints a table; writes JSON under --out.")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny counts: checks that every row runs, figures are rough")
+    parser.add_argument("--only", action="append", metavar="ROW", choices=ROWS,
+                        help=f"run only this row (repeatable): {', '.join(ROWS)}; floors always run")
+    parser.add_argument("--repeat", type=int, metavar="N",
+                        help="samples per figure for every process row (default 30, starts 10)")
+    parser.add_argument("--out", type=Path, default=Path("logs/bench"),
+                        help="directory for the JSON (default: logs/bench)")
+    args = parser.parse_args(argv)
+    if args.repeat is not None and args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when done, 130 on Ctrl+C (every process started is killed)."""
+    args = parse_args(argv)
+    plan = make_plan(args.quick, args.repeat)
+    rows = [r for r in ROWS if r in (args.only or ROWS)]
+    began = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="paxos-bench-") as tmp:
+            workdir = Path(tmp)
+            print("bench: floors ...", file=sys.stderr, flush=True)
+            before = floors.measure(workdir / "floors", plan.floor_samples)
+            m = {name: median(s) for name, s in before.items()}
+            m[REFERENCE] = reference(m)
+            entries = run_rows(rows, plan, workdir, m)
+            after = floors.measure(workdir / "floors-after", plan.floor_samples)
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started has been killed", file=sys.stderr)
+        return 130
+    floor_rows: list[Entry] = list(floor_figures(before, after))
+    everything = floor_rows + entries
+    print(table(everything), end="")
+    options = {"quick": args.quick, "only": rows, "repeat": args.repeat, "plan": vars(plan),
+               "seconds": round(time.monotonic() - began, 1)}
+    path = write_json(args.out, everything, options)
+    print(f"bench: wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

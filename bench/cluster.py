@@ -1,0 +1,232 @@
+"""Throwaway clusters of real priests for the benchmark: free ports, a temp data dir, pids tracked.
+
+Priests are started the way the supervisor starts them (a multiprocessing
+fork child of a process that has already imported `node.runtime`, in its own
+process group, "ready" on a pipe) or the way a user does (`python -m node`).
+Every process is tracked by pid and killed by `Cluster.close()`, which callers
+run in a `finally`, so neither an error nor Ctrl+C leaves one behind.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from node.config import Config, load_config
+from node.runtime import serve  # imported before forking: children start warm, as the supervisor's do
+
+FORK = multiprocessing.get_context("fork")
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
+         "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi"]
+READY_TIMEOUT = 20.0
+
+
+class BenchError(RuntimeError):
+    """A cluster did not do what the benchmark needs (not ready, never learned)."""
+
+
+def free_udp_ports(n: int) -> list[int]:
+    """n distinct UDP ports on 127.0.0.1 that were free a moment ago."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def priest_names(n: int) -> list[str]:
+    """Greek names for up to 16 priests, p1..pN beyond."""
+    return NAMES[:n] if n <= len(NAMES) else [f"p{i}" for i in range(1, n + 1)]
+
+
+def write_config(directory: Path, n: int, cluster: str) -> Path:
+    """A config of n priests on free ports, data under directory/data."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [f"cluster: {cluster}", f"data_dir: {directory / 'data'}", "priests:"]
+    for name, port in zip(priest_names(n), free_udp_ports(n)):
+        lines.append(f"  {name}: {{host: 127.0.0.1, port: {port}}}")
+    path = directory / f"{cluster}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _fork_main(config: Config, name: str, conn: Connection, parent: int) -> None:
+    """A forked priest, set up as the supervisor sets up its children."""
+    os.setpgid(0, 0)
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGINT, signal.SIGTSTP):
+        signal.signal(sig, signal.SIG_IGN)  # until the runtime installs its own handlers
+    with open(os.devnull, "w") as out:
+        code = serve(config, name, out=out, color=False, watch_parent=parent,
+                     on_ready=lambda: conn.send("ready"))
+    sys.exit(code)
+
+
+class Cluster:
+    """The priests of one config; `start`, signal by name, read their files, `close`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.config = load_config(path)
+        self.forked: dict[str, BaseProcess] = {}
+        self.execed: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return self.config.names
+
+    def pids(self) -> dict[str, int]:
+        """Pids of the priests started and not yet killed."""
+        pids = {n: p.pid for n, p in self.forked.items() if p.pid is not None}
+        pids.update({n: p.pid for n, p in self.execed.items()})
+        return pids
+
+    # --- starting --------------------------------------------------------
+
+    def start_forked(self, names: list[str] | None = None) -> None:
+        """Fork the named priests (default: all) and wait until every one is ready."""
+        sys.stdout.flush()
+        waiting: dict[Connection, str] = {}
+        for name in names or self.names:
+            r, w = FORK.Pipe(duplex=False)
+            proc = FORK.Process(target=_fork_main, args=(self.config, name, w, os.getpid()),
+                                daemon=True)
+            proc.start()
+            w.close()
+            self.forked[name] = proc
+            waiting[r] = name
+        deadline = time.monotonic() + READY_TIMEOUT
+        while waiting:
+            left = deadline - time.monotonic()
+            ready = wait(list(waiting), max(left, 0.0))
+            if not ready:
+                raise BenchError(f"{self.path}: not ready after {READY_TIMEOUT:g} s: "
+                                 f"{sorted(waiting.values())}")
+            for conn in ready:
+                name = waiting.pop(conn)  # type: ignore[call-overload]
+                try:
+                    conn.recv()
+                except EOFError:
+                    raise BenchError(f"{self.path}: priest {name} died before it was ready "
+                                     f"(see {self.config.priest_dir(name)}/priest.log)") from None
+                finally:
+                    conn.close()
+
+    def start_execed(self, names: list[str] | None = None) -> None:
+        """Start the named priests as `python -m node CONFIG NAME`; wait until each is ready."""
+        env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+        outs: dict[str, Path] = {}
+        for name in names or self.names:
+            out = self.path.parent / f"{name}.out"
+            with open(out, "ab") as sink:
+                self.execed[name] = subprocess.Popen(
+                    [sys.executable, "-m", "node", str(self.path), name],
+                    stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            outs[name] = out
+        deadline = time.monotonic() + READY_TIMEOUT
+        while outs:
+            for name, out in list(outs.items()):
+                if b"ready on" in out.read_bytes():
+                    del outs[name]
+                elif self.execed[name].poll() is not None:
+                    raise BenchError(f"priest {name} exited: {out.read_text()[-300:]}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.path}: not ready after {READY_TIMEOUT:g} s: {sorted(outs)}")
+            time.sleep(0.002)
+
+    # --- acting ----------------------------------------------------------
+
+    def signal(self, name: str, sig: int) -> None:
+        os.kill(self.pids()[name], sig)
+
+    def kill(self, names: list[str] | None = None) -> None:
+        """SIGKILL the named priests (default: all started) and reap them."""
+        for name in names or list(self.pids()):
+            if name in self.forked:
+                proc = self.forked.pop(name)
+                _kill_pid(proc.pid)
+                proc.join()
+                proc.close()
+            elif name in self.execed:
+                popen = self.execed.pop(name)
+                _kill_pid(popen.pid)
+                popen.wait()
+
+    def close(self) -> None:
+        """Kill every priest still running; safe to call twice."""
+        self.kill()
+
+    # --- reading ---------------------------------------------------------
+
+    def decree(self, name: str) -> int | None:
+        path = self.config.priest_dir(name) / "decree.txt"
+        try:
+            return int(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def events(self, name: str, kind: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        """The priest's events.jsonl records (of `kind`, at or after monotonic ns `since`)."""
+        path = self.config.priest_dir(name) / "events.jsonl"
+        try:
+            lines = path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line being written right now
+            if (kind is None or record.get("kind") == kind) and record.get("t", 0) >= since:
+                out.append(record)
+        return out
+
+    def learned_at(self, names: list[str], since: int, timeout: float = 10.0) -> dict[str, int]:
+        """Wait until every named priest has decree.txt; monotonic ns of each one's `learned`.
+
+        The `learned` event is written right after decree.txt is durable, so its
+        time is when the priest learned, free of this process's polling delay.
+        """
+        deadline = time.monotonic() + timeout
+        while any(self.decree(n) is None for n in names):
+            if time.monotonic() > deadline:
+                missing = [n for n in names if self.decree(n) is None]
+                raise BenchError(f"{self.path}: no decree after {timeout:g} s at {missing}")
+            time.sleep(0.002)
+        times: dict[str, int] = {}
+        while len(times) < len(names):
+            for n in names:
+                found = self.events(n, "learned", since)
+                if found:
+                    times[n] = found[0]["t"]
+            if len(times) < len(names):
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{self.path}: decree.txt without a 'learned' event")
+                time.sleep(0.002)
+        return times
+
+
+def _kill_pid(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

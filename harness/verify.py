@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, TextIO
 
 from colorama import Fore, Style
 
-from harness.history import NEEDS_BALLOT, Event, History, ReadProblem, load_history
+from harness.history import NEEDS_BALLOT, Event, History, ReadProblem, gc_paused, load_history
 from node.config import Config
 from node.messages import Ballot
 
@@ -43,7 +43,9 @@ KINDS: dict[str, str] = {
 # Events whose ballots make a priest's "ballots seen".
 SEEN_KINDS = NEEDS_BALLOT | {"learned"}
 # Events through which a priest shows the decree it holds.
-HOLDING_KINDS = ("learned", "started", "reminded")
+HOLDING_KINDS = frozenset({"learned", "started", "reminded"})
+# The kinds any rule or the table reads; the rest (sent, received...) is only counted.
+CORE_KINDS = NEEDS_BALLOT | HOLDING_KINDS
 
 OK, VIOLATION, WAITING = 0, 1, 3
 
@@ -136,6 +138,8 @@ class _Index:
     history: History
     t0: int
     by_kind: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    # priest -> its events of CORE_KINDS, in time order
+    core: dict[str, list[Event]] = field(default_factory=dict)
     # (ballot, decree) -> priest -> its first vote event for that pair
     tally: dict[tuple[Ballot, int], dict[str, Event]] = field(default_factory=dict)
 
@@ -147,8 +151,9 @@ class _Index:
 def _index(config: Config, history: History) -> _Index:
     idx = _Index(config, history, history.first_time() or 0)
     by_kind = idx.by_kind
-    for events in history.events.values():
-        for e in events:
+    for name, events in history.events.items():
+        core = idx.core[name] = [e for e in events if e.kind in CORE_KINDS]
+        for e in core:
             by_kind[e.kind].append(e)
     for e in by_kind["voted"]:
         assert e.ballot is not None and e.decree is not None  # history.py guarantees
@@ -199,7 +204,7 @@ def _learned_different(idx: _Index) -> list[Violation]:
 def _holdings(idx: _Index) -> dict[str, list[Event]]:
     """Per priest, in time order, the events that show the decree it holds."""
     held: dict[str, list[Event]] = {}
-    for name, events in idx.history.events.items():
+    for name, events in idx.core.items():
         held[name] = [e for e in events if e.kind in HOLDING_KINDS and e.decree is not None]
     return held
 
@@ -212,17 +217,15 @@ def _stability(idx: _Index) -> list[Violation]:
         if first and changed:
             out.append(Violation(
                 "decree_changed",
-                f"{name}'s decree changed: {first.kind} {first.decree} in ballot {first.ballot} "
-                f"at {idx.cite(first)}, then {changed.kind} {changed.decree} at {idx.cite(changed)}",
-                (name,), (first.decree or 0, changed.decree or 0),
-                _ballots(first, changed), (first.t, changed.t)))
+                f"{name}'s decree changed: {_held(idx, first)}, then {_held(idx, changed)}",
+                (name,), (_d(first), _d(changed)), _ballots(first, changed),
+                (first.t, changed.t)))
         file = idx.history.decrees[name]
         if first and file.value is not None and file.value != first.decree:
             out.append(Violation(
                 "decree_file_mismatch",
-                f"{file.path} holds {file.value} but {name} {first.kind} {first.decree} "
-                f"in ballot {first.ballot} at {idx.cite(first)}",
-                (name,), (file.value, first.decree or 0), _ballots(first), (first.t,)))
+                f"{file.path} holds {file.value} but {name} {_held(idx, first)}",
+                (name,), (file.value, _d(first)), _ballots(first), (first.t,)))
     return out
 
 
@@ -257,13 +260,14 @@ def _validity(idx: _Index) -> list[Violation]:
 
 def _promises(idx: _Index) -> list[Violation]:
     out = []
-    for name, events in idx.history.events.items():
+    for name, events in idx.core.items():
         promise: Event | None = None
+        top = (0, "")  # the promised ballot as a (round, priest) tuple: fast to compare
         broken: list[tuple[Event, Event]] = []
         for e in events:
-            if e.kind == "promised" and (promise is None or _b(e) > _b(promise)):
-                promise = e
-            elif e.kind == "voted" and promise is not None and _b(e) < _b(promise):
+            if e.kind == "promised" and _key(e) > top:
+                promise, top = e, _key(e)
+            elif e.kind == "voted" and promise is not None and _key(e) < top:
                 broken.append((promise, e))
         if broken:
             p, v = broken[0]
@@ -273,21 +277,25 @@ def _promises(idx: _Index) -> list[Violation]:
                 f"{name} promised ballot {p.ballot} at {idx.cite(p)} (pid {p.data.get('pid')}), "
                 f"then voted {v.decree} in the lower ballot {v.ballot} at {idx.cite(v)} "
                 f"(pid {v.data.get('pid')}){more}",
-                (name,), (v.decree or 0,), _ballots(p, v), (p.t, v.t)))
+                (name,), (_d(v),), _ballots(p, v), (p.t, v.t)))
     return out
 
 
 def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
     out = []
     for ballot, events in _group(idx.by_kind["proposed"]).items():
+        if len(events) == 1:
+            continue
         firsts = _first_per(events, lambda e: e.decree)
         if len(firsts) > 1:
             cites = "; ".join(f"{e.priest} proposed {e.decree} at {idx.cite(e)}" for e in firsts)
             out.append(Violation(
                 "ballot_two_decrees", f"ballot {ballot} has two decrees: {cites}",
-                tuple(sorted({e.priest for e in firsts})), tuple(e.decree or 0 for e in firsts),
+                tuple(sorted({e.priest for e in firsts})), tuple(_d(e) for e in firsts),
                 (str(ballot),), tuple(e.t for e in firsts)))
     for ballot, events in _group(idx.by_kind["ballot_started"]).items():
+        if len(events) == 1:
+            continue
         firsts = _first_per(events, lambda e: e.priest)
         if len(firsts) > 1:
             cites = "; ".join(f"{e.priest} at {idx.cite(e)}" for e in firsts)
@@ -306,11 +314,12 @@ def _chosen_stays_chosen(idx: _Index) -> list[Violation]:
     basis = (f"a quorum ({', '.join(sorted(voters))}) voted {d0} in ballot {b0}, "
              f"complete at {idx.cite(_quorum_event(voters, idx.config.quorum))}")
     out = []
-    for (b, d), later in sorted(idx.tally.items()):
+    for (b, d), later in sorted(idx.tally.items(), key=_tally_order):
         if b > b0 and d != d0:
             cites = "; ".join(f"{p} at {idx.cite(e)}" for p, e in sorted(later.items()))
             out.append(Violation(
-                "chosen_changed", f"{basis}; yet in the later ballot {b} votes went to {d}: {cites}",
+                "chosen_changed",
+                f"{basis}; yet in the later ballot {b} votes went to {d}: {cites}",
                 tuple(sorted(set(voters) | set(later))), (d0, d), (str(b0), str(b)),
                 tuple(e.t for e in later.values())))
     return out
@@ -342,7 +351,8 @@ def _unsound(idx: _Index, d: int, events: list[Event],
     need = f"{idx.config.quorum} of {len(idx.config.priests)}"
     if basis is None:
         counts = [(len(v), b) for (b, dd), v in idx.tally.items() if dd == d]
-        most = f"at most {max(counts)[0]} votes, in ballot {max(counts)[1]}" if counts else "no vote"
+        top = max(counts) if counts else None
+        most = f"at most {top[0]} votes, in ballot {top[1]}" if top else "no vote for it"
         why = f"no quorum ({need}) ever voted {d} in one ballot ({most})"
     else:
         why = f"a quorum ({need}) had voted {d} only at {idx.cite(basis[0])}, in ballot {basis[1]}"
@@ -355,8 +365,33 @@ def _unsound(idx: _Index, d: int, events: list[Event],
 
 
 def _b(e: Event) -> Ballot:
-    assert e.ballot is not None
+    assert e.ballot is not None  # history.py keeps no such event without one
     return e.ballot
+
+
+def _d(e: Event) -> int:
+    assert e.decree is not None  # history.py keeps no such event without one
+    return e.decree
+
+
+def _held(idx: _Index, e: Event) -> str:
+    """'learned 1001 in ballot 2.gamma at +0.01s, ...' (a Success may carry no ballot)."""
+    where = f" in ballot {e.ballot}" if e.ballot is not None and not e.ballot.is_zero() else ""
+    return f"{e.kind} {e.decree}{where} at {idx.cite(e)}"
+
+
+# Sort keys: a Ballot's own comparison builds two tuples per call; these build one.
+def _order(b: Ballot) -> tuple[int, str]:
+    return (b.round, b.priest)
+
+
+def _key(e: Event) -> tuple[int, str]:
+    return _order(_b(e))
+
+
+def _tally_order(item: tuple[tuple[Ballot, int], object]) -> tuple[int, str, int]:
+    (b, d), _ = item
+    return (b.round, b.priest, d)
 
 
 def _ballots(*events: Event) -> tuple[str, ...]:
@@ -386,11 +421,11 @@ def _quorum_event(voters: dict[str, Event], quorum: int) -> Event:
 def _rows(idx: _Index, alive: set[str]) -> tuple[PriestRow, ...]:
     rows = []
     for name in idx.config.names:
-        events = idx.history.events.get(name, [])
-        seen = {e.ballot for e in events if e.kind in SEEN_KINDS and e.ballot is not None}
+        seen = {e.ballot for e in idx.core[name] if e.kind in SEEN_KINDS and e.ballot is not None}
         seen.discard(Ballot(0, ""))
         rows.append(PriestRow(name, name in alive, idx.history.decrees[name].value,
-                              tuple(str(b) for b in sorted(seen)), len(events)))
+                              tuple(str(b) for b in sorted(seen, key=_order)),
+                              len(idx.history.events[name])))
     return tuple(rows)
 
 
@@ -417,7 +452,8 @@ RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
 
 def load_and_check(config: Config, alive: set[str] | None) -> Verdict:
     """Read the run's files under config.data_dir and judge them."""
-    return check(config, load_history(config), alive)
+    with gc_paused():  # the history is a large acyclic heap, freed on return
+        return check(config, load_history(config), alive)
 
 
 def run(config: Config, *, alive_fn: Callable[[], set[str] | None], wait: float, as_json: bool,
@@ -469,7 +505,8 @@ def _table(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
         if p.decree is None:
             shade = Fore.YELLOW if p.alive else Style.DIM
         ballots = f"{len(p.ballots)}" + (f" (highest {p.ballots[-1]})" if p.ballots else "")
-        lines.append(f"  {p.name:<{width}}  {paint(f'{alive:<5}', Fore.GREEN if p.alive else Style.DIM)}"
+        alive_shade = Fore.GREEN if p.alive else Style.DIM
+        lines.append(f"  {p.name:<{width}}  {paint(f'{alive:<5}', alive_shade)}"
                      f"  {paint(f'{decree:<20}', shade)}  {ballots}")
     return lines
 
@@ -478,8 +515,8 @@ def _summary(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
     status = verdict.exit_status
     if status == VIOLATION:
         n = len(verdict.violations)
-        lines = [paint(f"VIOLATION (exit 1): {n} violation{'s' if n > 1 else ''} "
-                       "(times are seconds after the first recorded event)", Fore.RED + Style.BRIGHT)]
+        lines = [paint(f"VIOLATION (exit 1): {n} violation{'s' if n > 1 else ''} (times are "
+                       "seconds after the first recorded event)", Fore.RED + Style.BRIGHT)]
         for v in verdict.violations[:SHOWN]:
             lines.append(f"  {paint(v.kind, Fore.RED)}: {v.message}")
         lines += _more(verdict.violations)
@@ -490,8 +527,10 @@ def _summary(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
     if status == WAITING:
         return [paint(f"NOT YET (exit 3): no violation, but {', '.join(verdict.waiting)} "
                       "hold no decree yet", Fore.YELLOW + Style.BRIGHT)]
-    what = f"decree {verdict.decree}" if verdict.decree is not None else "no decree (no survivor)"
-    return [paint(f"AGREEMENT (exit 0): every surviving priest holds {what}; "
+    if verdict.decree is None:  # nobody survives: agreement holds vacuously
+        return [paint(f"AGREEMENT (exit 0): no priest is running; no violation in "
+                      f"{verdict.events} events", Fore.GREEN + Style.BRIGHT)]
+    return [paint(f"AGREEMENT (exit 0): every surviving priest holds decree {verdict.decree}; "
                   f"no violation in {verdict.events} events", Fore.GREEN + Style.BRIGHT)]
 
 

@@ -284,6 +284,22 @@ def test_flawed_marker_used_once_is_healthy(tmp_path: Path) -> None:
     assert v.exit_status == 0, v.violations
 
 
+def test_decree_changed_names_both_holdings(tmp_path: Path) -> None:
+    r = healthy()
+    delta_restarts_holding_1003(r)
+    (x,) = verdict_of(tmp_path, r).violations
+    # delta learned from a Success of ballot zero: no ballot to name for it.
+    assert x.message.startswith("delta's decree changed: learned 1001 at +")
+    assert "then started 1003 at +" in x.message and "in ballot" not in x.message
+    assert x.decrees == (1001, 1003) and x.priests == ("delta",)
+
+
+def test_nobody_running_is_vacuous_agreement(tmp_path: Path) -> None:
+    v = verdict_of(tmp_path, healthy(), alive=set())
+    assert v.exit_status == 0 and v.decree is None
+    assert "no priest is running" in render(v, color=False)
+
+
 def test_learned_different_names_both_decrees(tmp_path: Path) -> None:
     r = healthy()
     delta_crashed_after_writing_1003(r)

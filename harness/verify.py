@@ -504,7 +504,8 @@ def _table(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
         shade = Fore.GREEN if p.decree is not None and p.decree == agreed else Fore.RED
         if p.decree is None:
             shade = Fore.YELLOW if p.alive else Style.DIM
-        ballots = f"{len(p.ballots)}" + (f" (highest {p.ballots[-1]})" if p.ballots else "")
+        ballots = ", ".join(p.ballots) if len(p.ballots) <= 3 else \
+            f"{len(p.ballots)}, from {p.ballots[0]} to {p.ballots[-1]}"
         alive_shade = Fore.GREEN if p.alive else Style.DIM
         lines.append(f"  {p.name:<{width}}  {paint(f'{alive:<5}', alive_shade)}"
                      f"  {paint(f'{decree:<20}', shade)}  {ballots}")

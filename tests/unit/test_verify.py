@@ -435,7 +435,7 @@ def test_render_plain_names_priests_and_decree(tmp_path: Path) -> None:
     assert "\x1b[" not in text
     for name in NAMES:
         assert name in text
-    assert "AGREEMENT" in text and "1001" in text and "2.gamma" in text
+    assert "AGREEMENT" in text and "1001" in text and "1.alpha, 2.gamma" in text
     delta_row = next(line for line in text.splitlines() if line.strip().startswith("delta"))
     assert " no " in delta_row
 
@@ -456,7 +456,9 @@ def test_render_caps_long_lists(tmp_path: Path) -> None:
         r.add("alpha", "ballot_started", f"{10 + i}.delta")
     v = verdict_of(tmp_path, r)
     assert len(v.violations) == 30
-    assert "... and 10 more" in render(v, color=False)
+    text = render(v, color=False)
+    assert "... and 10 more" in text
+    assert "32, from 1.alpha to 39.delta" in text  # alpha's ballots: too many to list
 
 
 def test_json_verdict(tmp_path: Path) -> None:

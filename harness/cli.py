@@ -9,11 +9,13 @@ Every error a user can cause is one line on stderr.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -243,13 +245,11 @@ def _cell(value: object) -> str:
 
 
 def _wait_gone(state: RunState, timeout: float = 15.0) -> None:
-    import psutil
-
-    if state.supervisor.alive():
-        try:
-            psutil.Process(state.supervisor.pid).wait(timeout)
-        except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-            pass
+    # Not psutil's wait: the supervisor is not our child, and a zombie awaiting
+    # its reaper (which may be slow) has finished all the same.
+    deadline = time.monotonic() + timeout
+    while state.supervisor.alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 # --- parsing and the one place errors become exit statuses --------------------
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        doc = func.__doc__ or ""
+        doc = inspect.cleandoc(func.__doc__ or name)
         p = sub.add_parser(name, help=doc.splitlines()[0], description=doc,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(func=func)

@@ -379,6 +379,8 @@ class ForkLauncher:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return False
+        if sig in (signal.SIGSTOP, signal.SIGCONT):
+            _settle(proc.pid, stopped=sig == signal.SIGSTOP)
         return True
 
     def wait(self, procs: Sequence[PriestProc], timeout: float) -> dict[str, int]:
@@ -392,6 +394,18 @@ class ForkLauncher:
             ended[p.name] = p.handle.exitcode
             p.handle.close()
         return ended
+
+
+def _settle(pid: int, *, stopped: bool, timeout: float = 1.0) -> None:
+    """Wait briefly until the kernel shows the process (not) stopped: the answer is then true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if (psutil.Process(pid).status() == psutil.STATUS_STOPPED) == stopped:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.001)
 
 
 def _priest_main(serve: Callable[..., int], config: Config, name: str, conn: Connection,

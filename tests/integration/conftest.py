@@ -102,4 +102,4 @@ def harness(tmp_path: Path):
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(survivors, timeout=3)
-    assert not survivors, f"processes survived the test: {[(p.pid, p.name()) for p in survivors]}"
+    assert not survivors, f"processes survived the test: {[p.pid for p in survivors]}"

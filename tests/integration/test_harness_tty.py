@@ -1,0 +1,102 @@
+"""A foreground `paxos-harness up` in a real terminal (a pty): Ctrl+Z asks for a ballot, Ctrl+C stops all.
+
+The keys are written to the pty's master side, so the terminal's line
+discipline turns them into SIGTSTP and SIGINT for its foreground process
+group, exactly as when a person presses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+# Make the pty the controlling terminal of a new session, then become the CLI.
+IN_TERMINAL = ("import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+               "os.execv(sys.executable, [sys.executable, '-m', 'harness'] + sys.argv[1:])")
+
+
+class Terminal:
+    def __init__(self, args: list[str], cwd: str) -> None:
+        self.master, slave = os.openpty()
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        self.proc = subprocess.Popen([sys.executable, "-c", IN_TERMINAL, *args], cwd=cwd, env=env,
+                                     stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave)
+        self.screen = b""
+
+    def read_until(self, predicate, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.screen.decode(errors="replace")):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"terminal never showed it; screen:\n{self.screen.decode()}")
+            self.pump(min(left, 0.1))
+
+    def pump(self, timeout: float) -> None:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if ready:
+            try:
+                self.screen += os.read(self.master, 65536)
+            except OSError:  # EIO: the other side is closed
+                time.sleep(0.01)
+
+    def press(self, key: bytes) -> None:
+        os.write(self.master, key)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+def test_foreground_up_ctrl_z_starts_a_ballot_and_ctrl_c_stops_everything(harness) -> None:
+    config = harness.config(3)
+    term = Terminal(["up", str(config)], str(harness.cwd))
+    try:
+        term.read_until(lambda s: "cluster test is up" in s)
+        harness.remember()
+        pids = harness.pids()
+        supervisor = psutil.Process(pids.pop("supervisor"))
+        assert supervisor.pid == term.proc.pid
+        priests = [psutil.Process(pid) for pid in pids.values()]
+        # The terminal's keys reach the supervisor's group only, never a priest's.
+        fg = os.tcgetpgrp(term.master)
+        assert fg == os.getpgid(supervisor.pid)
+        assert all(os.getpgid(p.pid) != fg for p in priests)
+        assert "\x1b[" in term.screen.decode()  # colour on a terminal
+
+        term.press(b"\x1a")  # Ctrl+Z
+        term.read_until(lambda s: "Ctrl+Z: priest alpha starts a ballot" in s)
+        decree = harness.cwd / "data" / "alpha" / "decree.txt"
+        harness.wait_until(decree.exists, what="alpha's decree.txt after Ctrl+Z")
+        assert supervisor.status() != psutil.STATUS_STOPPED
+        assert all(p.status() != psutil.STATUS_STOPPED for p in priests)
+        term.read_until(lambda s: "the decree is" in s)  # the priests' narration streams here
+
+        term.press(b"\x1a")  # the next priest in turn
+        term.read_until(lambda s: "Ctrl+Z: priest beta starts a ballot" in s)
+
+        term.press(b"\x03")  # Ctrl+C
+        deadline = time.monotonic() + 15
+        while term.proc.poll() is None and time.monotonic() < deadline:
+            term.pump(0.1)
+        assert term.proc.returncode == 130, term.screen.decode()
+        gone, alive = psutil.wait_procs(priests, timeout=1)
+        assert not alive
+        assert harness.state() is None
+        events = [json.loads(line) for line in
+                  (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()]
+        assert [e["priest"] for e in events if e["kind"] == "chaos"] == ["alpha", "beta"]
+        assert events[-1]["kind"] == "down"
+    finally:
+        term.close()

@@ -1,0 +1,260 @@
+"""The CLI, run state and control channel in-process: parsing, errors, exit statuses, files.
+
+Nothing here starts a priest; the real processes are in tests/integration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from harness import cli, control
+from harness.errors import ControlError, NotUpError, RefusedError, UnknownPriestError
+from harness.state import (
+    CURRENT,
+    Identity,
+    RunState,
+    create_state,
+    read_state,
+    resolve_config,
+    socket_path,
+    write_current,
+)
+from node.config import load_config
+from node.ledger import Ledger
+from node.messages import Ballot, LedgerState, Vote
+from tests.conftest import write_config
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NO_COLOR", "1")
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def a_state(config_path: Path, supervisor: Identity) -> RunState:
+    config = load_config(config_path)
+    return RunState(config.cluster, str(config_path), str(config.data_dir), supervisor,
+                    str(config.data_dir / "control.sock"))
+
+
+def test_version_and_help_of_every_verb(here: Path, capsys) -> None:
+    status, out, _ = run(capsys, "--version")
+    assert status == 0 and out.startswith("paxos-harness ")
+    for verb, func in [("up", cli.cmd_up), ("down", cli.cmd_down), ("status", cli.cmd_status),
+                       ("verify", cli.cmd_verify)]:
+        status, out, _ = run(capsys, verb, "--help")
+        assert status == 0
+        assert func.__doc__.splitlines()[0] in out  # the docstring is the help
+
+
+def test_a_usage_error_is_exit_2(here: Path, capsys) -> None:
+    status, _, err = run(capsys, "up")
+    assert status == 2 and "CONFIG" in err
+
+
+@pytest.mark.parametrize("text, words", [
+    ("priests:\n  alpha: {port: 0}\n", "priests.alpha.port"),
+    ("priests: {}\nextra: 1\n", "extra"),
+])
+def test_a_bad_config_is_one_line_on_stderr_with_exit_2(here: Path, capsys, text, words) -> None:
+    (here / "bad.yaml").write_text(text)
+    status, out, err = run(capsys, "up", "bad.yaml", "--detach")
+    assert status == 2 and out == ""
+    assert err.startswith("paxos-harness: error: bad.yaml: ") and words in err
+    assert err.count("\n") == 1
+    assert not (here / "logs").exists()
+
+
+def test_only_keeps_config_order_and_names_unknown_priests(here: Path) -> None:
+    config = load_config(write_config(here, 4))
+    assert cli.select_priests(config, "gamma, alpha") == ["alpha", "gamma"]
+    assert cli.select_priests(config, None) == ["alpha", "beta", "gamma", "delta"]
+    with pytest.raises(cli.UsageError, match="'omega'.*known: alpha, beta, gamma, delta"):
+        cli.select_priests(config, "alpha,omega")
+    with pytest.raises(cli.UsageError, match="at least one"):
+        cli.select_priests(config, " , ")
+
+
+def test_status_and_down_with_nothing_brought_up_here(here: Path, capsys) -> None:
+    status, _, err = run(capsys, "status")
+    assert status == 1 and "no cluster has been brought up from this directory" in err
+    status, _, err = run(capsys, "down")
+    assert status == 1 and "pass CONFIG" in err
+
+
+def test_status_of_a_cluster_that_is_down_shows_the_files_and_exits_1(here: Path, capsys) -> None:
+    path = write_config(here, 3)
+    config = load_config(path)
+    with Ledger.open(config.priest_dir("beta")) as ledger:
+        ledger.persist(LedgerState(Ballot(2, "alpha"), Ballot(3, "gamma"),
+                                   Vote(Ballot(2, "alpha"), 7)))
+        ledger.write_decree(7)
+    config.priest_dir("gamma").mkdir(parents=True)
+    (config.priest_dir("gamma") / "ledger.log").write_text("garbage\n")
+    status, out, _ = run(capsys, "status", str(path))
+    assert status == 1 and "is not up" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:5]}
+    assert rows["alpha"] == ["alpha", "-", "down", "-", "-"]
+    assert rows["beta"] == ["beta", "-", "down", "7", "3.gamma"]
+    assert "ledger.log" in out.splitlines()[-1]  # gamma's unreadable ledger is named
+    status, out, _ = run(capsys, "status", str(path), "--json")
+    report = json.loads(out)
+    assert status == 1 and report["up"] is False and report["priests"][1]["decree"] == 7
+
+
+def test_down_of_a_cluster_that_is_down_is_exit_0(here: Path, capsys) -> None:
+    path = write_config(here, 2)
+    status, out, _ = run(capsys, "down", str(path))
+    assert status == 0 and "not up; nothing to stop" in out
+
+
+def test_up_is_refused_while_a_live_supervisor_owns_the_data_dir(here: Path, capsys) -> None:
+    path = write_config(here, 2)
+    state = a_state(path, Identity.of(os.getpid()))  # this very process: alive
+    Path(state.data_dir).mkdir(parents=True)
+    create_state(state)
+    status, _, err = run(capsys, "up", str(path), "--detach")
+    assert status == 1 and "already up" in err and "paxos-harness down" in err
+    assert read_state(Path(state.data_dir)) == state
+
+
+def test_stale_state_of_a_dead_supervisor_is_cleared_by_down(here: Path, capsys) -> None:
+    path = write_config(here, 2)
+    me = Identity.of(os.getpid())
+    # Our own pid with another start time: a recycled pid, so that supervisor is gone.
+    state = a_state(path, Identity(me.pid, me.create_time - 100))
+    Path(state.data_dir).mkdir(parents=True)
+    create_state(state)
+    status, out, _ = run(capsys, "status", str(path))
+    assert status == 1 and "died" in out
+    status, out, _ = run(capsys, "down", str(path))
+    assert status == 0 and "cleared the run state" in out
+    assert read_state(Path(state.data_dir)) is None
+
+
+def test_an_unexpected_exception_is_one_line_saying_bug_and_where_the_traceback_is(
+        here: Path, capsys, monkeypatch) -> None:
+    def broken(_args: object) -> int:
+        """Show the status."""
+        raise ZeroDivisionError("oops")
+    monkeypatch.setattr(cli, "cmd_status", broken)
+    status, _, err = run(capsys, "status")
+    assert status == 70 and err.count("\n") == 1 and "this is a bug" in err
+    trace = Path(err.rstrip().rsplit("traceback in ", 1)[1])
+    try:
+        assert "ZeroDivisionError: oops" in trace.read_text()
+    finally:
+        trace.unlink()
+
+
+def test_fresh_refuses_to_wipe_the_current_directory(here: Path, capsys) -> None:
+    (here / "c.yaml").write_text("data_dir: .\npriests:\n  alpha: {port: 7001}\n")
+    status, _, err = run(capsys, "up", "c.yaml", "--fresh", "--detach")
+    assert status == 2 and "refusing to wipe" in err
+    assert (here / "c.yaml").exists()
+
+
+def test_run_state_is_created_exclusively_and_round_trips(here: Path) -> None:
+    path = write_config(here, 2)
+    state = a_state(path, Identity(4242, 12.5))
+    state.priests = {"alpha": Identity(4243, 13.0)}
+    Path(state.data_dir).mkdir(parents=True)
+    create_state(state)
+    with pytest.raises(FileExistsError):
+        create_state(state)
+    assert read_state(Path(state.data_dir)) == state
+    raw = json.loads((Path(state.data_dir) / "supervisor.json").read_text())
+    assert raw["version"] == 1
+
+
+def test_identity_tells_a_recycled_pid_from_the_process(here: Path) -> None:
+    me = Identity.of(os.getpid())
+    assert me.alive()
+    assert not Identity(me.pid, me.create_time + 1).alive()
+
+
+def test_the_socket_path_fits_sun_path_even_for_a_deep_data_dir(here: Path) -> None:
+    short = Path("/tmp/d")
+    assert socket_path(short) == Path("/tmp/d/control.sock")
+    deep = here / ("x" * 60) / ("y" * 60)
+    path = socket_path(deep)
+    assert len(os.fsencode(path)) <= 107 and path != socket_path(here / "other")
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def test_commands_without_config_act_on_the_cluster_recorded_here(here: Path) -> None:
+    (here / "rel.yaml").write_text("data_dir: somewhere\npriests:\n  alpha: {port: 7001}\n")
+    write_current(load_config("rel.yaml"))
+    assert json.loads(CURRENT.read_text())["cluster"] == "rel"
+    config = resolve_config(None)
+    assert config.cluster == "rel" and config.data_dir == here / "somewhere"
+
+
+# --- the control channel over a real socket, answered by a thread -----------------
+
+
+def serve_once(path: Path, answer: dict) -> threading.Thread:
+    server = control.ControlServer(path)
+    seen: list[dict] = []
+
+    def loop() -> None:
+        import select
+        select.select([server], [], [], 5)
+        got = server.accept()
+        if got:
+            seen.append(got[1])
+            server.reply(got[0], answer)
+        server.close()
+
+    t = threading.Thread(target=loop)
+    t.seen = seen  # type: ignore[attr-defined]
+    t.start()
+    return t
+
+
+def test_a_request_gets_its_answer(tmp_path: Path) -> None:
+    path = tmp_path / "c.sock"
+    t = serve_once(path, {"ok": True, "result": {"outcome": "paused (SIGSTOP)"}})
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert control.request(path, "pause", "beta") == {"outcome": "paused (SIGSTOP)"}
+    t.join()
+    assert t.seen == [{"op": "pause", "priest": "beta"}]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status, error", [(1, RefusedError), (2, UnknownPriestError)])
+def test_a_refusal_becomes_the_matching_error(tmp_path: Path, status: int, error: type) -> None:
+    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no", "exit_status": status})
+    with pytest.raises(error, match="no"):
+        control.request(tmp_path / "c.sock", "kill", "delta")
+    t.join()
+
+
+def test_a_malformed_request_is_answered_with_an_error(tmp_path: Path) -> None:
+    server = control.ControlServer(tmp_path / "c.sock")
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(tmp_path / "c.sock"))
+        client.sendall(b'{"op": "explode"}\n')
+        assert server.accept() is None
+        reply = json.loads(client.recv(4096))
+    server.close()
+    assert reply["ok"] is False and "unknown request" in reply["error"]
+
+
+def test_nobody_listening_is_not_up(tmp_path: Path) -> None:
+    with pytest.raises(NotUpError):
+        control.request(tmp_path / "none.sock", "status")
+    with pytest.raises(ControlError, match="not JSON"):
+        control.decode_request(b"{")

@@ -5,8 +5,20 @@ partitions messages, and crashes that may strike between any two effects:
 a crashed priest loses everything but what was persisted, exactly as a
 SIGKILLed process does. Same seed, same run, event for event.
 
-The world records a history in the shape of events.jsonl, so the checker that
-reads real runs (harness.verify) can judge simulated ones too.
+A run has two phases. The faulty phase lasts `horizon` virtual seconds:
+ballots are requested at random priests (several may overlap), messages are
+lost, duplicated and delayed, one side of a partition may be cut off, priests
+crash and restart. Then the heal phase: the network is whole, every priest is
+up, nothing fails any more, and one ballot is requested; after it every
+priest must hold the decree.
+
+The world records a history in the shape of events.jsonl (t is virtual time
+in ns, strictly increasing), so the checker that reads real runs
+(harness.verify) can judge simulated ones too, and a list of steps (sends,
+ledger writes, crashes...) from which a trace or a message diagram is drawn.
+
+Speed matters here (thousands of runs a minute), so the loop keeps plain
+tuples in its queue and its logs and builds dicts and text only when asked.
 """
 
 from __future__ import annotations
@@ -14,9 +26,10 @@ from __future__ import annotations
 import heapq
 import random
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from node.messages import (
+    Ballot,
     BallotRequested,
     CancelTimer,
     Effect,
@@ -55,13 +68,38 @@ class Disk:
     decree: int | None = None
 
 
-@dataclass(order=True)
-class _Item:
+class Step(NamedTuple):
+    """One step of a run, for traces and diagrams.
+
+    kind: send (priest -> peer, `what` the message, `fate` "", "lost" or
+    "duplicated"), ledger (`what` the LedgerState written), decree (`what` the
+    decree written), crash, restart (`what` = (ledger, decree) recovered),
+    ballot (a ballot was requested of priest), partition (`what` the cut-off
+    priests), heal.
+    """
+
     time: float
-    seq: int
-    kind: str = field(compare=False)  # deliver | timer | ballot | restart | heal
-    priest: str = field(compare=False)
-    payload: object = field(compare=False, default=None)
+    kind: str
+    priest: str
+    peer: str | None = None
+    what: object = None
+    fate: str = ""
+
+
+class HistoryEvent(NamedTuple):
+    """One recorded event: what `history` turns into an events.jsonl-shaped dict."""
+
+    t: int
+    priest: str
+    kind: str
+    ballot: Ballot | None
+    decree: int | None
+    peer: str | None
+    ledger: LedgerState | None = None  # "started": the ledger recovered from disk
+
+
+# Queue item kinds, ordered by (time, seq) in the heap.
+_DELIVER, _TIMER, _BALLOT, _RESTART, _HEAL = range(5)
 
 
 class World:
@@ -76,15 +114,22 @@ class World:
         self.horizon = horizon
         self.disks = {name: Disk() for name in self.names}
         self.priests: dict[str, Priest | None] = {name: self._boot(name) for name in self.names}
-        self.queue: list[_Item] = []
+        self.queue: list[tuple[float, int, int, str, object]] = []
         self.timers: dict[tuple[str, str], float] = {}
         self.now = 0.0
         self.seq = 0
         self.healed = False
         self.cut: set[str] = set()  # priests on the minority side of a partition
-        self.history: list[dict[str, object]] = []
-        self.trace: list[str] = []
-        self.stats = {"messages": 0, "dropped": 0, "crashes": 0, "steps": 0}
+        # Recorded events as (time, priest, kind, ballot, decree, peer, ledger): see `events`.
+        self.raw_events: list[tuple[float, str, str, Ballot | None, int | None, str | None,
+                                    LedgerState | None]] = []
+        self._events: list[HistoryEvent] = []
+        self.raw_steps: list[tuple[object, ...]] = []  # Step fields as plain tuples (cheap)
+        self.stats = {"messages": 0, "dropped": 0, "duplicated": 0, "crashes": 0, "steps": 0,
+                      "ballots": 0, "requests": 0}
+        self.finished = False  # the queue drained before max_steps
+        for name in self.names:  # as a real priest does when its process starts
+            self._event(name, "started", None, None, None, LedgerState())
 
     # --- set-up ----------------------------------------------------------
 
@@ -93,137 +138,210 @@ class World:
         return Priest(name, self.names, ledger=disk.ledger, decree=disk.decree,
                       index=self.names.index(name) + 1, timing=self.timing, flaws=self.flaws)
 
-    def _push(self, delay: float, kind: str, priest: str, payload: object = None) -> None:
+    def _push(self, delay: float, kind: int, priest: str, payload: object = None) -> None:
         self.seq += 1
-        heapq.heappush(self.queue, _Item(self.now + delay, self.seq, kind, priest, payload))
+        heapq.heappush(self.queue, (self.now + delay, self.seq, kind, priest, payload))
 
     def _plan(self) -> None:
         f = self.faults
         for _ in range(f.ballots):
-            self._push(self.rng.uniform(0, self.horizon / 2), "ballot", self.rng.choice(self.names))
+            self._push(self.rng.uniform(0, self.horizon / 2), _BALLOT, self.rng.choice(self.names))
         if self.rng.random() < f.partition and len(self.names) > 2:
             size = self.rng.randint(1, (len(self.names) - 1) // 2 + 1)
             self.cut = set(self.rng.sample(self.names, size))
-            self._note(f"partition: {sorted(self.cut)} cut off from the rest")
-        self._push(self.horizon, "heal", "")
+            self.raw_steps.append((self.now, "partition", "", None, sorted(self.cut), ""))
+        self._push(self.horizon, _HEAL, "")
 
     # --- running ---------------------------------------------------------
 
     def run(self, max_steps: int = 200_000) -> None:
         """The faulty phase until `horizon`, then the network heals, all restart, one ballot."""
         self._plan()
-        while self.queue and self.stats["steps"] < max_steps:
-            item = heapq.heappop(self.queue)
-            self.now = item.time
-            self.stats["steps"] += 1
-            self._step(item)
+        queue, pop, priests = self.queue, heapq.heappop, self.priests
+        steps = 0
+        while queue and steps < max_steps:
+            when, _, kind, name, payload = pop(queue)
+            self.now = when
+            steps += 1
+            if kind == _DELIVER:
+                priest = priests[name]
+                if priest is not None:  # a message to a priest that is down is lost
+                    self._apply(name, priest.handle(Received(payload)))  # type: ignore[arg-type]
+            elif kind == _TIMER:
+                priest = priests[name]
+                if priest is not None and self.timers.get((name, payload)) == when:  # type: ignore[comparison-overlap]
+                    del self.timers[(name, payload)]  # type: ignore[index]
+                    self._apply(name, priest.handle(TimerFired(payload)))  # type: ignore[arg-type]
+            else:
+                self._other(kind, name)
+        self.stats["steps"] = steps
+        self.finished = not queue
 
-    def _step(self, item: _Item) -> None:
-        if item.kind == "heal":
-            return self._heal()
-        if item.kind == "restart":
-            return self._restart(item.priest)
-        priest = self.priests[item.priest]
-        if priest is None:
-            return  # down: the message or request is lost
-        if item.kind == "deliver":
-            message = item.payload
-            assert isinstance(message, Message.__args__)  # type: ignore[attr-defined]
-            self._log(item.priest, "received", message)
-            self._apply(item.priest, priest.handle(Received(message)))
-        elif item.kind == "timer":
-            name = str(item.payload)
-            if self.timers.get((item.priest, name)) == item.time:
-                del self.timers[(item.priest, name)]
-                self._apply(item.priest, priest.handle(TimerFired(name)))
-        elif item.kind == "ballot":
-            self._note(f"{item.priest}: asked to begin a ballot")
-            self._apply(item.priest, priest.handle(BallotRequested()))
+    def _other(self, kind: int, name: str) -> None:
+        if kind == _HEAL:
+            self._heal()
+        elif kind == _RESTART:
+            self._restart(name)
+        else:
+            priest = self.priests[name]
+            if priest is None:
+                return  # down: the request is lost
+            self.stats["requests"] += 1
+            self.raw_steps.append((self.now, "ballot", name, None, None, ""))
+            self._apply(name, priest.handle(BallotRequested()))
 
     def _heal(self) -> None:
         self.healed = True
         self.cut = set()
-        self._note("heal: the network is whole, every priest is up")
+        self.raw_steps.append((self.now, "heal", "", None, None, ""))
         for name in self.names:
             if self.priests[name] is None:
                 self._restart(name)
-        self._push(0.0, "ballot", self.rng.choice(self.names))
+        self._push(0.0, _BALLOT, self.rng.choice(self.names))
 
     def _restart(self, name: str) -> None:
         if self.priests[name] is not None:
             return
         self.priests[name] = self._boot(name)
         disk = self.disks[name]
-        self._note(f"{name}: restarts from its ledger {disk.ledger} decree {disk.decree}")
-        self.history.append(self._event(name, "started", decree=disk.decree))
+        self.raw_steps.append((self.now, "restart", name, None, (disk.ledger, disk.decree), ""))
+        self._event(name, "started", None, disk.decree, None, disk.ledger)
 
     def _crash(self, name: str) -> None:
         self.priests[name] = None
         self.stats["crashes"] += 1
         for key in [k for k in self.timers if k[0] == name]:
             del self.timers[key]
-        self._note(f"{name}: CRASH (keeps only its ledger)")
-        self._push(self.rng.uniform(0, self.faults.restart_after), "restart", name)
+        self.raw_steps.append((self.now, "crash", name, None, None, ""))
+        self._push(self.rng.uniform(0, self.faults.restart_after), _RESTART, name)
 
     def _apply(self, name: str, effects: list[Effect]) -> None:
+        # The hot loop of the simulator: kept flat, with the common effects inline.
+        crash = 0.0 if self.healed else self.faults.crash
+        rnd = self.rng.random
         for effect in effects:
-            if not self.healed and self.rng.random() < self.faults.crash:
+            if crash and rnd() < crash:
                 self._crash(name)
                 return  # the rest of the effects never happen
-            self._effect(name, effect)
+            kind = type(effect)
+            if kind is Send:
+                self._send(name, effect.dst, effect.message)  # type: ignore[union-attr]
+            elif kind is Record:
+                if effect.kind == "ballot_started":  # type: ignore[union-attr]
+                    self.stats["ballots"] += 1
+                self.raw_events.append((self.now, name, effect.kind, effect.ballot,  # type: ignore[union-attr]
+                                        effect.decree, effect.peer, None))  # type: ignore[union-attr]
+            else:
+                self._effect(name, effect)
 
     def _effect(self, name: str, effect: Effect) -> None:
-        disk = self.disks[name]
-        if isinstance(effect, Persist):
-            disk.ledger = effect.state
-            self._note(f"{name}: ledger <- {effect.state}")
-        elif isinstance(effect, Learn):
-            disk.decree = effect.decree
-            self._note(f"{name}: decree.txt <- {effect.decree}")
-        elif isinstance(effect, Send):
-            self._send(name, effect.dst, effect.message)
-        elif isinstance(effect, SetTimer):
-            when = effect.delay + (self.rng.uniform(0, effect.jitter) if effect.jitter else 0.0)
-            self.timers[(name, effect.name)] = self.now + when
-            self._push(when, "timer", name, effect.name)
-        elif isinstance(effect, CancelTimer):
-            self.timers.pop((name, effect.name), None)
-        elif isinstance(effect, Record):
-            self.history.append(self._event(name, effect.kind, ballot=str(effect.ballot),
-                                            decree=effect.decree, peer=effect.peer))
+        kind = type(effect)
+        if kind is SetTimer:
+            when = effect.delay + (self.rng.uniform(0, effect.jitter) if effect.jitter else 0.0)  # type: ignore[union-attr]
+            self.timers[(name, effect.name)] = self.now + when  # type: ignore[union-attr]
+            self._push(when, _TIMER, name, effect.name)  # type: ignore[union-attr]
+        elif kind is Persist:
+            self.disks[name].ledger = effect.state  # type: ignore[union-attr]
+            self.raw_steps.append((self.now, "ledger", name, None, effect.state, ""))  # type: ignore[union-attr]
+        elif kind is CancelTimer:
+            self.timers.pop((name, effect.name), None)  # type: ignore[union-attr]
+        elif kind is Learn:
+            self.disks[name].decree = effect.decree  # type: ignore[union-attr]
+            self.raw_steps.append((self.now, "decree", name, None, effect.decree, ""))  # type: ignore[union-attr]
 
     def _send(self, src: str, dst: str, message: Message) -> None:
-        self.stats["messages"] += 1
-        self._log(src, "sent", message, dst)
-        f = self.faults
-        if not self.healed and ((src in self.cut) != (dst in self.cut) or self.rng.random() < f.drop):
-            self.stats["dropped"] += 1
-            self.trace.append(f"{self.now:9.4f}  {src} -x {type(message).__name__}({message.ballot}) "
-                              f"to {dst}: lost")
+        stats, rnd, now = self.stats, self.rng.random, self.now
+        stats["messages"] += 1
+        if self.healed:
+            self.seq += 1
+            heapq.heappush(self.queue, (now + 0.001 * rnd(), self.seq, _DELIVER, dst, message))
+            self.raw_steps.append((now, "send", src, dst, message, ""))
             return
-        copies = 2 if not self.healed and self.rng.random() < f.duplicate else 1
-        for _ in range(copies):
-            delay = self.rng.uniform(0, f.max_delay if not self.healed else 0.001)
-            self._push(delay, "deliver", dst, message)
+        f, cut = self.faults, self.cut
+        if (cut and (src in cut) != (dst in cut)) or rnd() < f.drop:
+            stats["dropped"] += 1
+            self.raw_steps.append((now, "send", src, dst, message, "lost"))
+            return
+        fate = ""
+        if rnd() < f.duplicate:
+            stats["duplicated"] += 1
+            fate = "duplicated"
+            self._push(f.max_delay * rnd(), _DELIVER, dst, message)
+        self.seq += 1
+        heapq.heappush(self.queue, (now + f.max_delay * rnd(), self.seq, _DELIVER, dst, message))
+        self.raw_steps.append((now, "send", src, dst, message, fate))
 
-    # --- history and trace -------------------------------------------------
-
-    def _event(self, name: str, kind: str, **fields: object) -> dict[str, object]:
-        self.seq += 1  # events are made in virtual-time order, so the counter orders them
-        return {"t": self.seq, "priest": name, "kind": kind, **fields}
-
-    def _log(self, name: str, kind: str, m: Message, dst: str | None = None) -> None:
-        if kind == "sent":
-            body = " ".join(f"{k}={v}" for k, v in vars(m).items() if k != "src")
-            self.trace.append(f"{self.now:9.4f}  {m.src} -> {dst}  {type(m).__name__} {body}")
-
-    def _note(self, text: str) -> None:
-        self.trace.append(f"{self.now:9.4f}  {text}")
+    def _event(self, name: str, kind: str, ballot: Ballot | None, decree: int | None,
+               peer: str | None, ledger: LedgerState | None = None) -> None:
+        self.raw_events.append((self.now, name, kind, ballot, decree, peer, ledger))
 
     # --- results -------------------------------------------------------------
 
+    @property
+    def events(self) -> list[HistoryEvent]:
+        """The recorded events in order; t is virtual time in ns, nudged to strictly increase."""
+        if len(self._events) != len(self.raw_events):
+            out, last = [], -1
+            for now, *rest in self.raw_events:
+                t = int(now * 1e9)
+                last = t if t > last else last + 1
+                out.append(HistoryEvent(last, *rest))  # type: ignore[arg-type]
+            self._events = out
+        return self._events
+
+    @property
+    def history(self) -> list[dict[str, object]]:
+        """The recorded events as events.jsonl-shaped dicts (t, priest, kind, ballot, decree, peer)."""
+        out: list[dict[str, object]] = []
+        for e in self.events:
+            if e.ledger is not None:  # "started", with what it recovered, as node.runtime writes it
+                out.append({"t": e.t, "priest": e.priest, "kind": e.kind,
+                            "last_tried": str(e.ledger.last_tried), "next_bal": str(e.ledger.next_bal),
+                            "prev_vote": str(e.ledger.prev_vote), "decree": e.decree})
+            else:
+                out.append({"t": e.t, "priest": e.priest, "kind": e.kind, "ballot": str(e.ballot),
+                            "decree": e.decree, "peer": e.peer})
+        return out
+
+    @property
+    def steps(self) -> list[Step]:
+        """Every step of the run in order: sends, ledger and decree writes, crashes..."""
+        return [Step(*s) for s in self.raw_steps]  # type: ignore[arg-type]
+
+    @property
+    def trace(self) -> list[str]:
+        """The steps as text lines, one per step, prefixed by virtual time in seconds."""
+        return [f"{s.time:9.4f}  {describe(s)}" for s in self.steps]
+
     def decrees(self) -> dict[str, int | None]:
         return {name: disk.decree for name, disk in self.disks.items()}
+
+
+def describe(s: Step) -> str:
+    """One step in words: 'p1 -> p3  NextBallot ballot=1.p1', 'p2: CRASH'..."""
+    if s.kind == "send":
+        m = s.what
+        body = " ".join(f"{k}={v}" for k, v in vars(m).items() if k != "src")
+        tail = {"lost": "  (lost)", "duplicated": "  (duplicated)"}.get(s.fate, "")
+        return f"{s.priest} -> {s.peer}  {type(m).__name__} {body}{tail}"
+    if s.kind == "ledger":
+        return f"{s.priest}: ledger <- {_ledger(s.what)}"  # type: ignore[arg-type]
+    if s.kind == "decree":
+        return f"{s.priest}: decree.txt <- {s.what}"
+    if s.kind == "crash":
+        return f"{s.priest}: CRASH (keeps only its ledger)"
+    if s.kind == "restart":
+        ledger, decree = s.what  # type: ignore[misc]
+        return f"{s.priest}: restarts from its ledger {_ledger(ledger)}, decree {decree}"
+    if s.kind == "ballot":
+        return f"{s.priest}: asked to begin a ballot"
+    if s.kind == "partition":
+        return f"partition: {s.what} cut off from the rest"
+    return "heal: the network is whole, every priest is up"
+
+
+def _ledger(state: LedgerState) -> str:
+    return f"last_tried={state.last_tried} next_bal={state.next_bal} prev_vote={state.prev_vote}"
 
 
 def run_world(n: int, seed: int, **kw: object) -> World:
@@ -233,4 +351,4 @@ def run_world(n: int, seed: int, **kw: object) -> World:
     return world
 
 
-__all__ = ["World", "Faults", "Disk", "run_world", "Event"]
+__all__ = ["World", "Faults", "Disk", "Step", "HistoryEvent", "describe", "run_world", "Event"]

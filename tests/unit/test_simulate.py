@@ -1,0 +1,241 @@
+"""The simulate verb: seeded runs of the real Synod core, judged by verify's checks."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+import pytest
+
+import node.runtime
+import node.sim
+import node.synod
+from harness.errors import UsageError
+from harness.simulate import (
+    NO_PROGRESS,
+    Setup,
+    add_parser,
+    cmd_simulate,
+    diagram,
+    first_failing_seed,
+    judge,
+    run_seed,
+    search,
+    shorten,
+    to_history,
+)
+from node.config import FLAWS
+from node.messages import Ballot, LedgerState, Vote
+from node.sim import Faults, World
+
+HARSH = Faults(drop=0.3, duplicate=0.2, crash=0.05, partition=1.0, ballots=6)
+SAFETY = {"learned_different", "decree_changed", "disagreement", "unproposed_decree",
+          "promise_broken", "ballot_two_decrees", "ballot_reused", "chosen_changed",
+          "unsound_learning"}
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="paxos-harness")
+    add_parser(parser.add_subparsers(dest="verb", required=True))
+    return parser.parse_args(["simulate", *argv])
+
+
+def simulate(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    status = cmd_simulate(parse(*argv), out)
+    return status, out.getvalue()
+
+
+# --- determinism ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flaws", [(), ("forget-promises",)])
+def test_same_seed_gives_the_same_trace_history_and_verdict(flaws: tuple[str, ...]) -> None:
+    setup = Setup(5, HARSH, flaws)
+    (a, va), (b, vb) = run_seed(setup, 1234), run_seed(setup, 1234)
+    assert a.trace == b.trace and a.history == b.history and va == vb
+    assert diagram(a, a.steps) == diagram(b, b.steps)
+    c, _ = run_seed(setup, 1235)
+    assert c.trace != a.trace
+
+
+def test_the_command_replays_a_seed_byte_for_byte() -> None:
+    first = simulate("--seed", "77", "--trace", "--crash", "0.05", "--jobs", "1")
+    second = simulate("--seed", "77", "--trace", "--crash", "0.05", "--jobs", "1")
+    # Only the speed figures may differ between two replays.
+    def strip(text: str) -> list[str]:
+        return [line for line in text.splitlines() if "runs/s" not in line]
+    assert first[0] == second[0] == 0
+    assert strip(first[1]) == strip(second[1])
+
+
+# --- the correct core ----------------------------------------------------------------
+
+
+def test_the_correct_core_is_clean_over_hundreds_of_seeds() -> None:
+    report = search(Setup(5), range(300))
+    assert report.failed is None, report.failed
+    assert report.runs == 300 and report.ballots > 300 and report.crashes > 0
+    assert report.dropped > 0
+
+
+@pytest.mark.parametrize("priests", [1, 2, 3, 4, 7])
+def test_the_correct_core_is_clean_under_harsh_faults(priests: int) -> None:
+    report = search(Setup(priests, HARSH), range(40))
+    assert report.failed is None, report.failed
+
+
+def test_after_the_heal_every_priest_holds_the_same_decree() -> None:
+    for seed in range(150):
+        world, violations = run_seed(Setup(5, HARSH), seed)
+        decrees = set(world.decrees().values())
+        assert world.finished and len(decrees) == 1 and None not in decrees, (seed, decrees)
+        assert violations == ()
+
+
+# --- the flaws ---------------------------------------------------------------------
+# First seeds that caught each flaw on five priests with the default faults (when
+# written): same-ballot-numbers 0 (ballot_reused), ignore-previous-votes 2
+# (chosen_changed), forget-promises 48 (promise_broken).
+
+
+@pytest.mark.parametrize("flaw", FLAWS)
+def test_each_flaw_is_caught_within_2000_seeds_on_five_priests(flaw: str) -> None:
+    found = first_failing_seed(Setup(5, flaws=(flaw,)), range(2000))
+    assert found is not None, f"{flaw} was never caught"
+    seed, violations = found
+    assert {v.kind for v in violations} & SAFETY, (seed, violations)
+
+
+def test_a_flaw_run_is_reported_with_its_seed_rule_replay_and_a_shortened_diagram() -> None:
+    status, text = simulate("--seeds", "200", "--flaw", "ignore-previous-votes", "--jobs", "1")
+    assert status == 1
+    assert "WARNING: flaw ignore-previous-votes is ON" in text.splitlines()[0]
+    found = first_failing_seed(Setup(5, flaws=("ignore-previous-votes",)), range(200))
+    assert found is not None
+    seed, violations = found
+    assert f"VIOLATION (exit 1) in seed {seed}: " in text
+    assert f"--seed {seed} --flaw ignore-previous-votes --trace" in text
+    assert "rule: " in text and "steps that matter" in text
+    assert " p1  p2  p3  p4  p5 " in text  # the diagram's lanes
+    for ballot in violations[0].ballots:
+        assert ballot in text
+
+
+def test_the_shortened_trace_keeps_the_ballots_involved_and_drops_the_rest() -> None:
+    setup = Setup(5, flaws=("forget-promises",))
+    found = first_failing_seed(setup, range(2000))
+    assert found is not None
+    world, violations = run_seed(setup, found[0])
+    short = shorten(world, violations)
+    assert 0 < len(short) < len(world.steps)
+    involved = {b for v in violations for b in v.ballots}
+    shown = {str(s.what.ballot) for s in short if s.kind == "send"}  # type: ignore[attr-defined]
+    assert involved <= shown
+    assert not any(s.kind == "send" and s.fate == "lost" for s in short)
+    assert any(s.kind == "crash" for s in short)  # forgetting needs a crash
+
+
+def test_json_output_names_the_seed_and_the_violation() -> None:
+    status, text = simulate("--seeds", "100", "--flaw", "same-ballot-numbers", "--json",
+                            "--jobs", "1")
+    data = json.loads(text)  # the warning goes to stderr: stdout is pure JSON
+    assert status == data["exit_status"] == 1 and data["status"] == "violation"
+    assert data["flaws"] == ["same-ballot-numbers"]
+    seed = data["violation"]["seed"]
+    assert data["runs"] == seed + 1
+    assert data["violation"]["violations"][0]["kind"] in SAFETY
+    assert data["trace"] and all(isinstance(line, str) for line in data["trace"])
+
+
+def test_a_clean_search_prints_a_summary() -> None:
+    status, text = simulate("--seeds", "30", "--priests", "3", "--jobs", "1")
+    assert status == 0
+    assert "CLEAN (exit 0): 30 runs" in text and "runs/s" in text and "ballots/s" in text
+    assert "WARNING" not in text
+
+
+@pytest.mark.timeout(60)
+def test_worker_processes_find_the_same_first_seed(no_leaks: None) -> None:
+    one = simulate("--seeds", "400", "--flaw", "forget-promises", "--json", "--jobs", "1")
+    two = simulate("--seeds", "400", "--flaw", "forget-promises", "--json", "--jobs", "2")
+    a, b = json.loads(one[1]), json.loads(two[1])
+    assert one[0] == two[0] == 1
+    assert a["violation"] == b["violation"] and a["runs"] == b["runs"]
+
+
+# --- usage errors --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["--drop", "2"], ["--priests", "0"], ["--seed", "1", "--seeds", "2"],
+                                  ["--flaw", "nonsense"], ["--seeds", "x"]])
+def test_bad_options_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse(*argv)
+    assert exc.value.code == 2
+
+
+def test_first_seed_with_one_seed_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as exc:
+        simulate("--seed", "3", "--first-seed", "2")
+    assert exc.value.exit_status == 2 and "--first-seed" in str(exc.value)
+
+
+# --- the checks see what the ledger proves ---------------------------------------------
+
+
+def _three_priests_one_vote_unrecorded(recovered: LedgerState) -> World:
+    """p1's ballot passes with the votes of p1 and p3 (a quorum of 3); p3's vote was
+    persisted, then a crash struck before it was recorded; p3 restarts with `recovered`."""
+    world = World(3, 0)
+    b = Ballot(1, "p1")
+    for time, priest, kind, ballot, decree, ledger in [
+        (0.1, "p1", "ballot_started", b, None, None),
+        (0.2, "p1", "proposed", b, 1001, None),
+        (0.3, "p1", "voted", b, 1001, None),
+        (0.4, "p3", "started", None, None, recovered),
+        (0.5, "p1", "learned", b, 1001, None),
+    ]:
+        world.raw_events.append((time, priest, kind, ballot, decree, None, ledger))
+    for disk in world.disks.values():
+        disk.decree = 1001
+    world.finished = True
+    return world
+
+
+def test_a_vote_proven_by_the_recovered_ledger_counts_for_the_quorum() -> None:
+    voted = LedgerState(next_bal=Ballot(1, "p1"), prev_vote=Vote(Ballot(1, "p1"), 1001))
+    assert judge(_three_priests_one_vote_unrecorded(voted)) == ()
+    history = to_history(_three_priests_one_vote_unrecorded(voted))
+    assert [e.kind for e in history.events["p3"]][-3:] == ["voted", "promised", "started"]
+    # Without the ledger's evidence the learning is unsound: the check can fail.
+    kinds = {v.kind for v in judge(_three_priests_one_vote_unrecorded(LedgerState()))}
+    assert "unsound_learning" in kinds
+
+
+# --- the simulator runs the priests' own core ------------------------------------------
+
+
+def test_the_simulator_and_the_priests_share_one_core_class() -> None:
+    assert node.sim.Priest is node.synod.Priest is node.runtime.Priest
+    world, _ = run_seed(Setup(3), 0)
+    assert all(type(p) is node.synod.Priest for p in world.priests.values())
+
+
+def test_breaking_the_core_module_changes_the_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    handle = node.synod.Priest.handle
+
+    def counting(self: node.synod.Priest, event: object) -> object:
+        calls.append(event)
+        return handle(self, event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(node.synod.Priest, "handle", counting)
+    world, violations = run_seed(Setup(5), 3)
+    assert violations == () and len(calls) >= world.stats["messages"] - world.stats["dropped"]
+    # Acceptors that never vote: nothing can pass, and the heal phase cannot help.
+    monkeypatch.setattr(node.synod.Priest, "_on_begin_ballot", lambda self, m: [])
+    _, violations = run_seed(Setup(5), 3)
+    assert [v.kind for v in violations] == [NO_PROGRESS]
+    assert search(Setup(5), range(5)).failed is not None

@@ -280,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = verb("up", cmd_up)
     up.add_argument("config", metavar="CONFIG", help="the cluster's YAML config")
-    up.add_argument("--only", metavar="A,B", help="start only these priests (others: chaos --restart)")
+    up.add_argument("--only", metavar="A,B",
+                    help="start only these priests (others: chaos --restart)")
     up.add_argument("--detach", action="store_true", help="return once every priest listens")
     up.add_argument("--fresh", action="store_true", help="wipe the config's data dir first")
     for name, func in (("down", cmd_down), ("status", cmd_status)):

@@ -6,7 +6,8 @@ the supervisor answers with one JSON object and a newline, then closes.
     -> {"op": "status"}
     <- {"ok": true, "result": {"cluster": "four", "supervisor": 4242, "priests": [...]}}
     -> {"op": "kill", "priest": "delta"}
-    <- {"ok": true, "result": {"action": "kill", "priest": "delta", "pid": 4301, "outcome": "killed"}}
+    <- {"ok": true, "result": {"action": "kill", "priest": "delta", "pid": 4301,
+                               "outcome": "killed (SIGKILL)"}}
     -> {"op": "pause", "priest": "delta"}
     <- {"ok": false, "error": "priest delta is killed: ...", "exit_status": 1}
 
@@ -50,7 +51,7 @@ def peer_is_owner(conn: socket.socket) -> bool:
     """True if the connected peer runs as our uid (SO_PEERCRED)."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid == os.getuid()
+    return bool(uid == os.getuid())
 
 
 def read_line(conn: socket.socket, timeout: float) -> bytes:

@@ -50,10 +50,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, color: bool 
           state_column: int | None = None) -> str:
     """A plain left-aligned text table; the state column coloured when `color`."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for row in rows:
         cells = []
-        for i, (cell, w) in enumerate(zip(row, widths)):
+        for i, (cell, w) in enumerate(zip(row, widths, strict=True)):
             text = cell.ljust(w)
             if color and i == state_column:
                 text = f"{STATE_STYLES.get(cell, '')}{text}{Style.RESET_ALL}"

@@ -7,6 +7,11 @@
   (pid dead, or reused by another process) is stale: `down` and `up` clear it.
 - `logs/current.json` (relative to the working directory): the cluster last
   brought up from here, so commands without CONFIG act on it.
+
+Both are replaced atomically (temp file + rename) but not fsynced: they
+describe running processes, and a machine crash that could lose them also
+ends those processes, which makes the state stale anyway. Skipping the
+fsyncs keeps `up` fast.
 """
 
 from __future__ import annotations
@@ -47,8 +52,8 @@ class Identity:
         """True if this very process still runs (not a zombie, not a pid reused since)."""
         try:
             p = psutil.Process(self.pid)
-            return (abs(p.create_time() - self.create_time) < 0.01
-                    and p.status() != psutil.STATUS_ZOMBIE)
+            return bool(abs(p.create_time() - self.create_time) < 0.01
+                        and p.status() != psutil.STATUS_ZOMBIE)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
@@ -94,8 +99,6 @@ def create_state(state: RunState) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(state.to_json())
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def save_state(state: RunState) -> None:
@@ -144,22 +147,15 @@ def private_dir() -> Path:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Temp file, fsync, replace, fsync the directory: old or new, never a mix."""
+    """Temp file and rename: a reader sees the old or the new file, never a mix."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 # --- the cluster last brought up from this directory -----------------------

@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, TextIO
+from typing import Any, NoReturn, Protocol, TextIO, cast
 
 import psutil
 
@@ -60,7 +60,8 @@ from harness.state import (
 )
 from node.config import Config
 
-NOT_STARTED, RUNNING, PAUSED, KILLED, EXITED = "not started", "running", "paused", "killed", "exited"
+NOT_STARTED, RUNNING, PAUSED = "not started", "running", "paused"
+KILLED, EXITED = "killed", "exited"  # ended by a signal / ended with an exit status
 ALIVE = (RUNNING, PAUSED)
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 KILL_WAIT = 5.0  # a SIGKILLed process is gone long before this; only a bound
@@ -340,11 +341,13 @@ class ForkLauncher:
         for name in names:
             r, w = self._ctx.Pipe(duplex=False)
             close = self.private_fds() + [c.fileno() for c in waiting] + [r.fileno()]
-            proc = self._ctx.Process(  # type: ignore[attr-defined]
+            proc = self._ctx.Process(
                 target=_priest_main, name=f"priest {name}", daemon=True,
-                args=(self._serve, self.config, name, w, os.getpid(), self.quiet, self.color, close))
+                args=(self._serve, self.config, name, w, os.getpid(), self.quiet, self.color,
+                      close))
             proc.start()
             w.close()  # only the child holds the write end: its death shows as EOF
+            assert proc.pid is not None
             _setpgid(proc.pid)
             waiting[r] = (name, proc)
         return self._await_ready(waiting)
@@ -355,8 +358,9 @@ class ForkLauncher:
         failed: dict[str, str] = {}
         deadline = time.monotonic() + self.ready_timeout
         while waiting and (left := deadline - time.monotonic()) > 0:
-            for conn in mp_wait(list(waiting), left):
-                name, proc = waiting.pop(conn)  # type: ignore[call-overload]
+            for ready in mp_wait(list(waiting), left):
+                conn = cast(Connection, ready)
+                name, proc = waiting.pop(conn)
                 message = _receive(conn)
                 if message == "ready":
                     assert proc.pid is not None
@@ -389,7 +393,7 @@ class ForkLauncher:
         if not by_sentinel:
             return ended  # mp_wait([]) would sleep the whole timeout
         for sentinel in mp_wait(list(by_sentinel), max(timeout, 0.0)):
-            p = by_sentinel[sentinel]  # type: ignore[index]
+            p = by_sentinel[cast(int, sentinel)]
             p.handle.join()
             ended[p.name] = p.handle.exitcode
             p.handle.close()
@@ -549,14 +553,14 @@ class Daemon:
         """Serve until `down` (0) or a signal (128 + signal); Ctrl+Z asks for a ballot."""
         while True:
             alive = {p.handle.sentinel: p for p in self.sup.alive()}
-            ready = mp_wait([self.wake_r, self.server, *alive])
+            ready = mp_wait([self.wake_r, self.server.sock, *alive])
             status = self._signals()
             if status is not None:
                 return status
-            ended = [alive[s] for s in ready if s in alive]  # type: ignore[index]
+            ended = [alive[s] for s in ready if isinstance(s, int) and s in alive]
             if ended:
                 self.sup.reap(ended, 0)
-            if self.server in ready and self._serve_one():
+            if self.server.sock in ready and self._serve_one():
                 return 0
 
     def _signals(self) -> int | None:

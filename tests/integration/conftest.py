@@ -45,7 +45,7 @@ class Harness:
             return None
 
     def pids(self) -> dict[str, int]:
-        """The supervisor's and priests' pids in the run state ('supervisor' -> pid, name -> pid)."""
+        """Pids in the run state: 'supervisor' -> pid, and priest name -> pid."""
         state = self.state() or {"supervisor": None, "priests": {}}
         pids = {n: i["pid"] for n, i in state["priests"].items()}
         if state["supervisor"]:

@@ -1,4 +1,6 @@
-"""A foreground `paxos-harness up` in a real terminal (a pty): Ctrl+Z asks for a ballot, Ctrl+C stops all.
+"""A foreground `paxos-harness up` in a real terminal (a pty).
+
+Ctrl+Z asks the next priest for a ballot, Ctrl+C stops everything (exit 130).
 
 The keys are written to the pty's master side, so the terminal's line
 discipline turns them into SIGTSTP and SIGINT for its foreground process

@@ -260,7 +260,7 @@ class Supervisor:
     def _do_restart(self, p: Priest) -> str:
         failed = self.start([p.name])
         if p.name in failed:
-            raise StartupError(f"priest {p.name} did not start: {failed[p.name]}")
+            raise StartupError(did_not_start(p.name, failed[p.name]))
         return f"started (pid {p.pid})"
 
     def ballot_next(self) -> str | None:
@@ -284,6 +284,11 @@ class Supervisor:
             return {"ok": True, "result": self.act(req["op"], req["priest"])}
         except UserError as e:
             return {"ok": False, "error": str(e), "exit_status": e.exit_status}
+
+
+def did_not_start(name: str, reason: str) -> str:
+    """One line: which priest did not start and why (the runtime may name it already)."""
+    return f"priest {name} did not start: {reason.removeprefix(f'priest {name}: ')}"
 
 
 def _refusal(action: str, p: Priest) -> str:
@@ -546,7 +551,7 @@ class Daemon:
         failed = self.sup.start(names)
         if failed:
             name, reason = next(iter(failed.items()))
-            raise StartupError(f"priest {name} did not start: {reason}")
+            raise StartupError(did_not_start(name, reason))
         return {p.name: p.pid for p in self.sup.alive()}
 
     def loop(self) -> int:

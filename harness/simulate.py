@@ -19,10 +19,12 @@ import multiprocessing
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Generator, Iterable
+from contextlib import closing
+from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, TextIO
 
 from colorama import Fore, Style
 
@@ -136,14 +138,14 @@ def to_history(world: World) -> History:
     incarnation = dict.fromkeys(world.names, 0)
     data = {name: {"pid": 0} for name in world.names}  # shared by an incarnation's events
     for e in world.events:
-        mine = events[e.priest]
+        name = e.priest
+        mine = events[name]
         if e.kind == "started":
-            incarnation[e.priest] += 1
-            data[e.priest] = {"pid": incarnation[e.priest]}
+            incarnation[name] += 1
+            data[name] = {"pid": incarnation[name]}
             if e.ledger is not None and not e.ledger.next_bal.is_zero():
-                mine += _recovered(e, e.ledger, mine, incarnation[e.priest])
-        mine.append(Event(e.t, e.priest, e.kind, e.ballot, e.decree, e.peer, len(mine) + 1,
-                          data[e.priest]))
+                mine += _recovered(e, e.ledger, mine, incarnation[name])
+        mine.append(Event(e.t, name, e.kind, e.ballot, e.decree, e.peer, len(mine) + 1, data[name]))
     history.events = events
     history.decrees = {name: DecreeFile(f"{name}/decree.txt", disk.decree is not None, disk.decree)
                        for name, disk in world.disks.items()}
@@ -181,7 +183,6 @@ class Report:
     ballots: int = 0
     seconds: float = 0.0
     failed: Outcome | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def add(self, o: Outcome) -> None:
         self.runs += 1
@@ -194,7 +195,7 @@ class Report:
         return count / self.seconds if self.seconds > 0 else 0.0
 
 
-def outcomes(setup: Setup, seeds: range, jobs: int = 1) -> Iterator[Outcome]:
+def outcomes(setup: Setup, seeds: range, jobs: int = 1) -> Generator[Outcome, None, None]:
     """Every seed's outcome, in seed order; `jobs` > 1 spreads runs over worker processes."""
     if jobs <= 1 or len(seeds) < POOL_MIN_SEEDS:
         yield from (outcome(setup, seed) for seed in seeds)
@@ -212,16 +213,18 @@ def search(setup: Setup, seeds: range, *, jobs: int = 1,
     """Run seeds in order until one breaks a rule or all are done."""
     report = Report(setup, seeds)
     start = clock()
-    for o in outcomes(setup, seeds, jobs):
-        report.add(o)
-        if o.violations:
-            report.failed = o
-            break
+    with closing(outcomes(setup, seeds, jobs)) as found:  # closing stops the workers at once
+        for o in found:
+            report.add(o)
+            if o.violations:
+                report.failed = o
+                break
     report.seconds = clock() - start
     return report
 
 
-def first_failing_seed(setup: Setup, seeds: Iterable[int]) -> tuple[int, tuple[Violation, ...]] | None:
+def first_failing_seed(setup: Setup,
+                       seeds: Iterable[int]) -> tuple[int, tuple[Violation, ...]] | None:
     """The first seed whose run breaks a rule, with what it broke; None if all are clean."""
     for seed in seeds:
         _, violations = run_seed(setup, seed)
@@ -395,7 +398,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--partition", type=_probability, default=d.partition, metavar="P",
                    help=f"chance a run cuts a minority off until the heal (default {d.partition})")
     p.add_argument("--ballots", type=_count(0, 1000), default=d.ballots, metavar="N",
-                   help=f"ballots requested at random priests before the heal (default {d.ballots})")
+                   help=f"ballots asked of random priests before the heal (default {d.ballots})")
     p.add_argument("--jobs", type=_count(0, 256), default=0, metavar="J",
                    help="worker processes (default 0: one per CPU); results do not depend on it")
 
@@ -489,7 +492,8 @@ def _render(report: Report, args: argparse.Namespace, world: World | None,
         lines += [""] + _violation_lines(report, violations, paint)
     lines += ["", _summary(report)]
     if report.failed is None:
-        lines.append(paint(f"CLEAN (exit 0): {report.runs} runs, no violation", Fore.GREEN + Style.BRIGHT))
+        clean = f"CLEAN (exit 0): {report.runs} runs, no violation"
+        lines.append(paint(clean, Fore.GREEN + Style.BRIGHT))
     return lines
 
 
@@ -521,7 +525,8 @@ def _to_json(report: Report, args: argparse.Namespace, world: World | None,
         "flaws": list(setup.flaws), "faults": asdict(setup.faults),
         "runs": r.runs, "messages": r.messages, "dropped": r.dropped, "crashes": r.crashes,
         "ballots": r.ballots, "seconds": round(r.seconds, 6),
-        "runs_per_second": round(r.rate(r.runs), 1), "ballots_per_second": round(r.rate(r.ballots), 1),
+        "runs_per_second": round(r.rate(r.runs), 1),
+        "ballots_per_second": round(r.rate(r.ballots), 1),
         "violation": None,
     }
     if r.failed is not None:

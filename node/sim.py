@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, cast
 
 from node.messages import (
     Ballot,
@@ -34,8 +35,8 @@ from node.messages import (
     CancelTimer,
     Effect,
     Event,
-    LedgerState,
     Learn,
+    LedgerState,
     Message,
     Persist,
     Received,
@@ -105,7 +106,7 @@ _DELIVER, _TIMER, _BALLOT, _RESTART, _HEAL = range(5)
 class World:
     """N priests, a network and a clock; `run()` plays a faulty phase then a heal phase."""
 
-    def __init__(self, n: int, seed: int, *, faults: Faults = Faults(), timing: Timing = Timing(),
+    def __init__(self, n: int, seed: int, *, faults: Faults = Faults(), timing: Timing = Timing(),  # noqa: B008
                  flaws: Sequence[str] = (), horizon: float = 2.0, names: Sequence[str] | None = None
                  ) -> None:
         self.names = list(names) if names else [f"p{i}" for i in range(1, n + 1)]
@@ -114,7 +115,8 @@ class World:
         self.horizon = horizon
         self.disks = {name: Disk() for name in self.names}
         self.priests: dict[str, Priest | None] = {name: self._boot(name) for name in self.names}
-        self.queue: list[tuple[float, int, int, str, object]] = []
+        # (time, seq, kind, priest, payload): plain tuples order fastest in the heap.
+        self.queue: list[tuple[float, int, int, str, Any]] = []
         self.timers: dict[tuple[str, str], float] = {}
         self.now = 0.0
         self.seq = 0
@@ -138,7 +140,7 @@ class World:
         return Priest(name, self.names, ledger=disk.ledger, decree=disk.decree,
                       index=self.names.index(name) + 1, timing=self.timing, flaws=self.flaws)
 
-    def _push(self, delay: float, kind: int, priest: str, payload: object = None) -> None:
+    def _push(self, delay: float, kind: int, priest: str, payload: Any = None) -> None:
         self.seq += 1
         heapq.heappush(self.queue, (self.now + delay, self.seq, kind, priest, payload))
 
@@ -166,12 +168,12 @@ class World:
             if kind == _DELIVER:
                 priest = priests[name]
                 if priest is not None:  # a message to a priest that is down is lost
-                    self._apply(name, priest.handle(Received(payload)))  # type: ignore[arg-type]
+                    self._apply(name, priest.handle(Received(payload)))
             elif kind == _TIMER:
                 priest = priests[name]
-                if priest is not None and self.timers.get((name, payload)) == when:  # type: ignore[comparison-overlap]
-                    del self.timers[(name, payload)]  # type: ignore[index]
-                    self._apply(name, priest.handle(TimerFired(payload)))  # type: ignore[arg-type]
+                if priest is not None and self.timers.get((name, payload)) == when:
+                    del self.timers[(name, payload)]
+                    self._apply(name, priest.handle(TimerFired(payload)))
             else:
                 self._other(kind, name)
         self.stats["steps"] = steps
@@ -223,31 +225,29 @@ class World:
             if crash and rnd() < crash:
                 self._crash(name)
                 return  # the rest of the effects never happen
-            kind = type(effect)
-            if kind is Send:
-                self._send(name, effect.dst, effect.message)  # type: ignore[union-attr]
-            elif kind is Record:
-                if effect.kind == "ballot_started":  # type: ignore[union-attr]
+            if type(effect) is Send:
+                self._send(name, effect.dst, effect.message)
+            elif type(effect) is Record:
+                if effect.kind == "ballot_started":
                     self.stats["ballots"] += 1
-                self.raw_events.append((self.now, name, effect.kind, effect.ballot,  # type: ignore[union-attr]
-                                        effect.decree, effect.peer, None))  # type: ignore[union-attr]
+                self.raw_events.append((self.now, name, effect.kind, effect.ballot, effect.decree,
+                                        effect.peer, None))
             else:
                 self._effect(name, effect)
 
     def _effect(self, name: str, effect: Effect) -> None:
-        kind = type(effect)
-        if kind is SetTimer:
-            when = effect.delay + (self.rng.uniform(0, effect.jitter) if effect.jitter else 0.0)  # type: ignore[union-attr]
-            self.timers[(name, effect.name)] = self.now + when  # type: ignore[union-attr]
-            self._push(when, _TIMER, name, effect.name)  # type: ignore[union-attr]
-        elif kind is Persist:
-            self.disks[name].ledger = effect.state  # type: ignore[union-attr]
-            self.raw_steps.append((self.now, "ledger", name, None, effect.state, ""))  # type: ignore[union-attr]
-        elif kind is CancelTimer:
-            self.timers.pop((name, effect.name), None)  # type: ignore[union-attr]
-        elif kind is Learn:
-            self.disks[name].decree = effect.decree  # type: ignore[union-attr]
-            self.raw_steps.append((self.now, "decree", name, None, effect.decree, ""))  # type: ignore[union-attr]
+        if type(effect) is SetTimer:
+            when = effect.delay + (self.rng.uniform(0, effect.jitter) if effect.jitter else 0.0)
+            self.timers[(name, effect.name)] = self.now + when
+            self._push(when, _TIMER, name, effect.name)
+        elif type(effect) is Persist:
+            self.disks[name].ledger = effect.state
+            self.raw_steps.append((self.now, "ledger", name, None, effect.state, ""))
+        elif type(effect) is CancelTimer:
+            self.timers.pop((name, effect.name), None)
+        elif type(effect) is Learn:
+            self.disks[name].decree = effect.decree
+            self.raw_steps.append((self.now, "decree", name, None, effect.decree, ""))
 
     def _send(self, src: str, dst: str, message: Message) -> None:
         stats, rnd, now = self.stats, self.rng.random, self.now
@@ -291,13 +291,14 @@ class World:
 
     @property
     def history(self) -> list[dict[str, object]]:
-        """The recorded events as events.jsonl-shaped dicts (t, priest, kind, ballot, decree, peer)."""
+        """The recorded events as events.jsonl-shaped dicts (t, priest, kind, ballot, decree...)."""
         out: list[dict[str, object]] = []
         for e in self.events:
             if e.ledger is not None:  # "started", with what it recovered, as node.runtime writes it
+                ledger = e.ledger
                 out.append({"t": e.t, "priest": e.priest, "kind": e.kind,
-                            "last_tried": str(e.ledger.last_tried), "next_bal": str(e.ledger.next_bal),
-                            "prev_vote": str(e.ledger.prev_vote), "decree": e.decree})
+                            "last_tried": str(ledger.last_tried), "next_bal": str(ledger.next_bal),
+                            "prev_vote": str(ledger.prev_vote), "decree": e.decree})
             else:
                 out.append({"t": e.t, "priest": e.priest, "kind": e.kind, "ballot": str(e.ballot),
                             "decree": e.decree, "peer": e.peer})
@@ -325,13 +326,13 @@ def describe(s: Step) -> str:
         tail = {"lost": "  (lost)", "duplicated": "  (duplicated)"}.get(s.fate, "")
         return f"{s.priest} -> {s.peer}  {type(m).__name__} {body}{tail}"
     if s.kind == "ledger":
-        return f"{s.priest}: ledger <- {_ledger(s.what)}"  # type: ignore[arg-type]
+        return f"{s.priest}: ledger <- {_ledger(cast(LedgerState, s.what))}"
     if s.kind == "decree":
         return f"{s.priest}: decree.txt <- {s.what}"
     if s.kind == "crash":
         return f"{s.priest}: CRASH (keeps only its ledger)"
     if s.kind == "restart":
-        ledger, decree = s.what  # type: ignore[misc]
+        ledger, decree = cast(tuple[LedgerState, "int | None"], s.what)
         return f"{s.priest}: restarts from its ledger {_ledger(ledger)}, decree {decree}"
     if s.kind == "ballot":
         return f"{s.priest}: asked to begin a ballot"

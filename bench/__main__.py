@@ -21,14 +21,19 @@ from bench.stats import Figure, Target, median
 from bench.starts import Skipped
 
 ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory"]
-REFERENCE = "reference: 4 x atomic_write + 2.5 x udp_rtt"
+REFERENCE = ballots.REFERENCE
+REFERENCE_PATH = "4 x atomic_write + 2.5 x udp_rtt"  # the critical path the targets use
+LEDGER_PATH = "3 x ledger_persist + 2 x atomic_write + 2.5 x udp_rtt"  # this ledger's own
+APPEND_PATH = "5 x fdatasync_append + 2.5 x udp_rtt"  # every write an fdatasync'd append
+PATHS = {REFERENCE: REFERENCE_PATH}
 
 
 @dataclass
 class Plan:
     """How many samples each kind of figure takes."""
 
-    floor_samples: int = 300
+    floor_samples: int = 300  # half before the other rows, half after
+    floor_burst: int = 2  # disk floor samples after each cluster sample, among the rows
     ballots: int = 30
     events: int = 30  # contention, fail-over, crash and restart
     starts: int = 10
@@ -42,7 +47,7 @@ def make_plan(quick: bool, repeat: int | None) -> Plan:
     """The default plan, `--quick`'s tiny one, or every process row at `--repeat N` samples."""
     plan = Plan()
     if quick:
-        plan = Plan(floor_samples=20, ballots=2, events=2, starts=2, start_sizes=(4,),
+        plan = Plan(floor_samples=20, floor_burst=1, ballots=2, events=2, starts=2, start_sizes=(4,),
                     sim_seconds=0.1, sim_repeats=2)
     if repeat is not None:
         plan.ballots = plan.events = plan.starts = repeat
@@ -50,42 +55,48 @@ def make_plan(quick: bool, repeat: int | None) -> Plan:
     return plan
 
 
-def floor_figures(before: dict[str, list[float]], after: dict[str, list[float]]) -> list[Figure]:
-    """The floors every ratio uses (the pass before the other rows), with the pass after as a drift check."""
-    out = [Figure("floor", name, "s", before[name], notes={"median_after": median(after[name])})
-           for name in before]
+def floor_figures(samples: dict[str, list[float]]) -> list[Figure]:
+    """The floors every ratio uses, each a median over all its samples of the run."""
+    out = [Figure("floor", name, "s", values) for name, values in samples.items()]
     m = {f.name: f.median for f in out}
     derived = {
-        REFERENCE: reference(m),
-        "this ledger's path: 3 x ledger_persist + 2 x atomic_write + 2.5 x udp_rtt":
-            3 * m["ledger_persist"] + 2 * m["atomic_write"] + 2.5 * m["udp_rtt"],
-        "append-only path: 5 x fdatasync_append + 2.5 x udp_rtt":
-            5 * m["fdatasync_append"] + 2.5 * m["udp_rtt"],
+        REFERENCE: evaluate(REFERENCE_PATH, m),
+        "this ledger's path": evaluate(LEDGER_PATH, m),
+        "append-only path": evaluate(APPEND_PATH, m),
     }
-    out += [Figure("floor", name, "s", [value], notes={"derived": True})
+    paths = {REFERENCE: REFERENCE_PATH, "this ledger's path": LEDGER_PATH,
+             "append-only path": APPEND_PATH}
+    out += [Figure("floor", f"{name}: {paths[name]}", "s", [value], notes={"derived": True})
             for name, value in derived.items()]
     return out
 
 
-def reference(m: dict[str, float]) -> float:
-    """The floor of a ballot's critical path, as the targets define it."""
-    return 4 * m["atomic_write"] + 2.5 * m["udp_rtt"]
+def evaluate(expression: str, m: dict[str, float]) -> float:
+    """A floor expression like "4 x atomic_write + 2.5 x udp_rtt" over the floor medians."""
+    total = 0.0
+    for term in expression.split(" + "):
+        factor, _, name = term.rpartition(" x ")
+        value = m[name] if name in m else evaluate(PATHS[name], m)
+        total += float(factor or 1) * value
+    return total
 
 
-def run_rows(rows: list[str], plan: Plan, workdir: Path, m: dict[str, float]
-             ) -> list[Entry]:
+def resolve_floors(entries: list[Entry], m: dict[str, float]) -> None:
+    """Give each figure whose floor is an expression its value, now that the floors are in."""
+    for e in entries:
+        if isinstance(e, Figure) and e.floor is None and e.floor_name:
+            e.floor = evaluate(e.floor_name, m)
+
+
+def run_rows(rows: list[str], plan: Plan, workdir: Path) -> list[Entry]:
     """Every asked-for row, in order; a row that fails is reported, not fatal."""
-    ref = m[REFERENCE]
     have_supervisor = ("start" in rows or "memory" in rows) and starts.supervisor_available()
     jobs: dict[str, Any] = {
-        "ballot": lambda: ballots.ballot_latency(workdir, list(plan.sizes), plan.ballots, ref,
-                                                 "reference"),
-        "contention": lambda: [ballots.contention(workdir, plan.events, ref, "reference")],
-        "failover": lambda: [ballots.failover(workdir, plan.events, ref, "reference")],
-        "restart": lambda: ballots.crash_restart(workdir, plan.events,
-                                                 m["fork_start"] + ref, "fork_start + reference",
-                                                 m["fork_start"]),
-        "start": lambda: start_row(workdir, plan, m, have_supervisor),
+        "ballot": lambda: ballots.ballot_latency(workdir, list(plan.sizes), plan.ballots),
+        "contention": lambda: [ballots.contention(workdir, plan.events)],
+        "failover": lambda: [ballots.failover(workdir, plan.events)],
+        "restart": lambda: ballots.crash_restart(workdir, plan.events),
+        "start": lambda: start_row(workdir, plan, have_supervisor),
         "sim": lambda: sim_row(plan),
         "memory": lambda: starts.memory(workdir, have_supervisor),
     }
@@ -99,15 +110,15 @@ def run_rows(rows: list[str], plan: Plan, workdir: Path, m: dict[str, float]
     return entries
 
 
-def start_row(workdir: Path, plan: Plan, m: dict[str, float], supervised: bool) -> list[Entry]:
+def start_row(workdir: Path, plan: Plan, supervised: bool) -> list[Entry]:
     out: list[Entry] = []
     if supervised:
-        out += starts.up_detach(workdir, list(plan.start_sizes), plan.starts, m)
+        out += starts.up_detach(workdir, list(plan.start_sizes), plan.starts)
     else:
         out += [Skipped("start", f"up --detach, {n} priests", "not measured (supervisor not available)")
                 for n in plan.start_sizes]
-    out += starts.forked_start(workdir, list(plan.start_sizes), plan.starts, m["fork_start"])
-    out.append(starts.execed_start(workdir, plan.starts, m["exec_start"]))
+    out += starts.forked_start(workdir, list(plan.start_sizes), plan.starts)
+    out.append(starts.execed_start(workdir, plan.starts))
     return out
 
 
@@ -156,16 +167,24 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="paxos-bench-") as tmp:
             workdir = Path(tmp)
             print("bench: floors ...", file=sys.stderr, flush=True)
-            before = floors.measure(workdir / "floors", plan.floor_samples)
-            m = {name: median(s) for name, s in before.items()}
-            m[REFERENCE] = reference(m)
-            entries = run_rows(rows, plan, workdir, m)
-            after = floors.measure(workdir / "floors-after", plan.floor_samples)
+            disk = floors.DiskFloors(workdir / "floors")
+            try:
+                disk.sample(plan.floor_samples // 2)
+                first = floors.process_floors(plan.floor_samples // 2)
+                ballots.between_samples(lambda: disk.sample(plan.floor_burst))
+                entries = run_rows(rows, plan, workdir)
+                disk.sample(plan.floor_samples // 2)
+                last = floors.process_floors(plan.floor_samples // 2)
+            finally:
+                disk.close()
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started has been killed", file=sys.stderr)
         return 130
-    floor_rows: list[Entry] = list(floor_figures(before, after))
-    everything = floor_rows + entries
+    samples = {**disk.samples, **{k: first[k] + last[k] for k in first}}
+    floor_rows = floor_figures(samples)
+    m = {f.name: f.median for f in floor_rows if not f.notes.get("derived")}
+    resolve_floors(entries, m)
+    everything: list[Entry] = [*floor_rows, *entries]
     print(table(everything), end="")
     options = {"quick": args.quick, "only": rows, "repeat": args.repeat, "plan": vars(plan),
                "seconds": round(time.monotonic() - began, 1)}

@@ -14,6 +14,7 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Callable
 
 from node.ledger import Ledger
 from node.messages import Ballot, LedgerState
@@ -21,50 +22,64 @@ from node.messages import Ballot, LedgerState
 FORK = multiprocessing.get_context("fork")
 
 
-def _timed(n: int, step: object) -> list[float]:
+def _timed(n: int, step: Callable[[int], object]) -> list[float]:
     samples = []
     for i in range(n):
         t0 = time.perf_counter()
-        step(i)  # type: ignore[operator]
+        step(i)
         samples.append(time.perf_counter() - t0)
     return samples
 
 
-def ledger_persist(directory: Path, n: int) -> list[float]:
-    """One durable ledger write exactly as a priest does it: `Ledger.persist`."""
-    with Ledger.open(directory / "ledger-floor") as ledger:
-        return _timed(n, lambda i: ledger.persist(LedgerState(last_tried=Ballot(i + 1, "alpha"))))
-
-
-def atomic_write(directory: Path, n: int) -> list[float]:
+def _atomic_write(directory: Path, i: int) -> None:
     """Temp file + write + fsync + rename + directory fsync, with nothing else around it."""
     target, temp = directory / "atomic.txt", directory / "atomic.txt.tmp"
-
-    def step(i: int) -> None:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, f"{i}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temp, target)
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-    return _timed(n, step)
-
-
-def fdatasync_append(directory: Path, n: int) -> list[float]:
-    """The cheapest crash-safe durable write: one line appended, then fdatasync."""
-    fd = os.open(directory / "append.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        line = b"v1 last_tried=1.alpha next_bal=0 prev_vote=none crc=00000000\n"
-        return _timed(n, lambda i: (os.write(fd, line), os.fdatasync(fd)))
+        os.write(fd, f"{i}\n".encode())
+        os.fsync(fd)
     finally:
         os.close(fd)
+    os.rename(temp, target)
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class DiskFloors:
+    """The three durable writes, sampled in bursts all through the run (disks are the noisiest).
+
+    - ledger_persist: one `Ledger.persist`, exactly as a priest makes a promise or a vote durable;
+    - atomic_write: temp file + fsync + rename + directory fsync, bare;
+    - fdatasync_append: one line appended and fdatasync'd, bare: the cheapest crash-safe write.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.ledger = Ledger.open(directory / "ledger-floor")
+        self.fd = os.open(directory / "append.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.round = 0
+        self.samples: dict[str, list[float]] = {
+            "ledger_persist": [], "atomic_write": [], "fdatasync_append": []}
+
+    def sample(self, n: int) -> None:
+        """n more samples of each write."""
+        line = b"v1 last_tried=1.alpha next_bal=0 prev_vote=none crc=00000000\n"
+        self.samples["ledger_persist"] += _timed(n, self._persist)
+        self.samples["atomic_write"] += _timed(n, lambda i: _atomic_write(self.directory, i))
+        self.samples["fdatasync_append"] += _timed(n, lambda i: (os.write(self.fd, line),
+                                                                 os.fdatasync(self.fd)))
+
+    def _persist(self, _: int) -> None:
+        self.round += 1
+        self.ledger.persist(LedgerState(last_tried=Ballot(self.round, "alpha")))
+
+    def close(self) -> None:
+        self.ledger.close()
+        os.close(self.fd)
 
 
 def _echo(sock: socket.socket, ready: Connection) -> None:
@@ -133,15 +148,8 @@ def exec_start(n: int) -> list[float]:
     return _timed(n, lambda i: subprocess.run([sys.executable, "-c", ""], check=True))
 
 
-def measure(directory: Path, n: int) -> dict[str, list[float]]:
-    """All floors, `n` samples each (process starts: fewer, they are slow and steady)."""
-    directory.mkdir(parents=True, exist_ok=True)
+def process_floors(n: int) -> dict[str, list[float]]:
+    """UDP round trip (n samples) and the two ways to start a process (fewer: slow and steady)."""
     starts = max(3, n // 10)
-    return {
-        "ledger_persist": ledger_persist(directory, n),
-        "atomic_write": atomic_write(directory, n),
-        "fdatasync_append": fdatasync_append(directory, n),
-        "udp_rtt": udp_round_trip(n),
-        "fork_start": fork_start(starts),
-        "exec_start": exec_start(starts),
-    }
+    return {"udp_rtt": udp_round_trip(n), "fork_start": fork_start(starts),
+            "exec_start": exec_start(starts)}

@@ -43,7 +43,8 @@ def _cells(entry: Entry) -> list[str]:
     ratio = f"{f.ratio:.2f}" if f.ratio is not None else "-"
     target = "-"
     if f.target is not None:
-        target = f"{f.target.text}: {'met' if f.target.met(f.median) else 'MISSED'}"
+        met = f.met
+        target = f"{f.target.text}: {'-' if met is None else 'met' if met else 'MISSED'}"
     return [f.row, f.name, fmt(f.median, f.unit), fmt(percentile(f.samples, 90), f.unit),
             fmt(percentile(f.samples, 99), f.unit), str(len(f.samples)), floor, ratio, target]
 

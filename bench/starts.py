@@ -100,8 +100,7 @@ def _down(up: Supervised) -> None:
                     pass
 
 
-def up_detach(workdir: Path, sizes: list[int], samples: int, floors: dict[str, float]
-              ) -> list[Figure]:
+def up_detach(workdir: Path, sizes: list[int], samples: int) -> list[Figure]:
     """`paxos-harness up CONFIG --detach` until it returns with every priest ready."""
     figures = []
     for n in sizes:
@@ -117,14 +116,12 @@ def up_detach(workdir: Path, sizes: list[int], samples: int, floors: dict[str, f
                 if up is not None:
                     _down(up)
                 shutil.rmtree(directory, ignore_errors=True)
-        floor = floors["exec_start"] + n * floors["fork_start"]
-        figures.append(Figure("start", f"up --detach, {n} priests", "s", times, floor,
+        figures.append(Figure("start", f"up --detach, {n} priests", "s", times, None,
                               f"exec_start + {n} x fork_start", UP_TARGETS.get(n)))
     return figures
 
 
-def forked_start(workdir: Path, sizes: list[int], samples: int, fork_floor: float
-                 ) -> list[Figure]:
+def forked_start(workdir: Path, sizes: list[int], samples: int) -> list[Figure]:
     """n priests forked the supervisor's way, until every one said ready (no CLI, no supervisor)."""
     figures = []
     for n in sizes:
@@ -135,11 +132,11 @@ def forked_start(workdir: Path, sizes: list[int], samples: int, fork_floor: floa
                 cluster.start_forked()
                 times.append(time.perf_counter() - t0)
         figures.append(Figure("start", f"fork {n} priests to ready", "s", times,
-                              n * fork_floor, f"{n} x fork_start"))
+                              None, f"{n} x fork_start"))
     return figures
 
 
-def execed_start(workdir: Path, samples: int, exec_floor: float, n: int = 4) -> Figure:
+def execed_start(workdir: Path, samples: int, n: int = 4) -> Figure:
     """n `python -m node` priests started at once, until every one printed "ready on"."""
     times = []
     for i in range(samples):
@@ -147,7 +144,7 @@ def execed_start(workdir: Path, samples: int, exec_floor: float, n: int = 4) -> 
             t0 = time.perf_counter()
             cluster.start_execed()
             times.append(time.perf_counter() - t0)
-    return Figure("start", f"python -m node x{n} to ready", "s", times, exec_floor, "exec_start")
+    return Figure("start", f"python -m node x{n} to ready", "s", times, None, "exec_start")
 
 
 def _rss(pids: list[int]) -> list[float]:
@@ -202,6 +199,8 @@ def memory(workdir: Path, with_supervisor: bool, n: int = 4) -> list[Figure | Sk
             raise BenchError("status --json did not name the supervisor's pid")
         sup = _rss([up.supervisor])
         priests = _settled_rss(up.priests)
+        if not sup or not priests:
+            raise BenchError("the supervisor or its priests were gone before they were measured")
     finally:
         if up is not None:
             _down(up)

@@ -24,11 +24,12 @@ def median(samples: list[float]) -> float:
 
 @dataclass
 class Target:
-    """Where a figure should be: `value` in the figure's unit, `below` (or above) it."""
+    """Where a figure should be: below (or above) `value`, in its unit or as a ratio to its floor."""
 
     value: float
     below: bool = True
     text: str = ""
+    of_ratio: bool = False
 
     def met(self, figure: float) -> bool:
         return figure < self.value if self.below else figure >= self.value
@@ -57,6 +58,14 @@ class Figure:
         return median(self.samples)
 
     @property
+    def met(self) -> bool | None:
+        """Whether the target is met (None without a target, or a ratio without a floor)."""
+        if self.target is None:
+            return None
+        value = self.ratio if self.target.of_ratio else self.median
+        return None if value is None else self.target.met(value)
+
+    @property
     def ratio(self) -> float | None:
         if self.floor is None or self.floor <= 0 or self.median <= 0:
             return None
@@ -75,5 +84,6 @@ class Figure:
         }
         if self.target is not None:
             out["target"] = {"value": self.target.value, "below": self.target.below,
-                             "text": self.target.text, "met": self.target.met(self.median)}
+                             "of_ratio": self.target.of_ratio, "text": self.target.text,
+                             "met": self.met}
         return out

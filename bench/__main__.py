@@ -17,8 +17,9 @@ from typing import Any
 from bench import ballots, floors, simulation, starts
 from bench.cluster import BenchError
 from bench.report import Entry, table, write_json
-from bench.stats import Figure, Target, median
 from bench.starts import Skipped
+from bench.stats import Figure, Target, median
+from node.sim import Faults
 
 ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory"]
 REFERENCE = ballots.REFERENCE
@@ -47,8 +48,8 @@ def make_plan(quick: bool, repeat: int | None) -> Plan:
     """The default plan, `--quick`'s tiny one, or every process row at `--repeat N` samples."""
     plan = Plan()
     if quick:
-        plan = Plan(floor_samples=20, floor_burst=1, ballots=2, events=2, starts=2, start_sizes=(4,),
-                    sim_seconds=0.1, sim_repeats=2)
+        plan = Plan(floor_samples=20, floor_burst=1, ballots=2, events=2, starts=2,
+                    start_sizes=(4,), sim_seconds=0.1, sim_repeats=2)
     if repeat is not None:
         plan.ballots = plan.events = plan.starts = repeat
         plan.sim_repeats = max(2, repeat // 5)
@@ -115,7 +116,7 @@ def start_row(workdir: Path, plan: Plan, supervised: bool) -> list[Entry]:
     if supervised:
         out += starts.up_detach(workdir, list(plan.start_sizes), plan.starts)
     else:
-        out += [Skipped("start", f"up --detach, {n} priests", "not measured (supervisor not available)")
+        out += [Skipped("start", f"up --detach, {n} priests", starts.NO_SUPERVISOR)
                 for n in plan.start_sizes]
     out += starts.forked_start(workdir, list(plan.start_sizes), plan.starts)
     out.append(starts.execed_start(workdir, plan.starts))
@@ -126,7 +127,7 @@ def sim_row(plan: Plan) -> list[Entry]:
     core = [simulation.core_rate(plan.sim_seconds) for _ in range(plan.sim_repeats)]
     clean = [simulation.world_rate(plan.sim_seconds, simulation.NO_FAULTS, 1000 * i)
              for i in range(plan.sim_repeats)]
-    faulty = [simulation.world_rate(plan.sim_seconds, simulation.Faults(), 1000 * i)
+    faulty = [simulation.world_rate(plan.sim_seconds, Faults(), 1000 * i)
               for i in range(plan.sim_repeats)]
     floor = median(core)
     return [
@@ -146,7 +147,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="tiny counts: checks that every row runs, figures are rough")
     parser.add_argument("--only", action="append", metavar="ROW", choices=ROWS,
-                        help=f"run only this row (repeatable): {', '.join(ROWS)}; floors always run")
+                        help=f"only this row (repeatable): {', '.join(ROWS)}; floors always run")
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="samples per figure for every process row (default 30, starts 10)")
     parser.add_argument("--out", type=Path, default=Path("logs/bench"),

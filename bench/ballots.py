@@ -11,10 +11,10 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.cluster import BenchError, Cluster, write_config
 from bench.stats import Figure, Target, median
@@ -32,7 +32,7 @@ def between_samples(hook: Callable[[], None]) -> None:
 
 @contextmanager
 def fresh_cluster(workdir: Path, n: int, tag: str) -> Iterator[Cluster]:
-    """A config of n priests in a new directory; every priest killed and the directory gone after."""
+    """n priests in a new directory; after, every priest killed and the directory gone."""
     directory = workdir / tag
     cluster = Cluster(write_config(directory, n, "bench"))
     try:
@@ -102,7 +102,7 @@ def _wait_event(cluster: Cluster, name: str, kind: str, since: int, timeout: flo
 
 
 def failover(workdir: Path, samples: int, n: int = 4) -> Figure:
-    """The proposer SIGKILLed mid-ballot and another priest balloting at once: all survivors learn."""
+    """The proposer SIGKILLed mid-ballot, another priest balloting at once: all survivors learn."""
     times: list[float] = []
     stages: dict[str, int] = {}
     for i in range(samples):
@@ -128,7 +128,7 @@ def failover(workdir: Path, samples: int, n: int = 4) -> Figure:
 
 
 def _crash_mid_ballot(cluster: Cluster) -> int:
-    """Start all, begin a ballot, SIGKILL every priest; monotonic ns of the crash, or -1 if decided."""
+    """Start all, begin a ballot, SIGKILL all; monotonic ns of the crash, or -1 if decided."""
     cluster.start_forked()
     proposer = cluster.names[0]
     start = time.monotonic_ns()
@@ -142,7 +142,7 @@ def _crash_mid_ballot(cluster: Cluster) -> int:
 
 
 def crash_restart(workdir: Path, samples: int, n: int = 4) -> list[Figure]:
-    """Every priest SIGKILLed mid-ballot, all restarted from their ledgers: time to the first decision."""
+    """Every priest SIGKILLed mid-ballot, all restarted from their ledgers: time to a decision."""
     times: list[float] = []
     ready: list[float] = []
     spoilt = 0
@@ -159,7 +159,8 @@ def crash_restart(workdir: Path, samples: int, n: int = 4) -> list[Figure]:
             cluster.signal(cluster.names[0], signal.SIGTSTP)
             learned = cluster.learned_at(cluster.names, t0)
             times.append((min(learned.values()) - t0) * NS)
-    notes = {"spoilt_decided_before_crash": spoilt, "method": "multiprocessing fork, as the supervisor"}
+    notes = {"spoilt_decided_before_crash": spoilt,
+             "method": "multiprocessing fork, as the supervisor"}
     return [
         Figure("restart", f"crash all {n}, restart: all ready", "s", ready, None,
                f"{n} x fork_start", None, notes),

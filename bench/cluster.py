@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from node.config import Config, load_config
-from node.runtime import serve  # imported before forking: children start warm, as the supervisor's do
+from node.runtime import (
+    serve,  # imported before forking: children start warm, as the supervisor's do
+)
 
 FORK = multiprocessing.get_context("fork")
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +61,7 @@ def write_config(directory: Path, n: int, cluster: str) -> Path:
     """A config of n priests on free ports, data under directory/data."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"cluster: {cluster}", f"data_dir: {directory / 'data'}", "priests:"]
-    for name, port in zip(priest_names(n), free_udp_ports(n)):
+    for name, port in zip(priest_names(n), free_udp_ports(n), strict=True):
         lines.append(f"  {name}: {{host: 127.0.0.1, port: {port}}}")
     path = directory / f"{cluster}.yaml"
     path.write_text("\n".join(lines) + "\n")
@@ -120,6 +122,7 @@ class Cluster:
                                  f"{sorted(waiting.values())}")
             for conn in ready:
                 name = waiting.pop(conn)  # type: ignore[call-overload]
+                assert isinstance(conn, Connection)
                 try:
                     conn.recv()
                 except EOFError:
@@ -147,7 +150,8 @@ class Cluster:
                 elif self.execed[name].poll() is not None:
                     raise BenchError(f"priest {name} exited: {out.read_text()[-300:]}")
             if time.monotonic() > deadline:
-                raise BenchError(f"{self.path}: not ready after {READY_TIMEOUT:g} s: {sorted(outs)}")
+                raise BenchError(f"{self.path}: not ready after {READY_TIMEOUT:g} s: "
+                                 f"{sorted(outs)}")
             time.sleep(0.002)
 
     # --- acting ----------------------------------------------------------

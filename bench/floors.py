@@ -12,9 +12,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Callable
 
 from node.ledger import Ledger
 from node.messages import Ballot, LedgerState
@@ -70,8 +70,11 @@ class DiskFloors:
         line = b"v1 last_tried=1.alpha next_bal=0 prev_vote=none crc=00000000\n"
         self.samples["ledger_persist"] += _timed(n, self._persist)
         self.samples["atomic_write"] += _timed(n, lambda i: _atomic_write(self.directory, i))
-        self.samples["fdatasync_append"] += _timed(n, lambda i: (os.write(self.fd, line),
-                                                                 os.fdatasync(self.fd)))
+        self.samples["fdatasync_append"] += _timed(n, lambda i: self._append(line))
+
+    def _append(self, line: bytes) -> None:
+        os.write(self.fd, line)
+        os.fdatasync(self.fd)
 
     def _persist(self, _: int) -> None:
         self.round += 1

@@ -53,7 +53,7 @@ def table(entries: list[Entry]) -> str:
     """A plain aligned table, one line per figure."""
     rows = [HEADERS] + [_cells(e) for e in entries]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 
 from node.messages import BallotRequested, Message, Received, Send
 from node.sim import Faults, World
@@ -37,7 +38,7 @@ def _core_ballot() -> None:
     priests = {n: Priest(n, NAMES, index=i + 1) for i, n in enumerate(NAMES)}
     queue: deque[tuple[str, Message]] = deque()
 
-    def apply(effects: list[object]) -> None:
+    def apply(effects: Sequence[object]) -> None:
         for e in effects:
             if isinstance(e, Send):
                 queue.append((e.dst, e.message))

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from bench.ballots import fresh_cluster
 from bench.cluster import REPO, BenchError, write_config
 from bench.stats import Figure, Target, median
 
 HARNESS = [sys.executable, "-m", "harness"]
+NO_SUPERVISOR = "not measured (supervisor not available)"
 UP_TARGETS = {4: Target(0.150, text="< 0.15 s"), 64: Target(1.0, text="< 1 s")}
 
 
@@ -189,7 +190,7 @@ def memory(workdir: Path, with_supervisor: bool, n: int = 4) -> list[Figure | Sk
         out.append(Figure("memory", f"RSS per priest ({name})", "B", rss, floor, "bare python",
                           Target(15e6, text="< 15 MB")))
     if not with_supervisor:
-        out.append(Skipped("memory", "RSS of the supervisor", "not measured (supervisor not available)"))
+        out.append(Skipped("memory", "RSS of the supervisor", NO_SUPERVISOR))
         return out
     directory = workdir / "memory-up"
     up: Supervised | None = None

@@ -24,7 +24,7 @@ def median(samples: list[float]) -> float:
 
 @dataclass
 class Target:
-    """Where a figure should be: below (or above) `value`, in its unit or as a ratio to its floor."""
+    """Where a figure should be: below (or above) `value`, in its unit or as a ratio."""
 
     value: float
     below: bool = True

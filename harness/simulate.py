@@ -24,7 +24,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from colorama import Fore, Style
 
@@ -106,8 +106,10 @@ def judge(world: World) -> tuple[Violation, ...]:
     if not world.finished:
         found.append(Violation(NO_PROGRESS, f"the run was still going after {MAX_STEPS} steps"))
     elif verdict.waiting:
+        ledgers = "; ".join(f"{name} tried {d.ledger.last_tried}, promised {d.ledger.next_bal}, "
+                            f"voted {d.ledger.prev_vote}" for name, d in world.disks.items())
         found.append(Violation(NO_PROGRESS, f"after the heal phase {', '.join(verdict.waiting)} "
-                               "hold no decree", verdict.waiting))
+                               f"hold no decree; ledgers at the end: {ledgers}", verdict.waiting))
     return tuple(found)
 
 
@@ -242,13 +244,15 @@ def shorten(world: World, violations: Iterable[Violation]) -> list[Step]:
     Kept: ballot requests, crashes, restarts, partition and heal; messages of the
     ballots involved (first copy only: retransmissions and lost ones are left
     out) and Success for the decrees involved; ledger and decree writes of the
-    priests or ballots involved. For "no progress": every step from the heal on.
+    priests or ballots involved. For "no progress": the steps from the heal on,
+    without retransmissions.
     """
     found = list(violations)
     steps = world.steps
+    seen: set[tuple[str, str | None, object]] = set()
     if found and all(v.kind == NO_PROGRESS for v in found):
         heal = next((i for i, s in enumerate(steps) if s.kind == "heal"), 0)
-        return steps[heal:]
+        return [s for s in steps[heal:] if s.kind != "send" or _first_copy(s, seen)]
     ballots = {b for v in found for b in v.ballots}
     decrees = {d for v in found for d in v.decrees}
     priests = {p for v in found for p in v.priests}
@@ -256,7 +260,6 @@ def shorten(world: World, violations: Iterable[Violation]) -> list[Step]:
                 if e.kind in ("proposed", "voted", "learned") and e.decree in decrees}
     times = [t for v in found for t in v.times]
     end = max(times) / 1e9 + 1e-6 if times else float("inf")
-    seen: set[tuple[str, str | None, object]] = set()
     out = []
     for s in steps:
         if s.time > end:
@@ -269,21 +272,25 @@ def shorten(world: World, violations: Iterable[Violation]) -> list[Step]:
 def _matters(s: Step, ballots: set[str], decrees: set[int], priests: set[str],
              seen: set[tuple[str, str | None, object]]) -> bool:
     if s.kind == "send":
-        m: Message = s.what  # type: ignore[assignment]
-        key = (s.priest, s.peer, m)
-        if s.fate == "lost" or key in seen:
-            return False
+        m = cast(Message, s.what)
         wanted = str(m.ballot) in ballots or (isinstance(m, Success) and m.decree in decrees)
-        if wanted:
-            seen.add(key)
-        return wanted
+        return wanted and _first_copy(s, seen)
     if s.kind == "ledger":
-        state = s.what
-        named = {str(state.last_tried), str(state.next_bal), str(state.prev_vote.ballot)}  # type: ignore[attr-defined]
+        state = cast(LedgerState, s.what)
+        named = {str(state.last_tried), str(state.next_bal), str(state.prev_vote.ballot)}
         return s.priest in priests or bool(named & ballots)
     if s.kind == "decree":
         return s.priest in priests or s.what in decrees
     return True  # ballot requests, crashes, restarts, partition, heal
+
+
+def _first_copy(s: Step, seen: set[tuple[str, str | None, object]]) -> bool:
+    """A send that was not lost and is not a retransmission of one already kept."""
+    key = (s.priest, s.peer, s.what)
+    if s.fate == "lost" or key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 LEGEND = ("* sends  > < receives  x lost  @ to itself  # ledger written  "
@@ -332,7 +339,7 @@ def _mark(cells: list[str], s: Step, lane: dict[str, int]) -> None:
 def _label(s: Step) -> str:
     if s.kind != "send":
         return describe(s)
-    m: Message = s.what  # type: ignore[assignment]
+    m = cast(Message, s.what)
     if isinstance(m, LastVote):
         args = f"{m.ballot}, {m.vote}"
     elif isinstance(m, Success):

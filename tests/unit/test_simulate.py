@@ -242,6 +242,8 @@ def test_breaking_the_core_module_changes_the_simulation(monkeypatch: pytest.Mon
     assert violations == () and len(calls) >= world.stats["messages"] - world.stats["dropped"]
     # Acceptors that never vote: nothing can pass, and the heal phase cannot help.
     monkeypatch.setattr(node.synod.Priest, "_on_begin_ballot", lambda self, m: [])
-    _, violations = run_seed(Setup(5), 3)
+    world, violations = run_seed(Setup(5), 3)
     assert [v.kind for v in violations] == [NO_PROGRESS]
+    short = shorten(world, violations)  # from the heal on, without retransmissions
+    assert short[0].kind == "heal" and len(short) < len(world.steps)
     assert search(Setup(5), range(5)).failed is not None

@@ -199,15 +199,19 @@ class Report:
 
 def outcomes(setup: Setup, seeds: range, jobs: int = 1) -> Generator[Outcome, None, None]:
     """Every seed's outcome, in seed order; `jobs` > 1 spreads runs over worker processes."""
-    if jobs <= 1 or len(seeds) < POOL_MIN_SEEDS:
-        yield from (outcome(setup, seed) for seed in seeds)
+    # The first seeds run here: a flaw is often caught before workers would have started.
+    head, rest = seeds[:POOL_MIN_SEEDS], seeds[POOL_MIN_SEEDS:]
+    if jobs <= 1 or len(rest) < POOL_MIN_SEEDS:
+        head, rest = seeds, seeds[len(seeds):]
+    yield from (outcome(setup, seed) for seed in head)
+    if not rest:
         return
-    chunk = max(1, min(100, len(seeds) // (jobs * 8)))
+    chunk = max(1, min(100, len(rest) // (jobs * 8)))
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     with context.Pool(jobs) as pool:  # leaving the block terminates the workers
         # imap keeps seed order, so the first violation found is the lowest seed: deterministic.
-        yield from pool.imap(partial(outcome, setup), seeds, chunksize=chunk)
+        yield from pool.imap(partial(outcome, setup), rest, chunksize=chunk)
 
 
 def search(setup: Setup, seeds: range, *, jobs: int = 1,

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+import harness.simulate
 import node.runtime
 import node.sim
 import node.synod
@@ -162,12 +163,18 @@ def test_a_clean_search_prints_a_summary() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_worker_processes_find_the_same_first_seed(no_leaks: None) -> None:
-    one = simulate("--seeds", "400", "--flaw", "forget-promises", "--json", "--jobs", "1")
-    two = simulate("--seeds", "400", "--flaw", "forget-promises", "--json", "--jobs", "2")
-    a, b = json.loads(one[1]), json.loads(two[1])
-    assert one[0] == two[0] == 1
-    assert a["violation"] == b["violation"] and a["runs"] == b["runs"]
+def test_worker_processes_give_the_same_results(no_leaks: None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first POOL_MIN_SEEDS seeds run in this process, the rest in the workers.
+    monkeypatch.setattr(harness.simulate, "POOL_MIN_SEEDS", 2)
+    for argv in (["--seeds", "300"], ["--seeds", "400", "--flaw", "forget-promises"]):
+        one = simulate(*argv, "--json", "--jobs", "1")
+        two = simulate(*argv, "--json", "--jobs", "2")
+        a, b = json.loads(one[1]), json.loads(two[1])
+        assert one[0] == two[0]
+        for key in ("violation", "runs", "messages", "dropped", "crashes", "ballots"):
+            assert a[key] == b[key], key
+    assert a["violation"]["seed"] >= 2  # found by a worker
 
 
 # --- usage errors --------------------------------------------------------------------

@@ -1,0 +1,248 @@
+"""Chaos plans: what to do to which priest, and when. Pure: no I/O, no clock, no global random.
+
+A plan is a tuple of `Step`s, each an action on one priest at an offset in
+seconds from the start of the run, in time order. Three sources make one:
+
+- the command line (`--kill delta --sleep 0.5 --ballot alpha`): steps in the
+  order given, `--sleep` moving the offsets of those after it;
+- a schedule file: a YAML list of `{at: SECONDS, <action>: PRIEST}` entries
+  (an optional `note` is shown when the step runs);
+- the random nemesis: a plan drawn in advance from a seed, so the same seed
+  (and the same starting states) always gives the same plan.
+
+The executor that applies a plan is `harness.faults`.
+
+The nemesis tracks each priest's state (running, paused, down) as it plans, so
+every step it plans is one the supervisor accepts: it never kills a dead
+priest, resumes only paused ones, restarts only dead ones, asks only running
+ones for a ballot, and (unless majority loss is allowed) keeps a quorum of
+priests running. Every plan ends with a heal phase: every priest restarted and
+resumed, then one ballot, so a correct cluster converges.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from harness.control import ACTIONS
+from harness.errors import UnknownPriestError, UsageError
+
+SLEEP = "sleep"
+RUNNING, PAUSED, DOWN = "running", "paused", "down"
+
+# What the nemesis mixes, and how often relative to each other.
+WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, "restart": 2.0, "pause": 1.5,
+                             "resume": 1.5}
+# The state a priest is in after each action.
+AFTER = {"ballot": RUNNING, "kill": DOWN, "stop": DOWN, "pause": PAUSED, "resume": RUNNING,
+         "restart": RUNNING}
+MAX_STEPS = 100_000  # a bound on rate x duration: a plan is printed and kept in memory
+HEAL = "heal"
+
+
+class ScheduleError(UsageError):
+    """A schedule file that cannot be used: names the file, the entry and the key."""
+
+    def __init__(self, path: str, index: int | None, key: str, problem: str) -> None:
+        where = path + (f": entry {index}" if index is not None else "") + (f": {key}" if key
+                                                                            else "")
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action on one priest, `at` seconds after the run starts."""
+
+    at: float
+    action: str
+    priest: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps of one chaos run, where they came from, and the seed of a random one."""
+
+    steps: tuple[Step, ...]
+    source: str
+    seed: int | None = None
+    duration: float | None = None
+    rate: float | None = None
+
+    @property
+    def span(self) -> float:
+        """Seconds from the start to the last step."""
+        return self.steps[-1].at if self.steps else 0.0
+
+
+# --- the command line -----------------------------------------------------------
+
+
+def steps_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
+                    where: str) -> tuple[Step, ...]:
+    """Steps from the ordered (action, argument) pairs of the command line.
+
+    `--sleep S` adds S seconds before the steps after it. Unknown priest names
+    raise UnknownPriestError naming the option and `where` (the config file).
+    """
+    at = 0.0
+    steps: list[Step] = []
+    for action, arg in items:
+        if action == SLEEP:
+            at += float(arg)  # type: ignore[arg-type]
+            continue
+        if action not in ACTIONS:
+            raise UsageError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        _require(str(arg), names, f"--{action}: no priest named {arg!r} in {where}")
+        steps.append(Step(round(at, 6), action, str(arg)))
+    if not steps:
+        raise UsageError("no action given: use --kill, --ballot, --restart, --stop, --pause, "
+                         "--resume, or --schedule FILE, or --random")
+    return tuple(steps)
+
+
+def _require(name: str, names: Sequence[str], message: str) -> None:
+    if name not in names:
+        raise UnknownPriestError(f"{message} (known: {', '.join(names)})")
+
+
+# --- schedule files ---------------------------------------------------------------
+
+ENTRY_KEYS = ("at", "note", *ACTIONS)
+
+
+def parse_schedule(raw: object, path: str, names: Sequence[str]) -> tuple[Step, ...]:
+    """Steps from a schedule's parsed YAML: a list of {at: SECONDS, ACTION: PRIEST[, note]}.
+
+    Entries are numbered from 1 in errors; offsets must not go back in time.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise ScheduleError(path, None, "", "must be a non-empty list of entries like "
+                            "{at: 0.5, kill: delta}")
+    steps: list[Step] = []
+    for index, entry in enumerate(raw, start=1):
+        step = _entry(entry, path, index, names)
+        if steps and step.at < steps[-1].at:
+            raise ScheduleError(path, index, "at", f"{step.at:g} comes before the previous "
+                                f"entry's {steps[-1].at:g}; list entries in time order")
+        steps.append(step)
+    return tuple(steps)
+
+
+def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
+    if not isinstance(entry, dict):
+        raise ScheduleError(path, index, "", f"must be a mapping like {{at: 0.5, kill: delta}}, "
+                            f"got {entry!r}")
+    for key in entry:
+        if key not in ENTRY_KEYS:
+            raise ScheduleError(path, index, str(key), f"unknown key (expected at, note, and one "
+                                f"of: {', '.join(ACTIONS)})")
+    at = entry.get("at")
+    if "at" not in entry:
+        raise ScheduleError(path, index, "at", "missing: the offset in seconds from the start")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at < 0:
+        raise ScheduleError(path, index, "at", f"must be a number of seconds >= 0, got {at!r}")
+    actions = [k for k in entry if k in ACTIONS]
+    if len(actions) != 1:
+        found = ", ".join(actions) if actions else "none"
+        raise ScheduleError(path, index, "", f"needs exactly one action ({', '.join(ACTIONS)}), "
+                            f"found {found}")
+    action = actions[0]
+    priest = entry[action]
+    if not isinstance(priest, str):
+        raise ScheduleError(path, index, action, f"must be a priest's name, got {priest!r}")
+    if priest not in names:
+        raise UnknownPriestError(f"{path}: entry {index}: {action}: no priest named {priest!r} "
+                                 f"in the config (known: {', '.join(names)})")
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise ScheduleError(path, index, "note", f"must be text, got {note!r}")
+    return Step(float(at), action, priest, note)
+
+
+# --- the random nemesis -------------------------------------------------------------
+
+
+def initial_states(supervisor_states: Mapping[str, str]) -> dict[str, str]:
+    """The planner's view of the supervisor's states: running, paused, or down."""
+    view = {RUNNING: RUNNING, PAUSED: PAUSED}
+    return {name: view.get(state, DOWN) for name, state in supervisor_states.items()}
+
+
+def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *,
+                initial: Mapping[str, str] | None = None,
+                allow_majority_loss: bool = False) -> Plan:
+    """A random plan: about `rate` actions a second for `duration` seconds, then a heal.
+
+    Deterministic in (names, seed, duration, rate, initial, allow_majority_loss).
+    `initial` maps each priest to running/paused/down (default: all running).
+    """
+    if duration <= 0 or rate <= 0 or not math.isfinite(duration * rate):
+        raise UsageError("--duration and --rate must be positive numbers")
+    if duration * rate > MAX_STEPS:
+        raise UsageError(f"--rate x --duration is {duration * rate:g} actions; at most "
+                         f"{MAX_STEPS} in one plan")
+    rng = random.Random(seed)
+    states = {n: (initial or {}).get(n, RUNNING) for n in names}
+    quorum = len(names) // 2 + 1
+    steps: list[Step] = []
+    at = rng.expovariate(rate)  # Poisson arrivals: irregular gaps, `rate` a second on average
+    while at < duration:
+        choice = _pick(rng, states, quorum, allow_majority_loss)
+        if choice is not None:
+            action, name = choice
+            steps.append(Step(round(at, 3), action, name))
+            states[name] = AFTER[action]
+        at += rng.expovariate(rate)
+    steps.extend(heal_steps(states, round(duration, 3), rng.choice(list(names))))
+    return Plan(tuple(steps), "the random nemesis", seed=seed, duration=duration, rate=rate)
+
+
+def allowed(action: str, name: str, states: Mapping[str, str], quorum: int,
+            allow_majority_loss: bool) -> bool:
+    """True if the nemesis may plan `action` on `name` given every priest's state."""
+    state = states[name]
+    if action in ("kill", "pause") and state == RUNNING and not allow_majority_loss:
+        running = sum(1 for s in states.values() if s == RUNNING)
+        if running - 1 < quorum:
+            return False
+    return state in {"ballot": (RUNNING,), "kill": (RUNNING, PAUSED), "pause": (RUNNING,),
+                     "resume": (PAUSED,), "restart": (DOWN,)}[action]
+
+
+def _pick(rng: random.Random, states: Mapping[str, str], quorum: int,
+          allow_majority_loss: bool) -> tuple[str, str] | None:
+    """An action the nemesis may take now, and its priest; None if nothing fits."""
+    options = {a: [n for n in states if allowed(a, n, states, quorum, allow_majority_loss)]
+               for a in WEIGHTS}
+    actions = [a for a in WEIGHTS if options[a]]
+    if not actions:
+        return None
+    action = rng.choices(actions, weights=[WEIGHTS[a] for a in actions])[0]
+    return action, rng.choice(options[action])
+
+
+def heal_steps(states: Mapping[str, str], at: float, proposer: str) -> list[Step]:
+    """Restart every down priest, resume every paused one, then a ballot at `proposer`."""
+    steps = [Step(at, "restart" if s == DOWN else "resume", n, HEAL)
+             for n, s in states.items() if s != RUNNING]
+    steps.append(Step(at, "ballot", proposer, HEAL))
+    return steps
+
+
+# --- text ----------------------------------------------------------------------------
+
+
+def describe(plan: Plan) -> list[str]:
+    """The plan as lines of text, one per step (what --dry-run prints)."""
+    head = f"chaos plan from {plan.source}: {len(plan.steps)} actions over {plan.span:g} s"
+    if plan.seed is not None:
+        head += f", seed {plan.seed} (--duration {plan.duration:g} --rate {plan.rate:g})"
+    lines = [head]
+    for i, step in enumerate(plan.steps, start=1):
+        note = f"  # {step.note}" if step.note else ""
+        lines.append(f"{i:>5}  +{step.at:8.3f}s  {step.action:<7}  {step.priest}{note}")
+    return lines

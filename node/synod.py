@@ -39,7 +39,10 @@ Rules kept here beyond the paper's sketch:
   passes; duplicates are answered again without a new ledger write.
 - A proposer that sees a higher ballot, or times out, abandons its ballot and
   retries after `backoff` plus random jitter (drawn by the runner), at most
-  `attempts` times, so duelling proposers stop duelling.
+  `attempts` times, so duelling proposers stop duelling. A priest asked to
+  take part in a ballot below its promise answers with the LastVote of that
+  promise, so the leader learns how high it must go (the paper's priests
+  just stay silent, and a leader far behind could never catch up).
 - A priest that holds a decree never changes it; it answers any ballot
   message (NextBallot, LastVote, BeginBallot, Voted) with `Success`, so
   stragglers learn at the next ballot anywhere.
@@ -284,7 +287,7 @@ class Priest:
         if isinstance(m, BeginBallot):
             return self._notice(m.ballot) + self._on_begin_ballot(m)
         if isinstance(m, LastVote):
-            return self._on_last_vote(m)
+            return self._notice(m.ballot) + self._on_last_vote(m)
         if isinstance(m, Voted):
             return self._on_voted(m)
         raise ProtocolBug(f"unknown message {m!r}")
@@ -292,8 +295,7 @@ class Priest:
     def _on_next_ballot(self, m: NextBallot) -> list[Effect]:
         b = m.ballot
         if b < self.ledger.next_bal:
-            return [Record("ignored", f"NextBallot({b}) from {m.src} is below its promise "
-                                      f"{self.ledger.next_bal}", b, peer=m.src)]
+            return self._refuse(m)
         effects: list[Effect] = []
         if b > self.ledger.next_bal:
             self.ledger = replace(self.ledger, next_bal=b)
@@ -312,8 +314,7 @@ class Priest:
                                b, d, peer=m.src)]
             return [Send(m.src, Voted(self.name, b))]  # a duplicate: vote already durable
         if b < self.ledger.next_bal:
-            return [Record("ignored", f"BeginBallot({b}) from {m.src} is below its promise "
-                                      f"{self.ledger.next_bal}", b, d, peer=m.src)]
+            return self._refuse(m)
         self.ledger = replace(self.ledger, next_bal=b, prev_vote=Vote(b, d))
         return [
             Persist(self.ledger),
@@ -321,14 +322,29 @@ class Priest:
             Send(m.src, Voted(self.name, b)),
         ]
 
+    def _refuse(self, m: NextBallot | BeginBallot) -> list[Effect]:
+        """Below our promise: take no part, but show the leader the higher ballot.
+
+        The answer is the LastVote we gave for our promise: it is true, it
+        commits us to nothing new, and the leader, seeing a ballot above its
+        own, abandons it and tries next above that one. Without it a leader
+        whose rounds lag far behind would time out again and again.
+        """
+        promise = self.ledger.next_bal
+        text = (f"takes no part in ballot {m.ballot} of {m.src}: it promised {promise}; "
+                f"tells {m.src} so")
+        return [Record("ignored", text, m.ballot, peer=m.src, extra={"promised": str(promise)}),
+                Send(m.src, LastVote(self.name, promise, self.ledger.prev_vote))]
+
     # --- learner -------------------------------------------------------
 
     def _on_success(self, m: Success) -> list[Effect]:
         if self.decree is None:
-            in_ballot = self.phase != "idle"
+            # A ballot asked of us is still open (running, or backing off to retry):
+            # the priests it polled may wait for its outcome, so tell them all.
+            asked = self.phase != "idle" or self.attempts_left > 0
             effects = self._learn(m.decree, m.ballot, f"{m.src} sent Success")
-            # Priests that answered our ballot wait for its outcome: tell them all.
-            return effects + (self._success_to(self._others()) if in_ballot else [])
+            return effects + (self._success_to(self._others()) if asked else [])
         if self.decree != m.decree:
             # Never overwrite: a decree once written is final. A peer is wrong.
             text = (f"Success({m.decree}) from {m.src} contradicts the decree it holds, "

@@ -110,11 +110,20 @@ def test_duplicate_last_votes_are_counted_once() -> None:
     assert p.phase == "polling"
 
 
-def test_stale_last_vote_for_another_ballot_is_ignored() -> None:
+def test_stale_last_vote_for_an_older_ballot_is_ignored() -> None:
+    p = priest(ledger=LedgerState(last_tried=b(3, "alpha")))
+    p.handle(BallotRequested())
+    effects = p.handle(Received(LastVote("beta", b(3, "alpha"), NO_VOTE)))
+    assert kinds(effects) == ["ignored"] and sends(effects) == [] and p.phase == "polling"
+
+
+def test_a_last_vote_for_a_higher_ballot_makes_the_leader_give_way_and_go_above_it() -> None:
     p = priest()
     p.handle(BallotRequested())
-    effects = p.handle(Received(LastVote("beta", b(9, "beta"), NO_VOTE)))
-    assert kinds(effects) == ["ignored"] and sends(effects) == []
+    effects = p.handle(Received(LastVote("beta", b(9, "delta"), NO_VOTE)))
+    assert "ballot_abandoned" in kinds(effects) and p.phase == "idle"
+    retry = p.handle(TimerFired(BACKOFF))
+    assert persisted(retry)[0].last_tried == b(10, "alpha")
 
 
 def _to_voting(p: Priest, decree_votes: int = 0) -> Ballot:
@@ -210,10 +219,12 @@ def test_duplicate_next_ballot_is_answered_again_without_a_new_write() -> None:
     assert sends(effects) == [Send("alpha", LastVote("beta", b(2, "alpha"), NO_VOTE))]
 
 
-def test_next_ballot_below_the_promise_is_ignored() -> None:
-    p = priest("beta", ledger=LedgerState(next_bal=b(5, "gamma")))
+def test_next_ballot_below_the_promise_is_refused_with_the_promise_it_made() -> None:
+    vote = Vote(b(4, "delta"), 8)
+    p = priest("beta", ledger=LedgerState(next_bal=b(5, "gamma"), prev_vote=vote))
     effects = p.handle(Received(NextBallot("alpha", b(5, "alpha"))))  # (5, alpha) < (5, gamma)
-    assert sends(effects) == [] and persisted(effects) == [] and kinds(effects) == ["ignored"]
+    assert persisted(effects) == [] and kinds(effects) == ["ignored"]
+    assert sends(effects) == [Send("alpha", LastVote("beta", b(5, "gamma"), vote))]
 
 
 def test_begin_ballot_vote_is_persisted_before_voted() -> None:
@@ -229,7 +240,21 @@ def test_begin_ballot_vote_is_persisted_before_voted() -> None:
 def test_begin_ballot_below_the_promise_is_refused() -> None:
     p = priest("beta", ledger=LedgerState(next_bal=b(3, "gamma")))
     effects = p.handle(Received(BeginBallot("alpha", b(2, "alpha"), 9)))
-    assert sends(effects) == [] and persisted(effects) == []
+    assert persisted(effects) == [] and p.ledger.prev_vote == NO_VOTE
+    assert sends(effects) == [Send("alpha", LastVote("beta", b(3, "gamma"), NO_VOTE))]
+
+
+def test_a_leader_rounds_behind_catches_up_after_one_refusal() -> None:
+    """Without the refusal a leader 7 rounds behind exhausts its attempts."""
+    ps = {n: priest(n, ledger=LedgerState(next_bal=b(7, "alpha"))) for n in ("alpha", "beta")}
+    ps.update({n: priest(n) for n in ("gamma", "delta")})
+    queue = sends(ps["delta"].handle(BallotRequested()))
+    for _ in range(3):  # deliver, then let delta time out or back off and try again
+        while queue:
+            s = queue.pop(0)
+            queue += sends(ps[s.dst].handle(Received(s.message)))
+        queue += sends(ps["delta"].handle(TimerFired(BACKOFF)))
+    assert ps["delta"].decree is not None
 
 
 def test_a_second_decree_in_the_same_ballot_is_refused() -> None:
@@ -244,7 +269,7 @@ def test_reordered_begin_ballot_before_next_ballot_still_votes_if_not_below_prom
     effects = p.handle(Received(BeginBallot("alpha", b(2, "alpha"), 9)))
     assert sends(effects) == [Send("alpha", Voted("beta", b(2, "alpha")))]
     late = p.handle(Received(NextBallot("alpha", b(1, "alpha"))))
-    assert sends(late) == []
+    assert persisted(late) == [] and p.ledger.next_bal == b(2, "alpha")
 
 
 def test_a_decided_priest_answers_ballots_with_success() -> None:

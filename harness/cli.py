@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("config", metavar="CONFIG", nargs="?", help="default: the current cluster")
     v.add_argument("--wait", type=float, default=0.0, metavar="T", help="re-check up to T seconds")
     v.add_argument("--json", action="store_true", help="machine-readable verdict")
-    from harness import simulate  # noqa: PLC0415 - verbs that live in their own module
+    from harness import faults, simulate  # noqa: PLC0415 - verbs that live in their own module
+    faults.add_parser(sub)
     simulate.add_parser(sub)
     return parser
 

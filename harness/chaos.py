@@ -244,5 +244,5 @@ def describe(plan: Plan) -> list[str]:
     lines = [head]
     for i, step in enumerate(plan.steps, start=1):
         note = f"  # {step.note}" if step.note else ""
-        lines.append(f"{i:>5}  +{step.at:8.3f}s  {step.action:<7}  {step.priest}{note}")
+        lines.append(f"{i:>5}  {f'+{step.at:.3f}s':>10}  {step.action:<7}  {step.priest}{note}")
     return lines

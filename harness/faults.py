@@ -80,7 +80,8 @@ class Live:
         pid = f"pid {r.pid}" if r.pid is not None else "pid -"
         note = f"  ({r.step.note})" if r.step.note else ""
         outcome = r.outcome if r.ok else f"REFUSED: {r.outcome}"
-        when, action, priest = f"+{r.elapsed:7.3f}s", f"{r.step.action:<7}", f"{r.step.priest:<8}"
+        when = f"{f'+{r.elapsed:.3f}s':>9}"
+        action, priest = f"{r.step.action:<7}", f"{r.step.priest:<8}"
         if self.color:
             style = STYLE.get(r.step.action, "") if r.ok else Fore.RED + Style.BRIGHT
             when = f"{Style.DIM}{when}{Style.RESET_ALL}"
@@ -122,7 +123,7 @@ class Live:
 
 
 class Executor:
-    """Applies a plan's steps at their times through `send`; stops at a refusal unless told not to."""
+    """Applies a plan's steps at their times via `send`; stops at a refusal unless keep_going."""
 
     def __init__(self, send: Send, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, live: Live | None = None,
@@ -292,10 +293,17 @@ def cmd_chaos(args: argparse.Namespace) -> int:
                          f"`{PROG} up {config.path} --detach`")
     plan = fixed or _random_plan(args, config, state)
     if args.dry_run:
-        print("\n".join(describe(plan)))
+        _print_plan(plan)
         return 0
     assert state is not None
     return _execute(plan, state, keep_going=mode == "random", out=sys.stdout)
+
+
+def _print_plan(plan: Plan) -> None:
+    try:
+        print("\n".join(describe(plan)), flush=True)
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -329,7 +337,7 @@ def _fixed_plan(args: argparse.Namespace, mode: str, config: Config) -> Plan | N
 
 
 def _random_plan(args: argparse.Namespace, config: Config, state: RunState | None) -> Plan:
-    """The nemesis's plan, from the priests' real states when the cluster is up (else all running)."""
+    """The nemesis's plan, from the priests' real states if the cluster is up (else all running)."""
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     initial = None
     if state is not None:  # plan from the real states, so that no step is refused

@@ -1,0 +1,175 @@
+"""`paxos-harness chaos` for real: a detached cluster, real signals, real new processes.
+
+Each test runs the CLI as a user would (`python -m harness`, in its own
+directory), confirms what happened to the processes through psutil and the
+priests' own files, and the `harness` fixture fails it if any process survives.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+FOUR = ["alpha", "beta", "gamma", "delta"]
+SCHEDULES = Path(__file__).resolve().parents[2] / "configs" / "chaos"
+
+
+def status_of(pid: int) -> str:
+    """psutil's status of `pid`, or 'gone' once it has ended (a zombie has ended too)."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return "gone"
+    return "gone" if status == psutil.STATUS_ZOMBIE else str(status)
+
+
+def chaos_records(harness) -> list[dict]:
+    lines = (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"].startswith("chaos")]
+
+
+def decree(harness, name: str) -> str | None:
+    path = harness.cwd / "data" / name / "decree.txt"
+    return path.read_text() if path.exists() else None
+
+
+def up(harness, n: int, *extra: str) -> Path:
+    config = harness.config(n)
+    done = harness.run("up", str(config), "--detach", "--fresh", *extra)
+    assert done.returncode == 0, done.stderr
+    return config
+
+
+def test_each_action_for_real(harness) -> None:
+    up(harness, 4)
+    pids = harness.pids()
+
+    done = harness.run("chaos", "--ballot", "alpha")
+    assert done.returncode == 0, done.stderr
+    assert "ballot requested (SIGTSTP)" in done.stdout and f"pid {pids['alpha']}" in done.stdout
+    harness.wait_until(lambda: all(decree(harness, n) for n in FOUR), what="every priest learns")
+    chosen = decree(harness, "delta")
+
+    assert harness.run("chaos", "--pause", "gamma").returncode == 0
+    assert status_of(pids["gamma"]) == psutil.STATUS_STOPPED
+    assert harness.run("chaos", "--resume", "gamma").returncode == 0
+    assert status_of(pids["gamma"]) in (psutil.STATUS_RUNNING, psutil.STATUS_SLEEPING)
+
+    ledger = (harness.cwd / "data" / "delta" / "ledger.log").read_text()
+    assert harness.run("chaos", "--kill", "delta").returncode == 0
+    assert status_of(pids["delta"]) == "gone"
+    restart = harness.run("chaos", "--restart", "delta")
+    assert restart.returncode == 0, restart.stderr
+    new = harness.pids()["delta"]
+    assert new != pids["delta"] and status_of(new) != "gone"
+    # The same ledger: the old records are still there, and the decree is kept.
+    assert (harness.cwd / "data" / "delta" / "ledger.log").read_text().startswith(ledger)
+    assert decree(harness, "delta") == chosen
+    started = [json.loads(line) for line in (harness.cwd / "data" / "delta" / "events.jsonl")
+               .read_text().splitlines() if '"started"' in line]
+    assert started[-1]["pid"] == new and started[-1]["decree"] == int(chosen)
+
+    assert harness.run("chaos", "--stop", "beta").returncode == 0
+    assert status_of(pids["beta"]) == "gone"
+    report = json.loads(harness.run("status", "--json").stdout)
+    states = {p["priest"]: (p["state"], p["decree"]) for p in report["priests"]}
+    assert states == {"alpha": ("running", int(chosen)), "beta": ("exited", int(chosen)),
+                      "gamma": ("running", int(chosen)), "delta": ("running", int(chosen))}
+
+    records = [(r["action"], r["priest"], r["pid"], r["outcome"].split(" ")[0])
+               for r in chaos_records(harness) if r["kind"] == "chaos"]
+    assert records == [("ballot", "alpha", pids["alpha"], "ballot"),
+                       ("pause", "gamma", pids["gamma"], "paused"),
+                       ("resume", "gamma", pids["gamma"], "resumed"),
+                       ("kill", "delta", pids["delta"], "killed"),
+                       ("restart", "delta", new, "started"),
+                       ("stop", "beta", pids["beta"], "stopped")]
+    assert harness.run("down").returncode == 0
+
+
+def test_actions_run_in_command_line_order_with_sleeps(harness) -> None:
+    up(harness, 3)
+    old = harness.pids()["beta"]
+    done = harness.run("chaos", "--kill", "beta", "--sleep", "0.2", "--restart", "beta",
+                       "--ballot", "beta")
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[1] for line in done.stdout.splitlines()[:3]] == ["kill", "restart",
+                                                                          "ballot"]
+    records = [r for r in chaos_records(harness) if r["kind"] == "chaos"]
+    assert [r["action"] for r in records] == ["kill", "restart", "ballot"]
+    assert records[1]["t"] - records[0]["t"] >= 200_000_000  # the --sleep 0.2, in ns
+    assert status_of(old) == "gone" and status_of(harness.pids()["beta"]) != "gone"
+    kinds = [r["kind"] for r in chaos_records(harness)]
+    assert kinds[0] == "chaos_start" and kinds[-1] == "chaos_end"
+    assert harness.run("down").returncode == 0
+
+
+def test_refusals(harness) -> None:
+    config = up(harness, 4)
+    pids = harness.pids()
+    # An unknown name: nothing runs, not even the valid action before it.
+    unknown = harness.run("chaos", "--pause", "alpha", "--kill", "omega")
+    assert unknown.returncode == 2
+    assert unknown.stderr.count("\n") == 1 and "omega" in unknown.stderr
+    assert "known: alpha, beta, gamma, delta" in unknown.stderr
+    assert status_of(pids["alpha"]) != psutil.STATUS_STOPPED
+    # A kill of a dead priest: refused by the supervisor, and the rest is not tried.
+    dead = harness.run("chaos", str(config), "--kill", "delta", "--kill", "delta",
+                       "--ballot", "alpha")
+    assert dead.returncode == 1
+    assert "cannot kill priest delta: it is killed" in dead.stderr
+    assert dead.stderr.count("\n") == 1
+    assert "REFUSED" in dead.stdout and "ballot requested" not in dead.stdout
+    outcomes = [(r["action"], r["outcome"]) for r in chaos_records(harness)
+                if r["kind"] == "chaos"]
+    assert outcomes[0] == ("kill", "killed (SIGKILL)")
+    assert outcomes[1][0] == "kill" and outcomes[1][1].startswith("refused: ")
+    assert len(outcomes) == 2
+    bad = harness.cwd / "bad.yaml"
+    bad.write_text("- {at: 0, ballot: alpha}\n- {at: 1, kill: omega}\n")
+    schedule = harness.run("chaos", "--schedule", str(bad))
+    assert schedule.returncode == 2 and "entry 2: kill: no priest named 'omega'" in schedule.stderr
+    assert len(chaos_records(harness)) == 4  # start, kill, refused kill, end: nothing new
+    assert harness.run("down").returncode == 0
+    not_up = harness.run("chaos", "--ballot", "alpha")
+    assert not_up.returncode == 1 and "is not up" in not_up.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCHEDULES.glob("*.yaml")))
+def test_a_shipped_schedule_ends_in_agreement(harness, name: str) -> None:
+    only = ("--only", "alpha,beta,gamma") if name == "demo.yaml" else ()
+    up(harness, 4, *only)
+    done = harness.run("chaos", "--schedule", str(SCHEDULES / name))
+    assert done.returncode == 0, done.stdout + done.stderr
+    verify = harness.run("verify", "--wait", "10")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert len({decree(harness, n) for n in FOUR}) == 1 and decree(harness, "alpha")
+    assert harness.run("down").returncode == 0
+
+
+def test_the_random_nemesis_on_five_priests_ends_in_agreement(harness) -> None:
+    config = up(harness, 5)
+    args = ("--random", "--seed", "20240607", "--duration", "4", "--rate", "8")
+    plan = harness.run("chaos", str(config), *args, "--dry-run")
+    assert plan.returncode == 0
+    done = harness.run("chaos", str(config), *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "seed 20240607" in done.stdout.splitlines()[0]
+    planned = [line.split()[2:4] for line in plan.stdout.splitlines()[1:]]
+    applied = [line.split()[1:3] for line in done.stdout.splitlines()[1:-1]]
+    assert applied == planned  # the dry run showed exactly what ran
+    assert {a for a, _ in applied} >= {"kill", "restart", "ballot"}
+    start, *_, end = chaos_records(harness)
+    assert start["kind"] == "chaos_start" and start["seed"] == 20240607
+    assert end["kind"] == "chaos_end" and end["refused"] == 0 and end["done"] == len(planned)
+    verify = harness.run("verify", "--wait", "10")
+    assert verify.returncode == 0, verify.stdout
+    names = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    decrees = {n: decree(harness, n) for n in names}
+    assert None not in decrees.values() and len(set(decrees.values())) == 1, decrees
+    assert harness.run("down").returncode == 0

@@ -30,28 +30,51 @@ def priest_color(index: int) -> str:
 
 
 class Narrator:
-    """Writes `NAME | HH:MM:SS.mmm text` lines; colour only when asked."""
+    """Writes `NAME | HH:MM:SS.mmm text` lines; colour only when asked.
+
+    Lines are buffered and written by `flush()`: the runtime flushes before a
+    message leaves and before a durable write, so the narration is in
+    priest.log before what it narrates, in one write(2) per batch.
+    """
 
     def __init__(self, name: str, index: int, out: TextIO, color: bool, log_path: Path) -> None:
         self.name, self.out, self.color = name, out, color
         self.prefix = f"{priest_color(index)}{name:>8}{Style.RESET_ALL}" if color else f"{name:>8}"
         self.log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.plain: list[str] = []
+        self.shown: list[str] = []
+        self._second = -1
+        self._clock = ""
+
+    def _stamp(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second, self._clock = second, time.strftime("%H:%M:%S", time.localtime(now))
+        return f"{self._clock}.{int(now * 1000) % 1000:03d}"
 
     def say(self, text: str, *, kind: str = "", warn: bool = False) -> None:
-        now = time.time()
-        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+        stamp = self._stamp()
         plain = f"{self.name:>8} | {stamp} {text}\n"
-        os.write(self.log_fd, plain.encode())
+        self.plain.append(plain)
         if self.color:
             style = Fore.RED if warn else KIND_STYLES.get(kind, "")
-            line = f"{self.prefix} | {Style.DIM}{stamp}{Style.RESET_ALL} {style}{text}{Style.RESET_ALL}\n"
-        else:
-            line = plain
+            plain = f"{self.prefix} | {Style.DIM}{stamp}{Style.RESET_ALL} {style}{text}{Style.RESET_ALL}\n"
+        self.shown.append(plain)
+
+    def flush(self) -> None:
+        if not self.plain:
+            return
+        os.write(self.log_fd, "".join(self.plain).encode())
+        shown = "".join(self.shown)
+        self.plain.clear()
+        self.shown.clear()
         try:
-            self.out.write(line)
+            self.out.write(shown)
             self.out.flush()
         except (BrokenPipeError, ValueError, OSError):
             pass  # nobody is watching the terminal any more; priest.log still has it
 
     def close(self) -> None:
+        self.flush()
         os.close(self.log_fd)

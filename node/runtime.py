@@ -73,19 +73,25 @@ def _message_fields(m: Message) -> dict[str, object]:
 
 
 class EventLog:
-    """events.jsonl: one JSON object per line, each written with one write(2)."""
+    """events.jsonl: one JSON object per line, buffered until `flush()` (one write(2))."""
 
     def __init__(self, path: Path, priest: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.priest = priest
-        self.pid = os.getpid()
+        self.head = f'{{"t":%d,"priest":{json.dumps(priest)},"pid":{os.getpid()},"kind":'
+        self.lines: list[str] = []
 
     def write(self, kind: str, **fields: object) -> None:
-        record = {"t": time.monotonic_ns(), "priest": self.priest, "pid": self.pid, "kind": kind}
-        record.update(fields)
-        os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+        body = json.dumps(fields, separators=(",", ":"))[1:] if fields else "}"
+        sep = "," if fields else ""
+        self.lines.append(self.head % time.monotonic_ns() + f'"{kind}"{sep}{body}\n')
+
+    def flush(self) -> None:
+        if self.lines:
+            os.write(self.fd, "".join(self.lines).encode())
+            self.lines.clear()
 
     def close(self) -> None:
+        self.flush()
         os.close(self.fd)
 
 
@@ -109,6 +115,7 @@ class Runtime:
         self.narrator = Narrator(name, me.index, out, color, self.directory / "priest.log")
         self.timers: dict[str, float] = {}
         self.inbox: deque[Message] = deque()  # messages a priest sends to itself
+        self.outbox: list[tuple[bytes, tuple[str, int]]] = []  # datagrams not yet sent
         self.pending: deque[str] = deque()  # signals seen, handled in the loop
         self.rng = random.Random()  # jitter only; the core itself is deterministic
         self.watch_parent = watch_parent
@@ -154,6 +161,7 @@ class Runtime:
                           decree=self.priest.decree,
                           text=f"listening on {self.sock.getsockname()[0]}:{self.sock.getsockname()[1]}")
         self.narrator.say(self._startup_line())
+        self._flush()
         if on_ready is not None:
             on_ready()
         next_parent_check = time.monotonic() + PARENT_CHECK
@@ -171,6 +179,7 @@ class Runtime:
                 next_parent_check = time.monotonic() + PARENT_CHECK
                 if self.watch_parent is not None and os.getppid() != self.watch_parent:
                     self._stop("its supervisor is gone")
+            self._flush()
         return 0
 
     def _startup_line(self) -> str:
@@ -244,10 +253,15 @@ class Runtime:
             self._apply(self.priest.handle(Received(message)))
 
     def _apply(self, effects: list[Effect]) -> None:
+        """Apply effects in order. Sends are batched, but never past a durable write
+        they precede (so Success is not held up by decree.txt), and a durable write
+        is never overtaken by a send that follows it."""
         for effect in effects:
             if isinstance(effect, Persist):
+                self._flush()
                 self.ledger.persist(effect.state)
             elif isinstance(effect, Learn):
+                self._flush()
                 self.ledger.write_decree(effect.decree)
             elif isinstance(effect, Send):
                 self._send(effect.dst, effect.message)
@@ -258,6 +272,18 @@ class Runtime:
                 self.timers.pop(effect.name, None)
             elif isinstance(effect, Record):
                 self._record(effect)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Narration and events first, then the datagrams they narrate."""
+        self.events.flush()
+        self.narrator.flush()
+        for data, addr in self.outbox:
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+                pass  # UDP may lose it; the proposer retransmits
+        self.outbox.clear()
 
     def _record(self, r: Record) -> None:
         fields: dict[str, object] = {"ballot": str(r.ballot) if r.ballot != Ballot(0, "") else None,
@@ -272,16 +298,14 @@ class Runtime:
         if dst == self.name:
             self.inbox.append(message)
             return
-        try:
-            self.sock.sendto(self.codec.encode(message), self.config.address_of(dst))
-        except (BlockingIOError, InterruptedError, ConnectionRefusedError):
-            pass  # UDP may lose it; the proposer retransmits
+        self.outbox.append((self.codec.encode(message), self.config.address_of(dst)))
 
     def _log_received(self, m: Message) -> None:
         self.events.write("received", peer=m.src, **_message_fields(m))
         self.narrator.say(f"<- {describe(m)} from {m.src}", kind="received")
 
     def close(self) -> None:
+        self._flush()
         self.sock.close()
         self.ledger.close()
         self.events.close()

@@ -23,8 +23,10 @@ A ballot goes:
    `BeginBallot(b, d)` to every priest.
 4. A priest whose promise is not above b makes `prev_vote = (b, d)` durable
    and answers `Voted(b)`.
-5. With Voted from a quorum, decree d has passed. The proposer writes it to
-   decree.txt and sends `Success(d)` to every priest, who writes it too.
+5. With Voted from a quorum, decree d has passed. The proposer sends
+   `Success(d)` to every priest and writes d to decree.txt; so does each
+   priest that receives Success. (Success goes first: the decree passed when
+   the quorum's votes became durable, not when anyone's decree.txt did.)
 
 Why it is safe: any two quorums share a priest. Once a quorum voted d in
 ballot b, every later ballot's quorum contains one of those voters, whose
@@ -228,7 +230,9 @@ class Priest:
             return []
         b, d = self.ballot, self.chosen
         effects = self._learn(d, b, f"a quorum ({', '.join(sorted(self.voters))}) voted in ballot {b}")
-        return effects + self._success_to(self._others())
+        # The decree passed the moment a quorum's votes were durable, so Success
+        # need not wait for our own decree.txt: the priests write theirs meanwhile.
+        return self._success_to(self._others()) + effects
 
     def _on_timer(self, name: str) -> list[Effect]:
         if name == BACKOFF:

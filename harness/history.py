@@ -11,13 +11,14 @@ from __future__ import annotations
 import gc
 import json
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from node.config import Config
-from node.messages import Ballot
+from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, Vote
 
 EVENTS_FILE = "events.jsonl"
 DECREE_FILE = "decree.txt"
@@ -30,6 +31,7 @@ NEEDS_BALLOT = frozenset({"ballot_started", "promised", "proposed", "voted"})
 NEEDS_DECREE = frozenset({"proposed", "voted", "learned"})
 
 _DECREE_RE = re.compile(r"-?[0-9]+\n?")
+_INT_RE = re.compile(r"-?[0-9]+")
 
 
 @dataclass(slots=True)
@@ -174,10 +176,64 @@ def read_events(path: Path, name: str, problems: list[ReadProblem]) -> list[Even
         event = _to_event(obj, name, number)
         if type(event) is Event:
             append(event)
+            if event.kind == "started":
+                _check_recovered(event, where, problems)
         else:
             problems.append(ReadProblem(where, number, str(event)))
     events.sort(key=_by_time)  # stable: ties keep file order, the order of writing
     return events
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """The ledger a `started` event says its priest recovered from disk at that start."""
+
+    next_bal: Ballot
+    prev_vote: Vote
+
+
+def recovered_ledger(e: Event) -> Recovered | None:
+    """What a `started` event says was recovered; None if it names no promise and no vote.
+
+    Fields absent count as the initial ledger; a malformed one raises ValueError.
+    """
+    get = e.data.get
+    next_bal, prev_vote = get("next_bal", "0"), get("prev_vote", "none")
+    if next_bal == "0" and prev_vote == "none":
+        return None  # the common case, decided without parsing
+    try:
+        promise = parse_ballot(next_bal) if type(next_bal) is str else None
+    except ValueError:
+        promise = None
+    if promise is None:
+        raise ValueError(f"'next_bal' is not a ballot: {next_bal!r}")
+    return Recovered(promise, parse_vote(prev_vote))
+
+
+def parse_vote(text: object) -> Vote:
+    """A vote as the ledger writes it: "none" or "DECREE@BALLOT"; ValueError otherwise."""
+    if type(text) is not str:
+        raise ValueError(f"'prev_vote' is not a string: {text!r}")
+    if text == "none":
+        return NO_VOTE
+    decree_text, sep, ballot_text = text.partition("@")
+    if not sep or not _INT_RE.fullmatch(decree_text) or ballot_text == "0":
+        raise ValueError(f"'prev_vote' is not a vote: {text!r}")
+    decree = int(decree_text)
+    if not MIN_DECREE <= decree <= MAX_DECREE:
+        raise ValueError(f"'prev_vote' decree out of range: {text!r}")
+    try:
+        return Vote(parse_ballot(ballot_text), decree)
+    except ValueError:
+        raise ValueError(f"'prev_vote' is not a vote: {text!r}") from None
+
+
+def _check_recovered(e: Event, where: str, problems: list[ReadProblem]) -> None:
+    # The event still counts (it shows the decree held); only its ledger is unusable.
+    try:
+        recovered_ledger(e)
+    except ValueError as exc:
+        problems.append(ReadProblem(where, e.line, f"{exc}; the recovered ledger is ignored"))
 
 
 def _read_harness(path: Path, problems: list[ReadProblem]) -> list[dict[str, Any]]:

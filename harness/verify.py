@@ -9,19 +9,38 @@ re-checks until a verdict is final or the wait is over, then prints it.
 
 Event times in messages are seconds after the first event of the history,
 followed by the file and line that recorded it (`beta/events.jsonl:12`).
+
+A priest makes a vote or promise durable, then records it: a SIGKILL between
+the two leaves it in the ledger only. Each `started` event carries the ledger
+the priest recovered; a vote or promise there that its events never showed is
+taken as evidence (a `voted` or `promised` event, marked `recovered_at`) made
+before that restart, at the earliest possible time: just after the priest's last
+event before it. Learning from such a vote is then not flagged, and a recovered
+vote that breaks a recorded promise still is.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, TextIO
 
 from colorama import Fore, Style
 
-from harness.history import NEEDS_BALLOT, Event, History, ReadProblem, gc_paused, load_history
+from harness.history import (
+    NEEDS_BALLOT,
+    Event,
+    History,
+    ReadProblem,
+    Recovered,
+    gc_paused,
+    load_history,
+    recovered_ledger,
+)
 from node.config import Config
 from node.messages import Ballot
 
@@ -145,6 +164,10 @@ class _Index:
 
     def cite(self, e: Event) -> str:
         """An event's time and where it is written: '+1.234567s, beta/events.jsonl:12'."""
+        restart = e.data.get(RECOVERED) if e.kind in EVIDENCE_KINDS else None
+        if type(restart) is int:
+            return (f"+{(e.t - self.t0) / 1e9:.6f}s to +{(restart - self.t0) / 1e9:.6f}s "
+                    f"(unrecorded; in the ledger recovered at {e.priest}/events.jsonl:{e.line})")
         return f"+{(e.t - self.t0) / 1e9:.6f}s, {e.priest}/events.jsonl:{e.line}"
 
 
@@ -155,12 +178,102 @@ def _index(config: Config, history: History) -> _Index:
         core = idx.core[name] = [e for e in events if e.kind in CORE_KINDS]
         for e in core:
             by_kind[e.kind].append(e)
+    _add_evidence(idx)
     for e in by_kind["voted"]:
         assert e.ballot is not None and e.decree is not None  # history.py guarantees
         voters = idx.tally.setdefault((e.ballot, e.decree), {})
         if e.priest not in voters:
             voters[e.priest] = e
     return idx
+
+
+# --- evidence from recovered ledgers ---------------------------------------------
+
+# The data key that marks an evidence event; its value is the restart's time.
+RECOVERED = "recovered_at"
+EVIDENCE_KINDS = frozenset({"voted", "promised"})
+
+
+def _add_evidence(idx: _Index) -> None:
+    """Add the votes and promises that recovered ledgers show and events do not."""
+    # Only restarts that recovered a promise or vote cost anything.
+    restarted = {e.priest for e in idx.by_kind["started"] if _recovered(e) is not None}
+    added: list[Event] = []
+    for name in sorted(restarted):
+        core, new = _evidence(idx.core[name], idx.history.events[name], idx.t0)
+        if new:
+            idx.core[name] = core
+            added += new
+    if added:
+        for e in added:
+            idx.by_kind[e.kind].append(e)
+        # Keep each priest's events in time order (the tally keeps a priest's first vote).
+        idx.by_kind["voted"].sort(key=_time)
+        idx.by_kind["promised"].sort(key=_time)
+
+
+def _evidence(core: list[Event], events: list[Event], t0: int) -> tuple[list[Event], list[Event]]:
+    """A priest's core events with evidence placed just before each restart; and the evidence."""
+    voted: set[tuple[Ballot, int]] = set()
+    top = (0, "")  # the highest ballot promised or voted in so far
+    out: list[Event] = []
+    added: list[Event] = []
+    for e in core:
+        kind = e.kind
+        if kind == "voted":
+            voted.add((_b(e), _d(e)))
+            top = max(top, _key(e))
+        elif kind == "promised":
+            top = max(top, _key(e))
+        elif kind == "started" and (ledger := _recovered(e)) is not None:
+            new = _unrecorded(e, ledger, voted, top, _previous(events, e), t0)
+            for x in new:
+                if x.kind == "voted":
+                    voted.add((_b(x), _d(x)))
+                top = max(top, _key(x))
+            out += new
+            added += new
+        out.append(e)
+    return out, added
+
+
+def _unrecorded(start: Event, ledger: Recovered, voted: set[tuple[Ballot, int]],
+                top: tuple[int, str], before: Event | None, t0: int) -> list[Event]:
+    """Evidence events for what `start` recovered beyond what its priest recorded."""
+    # The earliest moment the unrecorded write can have happened: just after the
+    # priest's last recorded event (it was running then, and nothing later shows).
+    t = min(before.t + 1, start.t) if before is not None else t0
+    data = {"pid": before.data.get("pid") if before is not None else None, RECOVERED: start.t}
+    out = []
+    vote = ledger.prev_vote
+    if not vote.is_none() and (vote.ballot, vote.decree) not in voted:
+        out.append(Event(t, start.priest, "voted", vote.ballot, vote.decree, None,
+                         start.line, data))
+        top = max(top, _order(vote.ballot))
+    # A vote in b also promises b; a promise only matters above the highest ballot seen.
+    if _order(ledger.next_bal) > top:
+        out.append(Event(t, start.priest, "promised", ledger.next_bal, None, None,
+                         start.line, data))
+    return out
+
+
+def _recovered(e: Event) -> Recovered | None:
+    try:
+        return recovered_ledger(e)
+    except ValueError:
+        return None  # reported by history.py when it was read
+
+
+def _previous(events: list[Event], e: Event) -> Event | None:
+    """The event just before `e` in its priest's time-ordered list, if any."""
+    i = bisect_left(events, e.t, key=_time)
+    while events[i] is not e:  # ties on t: find e itself
+        i += 1
+    return events[i - 1] if i > 0 else None
+
+
+def _time(e: Event) -> int:
+    return e.t
 
 
 # --- the rules -----------------------------------------------------------------

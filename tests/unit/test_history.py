@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from harness.history import load_history, read_decree
+from harness.history import Recovered, load_history, read_decree, recovered_ledger
 from node.config import Config, parse_config
-from node.messages import ZERO, Ballot
+from node.messages import NO_VOTE, ZERO, Ballot, Vote
 
 
 def config_for(data_dir: Path, names: tuple[str, ...] = ("alpha", "beta")) -> Config:
@@ -167,3 +167,42 @@ def test_harness_events(tmp_path: Path) -> None:
     assert [r["kind"] for r in h.harness] == ["up", "down"]
     harness_problems = [(p.line, p.reason) for p in h.problems if p.path.endswith("harness.jsonl")]
     assert [n for n, _ in harness_problems] == [2, 4]
+
+
+def test_started_carries_the_recovered_ledger(tmp_path: Path) -> None:
+    write(tmp_path, "alpha", line("alpha", 1, "started", last_tried="0", next_bal="0",
+                                  prev_vote="none", decree=None)
+          + line("alpha", 2, "started", last_tried="3.alpha", next_bal="4.beta",
+                 prev_vote="-7@3.alpha", decree=None)
+          + line("alpha", 3, "started", decree=5))
+    h = load_history(config_for(tmp_path, ("alpha",)))
+    assert h.problems == []
+    first, second, third = h.events["alpha"]
+    assert recovered_ledger(first) is None and recovered_ledger(third) is None
+    assert recovered_ledger(second) == Recovered(Ballot(4, "beta"), Vote(Ballot(3, "alpha"), -7))
+
+
+@pytest.mark.parametrize("fields, key", [
+    ({"next_bal": "4.beta", "prev_vote": "7@0"}, "prev_vote"),
+    ({"next_bal": "4.beta", "prev_vote": "7"}, "prev_vote"),
+    ({"next_bal": "4.beta", "prev_vote": "x@3.alpha"}, "prev_vote"),
+    ({"next_bal": "4.beta", "prev_vote": 7}, "prev_vote"),
+    ({"next_bal": "four", "prev_vote": "none"}, "next_bal"),
+    ({"next_bal": 4, "prev_vote": "none"}, "next_bal"),
+])
+def test_malformed_recovered_ledger_is_reported_event_kept(tmp_path: Path, fields: dict[str, Any],
+                                                           key: str) -> None:
+    write(tmp_path, "alpha", line("alpha", 1, "started", decree=3, **fields))
+    h = load_history(config_for(tmp_path, ("alpha",)))
+    (p,) = h.problems
+    assert p.line == 1 and key in p.reason and "ignored" in p.reason
+    (e,) = h.events["alpha"]
+    assert e.kind == "started" and e.decree == 3
+    with pytest.raises(ValueError):
+        recovered_ledger(e)
+
+
+def test_no_vote_recovered_is_the_empty_vote(tmp_path: Path) -> None:
+    write(tmp_path, "alpha", line("alpha", 1, "started", next_bal="2.beta", prev_vote="none"))
+    (e,) = load_history(config_for(tmp_path, ("alpha",))).events["alpha"]
+    assert recovered_ledger(e) == Recovered(Ballot(2, "beta"), NO_VOTE)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -537,3 +538,120 @@ def test_run_stops_at_once_on_violation(tmp_path: Path) -> None:
     status = run(make_config(data), alive_fn=lambda: None, wait=10, as_json=False, color=False,
                  out=io.StringIO(), clock=fake.clock, sleep=fake.sleep)
     assert status == 1 and fake.sleeps == []
+
+
+# --- evidence from recovered ledgers: a SIGKILL between persisting and recording ---
+
+
+def killed_after_persisting_vote(prev_vote: str, *, learn_in_window: bool = False) -> Run:
+    """delta makes its vote in 2.gamma durable and is killed before recording `voted`.
+
+    At its restart it recovers the vote (`prev_vote` in `started`), answers the
+    retransmitted BeginBallot with Voted again and records nothing new; gamma
+    learns from that quorum. With `learn_in_window`, gamma learns between delta's
+    last event and its restart instead.
+    """
+    r = Run()
+    for n in NAMES:
+        r.add(n, "started", None, None, last_tried="0", next_bal="0", prev_vote="none")
+    r.add("gamma", "ballot_started", "2.gamma")
+    for n in ["gamma", "delta", "beta"]:
+        r.add(n, "promised", "2.gamma", peer="gamma")
+    r.add("gamma", "proposed", "2.gamma", 1001, quorum=["beta", "delta", "gamma"])
+    for n in ["gamma", "beta"]:
+        r.add(n, "voted", "2.gamma", 1001, peer="gamma")
+    r.add("delta", "received", "2.gamma", 1001, peer="gamma", msg="BeginBallot")
+    if learn_in_window:
+        r.add("gamma", "learned", "2.gamma", 1001)
+    r.add("delta", "started", None, None, last_tried="0", next_bal="2.gamma",
+          prev_vote=prev_vote, pid=999)
+    r.add("delta", "received", "2.gamma", 1001, peer="gamma", msg="BeginBallot", pid=999)
+    r.add("delta", "sent", "2.gamma", peer="gamma", msg="Voted", pid=999)
+    if not learn_in_window:
+        r.add("gamma", "learned", "2.gamma", 1001)
+    r.decrees = {"gamma": "1001\n"}
+    return r
+
+
+def test_vote_recovered_but_never_recorded_is_evidence(tmp_path: Path) -> None:
+    r = killed_after_persisting_vote("1001@2.gamma")
+    v = verdict_of(tmp_path, r, alive={"gamma"})
+    assert v.violations == () and v.problems == ()
+    assert v.exit_status == 0
+    assert "2.gamma" in v.priests[3].ballots  # delta's recovered vote counts as seen
+
+
+def test_without_the_recovered_vote_learning_is_unsound(tmp_path: Path) -> None:
+    # The same run, but delta's ledger shows no vote: only two votes for 1001.
+    r = killed_after_persisting_vote("none")
+    v = verdict_of(tmp_path, r, alive={"gamma"})
+    assert kinds(v) == {"unsound_learning"} and v.exit_status == 1
+    assert "at most 2 votes" in v.violations[0].message
+
+
+def test_learning_between_last_event_and_restart_is_not_flagged(tmp_path: Path) -> None:
+    # The unrecorded vote may have been made right after delta's last event.
+    r = killed_after_persisting_vote("1001@2.gamma", learn_in_window=True)
+    assert verdict_of(tmp_path, r, alive={"gamma"}).exit_status == 0
+
+
+def test_learning_before_the_last_event_is_still_flagged(tmp_path: Path) -> None:
+    # The vote cannot predate delta's last recorded event before the restart.
+    r = killed_after_persisting_vote("1001@2.gamma")
+    learned = r.find("gamma", "learned")
+    learned["t"] = r.find("delta", "received", "2.gamma")["t"] - 1
+    v = verdict_of(tmp_path, r, alive={"gamma"})
+    (x,) = v.violations
+    assert x.kind == "unsound_learning"
+    assert "unrecorded; in the ledger recovered at delta/events.jsonl:" in x.message
+
+
+def test_recovered_vote_below_a_recorded_promise_is_caught(tmp_path: Path) -> None:
+    r = killed_after_persisting_vote("1001@2.gamma")
+    # delta had promised 3.beta before the crash: its recovered vote in 2.gamma broke it.
+    r.find("delta", "promised", "2.gamma")["ballot"] = "3.beta"
+    restart = next(e for e in r.events["delta"] if e["kind"] == "started" and e["pid"] == 999)
+    restart["next_bal"] = "3.beta"
+    v = verdict_of(tmp_path, r, alive={"gamma"})
+    (x,) = [x for x in v.violations if x.kind == "promise_broken"]
+    assert x.priests == ("delta",) and x.ballots == ("3.beta", "2.gamma")
+    assert "pid 103" in x.message and "unrecorded" in x.message
+
+
+def test_recovered_promise_is_kept_across_the_restart(tmp_path: Path) -> None:
+    # delta's promise of 3.beta is durable but unrecorded; after the restart it
+    # votes in the lower 2.gamma: a broken promise shown only by the ledger.
+    r = Run()
+    r.add("delta", "started", None, None, last_tried="0", next_bal="0", prev_vote="none")
+    r.add("delta", "received", "3.beta", peer="beta", msg="NextBallot")
+    r.add("delta", "started", None, None, last_tried="0", next_bal="3.beta",
+          prev_vote="none", pid=999)
+    r.add("delta", "voted", "2.gamma", 1001, peer="gamma", pid=999)
+    v = verdict_of(tmp_path, r, alive=set())
+    (x,) = v.violations
+    assert x.kind == "promise_broken" and x.ballots == ("3.beta", "2.gamma")
+    restart = r.events["delta"][2]
+    restart["next_bal"] = "0"
+    assert verdict_of(tmp_path, r, alive=set()).violations == ()
+
+
+def test_recorded_vote_and_promise_add_no_evidence(tmp_path: Path) -> None:
+    r = healthy()
+    r.add("beta", "started", None, 1001, last_tried="0", next_bal="2.gamma",
+          prev_vote="1001@2.gamma", pid=999)
+    data = tmp_path / "data"
+    r.write(data)
+    config = make_config(data)
+    history = load_history(config)
+    before = check(config, history, None)
+    assert before.exit_status == 0
+    # The evidence is only what the events lack: beta's recorded vote stays its only one.
+    assert before.priests[1].ballots == ("1.alpha", "2.gamma")
+
+
+def test_malformed_recovered_ledger_is_a_problem_not_evidence(tmp_path: Path) -> None:
+    r = killed_after_persisting_vote("1001@nonsense")
+    v = verdict_of(tmp_path, r, alive={"gamma"})
+    assert kinds(v) == {"unsound_learning"}
+    (p,) = v.problems
+    assert p.path.endswith("delta/events.jsonl") and "prev_vote" in p.reason

@@ -23,7 +23,7 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 lint: $(STAMP)
-	$(PY) -m pip install --quiet ruff mypy
+	$(PY) -m pip install --quiet ruff mypy types-PyYAML types-colorama
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 

@@ -1,4 +1,9 @@
-"""paxos-harness: the command line. One `cmd_<verb>` function per verb; its docstring is its help.
+"""paxos-harness: start, fault, check and simulate a cluster of Synod priests on this host.
+
+    paxos-harness up configs/four.yaml --detach
+    paxos-harness chaos --kill delta --ballot alpha
+    paxos-harness verify
+    paxos-harness down
 
 Exit statuses: 0 success; 1 a check failed or the command could not be done in
 the cluster's present state (already up, not up, a priest that cannot start);

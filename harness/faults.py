@@ -42,7 +42,7 @@ from harness.chaos import (
 from harness.errors import NotUpError, UsageError, UserError
 from harness.output import use_color
 from harness.state import RunState, read_state, resolve_config
-from node.config import Config, _UniqueKeyLoader
+from node.config import Config, UniqueKeyLoader
 
 PROG = "paxos-harness"
 HARNESS_FILE = "harness.jsonl"
@@ -356,7 +356,7 @@ def load_schedule(path: str, names: Sequence[str]) -> tuple[Step, ...]:
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: cannot read: {e}") from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         line = f" at line {mark.line + 1}" if mark is not None else ""

@@ -77,11 +77,11 @@ class Config:
         return self.priests[name]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last silently)."""
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node)
@@ -94,8 +94,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     return seen
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
 )
 
 
@@ -111,7 +111,7 @@ def load_config(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(p, "", f"cannot read: {exc}") from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -170,7 +170,8 @@ def _parse_priests(raw: object, path: str) -> dict[str, PriestAddress]:
                                     or not -(2**63) <= propose < 2**63):
             raise ConfigError(path, f"{key}.propose", f"must be a 64-bit integer, got {propose!r}")
         if (host, port) in addresses:
-            raise ConfigError(path, f"{key}.port", f"address {host}:{port} already used by priest {addresses[(host, port)]!r}")
+            other = addresses[(host, port)]
+            raise ConfigError(path, f"{key}.port", f"address {host}:{port} already used by priest {other!r}")
         addresses[(host, port)] = name
         priests[name] = PriestAddress(name, host, port, index, propose)
     return priests

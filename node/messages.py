@@ -8,7 +8,6 @@ the runtime and the simulator apply effects and produce events.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 # Bounds every number in the protocol must respect (checked by the codec).
 MAX_ROUND = 2**62
@@ -134,7 +133,7 @@ class Success:
     decree: int
 
 
-Message = Union[NextBallot, LastVote, BeginBallot, Voted, Success]
+Message = NextBallot | LastVote | BeginBallot | Voted | Success
 MESSAGE_TYPES: tuple[type, ...] = (NextBallot, LastVote, BeginBallot, Voted, Success)
 
 
@@ -160,7 +159,7 @@ class TimerFired:
     name: str
 
 
-Event = Union[BallotRequested, Received, TimerFired]
+Event = BallotRequested | Received | TimerFired
 
 
 # --- effects: what the core asks the outside world to do, in order ---------
@@ -223,7 +222,7 @@ class Record:
     extra: dict[str, object] = field(default_factory=dict, compare=False)
 
 
-Effect = Union[Persist, Send, SetTimer, CancelTimer, Learn, Record]
+Effect = Persist | Send | SetTimer | CancelTimer | Learn | Record
 
 # Kinds of Record the core emits. The runtime adds: "started", "recovered",
 # "sent", "received", "dropped", "stopped".

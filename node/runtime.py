@@ -22,8 +22,9 @@ import socket
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from node.codec import Codec, DatagramError
 from node.config import Config

@@ -57,8 +57,8 @@ Glossary (paper -> the usual modern name)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from node.messages import (
     NO_VOTE,
@@ -70,8 +70,8 @@ from node.messages import (
     Effect,
     Event,
     LastVote,
-    LedgerState,
     Learn,
+    LedgerState,
     Message,
     NextBallot,
     Persist,
@@ -85,6 +85,7 @@ from node.messages import (
     Voted,
 )
 
+FRESH_LEDGER = LedgerState()  # nothing tried, promised or voted
 RETRANSMIT = "retransmit"
 BACKOFF = "backoff"
 # The ballot "priest" a flawed priest uses: every flawed priest shares it.
@@ -113,7 +114,7 @@ class Priest:
         name: str,
         priests: Sequence[str],
         *,
-        ledger: LedgerState = LedgerState(),
+        ledger: LedgerState = FRESH_LEDGER,
         decree: int | None = None,
         decree_ballot: Ballot = ZERO,
         proposal: int | None = None,

@@ -40,7 +40,7 @@ def write_config(directory: Path, n: int, *, cluster: str = "test", extra: str =
     """A config of n priests on free ports, data under directory/data."""
     ports = free_udp_ports(n)
     lines = [f"cluster: {cluster}", f"data_dir: {directory / 'data'}", "priests:"]
-    for name, port in zip(priest_names(n), ports):
+    for name, port in zip(priest_names(n), ports, strict=True):
         lines.append(f"  {name}: {{host: 127.0.0.1, port: {port}}}")
     path = directory / f"{cluster}.yaml"
     path.write_text("\n".join(lines) + "\n" + textwrap.dedent(extra))

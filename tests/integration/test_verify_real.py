@@ -1,0 +1,106 @@
+"""`verify` judging real priests: a healthy run with a crash passes, tampering and waiting do not."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.verify import load_and_check
+from node.config import Config, load_config
+from tests.integration.priests import REPO, Priests
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def cluster(make_config, tmp_path: Path, no_leaks):
+    priests = Priests(load_config(make_config(4)), tmp_path)
+    yield priests
+    priests.stop_all()
+
+
+def verify_argv(config: Config, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "harness", "verify", config.path, "--json", *extra]
+
+
+def cli_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+
+
+def verify_cli(config: Config, cwd: Path, *extra: str) -> tuple[int, dict]:
+    """`python -m harness verify CONFIG --json` run in cwd: (exit status, the JSON verdict)."""
+    done = subprocess.run(verify_argv(config, *extra), cwd=cwd, env=cli_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_a_healthy_run_with_a_crash_is_agreement(cluster: Priests, tmp_path: Path) -> None:
+    names = cluster.config.names
+    for name in names:
+        cluster.start(name)
+    # Two ballots at once, and one of their leaders killed while they run.
+    cluster.ballot("alpha")
+    cluster.ballot("beta")
+    time.sleep(0.005)
+    cluster.kill("beta")
+    cluster.start("beta")
+    cluster.ballot("gamma")
+    held = cluster.wait_decrees(names)
+    assert None not in held.values() and len(set(held.values())) == 1, held
+    decree = held["alpha"]
+
+    verdict = load_and_check(cluster.config, set(cluster.procs))
+    assert verdict.exit_status == 0, verdict.violations
+    assert verdict.decree == decree
+    status, report = verify_cli(cluster.config, tmp_path)
+    assert status == 0, report["violations"]
+    assert report["decree"] == decree and report["status"] == "agreement"
+
+    (cluster.config.priest_dir("delta") / "decree.txt").write_text(f"{decree + 1}\n")
+    status, report = verify_cli(cluster.config, tmp_path)
+    assert status == 1
+    assert report["violations"] and all("delta" in v["priests"] for v in report["violations"])
+    assert any(str(decree + 1) in v["message"] for v in report["violations"])
+
+
+def test_a_priest_that_never_learned_is_not_yet(cluster: Priests, tmp_path: Path) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        cluster.start(name)
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(["alpha", "beta", "gamma"])
+    assert None not in held.values(), held
+    cluster.start("delta")  # after the ballot, and no ballot since: it holds nothing
+
+    verdict = load_and_check(cluster.config, set(cluster.procs))
+    assert verdict.exit_status == 3 and verdict.waiting == ("delta",)
+    status, report = verify_cli(cluster.config, tmp_path)
+    assert status == 3
+    assert report["waiting"] == ["delta"] and report["violations"] == []
+
+
+def test_wait_sees_a_ballot_that_starts_later(cluster: Priests, tmp_path: Path) -> None:
+    for name in cluster.config.names:
+        cluster.start(name)
+    waiting = subprocess.Popen(verify_argv(cluster.config, "--wait", "5"), cwd=tmp_path,
+                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        time.sleep(0.5)
+        assert waiting.poll() is None  # nobody holds a decree yet: it keeps checking
+        cluster.ballot("gamma")
+        out, err = waiting.communicate(timeout=30)
+    finally:
+        if waiting.poll() is None:
+            waiting.send_signal(signal.SIGKILL)
+            waiting.wait(5)
+    assert waiting.returncode == 0, out + err
+    decree = cluster.decree("gamma")
+    assert decree is not None and json.loads(out)["decree"] == decree

@@ -34,7 +34,7 @@ from harness.output import use_color
 from harness.verify import KINDS, Violation, check
 from node.config import FLAWS, MAX_PRIESTS, Config, PriestAddress
 from node.messages import LastVote, LedgerState, Message, Success
-from node.sim import Faults, HistoryEvent, Step, World, describe
+from node.sim import Faults, Step, World, describe
 from node.synod import Timing
 
 NO_PROGRESS = "no_progress"
@@ -130,43 +130,31 @@ def to_history(world: World) -> History:
 
     Line numbers are those the events would have in each priest's events.jsonl;
     `pid` counts the priest's incarnations (1, then 2 after its first restart...).
-    A crash may strike after a vote or promise is durable but before it is
-    recorded; the ledger a priest recovers at its restart still shows it, so it
-    is added as a `voted` or `promised` event (with "recovered": true) at the
-    restart, unless already recorded: otherwise the checker would miss evidence.
+    A `started` event carries the ledger the priest recovered, as node.runtime
+    writes it, so the checker sees a vote or promise made durable just before
+    a crash struck and kept it from being recorded.
     """
     history = History("simulation")
     events: dict[str, list[Event]] = {name: [] for name in world.names}
     incarnation = dict.fromkeys(world.names, 0)
-    data = {name: {"pid": 0} for name in world.names}  # shared by an incarnation's events
+    data: dict[str, dict[str, object]] = {name: {"pid": 0} for name in world.names}
     for e in world.events:
         name = e.priest
         mine = events[name]
         if e.kind == "started":
             incarnation[name] += 1
-            data[name] = {"pid": incarnation[name]}
-            if e.ledger is not None and not e.ledger.next_bal.is_zero():
-                mine += _recovered(e, e.ledger, mine, incarnation[name])
+            data[name] = {"pid": incarnation[name]}  # shared by an incarnation's events
+            started = data[name]
+            if e.ledger is not None:
+                started = {**started, "last_tried": str(e.ledger.last_tried),
+                           "next_bal": str(e.ledger.next_bal), "prev_vote": str(e.ledger.prev_vote)}
+            mine.append(Event(e.t, name, e.kind, e.ballot, e.decree, e.peer, len(mine) + 1, started))
+            continue
         mine.append(Event(e.t, name, e.kind, e.ballot, e.decree, e.peer, len(mine) + 1, data[name]))
     history.events = events
     history.decrees = {name: DecreeFile(f"{name}/decree.txt", disk.decree is not None, disk.decree)
                        for name, disk in world.disks.items()}
     return history
-
-
-def _recovered(e: HistoryEvent, ledger: LedgerState, earlier: list[Event], pid: int) -> list[Event]:
-    """Events for a recovered vote and promise that the priest's history does not show yet."""
-    out = []
-    vote = ledger.prev_vote
-    if not vote.is_none() and not any(x.kind == "voted" and x.ballot == vote.ballot
-                                      and x.decree == vote.decree for x in earlier):
-        out.append(Event(e.t, e.priest, "voted", vote.ballot, vote.decree, None,
-                         len(earlier) + 1, {"pid": pid - 1, "recovered": True}))
-    promised = [x.ballot for x in earlier if x.kind == "promised" and x.ballot is not None]
-    if not ledger.next_bal.is_zero() and (not promised or max(promised) < ledger.next_bal):
-        out.append(Event(e.t, e.priest, "promised", ledger.next_bal, None, None,
-                         len(earlier) + len(out) + 1, {"pid": pid - 1, "recovered": True}))
-    return out
 
 
 # --- many runs -------------------------------------------------------------------

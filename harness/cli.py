@@ -54,7 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     Exit 1 if the cluster is already up or a priest cannot start (then nothing
     is left running); 2 for a bad config or option.
     """
-    from harness.supervisor import run, start_detached
+    from harness.daemon import run, start_detached
 
     config = load_config(args.config)
     names = select_priests(config, args.only)
@@ -77,7 +77,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     period. Idempotent: exit 0 if the cluster is already down. It also clears
     the run state left by a supervisor that died.
     """
-    from harness.supervisor import stop_orphans, stop_supervisor
+    from harness.daemon import stop_orphans, stop_supervisor
 
     config = resolve_config(args.config)
     state = read_state(config.data_dir)
@@ -160,7 +160,7 @@ def select_priests(config: Config, only: str | None) -> list[str]:
 
 def clear_stale(config: Config) -> int | None:
     """Refuse if the cluster is up; clear the run state of a supervisor that died."""
-    from harness.supervisor import already_up, stop_orphans
+    from harness.daemon import already_up, stop_orphans
 
     state = read_state(config.data_dir)
     if state is None:

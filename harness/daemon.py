@@ -1,0 +1,341 @@
+"""The running supervisor: its event loop, detaching, and cleaning up after one that died.
+
+`Daemon` joins the core (`harness.supervisor.Supervisor`), the real processes
+(`harness.launcher.ForkLauncher`), the control socket and `harness.jsonl` in one
+loop; `run` is the foreground supervisor, `start_detached` forks a background one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import wait as mp_wait
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import psutil
+
+from harness.control import ControlServer
+from harness.errors import BUG_STATUS, AlreadyUpError, StartupError, UserError
+from harness.launcher import ForkLauncher, code_to_name
+from harness.output import Say, use_color
+from harness.state import (
+    Identity,
+    RunState,
+    create_state,
+    read_state,
+    remove_state,
+    save_state,
+    socket_path,
+    write_current,
+)
+from harness.supervisor import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
+from node.config import Config
+
+
+class EventFile:
+    """`<data_dir>/harness.jsonl`: the supervisor's own events, one JSON object a line."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def record(self, kind: str, **fields: object) -> None:
+        line = json.dumps({"t": time.monotonic_ns(), "kind": kind, **fields}) + "\n"
+        os.write(self.fd, line.encode())
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+# --- the event loop ------------------------------------------------------------
+
+SIGNAL_EXITS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+class Daemon:
+    """One running supervisor: signals, the control socket and priest exits, in one loop."""
+
+    def __init__(self, config: Config, state: RunState, say: Say, *, detached: bool,
+                 color: bool | None, extra_fds: Sequence[int] = ()) -> None:
+        self.config, self.state, self.say = config, state, say
+        self.pending: list[int] = []
+        self.down_conn: socket.socket | None = None
+        self.closing = False
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+        signal.set_wakeup_fd(self.wake_w.fileno())
+        for sig in (*SIGNAL_EXITS, signal.SIGTSTP):
+            signal.signal(sig, self._on_signal)
+        self.server = ControlServer(Path(state.socket))
+        self.events = EventFile(Path(state.data_dir) / "harness.jsonl")
+        fds = [self.wake_r.fileno(), self.wake_w.fileno(), self.server.fileno(), self.events.fd,
+               *extra_fds]
+        self.launcher = ForkLauncher(config, quiet=detached, color=color, private_fds=lambda: fds)
+        self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
+                              record=self.events.record, on_change=self._save)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.pending.append(signum)
+
+    def _save(self) -> None:
+        if self.closing:
+            return  # teardown: the file goes away in a moment; skip one write per exit
+        self.state.priests = {p.name: Identity(p.pid, p.create_time) for p in self.sup.alive()}
+        save_state(self.state)
+
+    def start(self, names: Sequence[str]) -> dict[str, int]:
+        """Start the priests; StartupError (after stopping the others) if one cannot start."""
+        self.events.record("up", cluster=self.config.cluster, priests=list(names),
+                           supervisor=os.getpid(), detached=self.state.detached)
+        failed = self.sup.start(names)
+        if failed:
+            name, reason = next(iter(failed.items()))
+            raise StartupError(did_not_start(name, reason))
+        return {p.name: p.pid for p in self.sup.alive()}
+
+    def loop(self) -> int:
+        """Serve until `down` (0) or a signal (128 + signal); Ctrl+Z asks for a ballot."""
+        while True:
+            alive = {p.handle.sentinel: p for p in self.sup.alive()}
+            ready = mp_wait([self.wake_r, self.server.sock, *alive])
+            status = self._signals()
+            if status is not None:
+                return status
+            ended = [alive[s] for s in ready if isinstance(s, int) and s in alive]
+            if ended:
+                self.sup.reap(ended, 0)
+            if self.server.sock in ready and self._serve_one():
+                return 0
+
+    def _signals(self) -> int | None:
+        try:
+            while self.wake_r.recv(512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        pending, self.pending = self.pending, []
+        for signum in pending:
+            if signum in SIGNAL_EXITS:
+                self.say(f"{code_to_name(signum)}: stopping every priest")
+                return SIGNAL_EXITS[signal.Signals(signum)]
+            self._ctrl_z()
+        return None
+
+    def _ctrl_z(self) -> None:
+        try:
+            name = self.sup.ballot_next()
+        except UserError as e:
+            self.say(f"Ctrl+Z: {e}", warn=True)
+            return
+        if name is None:
+            self.say("Ctrl+Z: no priest is running, so no ballot (Ctrl+C stops the cluster)")
+        else:
+            self.say(f"Ctrl+Z: priest {name} starts a ballot (SIGTSTP); "
+                     f"Ctrl+Z again asks the next one, Ctrl+C stops the cluster")
+
+    def _serve_one(self) -> bool:
+        """Answer one control request; True if it was `down`."""
+        got = self.server.accept()
+        if got is None:
+            return False
+        conn, req = got
+        if req["op"] == "down":
+            self.down_conn = conn  # answered once every priest is gone
+            self.say("down requested: stopping every priest")
+            return True
+        answer = self.sup.handle(req)
+        if req["op"] != "status":
+            if answer["ok"]:
+                r = answer["result"]
+                self.say(f"{r['action']} {r['priest']}: {r['outcome']}")
+            else:
+                self.say(f"{req['op']} {req['priest']}: {answer['error']}", warn=True)
+        self.server.reply(conn, answer)
+        return False
+
+    def close(self) -> None:
+        """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""
+        self.closing = True
+        outcomes = self.sup.teardown()
+        self.events.record("down", cluster=self.config.cluster, supervisor=os.getpid(),
+                           stopped=sorted(outcomes))
+        remove_state(self.state)
+        if self.down_conn is not None:
+            self.server.reply(self.down_conn, {"ok": True, "result": {"stopped": outcomes}})
+        self.server.close()
+        self.events.close()
+        signal.set_wakeup_fd(-1)
+        self.wake_r.close()
+        self.wake_w.close()
+
+
+def run(config: Config, names: Sequence[str], *, detached: bool = False, out: TextIO | None = None,
+        color: bool | None = None, report: Callable[[dict[str, Any]], None] = _nothing,
+        extra_fds: Sequence[int] = ()) -> int:
+    """Be the supervisor of `names`: start them, then serve until `down` or a signal.
+
+    Raises AlreadyUpError if a run state exists, StartupError if a priest cannot start
+    (nothing is left running then).
+    """
+    stream = out if out is not None else sys.stdout
+    say = Say(stream, use_color(stream) if color is None else color)
+    data_dir = config.data_dir.resolve()
+    config = dataclasses.replace(config, data_dir=data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    state = RunState(config.cluster, str(Path(config.path).resolve()), str(data_dir),
+                     Identity.of(os.getpid()), str(socket_path(data_dir)), detached=detached)
+    try:
+        create_state(state)
+    except FileExistsError:
+        raise AlreadyUpError(already_up(config, read_state(data_dir))) from None
+    daemon: Daemon | None = None
+    try:
+        daemon = Daemon(config, state, say, detached=detached, color=color, extra_fds=extra_fds)
+        pids = daemon.start(names)
+        write_current(config)
+        report({"ok": True, "supervisor": os.getpid(), "priests": pids})
+        listed = ", ".join(f"{n} (pid {pid})" for n, pid in pids.items())
+        say(f"cluster {config.cluster} is up: {listed}")
+        if not detached:
+            say("Ctrl+Z: a ballot at the next priest in turn; Ctrl+C: stop every priest")
+        return daemon.loop()
+    finally:
+        if daemon is not None:
+            daemon.close()
+        remove_state(state)
+
+
+def already_up(config: Config, state: RunState | None) -> str:
+    """The refusal of a second `up`, naming the fix."""
+    pid = f" (supervisor pid {state.supervisor.pid})" if state is not None else ""
+    return (f"cluster {config.cluster} is already up{pid}, data in {config.data_dir}; "
+            f"stop it first with `paxos-harness down {config.path}`")
+
+
+# --- detaching, and cleaning up after a supervisor that died -----------------
+
+
+class _Report:
+    """The detached supervisor's one message to the `up` that forked it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, json.dumps(message).encode() + b"\n")
+        except OSError:
+            pass  # `up` was interrupted; the supervisor carries on
+        os.close(self.fd)
+        self.fd = None
+
+
+def start_detached(config: Config, names: Sequence[str]) -> dict[str, Any]:
+    """Fork a background supervisor for `names`; its report once every priest is ready.
+
+    Raises the supervisor's own error (already up, a priest that cannot start).
+    """
+    data_dir = config.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "supervisor.log"
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the supervisor
+        os.close(r)
+        _detached_main(config, names, w, log)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        line = f.readline()
+    try:
+        answer: dict[str, Any] = json.loads(line)
+    except ValueError:
+        os.waitpid(pid, 0)
+        raise StartupError(f"the supervisor exited before it was ready; see {log}") from None
+    if not answer.get("ok"):
+        os.waitpid(pid, 0)
+        error = str(answer.get("error"))
+        status = int(answer.get("exit_status", 1))
+        raise (AlreadyUpError if status == 1 and "already up" in error else StartupError)(error)
+    return answer
+
+
+def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> NoReturn:
+    report = _Report(fd)
+    code = BUG_STATUS
+    try:
+        os.setsid()  # no terminal: its Ctrl+C, Ctrl+Z and hangup no longer reach us
+        _redirect_stdio(log)
+        code = run(config, names, detached=True, color=False, report=report, extra_fds=[fd])
+    except UserError as e:
+        report({"ok": False, "error": e.message, "exit_status": e.exit_status})
+        code = e.exit_status
+    except BaseException:
+        traceback.print_exc()
+        report({"ok": False, "exit_status": BUG_STATUS,
+                "error": f"the supervisor failed (this is a bug); traceback in {log}"})
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _redirect_stdio(log: Path) -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+
+
+def stop_orphans(priests: dict[str, Identity], grace: float = DEFAULT_GRACE) -> list[str]:
+    """Stop priests a dead supervisor left (SIGCONT, SIGTERM, grace, SIGKILL); the names found."""
+    procs: dict[psutil.Process, str] = {}
+    for name, ident in priests.items():
+        if not ident.alive():
+            continue
+        try:
+            p = psutil.Process(ident.pid)
+            p.send_signal(signal.SIGCONT)  # psutil refuses a pid reused since create_time
+            p.send_signal(signal.SIGTERM)
+            procs[p] = name
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(list(procs), timeout=grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=KILL_WAIT)
+    return sorted(procs.values())
+
+
+def stop_supervisor(ident: Identity, timeout: float = 10.0) -> bool:
+    """SIGTERM a supervisor that does not answer (SIGKILL after `timeout`); True if it ran."""
+    if not ident.alive():
+        return False
+    try:
+        p = psutil.Process(ident.pid)
+        p.send_signal(signal.SIGCONT)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout)
+    except psutil.TimeoutExpired:
+        p.kill()
+        p.wait(KILL_WAIT)
+    except psutil.NoSuchProcess:
+        pass
+    return True

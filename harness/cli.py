@@ -37,6 +37,7 @@ from harness.errors import (
 )
 from harness.output import table, use_color
 from harness.state import RunState, read_state, remove_state, resolve_config
+from node import __version__
 from node.config import Config, load_config
 
 PROG = "paxos-harness"
@@ -260,20 +261,11 @@ def _wait_gone(state: RunState, timeout: float = 15.0) -> None:
 # --- parsing and the one place errors become exit statuses --------------------
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("paxos-harness")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one sub-command per `cmd_<verb>`."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:

@@ -34,6 +34,18 @@ STEPS: list[tuple[str, list[str]]] = [
 ]
 
 
+def show_first_ballot(root: Path) -> None:
+    """The steps of the first ballot, as alpha narrated them (messages left out)."""
+    log = root / "logs" / "four" / "alpha" / "priest.log"
+    print("\n# What alpha saw of the first ballot (logs/four/alpha/priest.log, messages omitted)")
+    if not log.exists():
+        print("  (no log yet)")
+        return
+    steps = [line for line in log.read_text().splitlines() if " | " in line
+             and not line.split(" | ", 1)[1].split(" ", 1)[-1].startswith(("->", "<-"))]
+    print("\n".join(steps[:9]))
+
+
 def harness(args: list[str]) -> int:
     print(f"\n$ paxos-harness {shlex.join(args)}", flush=True)
     return subprocess.call([sys.executable, "-m", "harness", *args])
@@ -50,6 +62,8 @@ def main() -> int:
                 print(f"\ndemo: step failed with exit status {code}", file=sys.stderr)
                 status = code
                 break
+        else:
+            show_first_ballot(root)
     except KeyboardInterrupt:
         status = 130
     finally:

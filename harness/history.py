@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from node.config import Config
-from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, Vote
+from node.ledger import parse_decree
+from node.ledger import parse_vote as ledger_vote
+from node.messages import Ballot, Vote
 
 EVENTS_FILE = "events.jsonl"
 DECREE_FILE = "decree.txt"
@@ -30,8 +31,6 @@ HARNESS_FILE = "harness.jsonl"
 NEEDS_BALLOT = frozenset({"ballot_started", "promised", "proposed", "voted"})
 NEEDS_DECREE = frozenset({"proposed", "voted", "learned"})
 
-_DECREE_RE = re.compile(r"-?[0-9]+\n?")
-_INT_RE = re.compile(r"-?[0-9]+")
 
 
 @dataclass(slots=True)
@@ -68,7 +67,7 @@ class DecreeFile:
     path: str
     present: bool
     value: int | None = None
-    problem: str | None = None  # set when present but not "<int>\n"
+    problem: str | None = None  # set when present but a priest would refuse it
 
 
 @dataclass
@@ -80,6 +79,9 @@ class History:
     decrees: dict[str, DecreeFile] = field(default_factory=dict)
     harness: list[dict[str, Any]] = field(default_factory=list)
     problems: list[ReadProblem] = field(default_factory=list)
+    # Priests whose events may be missing: no directory or events.jsonl, an
+    # unreadable file, or a line skipped (a recovered ledger ignored counts too).
+    incomplete: set[str] = field(default_factory=set)
 
     def all_events(self) -> list[Event]:
         """Every priest's events merged into one list ordered by t."""
@@ -137,19 +139,28 @@ def _load_priest(directory: Path, name: str, history: History) -> None:
     decree_path = directory / DECREE_FILE
     history.decrees[name] = DecreeFile(str(decree_path), present=False)
     if not directory.is_dir():
+        # Never started, or removed: the checker cannot tell, so its events count as missing.
+        history.incomplete.add(name)
         history.problems.append(ReadProblem(str(directory), None, f"no directory for priest {name} "
                                             "(never started, or removed)"))
         return
     events_path = directory / EVENTS_FILE
+    known = len(history.problems)
     if events_path.exists():
         history.events[name] = read_events(events_path, name, history.problems)
     else:
         history.problems.append(ReadProblem(str(events_path), None, "missing: no events recorded"))
+    if len(history.problems) > known:
+        history.incomplete.add(name)
     history.decrees[name] = read_decree(decree_path)
 
 
 def read_decree(path: Path) -> DecreeFile:
-    """decree.txt: absent, an int and a newline, or a problem saying what is wrong."""
+    """decree.txt: absent, a decree, or a problem saying why its priest would refuse it.
+
+    The parsing is the priest's own (node.ledger.parse_decree), so the checker and
+    the priest never disagree on what a decree.txt holds.
+    """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -157,14 +168,9 @@ def read_decree(path: Path) -> DecreeFile:
     except OSError as exc:
         return DecreeFile(str(path), present=True, problem=f"cannot read: {exc.strerror or exc}")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return DecreeFile(str(path), present=True, problem="not UTF-8 text")
-    if not _DECREE_RE.fullmatch(text):
-        shown = text if len(text) <= 40 else text[:40] + "..."
-        return DecreeFile(str(path), present=True,
-                          problem=f"not a decimal int and a newline: {shown!r}")
-    return DecreeFile(str(path), present=True, value=int(text))
+        return DecreeFile(str(path), present=True, value=parse_decree(raw))
+    except ValueError as exc:
+        return DecreeFile(str(path), present=True, problem=str(exc))
 
 
 def read_events(path: Path, name: str, problems: list[ReadProblem]) -> list[Event]:
@@ -211,21 +217,13 @@ def recovered_ledger(e: Event) -> Recovered | None:
 
 
 def parse_vote(text: object) -> Vote:
-    """A vote as the ledger writes it: "none" or "DECREE@BALLOT"; ValueError otherwise."""
+    """A `prev_vote` field: the ledger's own vote format (node.ledger.parse_vote)."""
     if type(text) is not str:
         raise ValueError(f"'prev_vote' is not a string: {text!r}")
-    if text == "none":
-        return NO_VOTE
-    decree_text, sep, ballot_text = text.partition("@")
-    if not sep or not _INT_RE.fullmatch(decree_text) or ballot_text == "0":
-        raise ValueError(f"'prev_vote' is not a vote: {text!r}")
-    decree = int(decree_text)
-    if not MIN_DECREE <= decree <= MAX_DECREE:
-        raise ValueError(f"'prev_vote' decree out of range: {text!r}")
     try:
-        return Vote(parse_ballot(ballot_text), decree)
-    except ValueError:
-        raise ValueError(f"'prev_vote' is not a vote: {text!r}") from None
+        return ledger_vote(text)
+    except ValueError as exc:
+        raise ValueError(f"'prev_vote': {exc}") from None
 
 
 def _check_recovered(e: Event, where: str, problems: list[ReadProblem]) -> None:

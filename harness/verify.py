@@ -17,6 +17,18 @@ taken as evidence (a `voted` or `promised` event, marked `recovered_at`) made
 before that restart, at the earliest possible time: just after the priest's last
 event before it. Learning from such a vote is then not flagged, and a recovered
 vote that breaks a recorded promise still is.
+
+Missing evidence. Most rules are proven by events that are there (two decrees
+learned, a vote below a promise). Two rest on an absence: `unproposed_decree`
+(no BeginBallot for d) and `unsound_learning` (no quorum voted d in time).
+When a priest's events may be missing (no directory or events.jsonl, an
+unreadable file, a skipped line; `History.incomplete`), such a violation is
+*unverifiable* if it would vanish had those priests proposed d, or voted d in
+any ballot before it was learned. The exit status is then: 1 if any violation
+is proven by the evidence present; else 2 ("cannot verify": the files left do
+not support a verdict) if any is unverifiable; else 3 or 0 as usual. Read
+problems are always listed; with exit 0 they mean the check covered only what
+was read.
 """
 
 from __future__ import annotations
@@ -66,7 +78,9 @@ HOLDING_KINDS = frozenset({"learned", "started", "reminded"})
 # The kinds any rule or the table reads; the rest (sent, received...) is only counted.
 CORE_KINDS = NEEDS_BALLOT | HOLDING_KINDS
 
-OK, VIOLATION, WAITING = 0, 1, 3
+OK, VIOLATION, UNVERIFIABLE, WAITING = 0, 1, 2, 3
+# Violations that rest on an absence of events: missing evidence can explain them.
+ABSENCE_KINDS = frozenset({"unproposed_decree", "unsound_learning"})
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,8 @@ class Verdict:
     violations: tuple[Violation, ...]
     problems: tuple[ReadProblem, ...]
     events: int
+    # Violations that rest only on evidence that could not be read: not proven.
+    unverifiable: tuple[Violation, ...] = ()
 
     @property
     def waiting(self) -> tuple[str, ...]:
@@ -122,14 +138,17 @@ class Verdict:
 
     @property
     def exit_status(self) -> int:
-        """0 agreement and no violation; 1 a violation; 3 a survivor has no decree yet."""
+        """1 a proven violation; 2 only unverifiable ones; 3 a survivor has no decree yet; else 0."""
         if self.violations:
             return VIOLATION
+        if self.unverifiable:
+            return UNVERIFIABLE
         return WAITING if self.waiting else OK
 
     @property
     def status(self) -> str:
-        return {OK: "agreement", VIOLATION: "violation", WAITING: "waiting"}[self.exit_status]
+        return {OK: "agreement", VIOLATION: "violation", UNVERIFIABLE: "unverifiable",
+                WAITING: "waiting"}[self.exit_status]
 
     def to_json(self) -> dict[str, Any]:
         """The verdict as plain JSON data, for scripts (`verify --json`)."""
@@ -141,6 +160,7 @@ class Verdict:
             "priests": [{"name": p.name, "alive": p.alive, "decree": p.decree,
                          "ballots": list(p.ballots), "events": p.events} for p in self.priests],
             "violations": [v.to_json() for v in self.violations],
+            "unverifiable": [v.to_json() for v in self.unverifiable],
             "problems": [{"path": p.path, "line": p.line, "reason": p.reason}
                          for p in self.problems],
         }
@@ -552,9 +572,28 @@ def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
     violations = _final_agreement(idx, survivors)
     for rule in RULES:
         violations += rule(idx)
+    proven = [v for v in violations if not _rests_on_missing(idx, v)]
+    unproven = [v for v in violations if _rests_on_missing(idx, v)]
     return Verdict(config.cluster, config.quorum, alive is not None,
-                   _rows(idx, set(survivors)), tuple(violations), tuple(history.problems),
-                   history.event_count())
+                   _rows(idx, set(survivors)), tuple(proven), tuple(history.problems),
+                   history.event_count(), tuple(unproven))
+
+
+def _rests_on_missing(idx: _Index, v: Violation) -> bool:
+    """Would `v` vanish if the priests with missing events had done what it lacks?"""
+    missing = idx.history.incomplete
+    if not missing or v.kind not in ABSENCE_KINDS:
+        return False
+    if v.kind == "unproposed_decree":
+        return True  # any of them may have proposed it
+    # unsound_learning: could they complete a quorum for d before its first learning?
+    (d,), first = v.decrees, min(v.times)
+    best = len(missing)
+    for (_, dd), voters in idx.tally.items():
+        if dd == d:
+            early = {p for p, e in voters.items() if e.t <= first}
+            best = max(best, len(early | missing))
+    return best >= idx.config.quorum
 
 
 RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
@@ -572,7 +611,11 @@ def load_and_check(config: Config, alive: set[str] | None) -> Verdict:
 def run(config: Config, *, alive_fn: Callable[[], set[str] | None], wait: float, as_json: bool,
         color: bool, out: TextIO, clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep, interval: float = 0.2) -> int:
-    """Check until the verdict is 0 or 1 or `wait` seconds pass; print it; return its status."""
+    """Check until the verdict is 0 or 1 or `wait` seconds pass; print it; return its status.
+
+    Exit statuses: 0 agreement, 1 a proven violation, 2 cannot verify (a violation rests
+    only on unreadable evidence), 3 not yet learned (see the module's docstring).
+    """
     deadline = clock() + max(wait, 0.0)
     while True:
         verdict = load_and_check(config, alive_fn())
@@ -634,18 +677,33 @@ def _summary(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
         for v in verdict.violations[:SHOWN]:
             lines.append(f"  {paint(v.kind, Fore.RED)}: {v.message}")
         lines += _more(verdict.violations)
-        if verdict.problems:
-            lines.append(paint("  note: some files or lines could not be read (above); a "
-                               "violation may come from missing evidence", Fore.YELLOW))
-        return lines
+        return lines + _unverifiable(verdict, paint)
+    if status == UNVERIFIABLE:
+        n = len(verdict.unverifiable)
+        return [paint(f"CANNOT VERIFY (exit 2): no violation is proven, but {n} would be one "
+                      "unless the unreadable evidence (above) explains it",
+                      Fore.YELLOW + Style.BRIGHT)] + _unverifiable(verdict, paint)
     if status == WAITING:
         return [paint(f"NOT YET (exit 3): no violation, but {', '.join(verdict.waiting)} "
                       "hold no decree yet", Fore.YELLOW + Style.BRIGHT)]
+    note = [paint(f"  note: {len(verdict.problems)} files or lines could not be read (above): "
+                  "the check covers only what was read", Fore.YELLOW)] if verdict.problems else []
     if verdict.decree is None:  # nobody survives: agreement holds vacuously
         return [paint(f"AGREEMENT (exit 0): no priest is running; no violation in "
-                      f"{verdict.events} events", Fore.GREEN + Style.BRIGHT)]
+                      f"{verdict.events} events", Fore.GREEN + Style.BRIGHT)] + note
     return [paint(f"AGREEMENT (exit 0): every surviving priest holds decree {verdict.decree}; "
-                  f"no violation in {verdict.events} events", Fore.GREEN + Style.BRIGHT)]
+                  f"no violation in {verdict.events} events", Fore.GREEN + Style.BRIGHT)] + note
+
+
+def _unverifiable(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
+    """The violations that rest only on evidence that could not be read."""
+    if not verdict.unverifiable:
+        return []
+    lines = [paint(f"  unverifiable ({len(verdict.unverifiable)}): these rest on an absence of "
+                   "events, and some priests' events could not be read", Fore.YELLOW)]
+    lines += [f"  {paint(v.kind, Fore.YELLOW)} (unverifiable): {v.message}"
+              for v in verdict.unverifiable[:SHOWN]]
+    return lines + _more(verdict.unverifiable)
 
 
 def _more(items: tuple[object, ...]) -> list[str]:

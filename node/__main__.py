@@ -8,6 +8,7 @@ import sys
 from node import __version__
 from node.config import load_config
 from node.errors import UserError
+from node.messages import MAX_DECREE, MIN_DECREE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-color", action="store_true", help="plain output even on a terminal")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
+    if args.propose is not None and not MIN_DECREE <= args.propose <= MAX_DECREE:
+        # Checked here, not at the first ballot: a decree must fit in a signed 64-bit int.
+        print(f"python -m node: error: --propose: {args.propose} is out of range "
+              f"(a decree is an integer from {MIN_DECREE} to {MAX_DECREE})", file=sys.stderr)
+        return 2
     try:
         from node.runtime import serve  # imported here so --help stays fast
 

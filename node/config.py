@@ -84,12 +84,15 @@ class UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: dict[Any, Any] = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            # A list or mapping as a key (`? [a, b]`) cannot be a name, nor a dict key.
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain name, not a list or mapping",
+                key_node.start_mark)
         key = loader.construct_object(key_node)
         if key in seen:
-            line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
-            )
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen[key] = loader.construct_object(value_node, deep=True)
     return seen
 
@@ -99,26 +102,32 @@ UniqueKeyLoader.add_constructor(
 )
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file; raises ConfigError with file and key."""
+def load_yaml(path: str | Path) -> object:
+    """Read and parse one YAML file (duplicate keys refused); ConfigError naming file and line."""
     p = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(p, "", "no such file") from None
     except IsADirectoryError:
-        raise ConfigError(p, "", "is a directory, not a config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(p, "", "is a directory, not a YAML file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(p, "", f"cannot read: {exc}") from None
     try:
-        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(p, "", f"not valid YAML{where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(p, "", f"not valid YAML: {exc}") from None
-    return parse_config(raw, p, default_cluster=Path(path).stem)
+    except RecursionError:
+        raise ConfigError(p, "", "not valid YAML: nested too deeply") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError with file and key."""
+    return parse_config(load_yaml(path), str(path), default_cluster=Path(path).stem)
 
 
 def parse_config(raw: object, path: str, default_cluster: str = "cluster") -> Config:
@@ -134,6 +143,8 @@ def parse_config(raw: object, path: str, default_cluster: str = "cluster") -> Co
     data_dir = raw.get("data_dir", f"logs/{cluster}")
     if not isinstance(data_dir, str) or not data_dir.strip():
         raise ConfigError(path, "data_dir", f"must be a non-empty path, got {data_dir!r}")
+    if "\0" in data_dir:
+        raise ConfigError(path, "data_dir", "must not contain a NUL character")
     if "priests" not in raw:
         raise ConfigError(path, "priests", "missing: list the priests as name: {host, port}")
     priests = _parse_priests(raw["priests"], path)
@@ -219,4 +230,7 @@ def _parse_flaws(raw: object, path: str) -> tuple[str, ...]:
     for flaw in raw:
         if flaw not in FLAWS:
             raise ConfigError(path, "flaws", f"unknown flaw {flaw!r} (known: {', '.join(FLAWS)})")
+    for i, flaw in enumerate(raw):
+        if flaw in raw[:i]:
+            raise ConfigError(path, "flaws", f"{flaw!r} is listed twice")
     return tuple(raw)

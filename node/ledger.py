@@ -7,6 +7,12 @@ Theory of operation (the format is in docs/formats.md):
   record is the state. A crash mid-append can only damage the final line, so
   an incomplete or bad final line is dropped and truncated away on open;
   damage anywhere else is corruption and the priest refuses to start.
+- A final line that is complete (it ends in a newline) but fails its CRC is
+  dropped too: a power cut can persist an unsynced append's length before its
+  data, leaving a garbled last block. Nothing was sent that depended on that
+  record, since a send waits for its fdatasync, so forgetting it is safe.
+- A directory or file the priest cannot use (a path that is a file, a file
+  that is a directory, no permission) is a StartupError naming the path.
 - Past `COMPACT_AFTER` records the log is rewritten atomically to its header
   and last record.
 - `decree.txt` is written once, atomically; a priest never changes its decree.
@@ -54,7 +60,11 @@ def encode_record(state: LedgerState) -> str:
     return f"{text} crc={_crc(text)}"
 
 
-def _parse_vote(text: str) -> Vote:
+def parse_vote(text: str) -> Vote:
+    """A vote as the ledger writes it: "none" or "DECREE@ROUND.PRIEST"; ValueError otherwise.
+
+    Only the canonical spelling is accepted ("05@1.alpha", "5@0" are not).
+    """
     if text == "none":
         return NO_VOTE
     decree_text, sep, ballot_text = text.partition("@")
@@ -63,7 +73,10 @@ def _parse_vote(text: str) -> Vote:
     decree = int(decree_text)
     if not MIN_DECREE <= decree <= MAX_DECREE:
         raise ValueError(f"decree out of range: {text!r}")
-    return Vote(Ballot.parse(ballot_text), decree)
+    vote = Vote(Ballot.parse(ballot_text), decree)
+    if vote.is_none() or str(vote) != text:
+        raise ValueError(f"not a vote: {text!r}")
+    return vote
 
 
 def decode_record(line: str) -> LedgerState:
@@ -74,7 +87,7 @@ def decode_record(line: str) -> LedgerState:
     text, last_tried, next_bal, prev_vote, crc = match.groups()
     if _crc(text) != crc:
         raise ValueError(f"crc mismatch (record says {crc}, text gives {_crc(text)})")
-    state = LedgerState(Ballot.parse(last_tried), Ballot.parse(next_bal), _parse_vote(prev_vote))
+    state = LedgerState(Ballot.parse(last_tried), Ballot.parse(next_bal), parse_vote(prev_vote))
     # Only the one canonical spelling is accepted ("01.alpha", "5@0" are not).
     if encode_record(state) != line:
         raise ValueError("record is not in canonical form")
@@ -99,7 +112,10 @@ def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
             state = decode_record(raw.decode())
         except ValueError as e:  # UnicodeDecodeError is a ValueError
             if number == len(lines) + 1 and not tail:
-                return state, number - 2, good, True  # a bad final line: a torn append
+                # A complete last line with a bad CRC: an append cut by a power cut
+                # (length synced, data not). It was never fdatasynced, so nothing
+                # that depended on it was sent: drop it like an incomplete line.
+                return state, number - 2, good, True
             raise LedgerError(f"{path}: line {number}: bad record: {e}") from None
         good += len(raw) + 1
     return state, len(lines), good, bool(tail)
@@ -136,19 +152,27 @@ def atomic_write_text(path: Path, text: str, *, sync: bool = True) -> None:
         _fsync_dir(path.parent)
 
 
+def parse_decree(data: bytes) -> int:
+    """The decree in decree.txt's bytes: a decimal int and a newline; ValueError otherwise."""
+    text = data.decode("ascii", errors="replace")
+    if not text.endswith("\n") or not _INT.fullmatch(text[:-1]):
+        raise ValueError(f"not a decree (a decimal int and a newline): {text[:40]!r}")
+    decree = int(text)
+    if not MIN_DECREE <= decree <= MAX_DECREE:
+        raise ValueError(f"decree out of the signed 64-bit range: {decree}")
+    return decree
+
+
 def read_decree(path: Path) -> int | None:
     """The decree in `path` (decree.txt), None if absent; LedgerError if malformed."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    text = data.decode("ascii", errors="replace")
-    if not text.endswith("\n") or not _INT.fullmatch(text[:-1]):
-        raise LedgerError(f"{path}: not a decree (a decimal int and a newline): {text[:40]!r}")
-    decree = int(text)
-    if not MIN_DECREE <= decree <= MAX_DECREE:
-        raise LedgerError(f"{path}: decree out of the signed 64-bit range: {decree}")
-    return decree
+    try:
+        return parse_decree(data)
+    except ValueError as exc:
+        raise LedgerError(f"{path}: {exc}") from None
 
 
 def read_ledger(directory: Path) -> tuple[LedgerState, int | None]:
@@ -180,6 +204,15 @@ def _lock(directory: Path) -> int:
     return fd
 
 
+def os_error(exc: OSError, fallback: Path) -> StartupError:
+    """A StartupError of one line naming the path an OSError was about."""
+    path = exc.filename if exc.filename is not None else fallback
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        reason += " (a file is in the way of a directory)"
+    return StartupError(f"{os.fsdecode(path)}: cannot use it: {reason}")
+
+
 # --- the ledger --------------------------------------------------------------
 
 
@@ -206,6 +239,13 @@ class Ledger:
         sync=False skips fsync (simulation); lock=False skips priest.lock (read-mostly tools).
         """
         directory = Path(directory)
+        try:
+            return cls._open(directory, sync, lock, compact_after)
+        except OSError as exc:
+            raise os_error(exc, directory) from None
+
+    @classmethod
+    def _open(cls, directory: Path, sync: bool, lock: bool, compact_after: int) -> Ledger:
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
             if sync:
@@ -294,5 +334,5 @@ class Ledger:
         self.close()
 
 
-__all__ = ["Ledger", "read_ledger", "read_decree", "atomic_write_text", "encode_record",
-           "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]
+__all__ = ["Ledger", "read_ledger", "read_decree", "parse_decree", "parse_vote", "os_error",
+           "atomic_write_text", "encode_record", "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]

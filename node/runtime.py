@@ -29,8 +29,10 @@ from typing import TextIO
 from node.codec import Codec, DatagramError
 from node.config import Config
 from node.errors import StartupError
-from node.ledger import Ledger
+from node.ledger import Ledger, os_error
 from node.messages import (
+    MAX_DECREE,
+    MIN_DECREE,
     Ballot,
     BallotRequested,
     BeginBallot,
@@ -102,18 +104,34 @@ class Runtime:
     def __init__(self, config: Config, name: str, *, out: TextIO, color: bool,
                  proposal: int | None = None, watch_parent: int | None = None) -> None:
         me = config.require(name)
+        if proposal is not None and (isinstance(proposal, bool)
+                                     or not MIN_DECREE <= proposal <= MAX_DECREE):
+            raise StartupError(f"priest {name}: proposal {proposal!r} is not a decree "
+                               f"(an integer from {MIN_DECREE} to {MAX_DECREE})")
         self.config, self.name = config, name
         self.directory = config.priest_dir(name)
         self.ledger = Ledger.open(self.directory)  # LedgerError/StartupError: refuse to start
         self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()})
         self.sock = self._bind(me.host, me.port)
-        self.priest = Priest(
-            name, config.names, ledger=self.ledger.state, decree=self.ledger.decree,
-            proposal=proposal if proposal is not None else me.propose, index=me.index,
-            timing=config.timing, flaws=config.flaws,
-        )
-        self.events = EventLog(self.directory / "events.jsonl", name)
-        self.narrator = Narrator(name, me.index, out, color, self.directory / "priest.log")
+        try:
+            self.priest = Priest(
+                name, config.names, ledger=self.ledger.state, decree=self.ledger.decree,
+                proposal=proposal if proposal is not None else me.propose, index=me.index,
+                timing=config.timing, flaws=config.flaws,
+            )
+            self.events = EventLog(self.directory / "events.jsonl", name)
+            try:
+                self.narrator = Narrator(name, me.index, out, color, self.directory / "priest.log")
+            except BaseException:
+                self.events.close()
+                raise
+        except BaseException as exc:
+            # Release the port and the ledger's lock before refusing to start.
+            self.sock.close()
+            self.ledger.close()
+            if isinstance(exc, OSError):
+                raise os_error(exc, self.directory) from None
+            raise
         self.timers: dict[str, float] = {}
         self.inbox: deque[Message] = deque()  # messages a priest sends to itself
         self.outbox: list[tuple[bytes, tuple[str, int]]] = []  # datagrams not yet sent

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from node.config import load_config
-from tests.integration.priests import Priests
+from node.errors import StartupError
+from node.ledger import Ledger
+from node.runtime import Runtime
+from tests.integration.priests import REPO, Priests
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -170,3 +176,61 @@ def test_sigterm_stops_cleanly(cluster: Priests) -> None:
     proc = cluster.start("alpha")
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(5) == 0
+
+
+# --- refusing to start: one line, no traceback, nothing held -----------------------
+
+
+def _run_priest(config: Path, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "node", str(config), name, *extra],
+                          capture_output=True, text=True, env=env, timeout=30, check=False)
+
+
+@pytest.mark.parametrize("what", ["data_dir is a file", "ledger.log", "events.jsonl",
+                                  "priest.log", "decree.txt"])
+def test_an_unusable_priest_directory_is_one_line(make_config, tmp_path: Path, no_leaks,
+                                                  what: str) -> None:
+    config = load_config(make_config(3))
+    if what == "data_dir is a file":
+        config.data_dir.write_text("not a directory")
+        named = str(config.priest_dir("alpha"))
+    else:
+        (config.priest_dir("alpha") / what).mkdir(parents=True)
+        named = str(config.priest_dir("alpha") / what)
+    result = _run_priest(Path(config.path), "alpha")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("python -m node: error: ") and named in line
+
+
+def test_a_refused_runtime_releases_its_port_and_lock(make_config) -> None:
+    config = load_config(make_config(3))
+    (config.priest_dir("alpha") / "priest.log").mkdir(parents=True)
+    fds = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(StartupError, match="priest.log"):
+        Runtime(config, "alpha", out=io.StringIO(), color=False)
+    assert set(os.listdir("/proc/self/fd")) <= fds  # every descriptor it opened is closed
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(config.address_of("alpha"))  # the port is free again
+    with Ledger.open(config.priest_dir("alpha")) as ledger:  # and the lock
+        assert ledger.decree is None
+
+
+@pytest.mark.parametrize("decree", [str(2**63), str(-(2**63) - 1), str(10**30)])
+def test_propose_out_of_range_is_refused_at_startup(make_config, no_leaks, decree: str) -> None:
+    config = make_config(3)
+    result = _run_priest(config, "alpha", "--propose", decree)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "--propose" in line and decree in line
+    assert not (config.parent / "data").exists()  # nothing started
+
+
+def test_the_largest_decree_can_be_proposed(cluster: Priests) -> None:
+    for name in ("alpha", "beta"):
+        cluster.start(name)
+    cluster.start("gamma", "--propose", str(2**63 - 1))
+    cluster.ballot("gamma")
+    assert cluster.wait_decrees(["alpha", "gamma"]) == {"alpha": 2**63 - 1, "gamma": 2**63 - 1}

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from harness.history import Recovered, load_history, read_decree, recovered_ledger
+from harness.history import Recovered, load_history, parse_vote, read_decree, recovered_ledger
+from node import ledger
 from node.config import Config, parse_config
+from node.errors import LedgerError
 from node.messages import NO_VOTE, ZERO, Ballot, Vote
 
 
@@ -132,8 +138,9 @@ def test_missing_directory_and_missing_events_file(tmp_path: Path) -> None:
     assert not h.decrees["alpha"].present and not h.decrees["beta"].present
 
 
-@pytest.mark.parametrize("text, value", [(b"42\n", 42), (b"-7\n", -7), (b"0", 0),
-                                         (b"9223372036854775807\n", 2**63 - 1)])
+@pytest.mark.parametrize("text, value", [(b"42\n", 42), (b"-7\n", -7), (b"0\n", 0),
+                                         (b"9223372036854775807\n", 2**63 - 1),
+                                         (b"-9223372036854775808\n", -(2**63))])
 def test_decree_file_good(tmp_path: Path, text: bytes, value: int) -> None:
     path = tmp_path / "decree.txt"
     path.write_bytes(text)
@@ -141,13 +148,34 @@ def test_decree_file_good(tmp_path: Path, text: bytes, value: int) -> None:
     assert f.present and f.value == value and f.problem is None
 
 
-@pytest.mark.parametrize("text", [b"", b"\n", b"forty\n", b"4 2\n", b"42\n\n", b"+42\n",
-                                  b"\xff\xfe", b"4.2\n", b"\xd9\xa3\n"])
+BAD_DECREES = [b"", b"\n", b"forty\n", b"4 2\n", b"42\n\n", b"+42\n", b"\xff\xfe", b"4.2\n",
+               b"\xd9\xa3\n", b"0", b"42", b"9223372036854775808\n", b"-9223372036854775809\n"]
+
+
+@pytest.mark.parametrize("text", BAD_DECREES)
 def test_decree_file_bad(tmp_path: Path, text: bytes) -> None:
     path = tmp_path / "decree.txt"
     path.write_bytes(text)
     f = read_decree(path)
     assert f.present and f.value is None and f.problem
+    with pytest.raises(LedgerError):  # the priest refuses exactly what the checker reports
+        ledger.read_decree(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=24), st.integers().map(lambda n: f"{n}\n".encode()),
+                 st.integers().map(lambda n: str(n).encode())))
+def test_decree_file_checker_agrees_with_priest(text: bytes) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "decree.txt"
+        path.write_bytes(text)
+        f = read_decree(path)
+        try:
+            value = ledger.read_decree(path)
+        except LedgerError:
+            assert f.present and f.value is None and f.problem
+        else:
+            assert f.present and f.value == value and f.problem is None
 
 
 def test_decree_file_absent_or_unreadable(tmp_path: Path) -> None:
@@ -186,6 +214,10 @@ def test_started_carries_the_recovered_ledger(tmp_path: Path) -> None:
     ({"next_bal": "4.beta", "prev_vote": "7@0"}, "prev_vote"),
     ({"next_bal": "4.beta", "prev_vote": "7"}, "prev_vote"),
     ({"next_bal": "4.beta", "prev_vote": "x@3.alpha"}, "prev_vote"),
+    ({"next_bal": "4.beta", "prev_vote": "07@3.alpha"}, "prev_vote"),
+    ({"next_bal": "4.beta", "prev_vote": "-0@3.alpha"}, "prev_vote"),
+    ({"next_bal": "4.beta", "prev_vote": "7@03.alpha"}, "prev_vote"),
+    ({"next_bal": "4.beta", "prev_vote": "9223372036854775808@3.alpha"}, "prev_vote"),
     ({"next_bal": "4.beta", "prev_vote": 7}, "prev_vote"),
     ({"next_bal": "four", "prev_vote": "none"}, "next_bal"),
     ({"next_bal": 4, "prev_vote": "none"}, "next_bal"),
@@ -206,3 +238,32 @@ def test_no_vote_recovered_is_the_empty_vote(tmp_path: Path) -> None:
     write(tmp_path, "alpha", line("alpha", 1, "started", next_bal="2.beta", prev_vote="none"))
     (e,) = load_history(config_for(tmp_path, ("alpha",))).events["alpha"]
     assert recovered_ledger(e) == Recovered(Ballot(2, "beta"), NO_VOTE)
+
+
+def _ledger_reads_vote(text: str) -> Vote | None:
+    """The vote a ledger record with prev_vote=text holds, or None if the ledger refuses it."""
+    body = f"v1 last_tried=0 next_bal=0 prev_vote={text}"
+    crc = f"{zlib.crc32(body.encode()) & 0xFFFFFFFF:08x}"
+    try:
+        return ledger.decode_record(f"{body} crc={crc}").prev_vote
+    except ValueError:
+        return None
+
+
+VOTE_TEXT = st.one_of(
+    st.text(alphabet="0123456789-@.abn", max_size=14),
+    st.builds(lambda d, r, p: f"{d}@{r}.{p}", st.integers(-(2**64), 2**64),
+              st.integers(-1, 2**63), st.sampled_from(["alpha", "b", "*"])),
+    st.just("none"),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(VOTE_TEXT)
+def test_checker_reads_votes_as_the_ledger_does(text: str) -> None:
+    expected = _ledger_reads_vote(text)
+    try:
+        got: Vote | None = parse_vote(text)
+    except ValueError:
+        got = None
+    assert got == expected

@@ -19,6 +19,7 @@ from node.ledger import (
     atomic_write_text,
     decode_record,
     encode_record,
+    parse_vote,
     read_ledger,
 )
 from node.messages import (
@@ -315,3 +316,52 @@ def test_refused_open_does_not_touch_the_files(tmp_path: Path) -> None:
 def test_open_without_lock_is_allowed_twice(tmp_path: Path) -> None:
     with Ledger.open(tmp_path, lock=False), Ledger.open(tmp_path, lock=False) as second:
         assert second.state == LedgerState()
+
+
+# --- a directory or file the priest cannot use ---------------------------------
+
+
+def _in_the_way(tmp_path: Path, what: str) -> tuple[Path, str]:
+    """A priest directory made unusable by `what`; (directory, the path the error names)."""
+    directory = tmp_path / "data" / "alpha"
+    if what == "data_dir is a file":
+        (tmp_path / "data").write_text("x")
+        return directory, str(tmp_path / "data")
+    if what == "priest dir is a file":
+        directory.parent.mkdir()
+        directory.write_text("x")
+        return directory, str(directory)
+    directory.mkdir(parents=True)
+    (directory / what).mkdir()  # a directory where the file belongs
+    return directory, str(directory / what)
+
+
+@pytest.mark.parametrize("what", ["data_dir is a file", "priest dir is a file", LEDGER, DECREE,
+                                  "priest.lock"])
+def test_unusable_directory_is_one_line_naming_the_path(tmp_path: Path, what: str) -> None:
+    directory, named = _in_the_way(tmp_path, what)
+    with pytest.raises(StartupError) as err:
+        Ledger.open(directory)
+    message = str(err.value)
+    assert "\n" not in message and named in message and "cannot use" in message
+
+
+def test_unusable_ledger_releases_the_lock(tmp_path: Path) -> None:
+    (tmp_path / LEDGER).mkdir()
+    with pytest.raises(StartupError):
+        Ledger.open(tmp_path)
+    (tmp_path / LEDGER).rmdir()
+    with Ledger.open(tmp_path) as ledger:  # the failed open left no lock behind
+        assert ledger.state == LedgerState()
+
+
+@pytest.mark.parametrize("text", ["none", "5@1.alpha", "-9223372036854775808@4611686018427387904.b"])
+def test_parse_vote_reads_what_the_ledger_writes(text: str) -> None:
+    assert str(parse_vote(text)) == text
+
+
+@pytest.mark.parametrize("text", ["", "5", "5@0", "05@1.alpha", "-0@1.alpha", "5@01.alpha",
+                                  "5@1.", "x@1.alpha", "9223372036854775808@1.alpha", "None"])
+def test_parse_vote_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_vote(text)

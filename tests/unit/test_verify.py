@@ -333,7 +333,8 @@ def test_tampered_decree_file(tmp_path: Path) -> None:
     assert "1002 in beta" in dis.message and "1001 in alpha, gamma, delta" in dis.message
 
 
-@pytest.mark.parametrize("text", ["", "abc\n", "1001\n1002\n", " 1001\n", "1.5\n", "\xff"])
+@pytest.mark.parametrize("text", ["", "abc\n", "1001\n1002\n", " 1001\n", "1.5\n", "\xff",
+                                  "1001", "9223372036854775808\n"])
 def test_malformed_decree_file_is_a_violation(tmp_path: Path, text: str) -> None:
     r = healthy()
     r.decrees["gamma"] = text
@@ -343,10 +344,12 @@ def test_malformed_decree_file_is_a_violation(tmp_path: Path, text: str) -> None
     assert x.priests == ("gamma",) and "gamma/decree.txt" in x.message
 
 
-def test_decree_file_without_newline_is_accepted(tmp_path: Path) -> None:
+def test_decree_file_without_newline_is_refused_as_the_priest_would(tmp_path: Path) -> None:
     r = healthy()
     r.decrees["gamma"] = "1001"
-    assert verdict_of(tmp_path, r).exit_status == 0
+    v = verdict_of(tmp_path, r)
+    assert [x.kind for x in v.violations] == ["malformed_decree"]
+    assert "newline" in v.violations[0].message
 
 
 def test_survivor_without_decree_is_not_yet(tmp_path: Path) -> None:
@@ -386,9 +389,69 @@ def test_lost_votes_are_missing_evidence(tmp_path: Path) -> None:
         f.unlink()
     (data / "delta").rmdir()
     v = load_and_check(make_config(data), {"alpha", "beta", "gamma"})
-    # delta's vote completed the quorum: without it, learning cannot be shown sound.
-    assert kinds(v) == {"unsound_learning"}
-    assert "could not be read" in render(v, color=False)
+    # delta's vote completed the quorum: without it, learning cannot be shown sound,
+    # nor shown unsound: delta's events are gone, not shown absent.
+    assert v.violations == ()
+    assert {x.kind for x in v.unverifiable} == {"unsound_learning"}
+    assert v.exit_status == 2 and v.status == "unverifiable"
+    text = render(v, color=False)
+    assert "CANNOT VERIFY (exit 2)" in text and "could not read" in text
+    assert "unsound_learning (unverifiable)" in text
+    doc = v.to_json()
+    assert doc["status"] == "unverifiable" and doc["violations"] == []
+    assert [x["kind"] for x in doc["unverifiable"]] == ["unsound_learning"]
+
+
+def garble(data: Path, priest: str) -> None:
+    """Put one line that is not JSON into a priest's events.jsonl."""
+    with (data / priest / "events.jsonl").open("a") as f:
+        f.write("not json\n")
+
+
+def test_unproposed_decree_with_unreadable_lines_is_unverifiable(tmp_path: Path) -> None:
+    r = healthy()
+    nobody_proposed(r)
+    data = tmp_path / "data"
+    r.write(data)
+    config = make_config(data)
+    assert kinds(load_and_check(config, None)) == {"unproposed_decree"}
+    garble(data, "alpha")  # alpha may have proposed it in the line that was lost
+    v = load_and_check(config, None)
+    assert v.violations == () and [x.kind for x in v.unverifiable] == ["unproposed_decree"]
+    assert v.exit_status == 2
+
+
+def test_unsound_learning_stays_proven_when_missing_events_cannot_explain_it(
+        tmp_path: Path) -> None:
+    r = Run()
+    for n in NAMES:
+        r.add(n, "started", None, None, last_tried="0", next_bal="0", prev_vote="none")
+    r.add("alpha", "ballot_started", "1.alpha")
+    r.add("alpha", "proposed", "1.alpha", 7)
+    r.add("alpha", "voted", "1.alpha", 7, peer="alpha")
+    r.add("alpha", "learned", "1.alpha", 7)  # on its own vote: one of a quorum of three
+    r.add("delta", "learned", None, 9)  # never proposed, never voted
+    r.decrees = {"alpha": "7\n"}
+    data = tmp_path / "data"
+    r.write(data)
+    garble(data, "delta")
+    v = load_and_check(make_config(data), {"alpha"})
+    # Even if delta's lost line held a vote, 7 had two votes at most, and 9 one.
+    assert sorted(x.kind for x in v.violations) == ["learned_different", "unsound_learning",
+                                                    "unsound_learning"]
+    assert [x.kind for x in v.unverifiable] == ["unproposed_decree"]
+    assert v.exit_status == 1
+    text = render(v, color=False)
+    assert "VIOLATION (exit 1)" in text and "unproposed_decree (unverifiable)" in text
+
+
+def test_agreement_with_unreadable_lines_says_what_it_covers(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    healthy().write(data)
+    garble(data, "beta")
+    v = load_and_check(make_config(data), None)
+    assert v.exit_status == 0 and v.unverifiable == ()
+    assert "covers only what was read" in render(v, color=False)
 
 
 def test_corrupt_and_torn_lines_are_reported_and_skipped(tmp_path: Path) -> None:
@@ -652,6 +715,8 @@ def test_recorded_vote_and_promise_add_no_evidence(tmp_path: Path) -> None:
 def test_malformed_recovered_ledger_is_a_problem_not_evidence(tmp_path: Path) -> None:
     r = killed_after_persisting_vote("1001@nonsense")
     v = verdict_of(tmp_path, r, alive={"gamma"})
-    assert kinds(v) == {"unsound_learning"}
+    # Without delta's recovered vote, learning rests on evidence that could not be read.
+    assert v.violations == () and {x.kind for x in v.unverifiable} == {"unsound_learning"}
+    assert v.exit_status == 2
     (p,) = v.problems
     assert p.path.endswith("delta/events.jsonl") and "prev_vote" in p.reason

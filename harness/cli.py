@@ -7,17 +7,20 @@
 
 Exit statuses: 0 success; 1 a check failed or the command could not be done in
 the cluster's present state (already up, not up, a priest that cannot start);
-2 usage or config error; 3 not yet agreed (verify); 70 an internal error (a bug).
+2 usage or config error; 3 not yet agreed (verify); 70 an internal error (a bug);
+141 the reader of the output went away (`| head`), which is not an error to report.
 Every error a user can cause is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import inspect
 import json
+import math
 import os
-import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -30,17 +33,35 @@ from harness import control
 from harness.errors import (
     BUG_STATUS,
     AlreadyUpError,
+    ConfigError,
     ControlError,
     NotUpError,
     UsageError,
     UserError,
 )
 from harness.output import table, use_color
-from harness.state import RunState, read_state, remove_state, resolve_config
+from harness.state import (
+    CURRENT,
+    SOCKET_NAME,
+    STATE_FILE,
+    RunState,
+    check_current_writable,
+    check_data_dir,
+    read_state,
+    recorded_cluster,
+    remove_state,
+    resolve_config,
+)
 from node import __version__
 from node.config import Config, load_config
 
 PROG = "paxos-harness"
+PIPE_STATUS = 128 + 13  # as if SIGPIPE had ended us, the way `yes | head` ends `yes`
+# What --fresh may remove: the files a priest writes in its directory, and the run files.
+PRIEST_FILES = frozenset({"decree.txt", "ledger.log", "priest.log", "events.jsonl",
+                          "priest.lock"})
+PRIEST_TEMP = "*.tmp*"  # atomic writes' temp files, left by a crash
+RUN_FILES = ("harness.jsonl", "supervisor.log")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -59,6 +80,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     names = select_priests(config, args.only)
+    check_data_dir(config.data_dir)
+    check_current_writable()  # before any priest starts, not after
     clear_stale(config)
     if args.fresh:
         wipe_data_dir(config)
@@ -75,12 +98,25 @@ def cmd_down(args: argparse.Namespace) -> int:
     """Stop every priest and the supervisor of CONFIG (default: the current cluster).
 
     Each priest is resumed if paused, sent SIGTERM, and SIGKILLed after a grace
-    period. Idempotent: exit 0 if the cluster is already down. It also clears
-    the run state left by a supervisor that died.
+    period. Idempotent: exit 0 if the cluster is already down, or if nothing
+    was ever brought up from here. It also clears the run state left by a
+    supervisor that died, and stops a supervisor that does not answer by
+    signal. If the config file has gone since `up`, the data dir recorded in
+    logs/current.json is used.
     """
-    from harness.daemon import stop_orphans, stop_supervisor
-
-    config = resolve_config(args.config)
+    try:
+        config = resolve_config(args.config)
+    except NotUpError:  # no CONFIG and no logs/current.json
+        print(f"nothing is up here: no cluster has been brought up from this directory "
+              f"({CURRENT} is missing)")
+        return 0
+    except ConfigError:
+        recorded = recorded_cluster(args.config)
+        if recorded is None:
+            raise
+        config = recorded
+        print(f"{PROG}: {config.path} cannot be read; stopping cluster {config.cluster} from "
+              f"its run state in {config.data_dir}", file=sys.stderr)
     state = read_state(config.data_dir)
     if state is None:
         print(f"cluster {config.cluster} is not up; nothing to stop")
@@ -90,12 +126,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     try:
         stopped = control.request(state.socket, "down")["stopped"]
     except (NotUpError, ControlError) as e:
-        # A supervisor that does not answer is stopped by signal, its priests by pid.
         print(f"{PROG}: the supervisor did not answer ({e}); stopping it by signal",
               file=sys.stderr)
-        stop_supervisor(state.supervisor)
-        stopped = {n: "stopped" for n in stop_orphans(state.priests)}
-        remove_state(state)
+        stopped = stop_by_signal(state)
     _wait_gone(state)
     names = ", ".join(stopped) or "no priest was running"
     print(f"cluster {config.cluster} is down (stopped: {names})")
@@ -138,6 +171,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from harness import verify
 
     config = resolve_config(args.config)
+    check_data_dir(config.data_dir)
     return verify.run(config, alive_fn=lambda: alive_priests(config), wait=args.wait,
                       as_json=args.json, color=use_color(sys.stdout), out=sys.stdout)
 
@@ -176,14 +210,91 @@ def clear_stale(config: Config) -> int | None:
     return 0
 
 
-def wipe_data_dir(config: Config) -> None:
-    """Remove the config's data dir (--fresh), refusing paths that hold more than it."""
-    target = config.data_dir.resolve()
-    cwd, home = Path.cwd().resolve(), Path.home().resolve()
-    if target in (Path("/"), home) or target == cwd or target in cwd.parents:
-        raise UsageError(f"{config.path}: data_dir: refusing to wipe {target} for --fresh "
-                         f"(it holds the current directory or your home)")
-    shutil.rmtree(target, ignore_errors=False) if target.exists() else None
+def stop_by_signal(state: RunState) -> dict[str, str]:
+    """Stop a supervisor that does not answer, then any priest it left; the priests that ran.
+
+    SIGCONT first (it may be stopped), so that it can stop its priests itself
+    on SIGTERM; SIGKILL after a while; then each priest still alive by pid.
+    """
+    from harness.daemon import stop_orphans, stop_supervisor
+
+    running = [n for n, ident in state.priests.items() if ident.alive()]
+    stop_supervisor(state.supervisor)
+    stop_orphans(state.priests)
+    remove_state(state)
+    return {n: "stopped" for n in running}
+
+
+def wipe_data_dir(config: Config) -> list[Path]:
+    """Remove what the harness put in the data dir (--fresh): priests' directories, run files.
+
+    Each priest's directory goes only if it holds nothing but files a priest
+    writes; otherwise UsageError naming it, and nothing is removed. Other
+    entries of the data dir are never touched. Returns what was removed.
+    """
+    files: list[Path] = []
+    dirs: list[Path] = []
+    for name in config.names:
+        directory = config.priest_dir(name)
+        if not directory.exists() and not directory.is_symlink():
+            continue
+        files += _priest_files(config, directory)
+        dirs.append(directory)
+    files += _run_files(config.data_dir)
+    for path in files:
+        path.unlink(missing_ok=True)
+    for directory in dirs:
+        directory.rmdir()
+    return files + dirs
+
+
+def _priest_files(config: Config, directory: Path) -> list[Path]:
+    """The files in a priest's directory; UsageError if anything else is there."""
+    where = f"--fresh: refusing to remove {directory}"
+    fix = f"move it away or point data_dir in {config.path} elsewhere"
+    if directory.is_symlink() or not directory.is_dir():
+        raise UsageError(f"{where}: it is not a priest's directory; {fix}")
+    found = []
+    for entry in sorted(directory.iterdir()):
+        mode = entry.lstat().st_mode
+        ours = entry.name in PRIEST_FILES or fnmatch.fnmatch(entry.name, PRIEST_TEMP)
+        if not (ours and stat.S_ISREG(mode)):
+            raise UsageError(f"{where}: it holds {entry.name}, which no priest writes; {fix}")
+        found.append(entry)
+    return found
+
+
+def _run_files(data_dir: Path) -> list[Path]:
+    """The harness's own files in `data_dir` (supervisor.json only if its supervisor is gone)."""
+    found = [data_dir / n for n in RUN_FILES if (data_dir / n).is_file()
+             and not (data_dir / n).is_symlink()]
+    sock = data_dir / SOCKET_NAME
+    if sock.is_socket():
+        found.append(sock)
+    state = read_state(data_dir) if data_dir.is_dir() else None
+    if state is not None and not state.supervisor.alive():
+        found.append(data_dir / STATE_FILE)
+    if data_dir.is_dir():
+        found += [e for e in sorted(data_dir.glob(STATE_FILE + ".tmp*")) if e.is_file()
+                  and not e.is_symlink()]
+    return found
+
+
+def number_arg(what: str, *, above_zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number >= 0 (> 0 if `above_zero`), described as `what`."""
+    bound = "> 0" if above_zero else ">= 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (above_zero and value == 0):
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
 
 
 def cluster_status(config: Config) -> dict[str, Any]:
@@ -288,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="machine-readable output")
     v = verb("verify", cmd_verify)
     v.add_argument("config", metavar="CONFIG", nargs="?", help="default: the current cluster")
-    v.add_argument("--wait", type=float, default=0.0, metavar="T", help="re-check up to T seconds")
+    v.add_argument("--wait", type=number_arg("a number of seconds"), default=0.0, metavar="T",
+                   help="re-check up to T seconds")
     v.add_argument("--json", action="store_true", help="machine-readable verdict")
     from harness import faults, simulate  # noqa: PLC0415 - verbs that live in their own module
     faults.add_parser(sub)
@@ -304,14 +416,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, or a usage error argparse has printed
         return e.code if isinstance(e.code, int) else 2
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is seen below
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         return 130
+    except OSError as e:
+        if e.filename is None:
+            return _bug(e)
+        # A file we could not use that no verb foresaw: still the user's to fix.
+        print(f"{PROG}: error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 - the one place a bug becomes a message
         return _bug(e)
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (`| head -1`): stop quietly, as other commands do."""
+    # Python flushes stdout again at exit; pointing it at /dev/null keeps that quiet.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return PIPE_STATUS
 
 
 def _bug(exc: BaseException) -> int:

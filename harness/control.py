@@ -1,7 +1,11 @@
 """The control channel: a Unix socket owned by the supervisor, JSON lines.
 
-One request per connection: the client sends one JSON object and a newline,
-the supervisor answers with one JSON object and a newline, then closes.
+One request per connection: the client sends one JSON object and a newline;
+the supervisor acknowledges it with a bare newline as soon as it has read it,
+then answers with one JSON object and a newline, and closes. The acknowledgement
+tells a supervisor that is busy (a restart waiting for readiness, a `down`
+waiting out the grace period) from one that does not run at all (SIGSTOPped,
+hung): the client waits `ACK_TIMEOUT` for it, then up to `timeout` for the answer.
 
     -> {"op": "status"}
     <- {"ok": true, "result": {"cluster": "four", "supervisor": 4242, "priests": [...]}}
@@ -9,7 +13,9 @@ the supervisor answers with one JSON object and a newline, then closes.
     <- {"ok": true, "result": {"action": "kill", "priest": "delta", "pid": 4301,
                                "outcome": "killed (SIGKILL)"}}
     -> {"op": "pause", "priest": "delta"}
-    <- {"ok": false, "error": "priest delta is killed: ...", "exit_status": 1}
+    <- {"ok": false, "error": "cannot pause priest delta: ...", "exit_status": 1, "pid": null}
+
+A refusal carries the pid of the priest it names when the supervisor knows it.
 
 Operations: status, down, and the actions in `ACTIONS` (each takes "priest").
 The socket file is created mode 0600 and the peer's uid is checked, so only
@@ -22,6 +28,8 @@ import json
 import os
 import socket
 import struct
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,9 @@ ACTIONS = ("ballot", "kill", "stop", "pause", "resume", "restart")
 OPS = ("status", "down") + ACTIONS
 MAX_LINE = 1 << 16
 CLIENT_TIMEOUT = 60.0  # long enough for a stop's grace period or a slow restart
+ACK_TIMEOUT = 2.0  # a supervisor that runs reads a request at once; one that does not, never
+REQUEST_TIMEOUT = 2.0  # a client that has not sent its whole request by then is dropped
+ACK = b"\n"
 
 
 def listen(path: Path) -> socket.socket:
@@ -54,10 +65,9 @@ def peer_is_owner(conn: socket.socket) -> bool:
     return bool(uid == os.getuid())
 
 
-def read_line(conn: socket.socket, timeout: float) -> bytes:
+def read_line(conn: socket.socket, timeout: float, data: bytes = b"") -> bytes:
     """Read up to the first newline; ControlError on timeout, EOF first or an oversize line."""
     conn.settimeout(timeout)
-    data = b""
     try:
         while b"\n" not in data:
             chunk = conn.recv(4096)
@@ -89,31 +99,43 @@ def encode(obj: object) -> bytes:
 
 
 def request(path: str | Path, op: str, priest: str | None = None, *,
-            timeout: float = CLIENT_TIMEOUT) -> dict[str, Any]:
+            timeout: float = CLIENT_TIMEOUT, ack_timeout: float = ACK_TIMEOUT) -> dict[str, Any]:
     """Send one request to the supervisor at `path` and return its result.
 
-    Raises NotUpError if nobody listens, RefusedError/UnknownPriestError when
-    the supervisor refuses, ControlError when the exchange fails.
+    The supervisor must take the request within `ack_timeout` seconds (connect,
+    send, acknowledgement), then may take up to `timeout` to answer. Raises
+    NotUpError if nobody listens, RefusedError/UnknownPriestError when the
+    supervisor refuses, ControlError when the exchange fails or times out.
     """
     msg: dict[str, Any] = {"op": op}
     if priest is not None:
         msg["priest"] = priest
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
+        sock.settimeout(ack_timeout)
         try:
             sock.connect(os.fspath(path))
         except (FileNotFoundError, ConnectionRefusedError):
             raise NotUpError(f"no supervisor listens on {path}") from None
+        except OSError as e:
+            raise ControlError(f"{path}: cannot connect: {e}") from None
         try:
             sock.sendall(encode(msg))
+            first = sock.recv(4096)
+        except TimeoutError:
+            raise ControlError(f"{path}: the supervisor did not take the request within "
+                               f"{ack_timeout:g} s") from None
         except OSError as e:
             raise ControlError(f"{path}: cannot send request: {e}") from None
-        reply = _decode_reply(read_line(sock, timeout), path)
+        if not first:
+            raise ControlError(f"{path}: the supervisor closed the connection without an answer")
+        reply = _decode_reply(read_line(sock, timeout, first.removeprefix(ACK)), path)
     if reply.get("ok"):
         return dict(reply.get("result") or {})
     error = str(reply.get("error", "refused"))
-    status = reply.get("exit_status", 1)
-    raise (UnknownPriestError if status == 2 else RefusedError)(error)
+    if reply.get("exit_status", 1) == 2:
+        raise UnknownPriestError(error)
+    pid = reply.get("pid")
+    raise RefusedError(error, pid=pid if isinstance(pid, int) else None)
 
 
 def _decode_reply(line: bytes, path: str | Path) -> dict[str, Any]:
@@ -126,29 +148,90 @@ def _decode_reply(line: bytes, path: str | Path) -> dict[str, Any]:
     return reply
 
 
-class ControlServer:
-    """The supervisor's end: accepts a connection and reads its one request."""
+@dataclass
+class _Client:
+    """A connection whose request has not fully arrived yet."""
 
-    def __init__(self, path: Path) -> None:
+    deadline: float
+    data: bytes = field(default=b"")
+
+
+class ControlServer:
+    """The supervisor's end: accepts clients and reads their requests without ever blocking.
+
+    The event loop waits on `waitables()`, then calls `poll()`: a client that
+    is slow to send its line costs the loop nothing, and one that sends none
+    within `request_timeout` is dropped.
+    """
+
+    def __init__(self, path: Path, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
         self.path = path
         self.sock = listen(path)
+        self.request_timeout = request_timeout
+        self.clients: dict[socket.socket, _Client] = {}
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def accept(self, timeout: float = 2.0) -> tuple[socket.socket, dict[str, Any]] | None:
-        """The next client and its request; None (client answered and closed) if it is bad."""
-        try:
-            conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
+    def waitables(self) -> list[socket.socket]:
+        """The listening socket and every client still sending its request."""
+        return [self.sock, *self.clients]
+
+    def wait_timeout(self) -> float | None:
+        """Seconds until the next client's deadline; None when no client is waiting."""
+        if not self.clients:
             return None
-        try:
+        return max(0.0, min(c.deadline for c in self.clients.values()) - time.monotonic())
+
+    def poll(self) -> list[tuple[socket.socket, dict[str, Any]]]:
+        """Accept new clients, read what has arrived; the complete requests, acknowledged."""
+        self._accept_all()
+        done: list[tuple[socket.socket, dict[str, Any]]] = []
+        now = time.monotonic()
+        for conn, client in list(self.clients.items()):
+            try:
+                line = self._read_some(conn, client)
+                if line is None:
+                    if now >= client.deadline:
+                        raise ControlError(f"no complete request within "
+                                           f"{self.request_timeout:g} s")
+                    continue
+                del self.clients[conn]
+                req = decode_request(line)
+                conn.send(ACK)  # one byte into an empty socket buffer: never blocks
+                done.append((conn, req))
+            except (ControlError, OSError) as e:
+                self.clients.pop(conn, None)
+                self.reply(conn, {"ok": False, "error": str(e), "exit_status": 2})
+        return done
+
+    def _accept_all(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            conn.setblocking(False)
             if not peer_is_owner(conn):
-                raise ControlError("permission denied: not the owner of this cluster")
-            return conn, decode_request(read_line(conn, timeout))
-        except (ControlError, OSError) as e:
-            self.reply(conn, {"ok": False, "error": str(e), "exit_status": 2})
-            return None
+                self.reply(conn, {"ok": False, "exit_status": 2,
+                                  "error": "permission denied: not the owner of this cluster"})
+                continue
+            self.clients[conn] = _Client(time.monotonic() + self.request_timeout)
+
+    @staticmethod
+    def _read_some(conn: socket.socket, client: _Client) -> bytes | None:
+        """The request line once it is whole; None while more is to come."""
+        while b"\n" not in client.data:
+            try:
+                chunk = conn.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return None
+            if not chunk:
+                raise ControlError("connection closed before a full line arrived")
+            client.data += chunk
+            if len(client.data) > MAX_LINE:
+                raise ControlError("line too long")
+        return client.data.split(b"\n", 1)[0]
 
     @staticmethod
     def reply(conn: socket.socket, answer: dict[str, Any]) -> None:
@@ -162,5 +245,8 @@ class ControlServer:
             conn.close()
 
     def close(self) -> None:
+        for conn in self.clients:
+            conn.close()
+        self.clients.clear()
         self.sock.close()
         self.path.unlink(missing_ok=True)

@@ -27,6 +27,8 @@ from harness.errors import BUG_STATUS, AlreadyUpError, StartupError, UserError
 from harness.launcher import ForkLauncher, code_to_name
 from harness.output import Say, use_color
 from harness.state import (
+    HARNESS_FILE,
+    EventFile,
     Identity,
     RunState,
     create_state,
@@ -39,24 +41,10 @@ from harness.state import (
 from harness.supervisor import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
 from node.config import Config
 
-
-class EventFile:
-    """`<data_dir>/harness.jsonl`: the supervisor's own events, one JSON object a line."""
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def record(self, kind: str, **fields: object) -> None:
-        line = json.dumps({"t": time.monotonic_ns(), "kind": kind, **fields}) + "\n"
-        os.write(self.fd, line.encode())
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 # --- the event loop ------------------------------------------------------------
 
-SIGNAL_EXITS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+# Each ends the cluster cleanly; Ctrl+\\ (SIGQUIT) too, rather than dumping the supervisor.
+SIGNAL_EXITS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGQUIT: 131}
 
 
 class Daemon:
@@ -75,12 +63,17 @@ class Daemon:
         for sig in (*SIGNAL_EXITS, signal.SIGTSTP):
             signal.signal(sig, self._on_signal)
         self.server = ControlServer(Path(state.socket))
-        self.events = EventFile(Path(state.data_dir) / "harness.jsonl")
+        self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
         fds = [self.wake_r.fileno(), self.wake_w.fileno(), self.server.fileno(), self.events.fd,
                *extra_fds]
-        self.launcher = ForkLauncher(config, quiet=detached, color=color, private_fds=lambda: fds)
+        self.launcher = ForkLauncher(config, quiet=detached, color=color,
+                                     private_fds=lambda: fds + self._client_fds())
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
                               record=self.events.record, on_change=self._save)
+
+    def _client_fds(self) -> list[int]:
+        # A priest started now must not hold another client's connection open.
+        return [c.fileno() for c in self.server.clients]
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.pending.append(signum)
@@ -105,14 +98,15 @@ class Daemon:
         """Serve until `down` (0) or a signal (128 + signal); Ctrl+Z asks for a ballot."""
         while True:
             alive = {p.handle.sentinel: p for p in self.sup.alive()}
-            ready = mp_wait([self.wake_r, self.server.sock, *alive])
+            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive],
+                            self.server.wait_timeout())
             status = self._signals()
             if status is not None:
                 return status
             ended = [alive[s] for s in ready if isinstance(s, int) and s in alive]
             if ended:
                 self.sup.reap(ended, 0)
-            if self.server.sock in ready and self._serve_one():
+            if self._serve():
                 return 0
 
     def _signals(self) -> int | None:
@@ -141,16 +135,20 @@ class Daemon:
             self.say(f"Ctrl+Z: priest {name} starts a ballot (SIGTSTP); "
                      f"Ctrl+Z again asks the next one, Ctrl+C stops the cluster")
 
-    def _serve_one(self) -> bool:
-        """Answer one control request; True if it was `down`."""
-        got = self.server.accept()
-        if got is None:
-            return False
-        conn, req = got
-        if req["op"] == "down":
-            self.down_conn = conn  # answered once every priest is gone
-            self.say("down requested: stopping every priest")
-            return True
+    def _serve(self) -> bool:
+        """Answer the control requests that have arrived whole; True if one was `down`."""
+        for conn, req in self.server.poll():
+            if self.down_conn is not None:
+                self.server.reply(conn, {"ok": False, "exit_status": 1,
+                                         "error": "the cluster is going down"})
+            elif req["op"] == "down":
+                self.down_conn = conn  # answered once every priest is gone
+                self.say("down requested: stopping every priest")
+            else:
+                self._answer(conn, req)
+        return self.down_conn is not None
+
+    def _answer(self, conn: socket.socket, req: dict[str, Any]) -> None:
         answer = self.sup.handle(req)
         if req["op"] != "status":
             if answer["ok"]:
@@ -159,7 +157,6 @@ class Daemon:
             else:
                 self.say(f"{req['op']} {req['priest']}: {answer['error']}", warn=True)
         self.server.reply(conn, answer)
-        return False
 
     def close(self) -> None:
         """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""

@@ -43,9 +43,16 @@ class NotUpError(UserError):
 
 
 class RefusedError(UserError):
-    """An action that makes no sense now (kill a priest that is down, pause a paused one)."""
+    """An action that makes no sense now (kill a priest that is down, pause a paused one).
+
+    `pid` is the process of the priest it names, when there is one.
+    """
 
     exit_status = 1
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class ControlError(UserError):

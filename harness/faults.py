@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import os
 import secrets
 import sys
@@ -39,13 +38,13 @@ from harness.chaos import (
     plan_random,
     steps_from_args,
 )
-from harness.errors import NotUpError, UsageError, UserError
+from harness.cli import number_arg
+from harness.errors import NotUpError, RefusedError, UsageError, UserError
 from harness.output import use_color
-from harness.state import RunState, read_state, resolve_config
+from harness.state import RunState, read_state, record_event, resolve_config
 from node.config import Config, UniqueKeyLoader
 
 PROG = "paxos-harness"
-HARNESS_FILE = "harness.jsonl"
 STYLE = {"kill": Fore.RED, "stop": Fore.RED, "pause": Fore.YELLOW, "resume": Fore.GREEN,
          "restart": Fore.CYAN, "ballot": Fore.MAGENTA}
 PROGRESS_AFTER = 2.0  # plans longer than this get a progress line on a terminal
@@ -168,23 +167,10 @@ class Executor:
         except NotUpError:
             raise  # the supervisor is gone: nothing more can be done
         except UserError as e:
-            return Result(step, self.clock() - start, None, str(e), False)
+            pid = e.pid if isinstance(e, RefusedError) else None
+            return Result(step, self.clock() - start, pid, str(e), False)
         return Result(step, self.clock() - start, answer.get("pid"),
                       str(answer.get("outcome", "done")), True)
-
-
-def record_event(data_dir: Path, kind: str, **fields: object) -> None:
-    """Append one event to `<data_dir>/harness.jsonl`, in the supervisor's format.
-
-    O_APPEND makes each line land whole after the supervisor's own lines; `t`
-    is the same monotonic clock (CLOCK_MONOTONIC is shared by every process).
-    """
-    line = json.dumps({"t": time.monotonic_ns(), "kind": kind, **fields}) + "\n"
-    fd = os.open(data_dir / HARNESS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
 
 
 # --- the verb ----------------------------------------------------------------------
@@ -200,21 +186,9 @@ class _Ordered(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
+_seconds = number_arg("a number of seconds")
+_positive = number_arg("a number of seconds", above_zero=True)
+_rate = number_arg("a number of actions per second", above_zero=True)
 
 
 def _seed(text: str) -> int:
@@ -258,7 +232,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                      "printed)")
     rnd.add_argument("--duration", type=_positive, metavar="T",
                      help="seconds of chaos before the heal phase (default 10)")
-    rnd.add_argument("--rate", type=_positive, metavar="R",
+    rnd.add_argument("--rate", type=_rate, metavar="R",
                      help="actions per second on average (default 2)")
     rnd.add_argument("--allow-majority-loss", action="store_true",
                      help="let the nemesis kill or pause a majority (progress stops until the "

@@ -130,7 +130,7 @@ def _priest_main(serve: Callable[..., int], config: Config, name: str, conn: Con
     # Ctrl+C or SIGTSTP must neither kill nor suspend it.
     for sig in (signal.SIGINT, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
     for fd in close:
         try:

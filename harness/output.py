@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import TextIO
 
 from colorama import Fore, Style
+
+from node.runtime import use_color
+
+__all__ = ["STATE_STYLES", "Say", "table", "use_color"]
 
 STATE_STYLES = {
     "running": Fore.GREEN,
@@ -17,11 +20,6 @@ STATE_STYLES = {
     "down": Style.DIM,
     "not started": Style.DIM,
 }
-
-
-def use_color(out: TextIO) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set."""
-    return "NO_COLOR" not in os.environ and hasattr(out, "isatty") and out.isatty()
 
 
 class Say:

@@ -7,6 +7,8 @@
   (pid dead, or reused by another process) is stale: `down` and `up` clear it.
 - `logs/current.json` (relative to the working directory): the cluster last
   brought up from here, so commands without CONFIG act on it.
+- `<data_dir>/harness.jsonl`: the supervisor's and chaos's events, one JSON
+  object a line, appended by `EventFile` (the one writer of that format).
 
 Both are replaced atomically (temp file + rename) but not fsynced: they
 describe running processes, and a machine crash that could lose them also
@@ -21,6 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,11 @@ import psutil
 
 from harness.errors import NotUpError, UserError
 from node.config import Config, load_config
+from node.ledger import atomic_write_text
 
 FORMAT = 1
 STATE_FILE = "supervisor.json"
+HARNESS_FILE = "harness.jsonl"
 CURRENT = Path("logs") / "current.json"
 SOCKET_NAME = "control.sock"
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the final NUL
@@ -113,7 +118,19 @@ def read_state(data_dir: Path) -> RunState | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise UserError(f"{data_dir}: data_dir is not a directory; point data_dir at a "
+                        f"directory (or remove that file)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read the run state: {_why(e)}") from None
     return RunState.from_json(text, path)
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """UserError unless `data_dir` is a directory or does not exist yet."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UserError(f"{data_dir}: data_dir is not a directory; point data_dir at a "
+                        f"directory (or remove that file)")
 
 
 def remove_state(state: RunState) -> None:
@@ -147,15 +164,43 @@ def private_dir() -> Path:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Temp file and rename: a reader sees the old or the new file, never a mix."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+    """Temp file and rename, no fsync (see the module's docstring)."""
+    atomic_write_text(path, text, sync=False)
+
+
+def _why(e: BaseException) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
+# --- harness.jsonl -----------------------------------------------------------
+
+
+class EventFile:
+    """`<data_dir>/harness.jsonl`, opened for appending: one JSON object a line.
+
+    O_APPEND makes each line land whole after any other writer's; `t` is
+    CLOCK_MONOTONIC, shared by every process on the host.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def record(self, kind: str, **fields: object) -> None:
+        """Append one event of `kind`."""
+        line = json.dumps({"t": time.monotonic_ns(), "kind": kind, **fields}) + "\n"
+        os.write(self.fd, line.encode())
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def record_event(data_dir: Path, kind: str, **fields: object) -> None:
+    """Append one event to `<data_dir>/harness.jsonl` (open, write, close)."""
+    events = EventFile(data_dir / HARNESS_FILE)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        events.record(kind, **fields)
+    finally:
+        events.close()
 
 
 # --- the cluster last brought up from this directory -----------------------
@@ -163,23 +208,76 @@ def atomic_write(path: Path, text: str) -> None:
 
 def write_current(config: Config) -> None:
     """Record `config` as the cluster commands without CONFIG act on."""
-    CURRENT.parent.mkdir(parents=True, exist_ok=True)
     record = {"version": FORMAT, "config": str(Path(config.path).resolve()),
               "cluster": config.cluster, "data_dir": str(config.data_dir.resolve())}
-    atomic_write(CURRENT, json.dumps(record, indent=1) + "\n")
+    try:
+        CURRENT.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(CURRENT, json.dumps(record, indent=1) + "\n")
+    except OSError as e:
+        raise UserError(f"{CURRENT}: cannot record the current cluster: {_why(e)}; "
+                        f"{CURRENT.parent} must be a directory you can write") from None
+
+
+def check_current_writable() -> None:
+    """UserError if logs/current.json cannot be written (checked before anything starts)."""
+    parent = CURRENT.parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"{parent}: not a directory, but {CURRENT} records the current "
+                        f"cluster there; move {parent} away")
+    if CURRENT.is_dir():
+        raise UserError(f"{CURRENT}: a directory; remove it")
+
+
+@dataclass(frozen=True)
+class Current:
+    """The contents of logs/current.json: the cluster last brought up from here."""
+
+    config: str
+    cluster: str
+    data_dir: Path
+
+
+def read_current() -> Current:
+    """logs/current.json; NotUpError if missing, UserError naming the fix if unusable."""
+    fix = f"pass CONFIG, or delete {CURRENT}"
+    try:
+        record = json.loads(CURRENT.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotUpError(f"no cluster has been brought up from this directory ({CURRENT} is "
+                         f"missing): pass CONFIG, or run `paxos-harness up CONFIG`") from None
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        raise UserError(f"{CURRENT}: unreadable ({_why(e)}); {fix}") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{CURRENT}: not a JSON object; {fix}")
+    for key in ("config", "data_dir"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            raise UserError(f"{CURRENT}: {key}: must be a path (a non-empty string), got "
+                            f"{record.get(key)!r}; {fix}")
+    cluster = record.get("cluster")
+    return Current(record["config"], cluster if isinstance(cluster, str) else "?",
+                   Path(record["data_dir"]))
 
 
 def resolve_config(path: str | None) -> Config:
     """The config at `path`, or the one recorded in logs/current.json when path is None."""
     if path is not None:
         return load_config(path)
-    try:
-        record = json.loads(CURRENT.read_text(encoding="utf-8"))
-        config_path, data_dir = record["config"], record["data_dir"]
-    except FileNotFoundError:
-        raise NotUpError(f"no cluster has been brought up from this directory ({CURRENT} is "
-                         f"missing): pass CONFIG, or run `paxos-harness up CONFIG`") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{CURRENT}: unreadable ({e}); pass CONFIG instead") from None
+    current = read_current()
     # The recorded data dir is absolute: it stays right even if the config's is relative.
-    return dataclasses.replace(load_config(config_path), data_dir=Path(data_dir))
+    return dataclasses.replace(load_config(current.config), data_dir=current.data_dir)
+
+
+def recorded_cluster(path: str | None) -> Config | None:
+    """The cluster logs/current.json records, as a Config without priests, if `path` is it.
+
+    For `down` when the config file is gone: None unless `path` is None or names
+    the recorded config.
+    """
+    try:
+        current = read_current()
+    except UserError:
+        return None
+    if path is not None and Path(path).resolve() != Path(current.config):
+        return None
+    return Config(path=current.config, cluster=current.cluster, data_dir=current.data_dir,
+                  priests={})

@@ -186,7 +186,7 @@ class Supervisor:
         if p.state not in ALLOWED[action]:
             reason = _refusal(action, p)
             self.record("chaos", action=action, priest=name, pid=pid, outcome=f"refused: {reason}")
-            raise RefusedError(reason)
+            raise RefusedError(reason, pid=pid)
         try:
             outcome = getattr(self, f"_do_{action}")(p)
         except UserError as e:
@@ -249,7 +249,8 @@ class Supervisor:
                 return {"ok": True, "result": {"priests": self.status()}}
             return {"ok": True, "result": self.act(req["op"], req["priest"])}
         except UserError as e:
-            return {"ok": False, "error": str(e), "exit_status": e.exit_status}
+            return {"ok": False, "error": str(e), "exit_status": e.exit_status,
+                    "pid": e.pid if isinstance(e, RefusedError) else None}
 
 
 def did_not_start(name: str, reason: str) -> str:

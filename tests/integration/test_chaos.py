@@ -130,11 +130,17 @@ def test_refusals(harness) -> None:
     assert outcomes[0] == ("kill", "killed (SIGKILL)")
     assert outcomes[1][0] == "kill" and outcomes[1][1].startswith("refused: ")
     assert len(outcomes) == 2
+    # A refusal the supervisor gives with a pid shows that pid, not "pid -".
+    paused = harness.run("chaos", "--pause", "alpha", "--pause", "alpha")
+    assert paused.returncode == 1 and f"(pid {pids['alpha']})" in paused.stderr
+    refused = [line for line in paused.stdout.splitlines() if "REFUSED" in line]
+    assert len(refused) == 1 and f"pid {pids['alpha']}" in refused[0], paused.stdout
+    assert "pid -" not in paused.stdout
     bad = harness.cwd / "bad.yaml"
     bad.write_text("- {at: 0, ballot: alpha}\n- {at: 1, kill: omega}\n")
     schedule = harness.run("chaos", "--schedule", str(bad))
     assert schedule.returncode == 2 and "entry 2: kill: no priest named 'omega'" in schedule.stderr
-    assert len(chaos_records(harness)) == 4  # start, kill, refused kill, end: nothing new
+    assert len(chaos_records(harness)) == 8  # two runs of start, action, refusal, end
     assert harness.run("down").returncode == 0
     not_up = harness.run("chaos", "--ballot", "alpha")
     assert not_up.returncode == 1 and "is not up" in not_up.stderr

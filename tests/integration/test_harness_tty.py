@@ -1,6 +1,7 @@
 """A foreground `paxos-harness up` in a real terminal (a pty).
 
-Ctrl+Z asks the next priest for a ballot, Ctrl+C stops everything (exit 130).
+Ctrl+Z asks the next priest for a ballot, Ctrl+C stops everything (exit 130),
+and so does Ctrl+\\ (SIGQUIT, exit 131).
 
 The keys are written to the pty's master side, so the terminal's line
 discipline turns them into SIGTSTP and SIGINT for its foreground process
@@ -99,6 +100,30 @@ def test_foreground_up_ctrl_z_starts_a_ballot_and_ctrl_c_stops_everything(harnes
         events = [json.loads(line) for line in
                   (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()]
         assert [e["priest"] for e in events if e["kind"] == "chaos"] == ["alpha", "beta"]
+        assert events[-1]["kind"] == "down"
+    finally:
+        term.close()
+
+
+def test_foreground_up_ctrl_backslash_stops_everything_cleanly(harness) -> None:
+    config = harness.config(3)
+    term = Terminal(["up", str(config)], str(harness.cwd))
+    try:
+        term.read_until(lambda s: "cluster test is up" in s)
+        harness.remember()
+        pids = harness.pids()
+        socket_path = harness.state()["socket"]
+        priests = [psutil.Process(pid) for n, pid in pids.items() if n != "supervisor"]
+        term.press(b"\x1c")  # Ctrl+\: SIGQUIT to the foreground group
+        deadline = time.monotonic() + 15
+        while term.proc.poll() is None and time.monotonic() < deadline:
+            term.pump(0.1)
+        assert term.proc.returncode == 131, term.screen.decode()
+        gone, alive = psutil.wait_procs(priests, timeout=1)
+        assert not alive
+        assert harness.state() is None and not os.path.exists(socket_path)
+        events = [json.loads(line) for line in
+                  (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()]
         assert events[-1]["kind"] == "down"
     finally:
         term.close()

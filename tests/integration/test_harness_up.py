@@ -201,13 +201,92 @@ def test_only_a_subset_then_restart_the_rest_over_the_control_channel(harness) -
     assert {e["priest"]: e["status"] for e in exits}["beta"] == 0
 
 
-def test_fresh_wipes_the_data_dir(harness) -> None:
+def test_fresh_removes_what_the_priests_wrote_and_nothing_else(harness) -> None:
     config = harness.config(3)
+    data = harness.cwd / "data"
+    (data / "photos").mkdir(parents=True)
+    (data / "photos" / "cat.jpg").write_text("meow")
+    (data / "notes.txt").write_text("not the harness's")
     assert harness.run("up", str(config), "--detach").returncode == 0
     control.request(harness.state()["socket"], "ballot", "beta")
-    decree = harness.cwd / "data" / "beta" / "decree.txt"
+    decree = data / "beta" / "decree.txt"
     harness.wait_until(decree.exists, what="a decree")
     assert harness.run("down").returncode == 0
+
+    # Something that no priest writes in a priest's directory: refused, nothing removed.
+    (data / "gamma" / "thesis.tex").write_text("years of work")
+    refused = harness.run("up", str(config), "--detach", "--fresh")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "thesis.tex" in refused.stderr and str(data / "gamma") in refused.stderr
+    assert decree.exists() and harness.state() is None and not harness.strays()
+    (data / "gamma" / "thesis.tex").unlink()
+
     assert harness.run("up", str(config), "--detach", "--fresh").returncode == 0
     assert not decree.exists()
+    assert (data / "photos" / "cat.jpg").read_text() == "meow"
+    assert (data / "notes.txt").exists()
     assert harness.run("down").returncode == 0
+
+
+def test_down_after_the_config_was_moved_or_deleted(harness) -> None:
+    config = harness.config(3)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    everyone = procs(harness.pids().values())
+    moved = config.rename(harness.cwd / "moved.yaml")
+    down = harness.run("down")  # logs/current.json names a config that is gone
+    assert down.returncode == 0, down.stderr
+    assert "is down" in down.stdout and "alpha" in down.stdout
+    assert not [p for p in everyone if running(p)] and harness.state() is None
+
+    assert harness.run("up", str(moved), "--detach").returncode == 0
+    everyone = procs(harness.pids().values())
+    moved.unlink()
+    down = harness.run("down", str(moved))  # the recorded config, gone
+    assert down.returncode == 0, down.stderr
+    assert not [p for p in everyone if running(p)] and harness.state() is None
+    other = harness.run("down", str(harness.cwd / "never.yaml"))  # not the recorded one
+    assert other.returncode == 2 and "never.yaml" in other.stderr
+
+
+@pytest.mark.timeout(45)
+def test_down_of_a_sigstopped_supervisor_falls_back_to_signals(harness) -> None:
+    config = harness.config(3)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    pids = harness.pids()
+    everyone = procs(pids.values())
+    supervisor = psutil.Process(pids["supervisor"])
+    supervisor.suspend()
+    try:
+        down = harness.run("down", str(config), timeout=30)
+    finally:
+        if running(supervisor):
+            supervisor.resume()
+    assert down.returncode == 0, down.stderr
+    assert "did not answer" in down.stderr and "stopping it by signal" in down.stderr
+    # It names the priests that ran: the supervisor, resumed, stopped them itself.
+    assert "stopped: alpha, beta, gamma" in down.stdout, down.stdout
+    assert not [p for p in everyone if running(p)]
+    assert harness.state() is None
+    exits = [json.loads(line) for line in (harness.cwd / "data" / "harness.jsonl")
+             .read_text().splitlines() if '"priest_exited"' in line]
+    assert sorted(e["priest"] for e in exits) == ["alpha", "beta", "gamma"]
+
+
+def test_status_into_a_closed_pipe_is_quiet(harness) -> None:
+    import subprocess
+    import sys
+    config = harness.config(3)
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before a byte is written: `status | head -0`
+    try:
+        done = subprocess.run([sys.executable, "-m", "harness", "status", str(config)],
+                              cwd=harness.cwd, stdout=w, stderr=subprocess.PIPE, text=True,
+                              timeout=30)
+    finally:
+        os.close(w)
+    assert done.stderr == "" and done.returncode == 141
+
+
+def test_down_with_nothing_ever_brought_up_here_is_harmless(harness) -> None:
+    down = harness.run("down")
+    assert down.returncode == 0 and "nothing is up here" in down.stdout and down.stderr == ""

@@ -384,7 +384,7 @@ class Screen:
 
 
 def test_live_output_one_line_per_action_and_a_progress_line_on_a_terminal() -> None:
-    fake = Fake({("kill", "beta"): RefusedError("it is killed")})
+    fake = Fake({("kill", "beta"): RefusedError("it is killed", pid=4301)})
     screen = Screen()
     live = Live(screen, color=True, progress=True)  # type: ignore[arg-type]
     plan = plan_of((0.0, "ballot", "alpha"), (3.0, "kill", "beta"))
@@ -392,6 +392,7 @@ def test_live_output_one_line_per_action_and_a_progress_line_on_a_terminal() -> 
     lines = [line.rsplit("\r\x1b[K", 1)[-1] for line in screen.text.split("\n") if line]
     assert "ballot" in lines[0] and "alpha" in lines[0] and "ballot done" in lines[0]
     assert "kill" in lines[1] and "REFUSED: it is killed" in lines[1]
+    assert "pid 4301" in lines[1]  # the refused priest's pid, as the supervisor gave it
     assert "\x1b[31m" in screen.text  # red for the kill
     assert "chaos: 1/2 actions" in screen.text  # the progress line, while waiting
     plain = Screen()

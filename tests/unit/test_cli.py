@@ -91,8 +91,9 @@ def test_only_keeps_config_order_and_names_unknown_priests(here: Path) -> None:
 def test_status_and_down_with_nothing_brought_up_here(here: Path, capsys) -> None:
     status, _, err = run(capsys, "status")
     assert status == 1 and "no cluster has been brought up from this directory" in err
-    status, _, err = run(capsys, "down")
-    assert status == 1 and "pass CONFIG" in err
+    # `down` is harmless when nothing is up, even without CONFIG or logs/current.json.
+    status, out, err = run(capsys, "down")
+    assert status == 0 and "nothing is up here" in out and err == ""
 
 
 def test_status_of_a_cluster_that_is_down_shows_the_files_and_exits_1(here: Path, capsys) -> None:
@@ -160,11 +161,121 @@ def test_an_unexpected_exception_is_one_line_saying_bug_and_where_the_traceback_
         trace.unlink()
 
 
-def test_fresh_refuses_to_wipe_the_current_directory(here: Path, capsys) -> None:
+def a_priest_dir(directory: Path) -> None:
+    directory.mkdir(parents=True)
+    for name in ("decree.txt", "ledger.log", "priest.log", "events.jsonl", "priest.lock",
+                 "ledger.log.tmpab12cd"):
+        (directory / name).write_text("x\n")
+
+
+def test_fresh_removes_only_what_the_harness_wrote(here: Path) -> None:
+    victim = here / "victim"
+    (victim / "photos").mkdir(parents=True)
+    (victim / "photos" / "cat.jpg").write_text("meow")
+    (victim / "notes.txt").write_text("keep me")
+    (victim / "harness.jsonl.bak").write_text("mine")
+    (victim / "ledger.log").write_text("not in a priest's directory: not ours")
+    a_priest_dir(victim / "alpha")
+    for name in ("harness.jsonl", "supervisor.log"):
+        (victim / name).write_text("{}\n")
+    (here / "c.yaml").write_text(f"data_dir: {victim}\npriests:\n  alpha: {{port: 7001}}\n"
+                                 f"  beta: {{port: 7002}}\n")
+    cli.wipe_data_dir(load_config("c.yaml"))
+    assert sorted(p.name for p in victim.iterdir()) == [
+        "harness.jsonl.bak", "ledger.log", "notes.txt", "photos"]
+    assert (victim / "photos" / "cat.jpg").read_text() == "meow"
+
+
+def test_fresh_refuses_a_priest_dir_holding_anything_else_and_removes_nothing(
+        here: Path, capsys) -> None:
+    (here / "c.yaml").write_text("data_dir: .\npriests:\n  alpha: {port: 7001}\n"
+                                 "  beta: {port: 7002}\n")
+    a_priest_dir(here / "alpha")
+    a_priest_dir(here / "beta")
+    (here / "beta" / "thesis.tex").write_text("years of work")
+    (here / "harness.jsonl").write_text("{}\n")
+    before = sorted(str(p) for p in here.rglob("*"))
+    status, out, err = run(capsys, "up", "c.yaml", "--fresh", "--detach")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "beta" in err and "thesis.tex" in err and "refusing to remove" in err
+    assert sorted(str(p) for p in here.rglob("*")) == before
+
+
+def test_fresh_refuses_a_priest_name_that_is_a_file(here: Path) -> None:
     (here / "c.yaml").write_text("data_dir: .\npriests:\n  alpha: {port: 7001}\n")
-    status, _, err = run(capsys, "up", "c.yaml", "--fresh", "--detach")
-    assert status == 2 and "refusing to wipe" in err
-    assert (here / "c.yaml").exists()
+    (here / "alpha").write_text("a file called alpha")
+    with pytest.raises(cli.UsageError, match="alpha: it is not a priest's directory"):
+        cli.wipe_data_dir(load_config("c.yaml"))
+    assert (here / "alpha").read_text() == "a file called alpha"
+
+
+# --- files in the way: one line naming the file, never "internal error" ---------
+
+
+def one_line(err: str, *words: str) -> bool:
+    return (err.count("\n") == 1 and err.startswith("paxos-harness: error: ")
+            and "internal error" not in err and all(w in err for w in words))
+
+
+@pytest.mark.parametrize("argv", [["up", "c.yaml", "--detach"], ["up", "c.yaml"],
+                                  ["status", "c.yaml"], ["down", "c.yaml"],
+                                  ["chaos", "c.yaml", "--kill", "alpha"],
+                                  ["chaos", "c.yaml", "--random", "--dry-run"],
+                                  ["verify", "c.yaml"]])
+def test_a_data_dir_that_is_a_file(here: Path, capsys, argv: list[str]) -> None:
+    (here / "c.yaml").write_text("data_dir: data\npriests:\n  alpha: {port: 7001}\n")
+    (here / "data").write_text("a file")
+    status, _, err = run(capsys, *argv)
+    assert status in (1, 2) and one_line(err, "data", "not a directory"), err
+
+
+def test_logs_that_is_a_file(here: Path, capsys) -> None:
+    path = write_config(here, 2)
+    (here / "logs").write_text("a file")
+    status, _, err = run(capsys, "up", str(path), "--detach")
+    assert status in (1, 2) and one_line(err, "logs"), err
+    assert not (here / "data").exists()  # refused before anything started
+    status, _, err = run(capsys, "status")
+    assert status in (1, 2) and one_line(err, "logs/current.json"), err
+
+
+@pytest.mark.parametrize("text", ['{"config": 5, "data_dir": "d"}',
+                                  '{"config": "c.yaml", "data_dir": null}',
+                                  '{"config": "c.yaml"}', "[1, 2]", "not json {", "\xff"])
+def test_a_hand_edited_current_json_names_the_file_and_the_fix(here: Path, capsys,
+                                                                text: str) -> None:
+    write_config(here, 2)
+    (here / "logs").mkdir()
+    (here / "logs" / "current.json").write_text(text, encoding="latin-1")
+    for verb in ("status", "down", "verify", "chaos"):
+        argv = [verb, "--kill", "alpha"] if verb == "chaos" else [verb]
+        status, _, err = run(capsys, *argv)
+        assert status == 2 and one_line(err, "logs/current.json", "pass CONFIG", "delete"), err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["verify", "--wait", "nan"], "a number of seconds >= 0"),
+    (["verify", "--wait", "-5"], "a number of seconds >= 0"),
+    (["verify", "--wait", "inf"], "a number of seconds >= 0"),
+    (["verify", "--wait", "soon"], "not a number of seconds"),
+    (["chaos", "--random", "--rate", "-1"], "a number of actions per second > 0"),
+    (["chaos", "--random", "--rate", "nan"], "a number of actions per second > 0"),
+    (["chaos", "--random", "--duration", "0"], "a number of seconds > 0"),
+    (["chaos", "--sleep", "-0.5", "--kill", "alpha"], "a number of seconds >= 0"),
+])
+def test_float_options_are_checked_by_the_parser(here: Path, capsys, argv, words) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == "" and words in err, err
+
+
+def test_an_os_error_naming_a_file_is_one_line_not_a_bug(here: Path, capsys,
+                                                          monkeypatch) -> None:
+    def denied(_args: object) -> int:
+        """Show the status."""
+        raise PermissionError(13, "Permission denied", "data/alpha/ledger.log")
+    monkeypatch.setattr(cli, "cmd_status", denied)
+    status, _, err = run(capsys, "status")
+    assert status == 1 and one_line(err, "data/alpha/ledger.log", "Permission denied")
 
 
 def test_run_state_is_created_exclusively_and_round_trips(here: Path) -> None:
@@ -212,11 +323,12 @@ def serve_once(path: Path, answer: dict) -> threading.Thread:
 
     def loop() -> None:
         import select
-        select.select([server], [], [], 5)
-        got = server.accept()
-        if got:
-            seen.append(got[1])
-            server.reply(got[0], answer)
+        got: list = []
+        while not got:
+            select.select(server.waitables(), [], [], 5)
+            got = server.poll()
+        seen.append(got[0][1])
+        server.reply(got[0][0], answer)
         server.close()
 
     t = threading.Thread(target=loop)
@@ -247,10 +359,76 @@ def test_a_malformed_request_is_answered_with_an_error(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(str(tmp_path / "c.sock"))
         client.sendall(b'{"op": "explode"}\n')
-        assert server.accept() is None
+        assert server.poll() == []
         reply = json.loads(client.recv(4096))
     server.close()
     assert reply["ok"] is False and "unknown request" in reply["error"]
+
+
+def test_a_silent_client_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    server = control.ControlServer(tmp_path / "c.sock", request_timeout=60)
+    with socket.socket(socket.AF_UNIX) as silent, socket.socket(socket.AF_UNIX) as slow, \
+            socket.socket(socket.AF_UNIX) as prompt:
+        silent.connect(str(tmp_path / "c.sock"))
+        slow.connect(str(tmp_path / "c.sock"))
+        slow.sendall(b'{"op": "sta')  # half a request: the rest comes later
+        prompt.connect(str(tmp_path / "c.sock"))
+        prompt.sendall(b'{"op": "status"}\n')
+        got = server.poll()  # returns at once: nothing waits for the silent one
+        assert [req for _, req in got] == [{"op": "status"}]
+        assert prompt.recv(16) == control.ACK  # taken: the answer may take its time
+        server.reply(got[0][0], {"ok": True, "result": {}})
+        assert len(server.clients) == 2
+        slow.sendall(b'tus"}\n')
+        assert [req for _, req in server.poll()] == [{"op": "status"}]
+        server.request_timeout = 0  # the silent one's time is up: answered and dropped
+        for client in server.clients.values():
+            client.deadline = 0
+        assert server.poll() == [] and not server.clients
+        assert b"no complete request" in silent.recv(4096)
+    server.close()
+
+
+def test_a_supervisor_that_takes_no_request_is_a_control_error(tmp_path: Path) -> None:
+    # A listening socket nobody accepts from: what a SIGSTOPped supervisor looks like.
+    with socket.socket(socket.AF_UNIX) as frozen:
+        frozen.bind(str(tmp_path / "c.sock"))
+        frozen.listen(1)
+        with pytest.raises(ControlError, match="did not take the request within 0.2 s"):
+            control.request(tmp_path / "c.sock", "down", ack_timeout=0.2)
+
+
+def test_a_request_once_taken_may_take_longer_than_the_ack_timeout(tmp_path: Path) -> None:
+    server = control.ControlServer(tmp_path / "c.sock")
+    done = threading.Event()
+
+    def slow_answer() -> None:
+        import select
+        got: list = []
+        while not got:
+            select.select(server.waitables(), [], [], 5)
+            got = server.poll()
+        done.wait(0.5)  # longer than the client's ack timeout: a restart waiting for ready
+        server.reply(got[0][0], {"ok": True, "result": {"outcome": "started"}})
+
+    t = threading.Thread(target=slow_answer)
+    t.start()
+    try:
+        assert control.request(tmp_path / "c.sock", "restart", "beta", ack_timeout=0.1,
+                               timeout=10) == {"outcome": "started"}
+    finally:
+        done.set()
+        t.join()
+        server.close()
+
+
+def test_a_refusal_carries_the_pid_it_names(tmp_path: Path) -> None:
+    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no (pid 7)", "exit_status": 1,
+                                         "pid": 7})
+    with pytest.raises(RefusedError) as e:
+        control.request(tmp_path / "c.sock", "kill", "delta")
+    t.join()
+    assert e.value.pid == 7
 
 
 def test_nobody_listening_is_not_up(tmp_path: Path) -> None:

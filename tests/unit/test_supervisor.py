@@ -278,7 +278,9 @@ def test_handle_answers_status_and_maps_refusals_to_exit_statuses(world) -> None
     assert status["ok"] and status["result"]["priests"][0]["pid"] == 101
     assert sup.handle({"op": "pause", "priest": "alpha"})["ok"]
     refused = sup.handle({"op": "pause", "priest": "alpha"})
-    assert refused == {"ok": False, "exit_status": 1, "error": refused["error"]}
+    # A refusal names the pid of the priest it is about, so chaos can show it.
+    assert refused == {"ok": False, "exit_status": 1, "error": refused["error"], "pid": 101}
+    assert "(pid 101)" in refused["error"]
     assert sup.handle({"op": "kill", "priest": "nobody"})["exit_status"] == 2
 
 

@@ -99,17 +99,21 @@ def encode(obj: object) -> bytes:
 
 
 def request(path: str | Path, op: str, priest: str | None = None, *,
-            timeout: float = CLIENT_TIMEOUT, ack_timeout: float = ACK_TIMEOUT) -> dict[str, Any]:
+            timeout: float = CLIENT_TIMEOUT, ack_timeout: float | None = None) -> dict[str, Any]:
     """Send one request to the supervisor at `path` and return its result.
 
     The supervisor must take the request within `ack_timeout` seconds (connect,
-    send, acknowledgement), then may take up to `timeout` to answer. Raises
+    send, acknowledgement; default ACK_TIMEOUT for status and down, which must
+    fail fast when it is frozen, and `timeout` for actions, which may queue
+    behind another client's restart), then may take up to `timeout` to answer. Raises
     NotUpError if nobody listens, RefusedError/UnknownPriestError when the
     supervisor refuses, ControlError when the exchange fails or times out.
     """
     msg: dict[str, Any] = {"op": op}
     if priest is not None:
         msg["priest"] = priest
+    if ack_timeout is None:
+        ack_timeout = ACK_TIMEOUT if op in ("status", "down") else timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(ack_timeout)
         try:

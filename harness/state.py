@@ -32,6 +32,7 @@ import psutil
 
 from harness.errors import NotUpError, UserError
 from node.config import Config, load_config
+from node.errors import ConfigError
 from node.ledger import atomic_write_text
 
 FORMAT = 1
@@ -263,8 +264,13 @@ def resolve_config(path: str | None) -> Config:
     if path is not None:
         return load_config(path)
     current = read_current()
+    try:
+        config = load_config(current.config)
+    except ConfigError as e:
+        raise ConfigError(e.path, e.key, f"{e.problem} (the config {CURRENT} names; pass "
+                          f"CONFIG; `paxos-harness down` still stops that cluster)") from None
     # The recorded data dir is absolute: it stays right even if the config's is relative.
-    return dataclasses.replace(load_config(current.config), data_dir=current.data_dir)
+    return dataclasses.replace(config, data_dir=current.data_dir)
 
 
 def recorded_cluster(path: str | None) -> Config | None:

@@ -233,6 +233,9 @@ def test_down_after_the_config_was_moved_or_deleted(harness) -> None:
     assert harness.run("up", str(config), "--detach").returncode == 0
     everyone = procs(harness.pids().values())
     moved = config.rename(harness.cwd / "moved.yaml")
+    status = harness.run("status")  # may not show the priests, but says why
+    assert status.returncode == 2 and str(config) in status.stderr
+    assert "paxos-harness down" in status.stderr and status.stderr.count("\n") == 1
     down = harness.run("down")  # logs/current.json names a config that is gone
     assert down.returncode == 0, down.stderr
     assert "is down" in down.stdout and "alpha" in down.stdout

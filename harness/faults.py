@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
 from colorama import Fore, Style
 
 from harness import control
@@ -42,7 +41,8 @@ from harness.cli import number_arg
 from harness.errors import NotUpError, RefusedError, UsageError, UserError
 from harness.output import use_color
 from harness.state import RunState, read_state, record_event, resolve_config
-from node.config import Config, UniqueKeyLoader
+from node.config import Config, load_yaml
+from node.errors import ConfigError
 
 PROG = "paxos-harness"
 STYLE = {"kill": Fore.RED, "stop": Fore.RED, "pause": Fore.YELLOW, "resume": Fore.GREEN,
@@ -324,19 +324,9 @@ def _random_plan(args: argparse.Namespace, config: Config, state: RunState | Non
 def load_schedule(path: str, names: Sequence[str]) -> tuple[Step, ...]:
     """Read and validate a schedule file; UsageError/UnknownPriestError naming file and entry."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such schedule file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read: {e}") from None
-    try:
-        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"{path}: not valid YAML{line}: {e.problem}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path}: not valid YAML: {e}") from None
+        raw = load_yaml(path)
+    except ConfigError as e:  # a schedule is an argument, not the cluster's config
+        raise UsageError(str(e)) from None
     return parse_schedule(raw, path, names)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.state import HARNESS_FILE
 from node.config import Config
 from node.ledger import parse_decree
 from node.ledger import parse_vote as ledger_vote
@@ -23,7 +24,6 @@ from node.messages import Ballot, Vote
 
 EVENTS_FILE = "events.jsonl"
 DECREE_FILE = "decree.txt"
-HARNESS_FILE = "harness.jsonl"
 
 # Kinds whose meaning the checker relies on: their ballot (and decree) must be there.
 # (A `learned` may have no ballot: a Success from a priest that learned before its

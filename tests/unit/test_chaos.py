@@ -270,7 +270,7 @@ def test_a_schedule_parses_into_steps_in_time_order() -> None:
 @pytest.mark.parametrize("text,message", [
     ("- {at: 0, kill: alpha\n", "s.yaml: not valid YAML at line"),
     ("- {at: 0, kill: alpha, kill: beta}\n", "duplicate key 'kill'"),
-    (None, "s.yaml: no such schedule file"),
+    (None, "s.yaml: no such file"),
 ])
 def test_schedule_files_that_cannot_be_read(text: str | None, message: str,
                                             tmp_path: Path, monkeypatch) -> None:

@@ -165,8 +165,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     Exit 0: every surviving priest holds the same decree and the history shows
     no safety violation; 1: a violation; 3: no violation but a surviving priest
-    has not learned yet; 2: usage or config error. --wait T re-checks for up
-    to T seconds until agreement.
+    has not learned yet; 2: usage or config error, or a violation that rests
+    only on files or lines that could not be read (cannot verify). --wait T
+    re-checks for up to T seconds until agreement.
     """
     from harness import verify
 

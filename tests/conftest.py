@@ -7,33 +7,13 @@ test whose children (by pid) outlive it, after killing them.
 from __future__ import annotations
 
 import os
-import socket
 import textwrap
 from pathlib import Path
 
 import psutil
 import pytest
 
-NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
-         "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi"]
-
-
-def free_udp_ports(n: int) -> list[int]:
-    """n distinct UDP ports on 127.0.0.1 that were free a moment ago."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def priest_names(n: int) -> list[str]:
-    return NAMES[:n] if n <= len(NAMES) else [f"p{i}" for i in range(1, n + 1)]
+from bench.cluster import free_udp_ports, priest_names  # one copy of each, shared
 
 
 def write_config(directory: Path, n: int, *, cluster: str = "test", extra: str = "") -> Path:

@@ -39,7 +39,7 @@ class Plan:
     events: int = 30  # contention, fail-over, crash and restart
     starts: int = 10
     sizes: tuple[int, ...] = (3, 4, 5, 9)
-    start_sizes: tuple[int, ...] = (4, 16, 64)
+    start_sizes: tuple[int, ...] = (4, 16, 32, 64)
     sim_seconds: float = 1.0
     sim_repeats: int = 5
 

@@ -148,11 +148,14 @@ def execed_start(workdir: Path, samples: int, n: int = 4) -> Figure:
     return Figure("start", f"python -m node x{n} to ready", "s", times, None, "exec_start")
 
 
-def _rss(pids: list[int]) -> list[float]:
+def _rss(pids: list[int], kind: str = "rss") -> list[float]:
+    """Resident memory of each pid still alive; kind "pss" counts shared pages pro rata."""
     out = []
     for pid in pids:
         try:
-            out.append(float(psutil.Process(pid).memory_info().rss))
+            proc = psutil.Process(pid)
+            info = proc.memory_full_info() if kind != "rss" else proc.memory_info()
+            out.append(float(getattr(info, kind)))
         except psutil.NoSuchProcess:
             pass
     return out
@@ -200,6 +203,8 @@ def memory(workdir: Path, with_supervisor: bool, n: int = 4) -> list[Figure | Sk
             raise BenchError("status --json did not name the supervisor's pid")
         sup = _rss([up.supervisor])
         priests = _settled_rss(up.priests)
+        # Forked priests share the supervisor's pages: PSS is each one's fair share.
+        shares = _rss(list(up.priests.values()), "pss")
         if not sup or not priests:
             raise BenchError("the supervisor or its priests were gone before they were measured")
     finally:
@@ -211,4 +216,7 @@ def memory(workdir: Path, with_supervisor: bool, n: int = 4) -> list[Figure | Sk
     out.append(Figure("memory", "RSS per priest (under the supervisor)", "B", priests, floor,
                       "bare python", Target(15e6, text="< 15 MB"),
                       notes={"median_priest": median(priests) if priests else None}))
+    out.append(Figure("memory", "PSS per priest (under the supervisor)", "B", shares, floor,
+                      "bare python", Target(15e6, text="< 15 MB"),
+                      notes={"meaning": "proportional set size: shared pages divided among sharers"}))
     return out

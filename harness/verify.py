@@ -5,7 +5,8 @@
 applies every rule in RULES (each names the priests, decrees, ballots and event
 times that break it) and the final-state rule: every surviving priest's
 decree.txt holds the same decree. `load_and_check` reads then checks; `run`
-re-checks until a verdict is final or the wait is over, then prints it.
+re-checks until a verdict is final or the wait is over, then prints it. The
+Verdict it returns, and how it is printed, are in `harness.verdict`.
 
 Event times in messages are seconds after the first event of the history,
 followed by the file and line that recorded it (`beta/events.jsonl:12`).
@@ -39,37 +40,20 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
-
-from colorama import Fore, Style
+from typing import TextIO
 
 from harness.history import (
     NEEDS_BALLOT,
     Event,
     History,
-    ReadProblem,
     Recovered,
     gc_paused,
     load_history,
     recovered_ledger,
 )
+from harness.verdict import OK, VIOLATION, PriestRow, Verdict, Violation, render
 from node.config import Config
 from node.messages import Ballot
-
-# Every kind of violation and the rule it breaks.
-KINDS: dict[str, str] = {
-    "disagreement": "every surviving priest's decree.txt holds the same decree",
-    "learned_different": "no two priests ever learned different decrees",
-    "decree_changed": "no priest's decree ever changes once learned",
-    "decree_file_mismatch": "a priest's decree.txt holds the decree it learned",
-    "malformed_decree": "a decree.txt holds a decimal int and a newline",
-    "unproposed_decree": "a learned decree was proposed in some BeginBallot",
-    "promise_broken": "no priest votes in a ballot below one it promised (NextBallot answered)",
-    "ballot_two_decrees": "one decree per ballot (BeginBallot)",
-    "ballot_reused": "a ballot number is begun by one priest only",
-    "chosen_changed": "once a quorum voted d in ballot b, every vote in a later ballot is for d",
-    "unsound_learning": "a priest learns d only after a quorum voted d in one ballot",
-}
 
 # Events whose ballots make a priest's "ballots seen".
 SEEN_KINDS = NEEDS_BALLOT | {"learned"}
@@ -78,92 +62,8 @@ HOLDING_KINDS = frozenset({"learned", "started", "reminded"})
 # The kinds any rule or the table reads; the rest (sent, received...) is only counted.
 CORE_KINDS = NEEDS_BALLOT | HOLDING_KINDS
 
-OK, VIOLATION, UNVERIFIABLE, WAITING = 0, 1, 2, 3
 # Violations that rest on an absence of events: missing evidence can explain them.
 ABSENCE_KINDS = frozenset({"unproposed_decree", "unsound_learning"})
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One broken rule with the evidence: priests, decrees, ballots, event times (ns)."""
-
-    kind: str
-    message: str
-    priests: tuple[str, ...] = ()
-    decrees: tuple[int, ...] = ()
-    ballots: tuple[str, ...] = ()
-    times: tuple[int, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rule": KINDS[self.kind], "message": self.message,
-                "priests": list(self.priests), "decrees": list(self.decrees),
-                "ballots": list(self.ballots), "times": list(self.times)}
-
-
-@dataclass(frozen=True)
-class PriestRow:
-    """One line of the verdict's table."""
-
-    name: str
-    alive: bool  # counts as surviving (every priest when the cluster is down)
-    decree: int | None  # from its decree.txt
-    ballots: tuple[str, ...]  # distinct ballots it began, promised, proposed, voted or learned in
-    events: int
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What `verify` found: a table of priests, violations and unreadable input."""
-
-    cluster: str
-    quorum: int
-    cluster_up: bool
-    priests: tuple[PriestRow, ...]
-    violations: tuple[Violation, ...]
-    problems: tuple[ReadProblem, ...]
-    events: int
-    # Violations that rest only on evidence that could not be read: not proven.
-    unverifiable: tuple[Violation, ...] = ()
-
-    @property
-    def waiting(self) -> tuple[str, ...]:
-        """Surviving priests that hold no decree yet."""
-        return tuple(p.name for p in self.priests if p.alive and p.decree is None)
-
-    @property
-    def decree(self) -> int | None:
-        """The decree every survivor holds, when there is exactly one."""
-        values = {p.decree for p in self.priests if p.alive and p.decree is not None}
-        return values.pop() if len(values) == 1 else None
-
-    @property
-    def exit_status(self) -> int:
-        """1 a proven violation; 2 only unverifiable ones; 3 a survivor has no decree yet; else 0."""
-        if self.violations:
-            return VIOLATION
-        if self.unverifiable:
-            return UNVERIFIABLE
-        return WAITING if self.waiting else OK
-
-    @property
-    def status(self) -> str:
-        return {OK: "agreement", VIOLATION: "violation", UNVERIFIABLE: "unverifiable",
-                WAITING: "waiting"}[self.exit_status]
-
-    def to_json(self) -> dict[str, Any]:
-        """The verdict as plain JSON data, for scripts (`verify --json`)."""
-        return {
-            "status": self.status, "exit_status": self.exit_status,
-            "cluster": self.cluster, "quorum": self.quorum, "cluster_up": self.cluster_up,
-            "decree": self.decree if not self.violations else None,
-            "waiting": list(self.waiting), "events": self.events,
-            "priests": [{"name": p.name, "alive": p.alive, "decree": p.decree,
-                         "ballots": list(p.ballots), "events": p.events} for p in self.priests],
-            "violations": [v.to_json() for v in self.violations],
-            "unverifiable": [v.to_json() for v in self.unverifiable],
-            "problems": [{"path": p.path, "line": p.line, "reason": p.reason}
-                         for p in self.problems],
-        }
 
 
 # --- the index the rules share -------------------------------------------------
@@ -626,85 +526,3 @@ def run(config: Config, *, alive_fn: Callable[[], set[str] | None], wait: float,
         sleep(min(interval, deadline - now))
     out.write(json.dumps(verdict.to_json(), indent=2) + "\n" if as_json else render(verdict, color))
     return status
-
-
-# --- rendering -------------------------------------------------------------------
-
-SHOWN = 20  # violations and problems listed in full; the rest are counted
-
-
-def render(verdict: Verdict, color: bool) -> str:
-    """The verdict for a person: a table of priests, then what is wrong, if anything."""
-    def paint(text: str, code: str) -> str:
-        return f"{code}{text}{Style.RESET_ALL}" if color else text
-
-    state = "up" if verdict.cluster_up else "down: every priest counts as surviving"
-    lines = [f"cluster {verdict.cluster}: {len(verdict.priests)} priests, quorum "
-             f"{verdict.quorum}, {verdict.events} events read; cluster {state}", ""]
-    lines += _table(verdict, paint)
-    if verdict.problems:
-        lines += ["", paint(f"could not read ({len(verdict.problems)}):", Fore.YELLOW)]
-        lines += [f"  {p}" for p in verdict.problems[:SHOWN]] + _more(verdict.problems)
-    lines.append("")
-    lines += _summary(verdict, paint)
-    return "\n".join(lines) + "\n"
-
-
-def _table(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
-    width = max([6] + [len(p.name) for p in verdict.priests])
-    lines = [f"  {'priest':<{width}}  alive  {'decree':<20}  ballots seen"]
-    agreed = verdict.decree
-    for p in verdict.priests:
-        alive = ("yes" if p.alive else "no") if verdict.cluster_up else "down"
-        decree = "-" if p.decree is None else str(p.decree)
-        shade = Fore.GREEN if p.decree is not None and p.decree == agreed else Fore.RED
-        if p.decree is None:
-            shade = Fore.YELLOW if p.alive else Style.DIM
-        ballots = ", ".join(p.ballots) if len(p.ballots) <= 3 else \
-            f"{len(p.ballots)}, from {p.ballots[0]} to {p.ballots[-1]}"
-        alive_shade = Fore.GREEN if p.alive else Style.DIM
-        lines.append(f"  {p.name:<{width}}  {paint(f'{alive:<5}', alive_shade)}"
-                     f"  {paint(f'{decree:<20}', shade)}  {ballots}")
-    return lines
-
-
-def _summary(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
-    status = verdict.exit_status
-    if status == VIOLATION:
-        n = len(verdict.violations)
-        lines = [paint(f"VIOLATION (exit 1): {n} violation{'s' if n > 1 else ''} (times are "
-                       "seconds after the first recorded event)", Fore.RED + Style.BRIGHT)]
-        for v in verdict.violations[:SHOWN]:
-            lines.append(f"  {paint(v.kind, Fore.RED)}: {v.message}")
-        lines += _more(verdict.violations)
-        return lines + _unverifiable(verdict, paint)
-    if status == UNVERIFIABLE:
-        n = len(verdict.unverifiable)
-        return [paint(f"CANNOT VERIFY (exit 2): no violation is proven, but {n} would be one "
-                      "unless the unreadable evidence (above) explains it",
-                      Fore.YELLOW + Style.BRIGHT)] + _unverifiable(verdict, paint)
-    if status == WAITING:
-        return [paint(f"NOT YET (exit 3): no violation, but {', '.join(verdict.waiting)} "
-                      "hold no decree yet", Fore.YELLOW + Style.BRIGHT)]
-    note = [paint(f"  note: {len(verdict.problems)} files or lines could not be read (above): "
-                  "the check covers only what was read", Fore.YELLOW)] if verdict.problems else []
-    if verdict.decree is None:  # nobody survives: agreement holds vacuously
-        return [paint(f"AGREEMENT (exit 0): no priest is running; no violation in "
-                      f"{verdict.events} events", Fore.GREEN + Style.BRIGHT)] + note
-    return [paint(f"AGREEMENT (exit 0): every surviving priest holds decree {verdict.decree}; "
-                  f"no violation in {verdict.events} events", Fore.GREEN + Style.BRIGHT)] + note
-
-
-def _unverifiable(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
-    """The violations that rest only on evidence that could not be read."""
-    if not verdict.unverifiable:
-        return []
-    lines = [paint(f"  unverifiable ({len(verdict.unverifiable)}): these rest on an absence of "
-                   "events, and some priests' events could not be read", Fore.YELLOW)]
-    lines += [f"  {paint(v.kind, Fore.YELLOW)} (unverifiable): {v.message}"
-              for v in verdict.unverifiable[:SHOWN]]
-    return lines + _more(verdict.unverifiable)
-
-
-def _more(items: tuple[object, ...]) -> list[str]:
-    return [f"  ... and {len(items) - SHOWN} more"] if len(items) > SHOWN else []

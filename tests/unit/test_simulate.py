@@ -12,20 +12,19 @@ import harness.simulate
 import node.runtime
 import node.sim
 import node.synod
+from harness.diagram import diagram, shorten
 from harness.errors import UsageError
 from harness.simulate import (
-    NO_PROGRESS,
     Setup,
     add_parser,
     cmd_simulate,
-    diagram,
     first_failing_seed,
     judge,
     run_seed,
     search,
-    shorten,
     to_history,
 )
+from harness.verdict import NO_PROGRESS
 from node.config import FLAWS
 from node.messages import Ballot, LedgerState, Vote
 from node.sim import Faults, World

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from harness.history import load_history
-from harness.verify import KINDS, Verdict, check, load_and_check, render, run
+from harness.verdict import KINDS, Verdict, render
+from harness.verify import check, load_and_check, run
 from node.config import Config, parse_config
 
 NAMES = ["alpha", "beta", "gamma", "delta"]

@@ -4,7 +4,8 @@
     mid-run and restarted -> verify -> down (always, even on failure or Ctrl+C)
 
 Each step is a real `paxos-harness` command, printed before it runs, so the
-output doubles as a tutorial.
+output doubles as a tutorial. `scripts/demo.py [CONFIG]` runs it on another
+config with the same four names (the tests do, on free ports).
 """
 
 from __future__ import annotations
@@ -14,30 +15,37 @@ import subprocess
 import sys
 from pathlib import Path
 
-CONFIG = "configs/four.yaml"
-STEPS: list[tuple[str, list[str]]] = [
-    ("Start alpha, beta and gamma only (delta is 'down'), in the background",
-     ["up", CONFIG, "--detach", "--fresh", "--only", "alpha,beta,gamma"]),
-    ("Ctrl+Z for alpha: it begins a ballot; 3 of 4 is a quorum, so they agree",
-     ["chaos", "--ballot", "alpha", "--sleep", "0.5"]),
-    ("delta has no decree yet", ["status"]),
-    ("Start delta and ballot at delta: it learns the same decree",
-     ["chaos", "--restart", "delta", "--ballot", "delta", "--sleep", "0.5"]),
-    ("Crash beta (SIGKILL), ballot at gamma, restart beta from its ledger, ballot again",
-     ["chaos", "--kill", "beta", "--ballot", "gamma", "--sleep", "0.3", "--restart", "beta",
-      "--ballot", "beta", "--sleep", "0.5"]),
-    ("Pause gamma (SIGSTOP) while alpha ballots, then resume it (SIGCONT)",
-     ["chaos", "--pause", "gamma", "--ballot", "alpha", "--sleep", "0.3", "--resume", "gamma",
-      "--sleep", "0.3"]),
-    ("Every priest holds the same decree, and the history breaks no rule",
-     ["verify", "--wait", "5"]),
-]
+from node.config import load_config
+from node.errors import UserError
+
+DEFAULT_CONFIG = "configs/four.yaml"
 
 
-def show_first_ballot(root: Path) -> None:
+def steps(config: str) -> list[tuple[str, list[str]]]:
+    """The demo's steps: a title and the paxos-harness arguments of each."""
+    return [
+        ("Start alpha, beta and gamma only (delta is 'down'), in the background",
+         ["up", config, "--detach", "--fresh", "--only", "alpha,beta,gamma"]),
+        ("Ctrl+Z for alpha: it begins a ballot; 3 of 4 is a quorum, so they agree",
+         ["chaos", "--ballot", "alpha", "--sleep", "0.5"]),
+        ("delta has no decree yet", ["status"]),
+        ("Start delta and ballot at delta: it learns the same decree",
+         ["chaos", "--restart", "delta", "--ballot", "delta", "--sleep", "0.5"]),
+        ("Crash beta (SIGKILL), ballot at gamma, restart beta from its ledger, ballot again",
+         ["chaos", "--kill", "beta", "--ballot", "gamma", "--sleep", "0.3", "--restart", "beta",
+          "--ballot", "beta", "--sleep", "0.5"]),
+        ("Pause gamma (SIGSTOP) while alpha ballots, then resume it (SIGCONT)",
+         ["chaos", "--pause", "gamma", "--ballot", "alpha", "--sleep", "0.3", "--resume", "gamma",
+          "--sleep", "0.3"]),
+        ("Every priest holds the same decree, and the history breaks no rule",
+         ["verify", "--wait", "5"]),
+    ]
+
+
+def show_first_ballot(data_dir: Path) -> None:
     """The steps of the first ballot, as alpha narrated them (messages left out)."""
-    log = root / "logs" / "four" / "alpha" / "priest.log"
-    print("\n# What alpha saw of the first ballot (logs/four/alpha/priest.log, messages omitted)")
+    log = data_dir / "alpha" / "priest.log"
+    print(f"\n# What alpha saw of the first ballot ({log}, messages omitted)")
     if not log.exists():
         print("  (no log yet)")
         return
@@ -51,11 +59,17 @@ def harness(args: list[str]) -> int:
     return subprocess.call([sys.executable, "-m", "harness", *args])
 
 
-def main() -> int:
-    root = Path(__file__).resolve().parents[1]
+def main(argv: list[str] | None = None) -> int:
+    config = (argv if argv is not None else sys.argv[1:]) or [DEFAULT_CONFIG]
+    path = config[0]
+    try:
+        data_dir = load_config(path).data_dir.resolve()
+    except UserError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return exc.exit_status
     status = 0
     try:
-        for title, args in STEPS:
+        for title, args in steps(path):
             print(f"\n# {title}", flush=True)
             code = harness(args)
             if code != 0 and args[0] != "status":
@@ -63,14 +77,14 @@ def main() -> int:
                 status = code
                 break
         else:
-            show_first_ballot(root)
+            show_first_ballot(data_dir)
     except KeyboardInterrupt:
         status = 130
     finally:
         print("\n# Stop everything", flush=True)
-        harness(["down", CONFIG])
+        harness(["down", path])
     if status == 0:
-        print(f"\nThe priests' files are in {root / 'logs' / 'four'}/<name>/ -- "
+        print(f"\nThe priests' files are in {data_dir}/<name>/ -- "
               "decree.txt, ledger.log, priest.log, events.jsonl.")
     return status
 

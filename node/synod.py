@@ -284,7 +284,8 @@ class Priest:
             return self._on_success(m)
         if self.decree is not None:
             # Whatever a priest is doing in a ballot, the decree is settled: tell it so.
-            text = f"{m.src} is in ballot {m.ballot} but the decree is already {self.decree}: tells it Success"
+            what = f"{type(m).__name__}({m.ballot}) from {m.src}"
+            text = f"{what} comes after the decision: the decree is already {self.decree}; tells it Success"
             return [Record("reminded", text, m.ballot, self.decree, peer=m.src),
                     *self._success_to([m.src])]
         if isinstance(m, NextBallot):

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from typing import cast
 
 from harness.verdict import NO_PROGRESS, Violation
-from node.messages import LastVote, LedgerState, Message, Success
+from node.messages import LedgerState, Message, Success
+from node.messages import describe as describe_message
 from node.sim import Step, World, describe
 
 
@@ -115,12 +116,5 @@ def _mark(cells: list[str], s: Step, lane: dict[str, int]) -> None:
 def _label(s: Step) -> str:
     if s.kind != "send":
         return describe(s)
-    m = cast(Message, s.what)
-    if isinstance(m, LastVote):
-        args = f"{m.ballot}, {m.vote}"
-    elif isinstance(m, Success):
-        args = f"{m.decree}"
-    else:
-        args = ", ".join(str(v) for k, v in vars(m).items() if k != "src")
     fate = {"lost": "  lost", "duplicated": "  delivered twice"}.get(s.fate, "")
-    return f"{type(m).__name__}({args}){fate}"
+    return f"{describe_message(cast(Message, s.what))}{fate}"

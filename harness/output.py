@@ -8,7 +8,7 @@ from typing import TextIO
 
 from colorama import Fore, Style
 
-from node.runtime import use_color
+from node.output import use_color
 
 __all__ = ["STATE_STYLES", "Say", "table", "use_color"]
 

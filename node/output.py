@@ -25,6 +25,11 @@ KIND_STYLES = {
 }
 
 
+def use_color(out: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    return "NO_COLOR" not in os.environ and hasattr(out, "isatty") and out.isatty()
+
+
 def priest_color(index: int) -> str:
     return PRIEST_COLORS[(index - 1) % len(PRIEST_COLORS)]
 

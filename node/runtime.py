@@ -33,7 +33,6 @@ from node.ledger import Ledger, os_error
 from node.messages import (
     MAX_DECREE,
     MIN_DECREE,
-    Ballot,
     BallotRequested,
     BeginBallot,
     CancelTimer,
@@ -49,21 +48,13 @@ from node.messages import (
     SetTimer,
     Success,
     TimerFired,
+    describe,
 )
-from node.output import Narrator
+from node.output import Narrator, use_color
 from node.synod import Priest
 
 PARENT_CHECK = 0.25  # seconds between checks that the supervisor still lives
 DROP_LOG_INTERVAL = 1.0  # at most one log line per drop reason per interval
-
-
-def describe(m: Message) -> str:
-    """A message as the paper would write it: NextBallot(3.alpha), LastVote(3.alpha, 7@2.beta)..."""
-    if isinstance(m, LastVote):
-        return f"LastVote({m.ballot}, {m.vote})"
-    if isinstance(m, (BeginBallot, Success)):
-        return f"{type(m).__name__}({m.ballot}, {m.decree})"
-    return f"{type(m).__name__}({m.ballot})"
 
 
 def _message_fields(m: Message) -> dict[str, object]:
@@ -305,7 +296,7 @@ class Runtime:
         self.outbox.clear()
 
     def _record(self, r: Record) -> None:
-        fields: dict[str, object] = {"ballot": str(r.ballot) if r.ballot != Ballot(0, "") else None,
+        fields: dict[str, object] = {"ballot": None if r.ballot.is_zero() else str(r.ballot),
                                      "decree": r.decree, "peer": r.peer, "text": r.text}
         fields.update(r.extra)
         self.events.write(r.kind, **fields)
@@ -348,11 +339,6 @@ def _set_parent_death_signal() -> None:
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # the periodic getppid() check still covers it
-
-
-def use_color(out: TextIO) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set."""
-    return "NO_COLOR" not in os.environ and hasattr(out, "isatty") and out.isatty()
 
 
 def serve(config: Config, name: str, *, out: TextIO | None = None, color: bool | None = None,

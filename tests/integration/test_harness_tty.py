@@ -55,6 +55,12 @@ class Terminal:
     def press(self, key: bytes) -> None:
         os.write(self.master, key)
 
+    def wait_exit(self, timeout: float) -> None:
+        """Keep reading the screen until the CLI exits or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.pump(0.1)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -90,9 +96,7 @@ def test_foreground_up_ctrl_z_starts_a_ballot_and_ctrl_c_stops_everything(harnes
         term.read_until(lambda s: "Ctrl+Z: priest beta starts a ballot" in s)
 
         term.press(b"\x03")  # Ctrl+C
-        deadline = time.monotonic() + 15
-        while term.proc.poll() is None and time.monotonic() < deadline:
-            term.pump(0.1)
+        term.wait_exit(15)
         assert term.proc.returncode == 130, term.screen.decode()
         gone, alive = psutil.wait_procs(priests, timeout=1)
         assert not alive
@@ -115,9 +119,7 @@ def test_foreground_up_ctrl_backslash_stops_everything_cleanly(harness) -> None:
         socket_path = harness.state()["socket"]
         priests = [psutil.Process(pid) for n, pid in pids.items() if n != "supervisor"]
         term.press(b"\x1c")  # Ctrl+\: SIGQUIT to the foreground group
-        deadline = time.monotonic() + 15
-        while term.proc.poll() is None and time.monotonic() < deadline:
-            term.pump(0.1)
+        term.wait_exit(15)
         assert term.proc.returncode == 131, term.screen.decode()
         gone, alive = psutil.wait_procs(priests, timeout=1)
         assert not alive

@@ -12,9 +12,10 @@ from node.errors import ConfigError, LedgerError, StartupError, UserError
 
 __all__ = [
     "AlreadyUpError", "ConfigError", "ControlError", "LedgerError", "NotUpError",
-    "RefusedError", "StartupError", "UnknownPriestError", "UsageError", "UserError", "BUG_STATUS",
+    "RefusedError", "StartupError", "UnknownPriestError", "UsageError", "UserError", "BUG_STATUS", "PROG",
 ]
 
+PROG = "paxos-harness"  # the command, as messages name it
 BUG_STATUS = 70  # EX_SOFTWARE from sysexits.h: an internal error
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import control
+from harness.supervisor import control
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.verify import load_and_check
+from harness.check.rules import load_and_check
 from node.config import Config, load_config
 from tests.integration.priests import REPO, Priests
 

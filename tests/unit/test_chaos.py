@@ -17,8 +17,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import faults
-from harness.chaos import (
+from harness import cli
+from harness.chaos.executor import Executor, Live, load_schedule
+from harness.chaos.plan import (
     DOWN,
     HEAL,
     PAUSED,
@@ -32,8 +33,8 @@ from harness.chaos import (
     steps_from_args,
 )
 from harness.errors import NotUpError, RefusedError, UnknownPriestError, UsageError
-from harness.faults import Executor, Live, add_parser, load_schedule
-from harness.supervisor import NOT_STARTED, PriestProc, Supervisor
+from harness.supervisor.core import NOT_STARTED, PriestProc, Supervisor
+from harness.verbs import chaos as chaos_verb
 from tests.conftest import priest_names, write_config
 
 FOUR = ["alpha", "beta", "gamma", "delta"]
@@ -171,9 +172,7 @@ def test_a_plan_refuses_nonsense_durations_and_rates(duration: float, rate: floa
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="paxos-harness")
-    add_parser(parser.add_subparsers(dest="verb"))
-    return parser.parse_args(["chaos", *argv])
+    return cli.build_parser().parse_args(["chaos", *argv])
 
 
 def test_actions_keep_their_command_line_order_and_sleeps_move_the_offsets() -> None:
@@ -216,7 +215,7 @@ def test_bad_option_values_are_usage_errors(argv: list[str]) -> None:
 def test_one_way_at_a_time(argv: list[str], fragment: str, tmp_path: Path) -> None:
     args = parse(str(write_config(tmp_path, 4)), *argv)
     with pytest.raises(UsageError) as e:
-        faults.cmd_chaos(args)
+        chaos_verb.run(args)
     assert fragment in str(e.value) and e.value.exit_status == 2
 
 
@@ -410,7 +409,7 @@ def test_a_dry_run_prints_the_plan_needs_no_cluster_and_records_nothing(
     config = str(write_config(tmp_path, 5))
     outputs = []
     for seed in ("11", "11", "12"):
-        assert faults.cmd_chaos(parse(config, "--random", "--seed", seed, "--duration", "5",
+        assert chaos_verb.run(parse(config, "--random", "--seed", seed, "--duration", "5",
                                       "--dry-run")) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] != outputs[2]
@@ -419,7 +418,7 @@ def test_a_dry_run_prints_the_plan_needs_no_cluster_and_records_nothing(
     assert not (tmp_path / "data" / "harness.jsonl").exists()
     schedule = tmp_path / "s.yaml"
     schedule.write_text(yaml.safe_dump([{"at": 0, "kill": "epsilon"}, {"at": 1, "ballot": "beta"}]))
-    assert faults.cmd_chaos(parse(config, "--schedule", str(schedule), "--dry-run")) == 0
+    assert chaos_verb.run(parse(config, "--schedule", str(schedule), "--dry-run")) == 0
     assert "kill     epsilon" in capsys.readouterr().out
 
 
@@ -427,7 +426,7 @@ def test_without_a_running_cluster_the_verb_says_so(tmp_path: Path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     config = str(write_config(tmp_path, 4))
     with pytest.raises(NotUpError) as e:
-        faults.cmd_chaos(parse(config, "--kill", "alpha"))
+        chaos_verb.run(parse(config, "--kill", "alpha"))
     assert "is not up" in str(e.value) and "up" in str(e.value) and e.value.exit_status == 1
     with pytest.raises(UnknownPriestError):  # a name error wins: nothing is checked twice
-        faults.cmd_chaos(parse(config, "--kill", "omega"))
+        chaos_verb.run(parse(config, "--kill", "omega"))

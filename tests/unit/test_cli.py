@@ -5,6 +5,7 @@ Nothing here starts a priest; the real processes are in tests/integration.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, control
-from harness.errors import ControlError, NotUpError, RefusedError, UnknownPriestError
-from harness.state import (
+from harness import cli
+from harness.errors import ControlError, NotUpError, RefusedError, UnknownPriestError, UsageError
+from harness.supervisor import cluster, control
+from harness.supervisor.state import (
     CURRENT,
     Identity,
     RunState,
@@ -25,6 +27,8 @@ from harness.state import (
     socket_path,
     write_current,
 )
+from harness.verbs import VERBS
+from harness.verbs import status as status_verb
 from node.config import load_config
 from node.ledger import Ledger
 from node.messages import Ballot, LedgerState, Vote
@@ -53,11 +57,11 @@ def a_state(config_path: Path, supervisor: Identity) -> RunState:
 def test_version_and_help_of_every_verb(here: Path, capsys) -> None:
     status, out, _ = run(capsys, "--version")
     assert status == 0 and out.startswith("paxos-harness ")
-    for verb, func in [("up", cli.cmd_up), ("down", cli.cmd_down), ("status", cli.cmd_status),
-                       ("verify", cli.cmd_verify)]:
+    for verb in VERBS:
+        func = importlib.import_module(f"harness.verbs.{verb}").run
         status, out, _ = run(capsys, verb, "--help")
         assert status == 0
-        assert func.__doc__.splitlines()[0] in out  # the docstring is the help
+        assert " ".join(func.__doc__.splitlines()[0].split()) in " ".join(out.split())  # the docstring is the help
 
 
 def test_a_usage_error_is_exit_2(here: Path, capsys) -> None:
@@ -80,12 +84,12 @@ def test_a_bad_config_is_one_line_on_stderr_with_exit_2(here: Path, capsys, text
 
 def test_only_keeps_config_order_and_names_unknown_priests(here: Path) -> None:
     config = load_config(write_config(here, 4))
-    assert cli.select_priests(config, "gamma, alpha") == ["alpha", "gamma"]
-    assert cli.select_priests(config, None) == ["alpha", "beta", "gamma", "delta"]
-    with pytest.raises(cli.UsageError, match="'omega'.*known: alpha, beta, gamma, delta"):
-        cli.select_priests(config, "alpha,omega")
-    with pytest.raises(cli.UsageError, match="at least one"):
-        cli.select_priests(config, " , ")
+    assert cluster.select_priests(config, "gamma, alpha") == ["alpha", "gamma"]
+    assert cluster.select_priests(config, None) == ["alpha", "beta", "gamma", "delta"]
+    with pytest.raises(UsageError, match="'omega'.*known: alpha, beta, gamma, delta"):
+        cluster.select_priests(config, "alpha,omega")
+    with pytest.raises(UsageError, match="at least one"):
+        cluster.select_priests(config, " , ")
 
 
 def test_status_and_down_with_nothing_brought_up_here(here: Path, capsys) -> None:
@@ -151,7 +155,7 @@ def test_an_unexpected_exception_is_one_line_saying_bug_and_where_the_traceback_
     def broken(_args: object) -> int:
         """Show the status."""
         raise ZeroDivisionError("oops")
-    monkeypatch.setattr(cli, "cmd_status", broken)
+    monkeypatch.setattr(status_verb, "run", broken)
     status, _, err = run(capsys, "status")
     assert status == 70 and err.count("\n") == 1 and "this is a bug" in err
     trace = Path(err.rstrip().rsplit("traceback in ", 1)[1])
@@ -180,7 +184,7 @@ def test_fresh_removes_only_what_the_harness_wrote(here: Path) -> None:
         (victim / name).write_text("{}\n")
     (here / "c.yaml").write_text(f"data_dir: {victim}\npriests:\n  alpha: {{port: 7001}}\n"
                                  f"  beta: {{port: 7002}}\n")
-    cli.wipe_data_dir(load_config("c.yaml"))
+    cluster.wipe_data_dir(load_config("c.yaml"))
     assert sorted(p.name for p in victim.iterdir()) == [
         "harness.jsonl.bak", "ledger.log", "notes.txt", "photos"]
     assert (victim / "photos" / "cat.jpg").read_text() == "meow"
@@ -204,8 +208,8 @@ def test_fresh_refuses_a_priest_dir_holding_anything_else_and_removes_nothing(
 def test_fresh_refuses_a_priest_name_that_is_a_file(here: Path) -> None:
     (here / "c.yaml").write_text("data_dir: .\npriests:\n  alpha: {port: 7001}\n")
     (here / "alpha").write_text("a file called alpha")
-    with pytest.raises(cli.UsageError, match="alpha: it is not a priest's directory"):
-        cli.wipe_data_dir(load_config("c.yaml"))
+    with pytest.raises(UsageError, match="alpha: it is not a priest's directory"):
+        cluster.wipe_data_dir(load_config("c.yaml"))
     assert (here / "alpha").read_text() == "a file called alpha"
 
 
@@ -273,7 +277,7 @@ def test_an_os_error_naming_a_file_is_one_line_not_a_bug(here: Path, capsys,
     def denied(_args: object) -> int:
         """Show the status."""
         raise PermissionError(13, "Permission denied", "data/alpha/ledger.log")
-    monkeypatch.setattr(cli, "cmd_status", denied)
+    monkeypatch.setattr(status_verb, "run", denied)
     status, _, err = run(capsys, "status")
     assert status == 1 and one_line(err, "data/alpha/ledger.log", "Permission denied")
 

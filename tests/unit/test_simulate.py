@@ -8,23 +8,23 @@ import json
 
 import pytest
 
-import harness.simulate
+import harness.simulate.runs
 import node.runtime
 import node.sim
 import node.synod
-from harness.diagram import diagram, shorten
+from harness import cli
+from harness.check.verdict import NO_PROGRESS
 from harness.errors import UsageError
-from harness.simulate import (
+from harness.report.diagram import diagram, shorten
+from harness.simulate.runs import (
     Setup,
-    add_parser,
-    cmd_simulate,
     first_failing_seed,
     judge,
     run_seed,
     search,
     to_history,
 )
-from harness.verdict import NO_PROGRESS
+from harness.verbs import simulate as simulate_verb
 from node.config import FLAWS
 from node.messages import Ballot, LedgerState, Vote
 from node.sim import Faults, World
@@ -40,14 +40,12 @@ SAFETY = {"learned_different", "decree_changed", "disagreement", "unproposed_dec
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="paxos-harness")
-    add_parser(parser.add_subparsers(dest="verb", required=True))
-    return parser.parse_args(["simulate", *argv])
+    return cli.build_parser().parse_args(["simulate", *argv])
 
 
 def simulate(*argv: str) -> tuple[int, str]:
     out = io.StringIO()
-    status = cmd_simulate(parse(*argv), out)
+    status = simulate_verb.run(parse(*argv), out)
     return status, out.getvalue()
 
 
@@ -165,7 +163,7 @@ def test_a_clean_search_prints_a_summary() -> None:
 def test_worker_processes_give_the_same_results(no_leaks: None,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # The first POOL_MIN_SEEDS seeds run in this process, the rest in the workers.
-    monkeypatch.setattr(harness.simulate, "POOL_MIN_SEEDS", 2)
+    monkeypatch.setattr(harness.simulate.runs, "POOL_MIN_SEEDS", 2)
     for argv in (["--seeds", "300"], ["--seeds", "400", "--flaw", "forget-promises"]):
         one = simulate(*argv, "--json", "--jobs", "1")
         two = simulate(*argv, "--json", "--jobs", "2")

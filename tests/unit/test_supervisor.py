@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.errors import RefusedError, StartupError, UnknownPriestError
-from harness.supervisor import EXITED, KILLED, NOT_STARTED, PAUSED, RUNNING, PriestProc, Supervisor
+from harness.supervisor.core import EXITED, KILLED, NOT_STARTED, PAUSED, RUNNING, PriestProc, Supervisor
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 

@@ -10,7 +10,7 @@ seconds from the start of the run, in time order. Three sources make one:
 - the random nemesis: a plan drawn in advance from a seed, so the same seed
   (and the same starting states) always gives the same plan.
 
-The executor that applies a plan is `harness.faults`.
+The executor that applies a plan is `harness.chaos.executor`.
 
 The nemesis tracks each priest's state (running, paused, down) as it plans, so
 every step it plans is one the supervisor accepts: it never kills a dead
@@ -27,8 +27,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.control import ACTIONS
 from harness.errors import UnknownPriestError, UsageError
+from harness.supervisor.control import ACTIONS
 
 SLEEP = "sleep"
 RUNNING, PAUSED, DOWN = "running", "paused", "down"

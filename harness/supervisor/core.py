@@ -4,9 +4,9 @@ Theory of operation: `Supervisor` keeps one `Priest` record per name in the
 config (state: not started, running, paused, killed, exited) and acts on them
 only through a `Launcher` (start processes, signal them, wait for them) and a
 clock, both passed in: tests drive it with fakes and a scripted history, no
-sleeps. The real launcher is `harness.launcher.ForkLauncher`; the event loop
+sleeps. The real launcher is `harness.supervisor.launcher.ForkLauncher`; the event loop
 around the core (signals, the control socket, process exits) is
-`harness.daemon`. This module does no I/O of its own.
+`harness.supervisor.daemon`. This module does no I/O of its own.
 
 Rules kept here:
 - An action that makes no sense in a priest's state is refused with the reason

@@ -1,7 +1,7 @@
 """The running supervisor: its event loop, detaching, and cleaning up after one that died.
 
 `Daemon` joins the core (`harness.supervisor.Supervisor`), the real processes
-(`harness.launcher.ForkLauncher`), the control socket and `harness.jsonl` in one
+(`harness.supervisor.launcher.ForkLauncher`), the control socket and `harness.jsonl` in one
 loop; `run` is the foreground supervisor, `start_detached` forks a background one.
 """
 
@@ -22,11 +22,12 @@ from typing import Any, NoReturn, TextIO
 
 import psutil
 
-from harness.control import ControlServer
 from harness.errors import BUG_STATUS, AlreadyUpError, StartupError, UserError
-from harness.launcher import ForkLauncher, code_to_name
 from harness.output import Say, use_color
-from harness.state import (
+from harness.supervisor.control import ControlServer
+from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
+from harness.supervisor.launcher import ForkLauncher, code_to_name
+from harness.supervisor.state import (
     HARNESS_FILE,
     EventFile,
     Identity,
@@ -38,7 +39,6 @@ from harness.state import (
     socket_path,
     write_current,
 )
-from harness.supervisor import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
 from node.config import Config
 
 # --- the event loop ------------------------------------------------------------

@@ -51,7 +51,7 @@ class Daemon:
     """One running supervisor: signals, the control socket and priest exits, in one loop."""
 
     def __init__(self, config: Config, state: RunState, say: Say, *, detached: bool,
-                 color: bool | None, extra_fds: Sequence[int] = ()) -> None:
+                 color: bool | None) -> None:
         self.config, self.state, self.say = config, state, say
         self.pending: list[int] = []
         self.down_conn: socket.socket | None = None
@@ -64,16 +64,9 @@ class Daemon:
             signal.signal(sig, self._on_signal)
         self.server = ControlServer(Path(state.socket))
         self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
-        fds = [self.wake_r.fileno(), self.wake_w.fileno(), self.server.fileno(), self.events.fd,
-               *extra_fds]
-        self.launcher = ForkLauncher(config, quiet=detached, color=color,
-                                     private_fds=lambda: fds + self._client_fds())
+        self.launcher = ForkLauncher(config, quiet=detached, color=color)
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
                               record=self.events.record, on_change=self._save)
-
-    def _client_fds(self) -> list[int]:
-        # A priest started now must not hold another client's connection open.
-        return [c.fileno() for c in self.server.clients]
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.pending.append(signum)
@@ -175,8 +168,7 @@ class Daemon:
 
 
 def run(config: Config, names: Sequence[str], *, detached: bool = False, out: TextIO | None = None,
-        color: bool | None = None, report: Callable[[dict[str, Any]], None] = _nothing,
-        extra_fds: Sequence[int] = ()) -> int:
+        color: bool | None = None, report: Callable[[dict[str, Any]], None] = _nothing) -> int:
     """Be the supervisor of `names`: start them, then serve until `down` or a signal.
 
     Raises AlreadyUpError if a run state exists, StartupError if a priest cannot start
@@ -195,7 +187,7 @@ def run(config: Config, names: Sequence[str], *, detached: bool = False, out: Te
         raise AlreadyUpError(already_up(config, read_state(data_dir))) from None
     daemon: Daemon | None = None
     try:
-        daemon = Daemon(config, state, say, detached=detached, color=color, extra_fds=extra_fds)
+        daemon = Daemon(config, state, say, detached=detached, color=color)
         pids = daemon.start(names)
         write_current(config)
         report({"ok": True, "supervisor": os.getpid(), "priests": pids})
@@ -274,7 +266,7 @@ def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> 
     try:
         os.setsid()  # no terminal: its Ctrl+C, Ctrl+Z and hangup no longer reach us
         _redirect_stdio(log)
-        code = run(config, names, detached=True, color=False, report=report, extra_fds=[fd])
+        code = run(config, names, detached=True, color=False, report=report)
     except UserError as e:
         report({"ok": False, "error": e.message, "exit_status": e.exit_status})
         code = e.exit_status

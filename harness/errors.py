@@ -11,7 +11,7 @@ from __future__ import annotations
 from node.errors import ConfigError, LedgerError, StartupError, UserError
 
 __all__ = [
-    "AlreadyUpError", "ConfigError", "ControlError", "LedgerError", "NotUpError",
+    "AlreadyUpError", "BusyError", "ConfigError", "ControlError", "LedgerError", "NotUpError",
     "RefusedError", "StartupError", "UnknownPriestError", "UsageError", "UserError", "BUG_STATUS", "PROG",
 ]
 
@@ -35,6 +35,10 @@ class AlreadyUpError(UserError):
     """`up` on a cluster whose supervisor is running."""
 
     exit_status = 1
+
+
+class BusyError(AlreadyUpError):
+    """Another command holds the cluster's run lock: an `up` is bringing it up right now."""
 
 
 class NotUpError(UserError):

@@ -13,8 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import PROG, AlreadyUpError, ControlError, NotUpError, UsageError, UserError
+from harness.errors import (
+    PROG,
+    AlreadyUpError,
+    BusyError,
+    ControlError,
+    NotUpError,
+    UsageError,
+    UserError,
+)
 from harness.supervisor import control
+from harness.supervisor.files import RunLock
 from harness.supervisor.state import (
     SOCKET_NAME,
     STATE_FILE,
@@ -43,6 +52,27 @@ def select_priests(config: Config, only: str | None) -> list[str]:
             raise UsageError(f"--only: no priest named {name!r} in {config.path} "
                              f"(known: {', '.join(config.names)})")
     return [n for n in config.names if n in wanted]
+
+
+def take_run_lock(config: Config) -> RunLock:
+    """The cluster's run lock; AlreadyUpError (or BusyError) saying who holds it if taken.
+
+    `up` takes it before it looks at the run state and holds it through
+    --fresh's wipe and the start, and the supervisor holds it for its life: an
+    `up` that cannot take it has looked at nothing and changed nothing.
+    """
+    from harness.supervisor.daemon import already_up
+
+    lock = RunLock.take(config.data_dir)
+    if lock is not None:
+        return lock
+    state = read_state(config.data_dir)
+    if state is not None and state.supervisor.alive():
+        raise AlreadyUpError(f"{already_up(config, state)}; nothing was changed")
+    pid = RunLock.holder(config.data_dir)
+    raise BusyError(f"another `{PROG} up` (pid {pid or '?'}) is bringing cluster "
+                    f"{config.cluster} up right now, data in {config.data_dir}; nothing was "
+                    f"changed; once it is up, `{PROG} status {config.path}` shows it")
 
 
 def clear_stale(config: Config) -> int | None:

@@ -22,10 +22,12 @@ from typing import Any, NoReturn, TextIO
 
 import psutil
 
+from harness import errors
 from harness.errors import BUG_STATUS, AlreadyUpError, StartupError, UserError
 from harness.output import Say, use_color
 from harness.supervisor.control import ControlServer
 from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
+from harness.supervisor.files import RunLock, open_file
 from harness.supervisor.launcher import ForkLauncher, code_to_name
 from harness.supervisor.state import (
     HARNESS_FILE,
@@ -168,12 +170,25 @@ class Daemon:
 
 
 def run(config: Config, names: Sequence[str], *, detached: bool = False, out: TextIO | None = None,
-        color: bool | None = None, report: Callable[[dict[str, Any]], None] = _nothing) -> int:
+        color: bool | None = None, report: Callable[[dict[str, Any]], None] = _nothing,
+        lock: RunLock | None = None) -> int:
     """Be the supervisor of `names`: start them, then serve until `down` or a signal.
 
-    Raises AlreadyUpError if a run state exists, StartupError if a priest cannot start
-    (nothing is left running then).
+    Holds the cluster's run `lock` (taken here if not given) until it has
+    removed its run state. Raises AlreadyUpError if the cluster is up,
+    StartupError if a priest cannot start (nothing is left running then).
     """
+    from harness.supervisor.cluster import take_run_lock
+
+    held = lock if lock is not None else take_run_lock(config)
+    try:
+        return _supervise(config, names, detached=detached, out=out, color=color, report=report)
+    finally:
+        held.release()
+
+
+def _supervise(config: Config, names: Sequence[str], *, detached: bool, out: TextIO | None,
+               color: bool | None, report: Callable[[dict[str, Any]], None]) -> int:
     stream = out if out is not None else sys.stdout
     say = Say(stream, use_color(stream) if color is None else color)
     data_dir = config.data_dir.resolve()
@@ -229,22 +244,26 @@ class _Report:
         self.fd = None
 
 
-def start_detached(config: Config, names: Sequence[str]) -> dict[str, Any]:
+def start_detached(config: Config, names: Sequence[str], lock: RunLock) -> dict[str, Any]:
     """Fork a background supervisor for `names`; its report once every priest is ready.
 
-    Raises the supervisor's own error (already up, a priest that cannot start).
+    The supervisor inherits the run `lock` and holds it for its life. Raises
+    the supervisor's own error, of its own type (already up, a priest that
+    cannot start).
     """
     data_dir = config.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "supervisor.log"
+    log_fd = open_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # a planted link: refused
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the supervisor
         os.close(r)
-        _detached_main(config, names, w, log)
+        _detached_main(config, names, w, log, log_fd, lock)
     os.close(w)
+    os.close(log_fd)
     with os.fdopen(r, "rb") as f:
         line = f.readline()
     try:
@@ -254,21 +273,33 @@ def start_detached(config: Config, names: Sequence[str]) -> dict[str, Any]:
         raise StartupError(f"the supervisor exited before it was ready; see {log}") from None
     if not answer.get("ok"):
         os.waitpid(pid, 0)
-        error = str(answer.get("error"))
-        status = int(answer.get("exit_status", 1))
-        raise (AlreadyUpError if status == 1 and "already up" in error else StartupError)(error)
+        raise _rebuild(answer)
     return answer
 
 
-def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> NoReturn:
+def _rebuild(answer: dict[str, Any]) -> UserError:
+    """The supervisor's error as it was raised there: its type travels by name, not its text."""
+    kind = getattr(errors, str(answer.get("type")), None)
+    error = str(answer.get("error"))
+    if isinstance(kind, type) and issubclass(kind, UserError) and kind.__init__ is UserError.__init__:
+        return kind(error)
+    failure = StartupError(error)
+    failure.exit_status = int(answer.get("exit_status", StartupError.exit_status))
+    return failure
+
+
+def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path, log_fd: int,
+                   lock: RunLock) -> NoReturn:
     report = _Report(fd)
     code = BUG_STATUS
     try:
         os.setsid()  # no terminal: its Ctrl+C, Ctrl+Z and hangup no longer reach us
-        _redirect_stdio(log)
-        code = run(config, names, detached=True, color=False, report=report)
+        lock.claim()  # the lock file names the supervisor now
+        _redirect_stdio(log_fd)
+        code = run(config, names, detached=True, color=False, report=report, lock=lock)
     except UserError as e:
-        report({"ok": False, "error": e.message, "exit_status": e.exit_status})
+        report({"ok": False, "error": e.message, "exit_status": e.exit_status,
+                "type": type(e).__name__})
         code = e.exit_status
     except BaseException:
         traceback.print_exc()
@@ -280,14 +311,13 @@ def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> 
         os._exit(code)
 
 
-def _redirect_stdio(log: Path) -> None:
+def _redirect_stdio(log_fd: int) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
 
 
 def stop_orphans(priests: dict[str, Identity], grace: float = DEFAULT_GRACE) -> list[str]:

@@ -7,12 +7,9 @@ fixture fails it if any process survives.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
@@ -62,4 +59,97 @@ def test_a_restarted_priest_holds_what_a_first_started_one_holds(harness) -> Non
     pipes = [t for t in fds(restarted) if t == "pipe"]
     # Its own: the readiness pipe, and multiprocessing's two (parent alive, child alive).
     assert len(pipes) <= 3, pipes
+    assert harness.run("down").returncode == 0
+
+
+# --- (1, 11) racing `up`s: one wins, the others change nothing and say why --------
+
+
+def start(harness, *args: str) -> subprocess.Popen[str]:
+    """`python -m harness ARGS` in the test's directory, not waited for."""
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=harness.cwd,
+                            env={**os.environ, "NO_COLOR": "1"}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def deleted_files(pid: int) -> list[str]:
+    """Files `pid` holds open that have been removed since it opened them."""
+    return [t for t in fds(pid) if t.endswith(" (deleted)")]
+
+
+@pytest.mark.parametrize("fresh", [["--fresh"], []], ids=["fresh", "plain"])
+def test_racing_ups_one_wins_its_files_survive_each_loser_says_why(harness,
+                                                                   fresh: list[str]) -> None:
+    config = harness.config(3)
+    racers = [start(harness, "up", str(config), "--detach", *fresh) for _ in range(6)]
+    results = []
+    for p in racers:
+        out, err = p.communicate(timeout=90)
+        results.append((p.returncode, out, err))
+        harness.remember()
+    winners = [r for r in results if r[0] == 0]
+    assert len(winners) == 1, results
+    for code, out, err in results:
+        if code == 0:
+            continue
+        assert code == 1 and out == "" and err.count("\n") == 1, (code, out, err)
+        assert "already up" in err or "another `paxos-harness up`" in err, err
+        assert "No such file" not in err and "internal error" not in err, err
+    pids = harness.pids()
+    assert sorted(pids) == ["alpha", "beta", "gamma", "supervisor"]
+    data = harness.cwd / "data"
+    for who, pid in pids.items():
+        assert running(pid), who
+        assert not deleted_files(pid), (who, deleted_files(pid))
+    for name in ("alpha", "beta", "gamma"):
+        for file in ("ledger.log", "events.jsonl", "priest.log", "priest.lock"):
+            assert (data / name / file).is_file(), f"{name}/{file}"
+    for file in ("supervisor.json", "harness.jsonl", "supervisor.log"):
+        assert (data / file).is_file(), file
+    # The survivors still work: a ballot is decided and written by every priest.
+    control.request(harness.state()["socket"], "ballot", "alpha")
+    harness.wait_until(lambda: all((data / n / "decree.txt").exists()
+                                   for n in ("alpha", "beta", "gamma")), what="a decree")
+    assert harness.run("down").returncode == 0
+
+
+class Stop(Exception):
+    """Ends an in-process `up` right after its wipe, before it would start anything."""
+
+
+def test_an_up_that_comes_between_the_check_and_the_wipe_of_another_changes_nothing(
+        harness, monkeypatch) -> None:
+    """The interleaving that lost data: B is checked "not up", then A comes up, then B wipes."""
+    from harness.cli import build_parser
+    from harness.verbs import up as up_verb
+
+    config = harness.config(3)  # data dir absolute: this process need not work there
+    data = harness.cwd / "data"
+    other: dict[str, object] = {}
+    real_wipe = up_verb.wipe_data_dir
+
+    def wipe_after_another_up(cfg):  # type: ignore[no-untyped-def]
+        done = harness.run("up", str(config), "--detach")
+        other.update(code=done.returncode, err=done.stderr, pids=harness.pids(),
+                     files=sorted(p.relative_to(data) for p in data.rglob("*")))
+        real_wipe(cfg)
+        raise Stop
+
+    monkeypatch.setattr(up_verb, "wipe_data_dir", wipe_after_another_up)
+    args = build_parser().parse_args(["up", str(config), "--detach", "--fresh"])
+    with pytest.raises((Stop, Exception)) as caught:
+        up_verb.run(args)
+    if other["code"] == 0:
+        # The other `up` came up: this one must have removed none of its files.
+        pids = other["pids"]
+        assert all(running(pid) for pid in pids.values())
+        assert sorted(p.relative_to(data) for p in data.rglob("*")) == other["files"]
+        assert not [f for pid in pids.values() for f in deleted_files(pid)]
+        assert "already up" in str(caught.value), caught.value
+    else:
+        # Or the other `up` was refused while this one held the cluster, and said why.
+        assert caught.type is Stop
+        err = str(other["err"])
+        assert other["code"] == 1 and err.count("\n") == 1, err
+        assert "another `paxos-harness up`" in err and "nothing was changed" in err, err
     assert harness.run("down").returncode == 0

@@ -179,6 +179,9 @@ def cluster_status(config: Config) -> dict[str, Any]:
                         "last_ballot": ballot, "problem": problem})
     if up and state is not None:
         summary = f"cluster {config.cluster} is up (supervisor pid {state.supervisor.pid})"
+        if not config.data_dir.is_dir():
+            summary += (f"; its data dir {config.data_dir} is gone (found by its run record); "
+                        f"`{PROG} down` still stops it")
     elif state is not None:
         summary = (f"cluster {config.cluster} is not up: its supervisor (pid "
                    f"{state.supervisor.pid}) died; `{PROG} down` clears what it left")

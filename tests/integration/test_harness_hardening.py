@@ -153,3 +153,25 @@ def test_an_up_that_comes_between_the_check_and_the_wipe_of_another_changes_noth
         assert other["code"] == 1 and err.count("\n") == 1, err
         assert "another `paxos-harness up`" in err and "nothing was changed" in err, err
     assert harness.run("down").returncode == 0
+
+
+# --- (7) the data dir deleted under a running cluster ---------------------------
+
+
+def test_status_and_down_find_a_cluster_whose_data_dir_was_deleted(harness) -> None:
+    import shutil
+
+    config = harness.config(3)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    pids = harness.pids()
+    shutil.rmtree(harness.cwd / "data")
+    status = harness.run("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "is up" in status.stdout and "data dir" in status.stdout, status.stdout
+    again = harness.run("up", str(config), "--detach")  # still up: refused, nothing started
+    assert again.returncode == 1 and "already up" in again.stderr, again.stderr
+    down = harness.run("down", str(config))
+    assert down.returncode == 0, down.stderr
+    assert "is down" in down.stdout, down.stdout
+    assert not [who for who, pid in pids.items() if running(pid)]
+    assert "not up" in harness.run("status").stdout

@@ -11,7 +11,7 @@ from __future__ import annotations
 from node.errors import ConfigError, LedgerError, StartupError, UserError
 
 __all__ = [
-    "AlreadyUpError", "BusyError", "ConfigError", "ControlError", "LedgerError", "NotUpError",
+    "AlreadyUpError", "BusyError", "ConfigError", "ControlError", "LedgerError", "LinkError", "NotUpError",
     "RefusedError", "StartupError", "UnknownPriestError", "UsageError", "UserError", "BUG_STATUS", "PROG",
 ]
 
@@ -58,6 +58,12 @@ class RefusedError(UserError):
     def __init__(self, message: str, *, pid: int | None = None) -> None:
         super().__init__(message)
         self.pid = pid
+
+
+class LinkError(UserError):
+    """A run file's name holds a symbolic link, or anything else but a regular file."""
+
+    exit_status = 1
 
 
 class ControlError(UserError):

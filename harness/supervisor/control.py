@@ -27,13 +27,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ControlError, NotUpError, RefusedError, UnknownPriestError
+from harness.errors import ControlError, LinkError, NotUpError, RefusedError, UnknownPriestError
 
 ACTIONS = ("ballot", "kill", "stop", "pause", "resume", "restart")
 OPS = ("status", "down") + ACTIONS
@@ -45,7 +46,21 @@ ACK = b"\n"
 
 
 def listen(path: Path) -> socket.socket:
-    """Bind a non-blocking listening socket at `path`, readable by its owner only."""
+    """Bind a non-blocking listening socket at `path`, readable by its owner only.
+
+    A socket left there by a supervisor that died is replaced; anything else
+    (a link, a file) is refused, not removed.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISLNK(mode):
+        raise LinkError(f"{path}: a symbolic link, where the supervisor binds its control "
+                        f"socket; it does not bind through links: remove it")
+    if mode is not None and not stat.S_ISSOCK(mode):
+        raise LinkError(f"{path}: not a socket, where the supervisor binds its control "
+                        f"socket; move it away")
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # the file is born 0600: no window where others may connect

@@ -22,15 +22,9 @@ import stat
 import tempfile
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.errors import LinkError, UserError
 
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class LinkError(UserError):
-    """A run file's name holds a symbolic link or something else that is not a regular file."""
-
-    exit_status = 1
 
 
 def _refused(path: Path, what: str) -> LinkError:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,9 +176,19 @@ def check_data_dir(data_dir: Path) -> None:
 
 
 def remove_state(state: RunState) -> None:
-    """Remove supervisor.json, the run record and the control socket of `state`."""
+    """Remove supervisor.json, the run record and the control socket of `state`.
+
+    The socket's path is removed only if a socket is there: never a link or a
+    file that someone put in its place.
+    """
     data_dir = Path(state.data_dir)
-    for path in (state_path(data_dir), record_path(data_dir), Path(state.socket)):
+    paths = [state_path(data_dir), record_path(data_dir)]
+    try:
+        if stat.S_ISSOCK(os.lstat(state.socket).st_mode):
+            paths.append(Path(state.socket))
+    except OSError:
+        pass
+    for path in paths:
         try:
             path.unlink(missing_ok=True)
         except NotADirectoryError:

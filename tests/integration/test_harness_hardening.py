@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -175,3 +176,48 @@ def test_status_and_down_find_a_cluster_whose_data_dir_was_deleted(harness) -> N
     assert "is down" in down.stdout, down.stdout
     assert not [who for who, pid in pids.items() if running(pid)]
     assert "not up" in harness.run("status").stdout
+
+
+# --- (6) a link planted where the harness writes one of its files -------------------
+
+
+def planted(harness, which: str) -> Path:
+    from harness.supervisor.files import private_path
+    from harness.supervisor.state import socket_path
+
+    data = harness.cwd / "data"
+    return {"supervisor.json": data / "supervisor.json",
+            "supervisor.log": data / "supervisor.log",
+            "harness.jsonl": data / "harness.jsonl",
+            "current.json": harness.cwd / "logs" / "current.json",
+            "control.sock": socket_path(data),
+            "run record": private_path(data, ".json"),
+            "run lock": private_path(data, ".lock")}[which]
+
+
+@pytest.mark.parametrize("which", ["supervisor.json", "supervisor.log", "harness.jsonl",
+                                   "current.json", "control.sock", "run record", "run lock"])
+@pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
+def test_a_link_planted_at_a_run_file_is_refused_in_one_line_naming_it(
+        harness, which: str, dangling: bool) -> None:
+    config = harness.config(2)
+    victim = harness.cwd / "victim.txt"
+    if not dangling:
+        victim.write_text("precious\n")
+    link = planted(harness, which)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(victim)
+    try:
+        racer = start(harness, "up", str(config), "--detach")  # not harness.run: it reads the link
+        out, err = racer.communicate(timeout=60)
+        up = subprocess.CompletedProcess(racer.args, racer.returncode, out, err)
+        assert up.returncode in (1, 2), up.stdout + up.stderr
+        named = str(link) in up.stderr or str(link.relative_to(harness.cwd)) in up.stderr
+        assert up.stderr.count("\n") == 1 and named, up.stderr
+        assert "link" in up.stderr and "internal error" not in up.stderr, up.stderr
+        assert link.is_symlink()  # refused, not removed
+        assert (victim.read_text() == "precious\n") if not dangling else not victim.exists()
+        assert not harness.strays()
+        assert which == "supervisor.json" or harness.state() is None
+    finally:
+        link.unlink()

@@ -1,4 +1,4 @@
-"""What the verbs do to a cluster as a whole: select, clear, wipe, stop by signal, report.
+"""What the verbs do to a cluster as a whole: select, lock, clear, stop by signal, report.
 
 `up`, `down` and `status` share these; each reads the run state
 (`harness.supervisor.state`) and talks to a running supervisor over its
@@ -7,8 +7,6 @@ control socket (`harness.supervisor.control`).
 
 from __future__ import annotations
 
-import fnmatch
-import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -24,21 +22,11 @@ from harness.errors import (
 )
 from harness.supervisor import control
 from harness.supervisor.files import RunLock
-from harness.supervisor.state import (
-    SOCKET_NAME,
-    STATE_FILE,
-    RunState,
-    read_state,
-    remove_state,
-)
+from harness.supervisor.state import RunState, read_state, remove_state
+from harness.supervisor.wipe import wipe_data_dir
 from node.config import Config
 
-# What --fresh may remove: the files a priest writes in its directory, and the run files.
-PRIEST_FILES = frozenset({"decree.txt", "ledger.log", "priest.log", "events.jsonl",
-                          "priest.lock"})
-PRIEST_TEMP = "*.tmp*"  # atomic writes' temp files, left by a crash
-RUN_FILES = ("harness.jsonl", "supervisor.log")
-
+__all__ = ["wipe_data_dir"]  # --fresh lives in harness.supervisor.wipe; the verbs find it here
 
 def select_priests(config: Config, only: str | None) -> list[str]:
     """The priests to start, in config order: all, or those listed in --only."""
@@ -105,61 +93,6 @@ def stop_by_signal(state: RunState) -> dict[str, str]:
     stop_orphans(state.priests)
     remove_state(state)
     return {n: "stopped" for n in running}
-
-
-def wipe_data_dir(config: Config) -> list[Path]:
-    """Remove what the harness put in the data dir (--fresh): priests' directories, run files.
-
-    Each priest's directory goes only if it holds nothing but files a priest
-    writes; otherwise UsageError naming it, and nothing is removed. Other
-    entries of the data dir are never touched. Returns what was removed.
-    """
-    files: list[Path] = []
-    dirs: list[Path] = []
-    for name in config.names:
-        directory = config.priest_dir(name)
-        if not directory.exists() and not directory.is_symlink():
-            continue
-        files += _priest_files(config, directory)
-        dirs.append(directory)
-    files += _run_files(config.data_dir)
-    for path in files:
-        path.unlink(missing_ok=True)
-    for directory in dirs:
-        directory.rmdir()
-    return files + dirs
-
-
-def _priest_files(config: Config, directory: Path) -> list[Path]:
-    """The files in a priest's directory; UsageError if anything else is there."""
-    where = f"--fresh: refusing to remove {directory}"
-    fix = f"move it away or point data_dir in {config.path} elsewhere"
-    if directory.is_symlink() or not directory.is_dir():
-        raise UsageError(f"{where}: it is not a priest's directory; {fix}")
-    found = []
-    for entry in sorted(directory.iterdir()):
-        mode = entry.lstat().st_mode
-        ours = entry.name in PRIEST_FILES or fnmatch.fnmatch(entry.name, PRIEST_TEMP)
-        if not (ours and stat.S_ISREG(mode)):
-            raise UsageError(f"{where}: it holds {entry.name}, which no priest writes; {fix}")
-        found.append(entry)
-    return found
-
-
-def _run_files(data_dir: Path) -> list[Path]:
-    """The harness's own files in `data_dir` (supervisor.json only if its supervisor is gone)."""
-    found = [data_dir / n for n in RUN_FILES if (data_dir / n).is_file()
-             and not (data_dir / n).is_symlink()]
-    sock = data_dir / SOCKET_NAME
-    if sock.is_socket():
-        found.append(sock)
-    state = read_state(data_dir) if data_dir.is_dir() else None
-    if state is not None and not state.supervisor.alive():
-        found.append(data_dir / STATE_FILE)
-    if data_dir.is_dir():
-        found += [e for e in sorted(data_dir.glob(STATE_FILE + ".tmp*")) if e.is_file()
-                  and not e.is_symlink()]
-    return found
 
 
 def cluster_status(config: Config) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from harness.supervisor.state import (
     socket_path,
     write_current,
 )
+from harness.supervisor.wipe import SUPERVISOR_LOG_HEADER
 from node.config import Config
 
 # --- the event loop ------------------------------------------------------------
@@ -254,7 +255,7 @@ def start_detached(config: Config, names: Sequence[str], lock: RunLock) -> dict[
     data_dir = config.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "supervisor.log"
-    log_fd = open_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # a planted link: refused
+    log_fd = open_supervisor_log(log)
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -309,6 +310,27 @@ def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path, log
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def open_supervisor_log(path: Path) -> int:
+    """supervisor.log for appending: created with its header, or one that starts with it.
+
+    The header is how `--fresh` knows the file is ours; a supervisor.log
+    without it is someone else's, and neither written to nor removed.
+    """
+    fd = open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # a planted link: refused
+    header = SUPERVISOR_LOG_HEADER.encode()
+    try:
+        if os.fstat(fd).st_size == 0:
+            os.write(fd, header)
+        elif os.pread(fd, len(header), 0) != header:
+            raise UserError(f"{path}: not a log paxos-harness wrote (it does not start with "
+                            f"its header), where a detached supervisor writes its output; "
+                            f"move it away")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _redirect_stdio(log_fd: int) -> None:

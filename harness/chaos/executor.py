@@ -27,7 +27,7 @@ from harness.chaos.plan import (
     Step,
     parse_schedule,
 )
-from harness.errors import PROG, NotUpError, RefusedError, UsageError, UserError
+from harness.errors import PROG, ControlError, NotUpError, RefusedError, UsageError, UserError
 from harness.output import use_color
 from harness.supervisor import control
 from harness.supervisor.state import RunState, record_event
@@ -153,8 +153,8 @@ class Executor:
     def _apply(self, step: Step, start: float) -> Result:
         try:
             answer = self.send(step.action, step.priest)
-        except NotUpError:
-            raise  # the supervisor is gone: nothing more can be done
+        except (NotUpError, ControlError):
+            raise  # the supervisor is gone, frozen or unreachable: nothing more can be done
         except UserError as e:
             pid = e.pid if isinstance(e, RefusedError) else None
             return Result(step, self.clock() - start, pid, str(e), False)
@@ -184,7 +184,10 @@ def execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> in
                   f"--duration {plan.duration:g} --rate {plan.rate:g})")
     record_event(data_dir, "chaos_start", source=plan.source, seed=plan.seed,
                  steps=len(plan.steps), duration=plan.duration, rate=plan.rate)
-    executor = Executor(lambda a, n: control.request(state.socket, a, n), live=live,
+    def send(action: str, priest: str) -> dict[str, Any]:
+        return control.request(state.socket, action, priest, owner=state.supervisor.pid)
+
+    executor = Executor(send, live=live,
                         keep_going=keep_going)
     started = time.monotonic()
     outcome = "interrupted"

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.errors import ControlError, LinkError, NotUpError, RefusedError, UnknownPriestError
 
 ACTIONS = ("ballot", "kill", "stop", "pause", "resume", "restart")
@@ -114,35 +116,41 @@ def encode(obj: object) -> bytes:
 
 
 def request(path: str | Path, op: str, priest: str | None = None, *,
-            timeout: float = CLIENT_TIMEOUT, ack_timeout: float | None = None) -> dict[str, Any]:
+            timeout: float = CLIENT_TIMEOUT, ack_timeout: float | None = None,
+            owner: int | None = None) -> dict[str, Any]:
     """Send one request to the supervisor at `path` and return its result.
 
     The supervisor must take the request within `ack_timeout` seconds (connect,
-    send, acknowledgement; default ACK_TIMEOUT for status and down, which must
-    fail fast when it is frozen, and `timeout` for actions, which may queue
-    behind another client's restart), then may take up to `timeout` to answer. Raises
-    NotUpError if nobody listens, RefusedError/UnknownPriestError when the
-    supervisor refuses, ControlError when the exchange fails or times out.
+    send, acknowledgement; default ACK_TIMEOUT). An action may queue behind
+    another client's restart, so when the supervisor's pid `owner` is given,
+    the client waits on past ACK_TIMEOUT, up to `timeout`, as long as that
+    process is not stopped (SIGSTOP) or gone; a frozen one is said at once.
+    Then the supervisor may take up to `timeout` to answer. Raises NotUpError
+    if nobody listens, RefusedError/UnknownPriestError when the supervisor
+    refuses, ControlError when the exchange fails or times out.
     """
     msg: dict[str, Any] = {"op": op}
     if priest is not None:
         msg["priest"] = priest
     if ack_timeout is None:
-        ack_timeout = ACK_TIMEOUT if op in ("status", "down") else timeout
+        ack_timeout = ACK_TIMEOUT
+    patience = timeout if owner is not None else ack_timeout
+    deadline = time.monotonic() + patience
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(ack_timeout)
         try:
             sock.connect(os.fspath(path))
         except (FileNotFoundError, ConnectionRefusedError):
             raise NotUpError(f"no supervisor listens on {path}") from None
+        except TimeoutError:
+            raise ControlError(_not_taken(path, ack_timeout, owner)) from None
         except OSError as e:
             raise ControlError(f"{path}: cannot connect: {e}") from None
         try:
             sock.sendall(encode(msg))
-            first = sock.recv(4096)
+            first = _acknowledgement(sock, deadline, owner)
         except TimeoutError:
-            raise ControlError(f"{path}: the supervisor did not take the request within "
-                               f"{ack_timeout:g} s") from None
+            raise ControlError(_not_taken(path, ack_timeout, owner)) from None
         except OSError as e:
             raise ControlError(f"{path}: cannot send request: {e}") from None
         if not first:
@@ -155,6 +163,44 @@ def request(path: str | Path, op: str, priest: str | None = None, *,
         raise UnknownPriestError(error)
     pid = reply.get("pid")
     raise RefusedError(error, pid=pid if isinstance(pid, int) else None)
+
+
+def _acknowledgement(sock: socket.socket, deadline: float, owner: int | None) -> bytes:
+    """The first bytes of the answer; TimeoutError once the supervisor cannot be waited for."""
+    while True:
+        try:
+            return sock.recv(4096)
+        except TimeoutError:
+            if owner is None or time.monotonic() >= deadline or not _working(owner):
+                raise
+
+
+def _working(pid: int) -> bool:
+    """True if `pid` runs or sleeps: busy, say with another client's restart, not frozen."""
+    try:
+        return psutil.Process(pid).status() not in FROZEN
+    except psutil.Error:
+        return False
+
+
+FROZEN = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE,
+          psutil.STATUS_DEAD)
+
+
+def _not_taken(path: str | Path, ack_timeout: float, owner: int | None) -> str:
+    """Why a request was not taken, and what to do about it."""
+    if owner is None:
+        return f"{path}: the supervisor did not take the request within {ack_timeout:g} s"
+    try:
+        status = psutil.Process(owner).status()
+    except psutil.Error:
+        status = "gone"
+    if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+        return (f"the supervisor (pid {owner}) is stopped (SIGSTOP?) and did not take the "
+                f"request within {ack_timeout:g} s; nothing was done: resume it with "
+                f"`kill -CONT {owner}`, or stop the cluster with `paxos-harness down`")
+    return (f"the supervisor (pid {owner}, {status}) did not take the request; nothing was "
+            f"done: stop the cluster with `paxos-harness down`")
 
 
 def _decode_reply(line: bytes, path: str | Path) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def _random_plan(args: argparse.Namespace, config: Config, state: RunState | Non
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     initial = None
     if state is not None:  # plan from the real states, so that no step is refused
-        rows = control.request(state.socket, "status")["priests"]
+        rows = control.request(state.socket, "status", owner=state.supervisor.pid)["priests"]
         initial = initial_states({r["priest"]: r["state"] for r in rows})
     return plan_random(config.names, seed, args.duration or 10.0, args.rate or 2.0,
                        initial=initial, allow_majority_loss=args.allow_majority_loss)

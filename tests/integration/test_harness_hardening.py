@@ -7,6 +7,7 @@ fixture fails it if any process survives.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -221,3 +222,29 @@ def test_a_link_planted_at_a_run_file_is_refused_in_one_line_naming_it(
         assert which == "supervisor.json" or harness.state() is None
     finally:
         link.unlink()
+
+
+# --- (9) chaos against a frozen supervisor --------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_chaos_against_a_frozen_supervisor_says_so_after_the_ack_timeout(harness) -> None:
+    config = harness.config(3)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    pids = harness.pids()
+    supervisor = psutil.Process(pids["supervisor"])
+    supervisor.suspend()
+    try:
+        # Well under the 60 s an action may take: a frozen supervisor never acknowledges.
+        chaos = harness.run("chaos", "--kill", "alpha", timeout=20)
+    finally:
+        supervisor.resume()
+    assert chaos.returncode == 1, chaos.stdout + chaos.stderr
+    lines = chaos.stderr.strip().splitlines()
+    assert len(lines) == 1 and "stopped" in lines[0] and str(pids["supervisor"]) in lines[0], lines
+    assert "paxos-harness down" in lines[0] and "kill -CONT" in lines[0], lines
+    assert running(pids["alpha"])  # nothing was done
+    records = [json.loads(x) for x in (harness.cwd / "data" / "harness.jsonl").read_text()
+               .splitlines()]
+    assert records[-1]["kind"] == "chaos_end" and records[-1]["outcome"] == "interrupted"
+    assert harness.run("down").returncode == 0

@@ -101,7 +101,7 @@ def cluster_status(config: Config) -> dict[str, Any]:
 
     state = read_state(config.data_dir)
     up = state is not None and state.supervisor.alive()
-    live = _live_rows(state) if up and state is not None else {}
+    live, problems = _live_rows(state) if up and state is not None else ({}, [])
     priests = []
     for name in config.names:
         row = live.get(name) or {"pid": None, "exit_status": None,
@@ -122,18 +122,19 @@ def cluster_status(config: Config) -> dict[str, Any]:
         summary = f"cluster {config.cluster} is not up (data in {config.data_dir})"
     return {"cluster": config.cluster, "config": config.path, "data_dir": str(config.data_dir),
             "up": up, "supervisor": state.supervisor.pid if up and state else None,
-            "summary": summary, "priests": priests}
+            "summary": summary, "priests": priests, "problems": problems}
 
 
-def _live_rows(state: RunState) -> dict[str, dict[str, Any]]:
+def _live_rows(state: RunState) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each priest's row as the supervisor sees it, and what it could not write."""
     try:
         result = control.request(state.socket, "status", timeout=10.0)
-        return {r["priest"]: r for r in result["priests"]}
+        return {r["priest"]: r for r in result["priests"]}, list(result.get("problems", []))
     except (NotUpError, ControlError):
         # The supervisor is alive but does not answer: say what the state file knows.
         return {n: {"pid": i.pid, "exit_status": None,
                     "state": "running" if i.alive() else "exited"}
-                for n, i in state.priests.items()}
+                for n, i in state.priests.items()}, []
 
 
 def alive_priests(config: Config) -> set[str] | None:

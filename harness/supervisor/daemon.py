@@ -50,6 +50,37 @@ from node.config import Config
 SIGNAL_EXITS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGQUIT: 131}
 
 
+class Unwritten:
+    """What the supervisor could not write (a full disk, a deleted data dir): said, never fatal.
+
+    A run file that cannot be written is an expected condition: the supervisor
+    keeps supervising, says once what it could not write and why (and again
+    when the reason changes), says when writing works again, and lists what is
+    failing in every `status` answer.
+    """
+
+    def __init__(self, say: Say) -> None:
+        self.say = say
+        self.failing: dict[str, str] = {}  # what -> why
+
+    def attempt(self, what: str, write: Callable[[], None], lost: str = "") -> bool:
+        """Run `write`; on an OSError or a refused file, say so (once) and return False."""
+        try:
+            write()
+        except (OSError, UserError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            if self.failing.get(what) != why:
+                self.failing[what] = why
+                self.say(f"cannot write {what}{lost}: {why}; supervising on", warn=True)
+            return False
+        if self.failing.pop(what, None) is not None:
+            self.say(f"{what} is written again")
+        return True
+
+    def problems(self) -> list[str]:
+        return [f"cannot write {what}: {why}" for what, why in self.failing.items()]
+
+
 class Daemon:
     """One running supervisor: signals, the control socket and priest exits, in one loop."""
 
@@ -67,9 +98,10 @@ class Daemon:
             signal.signal(sig, self._on_signal)
         self.server = ControlServer(Path(state.socket))
         self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
+        self.unwritten = Unwritten(say)
         self.launcher = ForkLauncher(config, quiet=detached, color=color)
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
-                              record=self.events.record, on_change=self._save)
+                              record=self._record, on_change=self._save)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.pending.append(signum)
@@ -78,11 +110,15 @@ class Daemon:
         if self.closing:
             return  # teardown: the file goes away in a moment; skip one write per exit
         self.state.priests = {p.name: Identity(p.pid, p.create_time) for p in self.sup.alive()}
-        save_state(self.state)
+        self.unwritten.attempt("the run state (supervisor.json)", lambda: save_state(self.state))
+
+    def _record(self, kind: str, **fields: object) -> None:
+        self.unwritten.attempt(HARNESS_FILE, lambda: self.events.record(kind, **fields),
+                               f" (a {kind} event is lost)")
 
     def start(self, names: Sequence[str]) -> dict[str, int]:
         """Start the priests; StartupError (after stopping the others) if one cannot start."""
-        self.events.record("up", cluster=self.config.cluster, priests=list(names),
+        self._record("up", cluster=self.config.cluster, priests=list(names),
                            supervisor=os.getpid(), detached=self.state.detached)
         failed = self.sup.start(names)
         if failed:
@@ -146,6 +182,8 @@ class Daemon:
 
     def _answer(self, conn: socket.socket, req: dict[str, Any]) -> None:
         answer = self.sup.handle(req)
+        if req["op"] == "status" and answer["ok"]:
+            answer["result"]["problems"] = self.unwritten.problems()
         if req["op"] != "status":
             if answer["ok"]:
                 r = answer["result"]
@@ -158,7 +196,7 @@ class Daemon:
         """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""
         self.closing = True
         outcomes = self.sup.teardown()
-        self.events.record("down", cluster=self.config.cluster, supervisor=os.getpid(),
+        self._record("down", cluster=self.config.cluster, supervisor=os.getpid(),
                            stopped=sorted(outcomes))
         remove_state(self.state)
         if self.down_conn is not None:

@@ -146,6 +146,13 @@ def _priest_main(serve: Callable[..., int], config: Config, name: str, conn: Con
     except UserError as e:
         _send(conn, e.message)
         code = e.exit_status
+    except OSError as e:
+        # It could not write (a full disk): it stops here, with one line, not a traceback.
+        # Its ledger is crash-safe, so `chaos --restart` brings it back once space is back.
+        reason = f"priest {name} stopped: cannot write: {_describe(e)}"
+        _send(conn, reason)
+        _tell(f"{reason}; restart it once that is fixed")
+        code = 1
     except BaseException as e:
         _send(conn, f"crashed (this is a bug): {type(e).__name__}: {e}")
         raise
@@ -162,6 +169,20 @@ def _open_fds() -> list[int]:
     itself (the pipe by which the supervisor sees the child end).
     """
     return [int(fd) for fd in os.listdir("/proc/self/fd")]
+
+
+def _describe(e: OSError) -> str:
+    where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+    return f"{where}{e.strerror or e}"
+
+
+def _tell(line: str) -> None:
+    """One line on stderr, if stderr can take it (it may be on the full disk too)."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _send(conn: Connection, message: str) -> None:

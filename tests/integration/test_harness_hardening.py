@@ -248,3 +248,78 @@ def test_chaos_against_a_frozen_supervisor_says_so_after_the_ack_timeout(harness
                .splitlines()]
     assert records[-1]["kind"] == "chaos_end" and records[-1]["outcome"] == "interrupted"
     assert harness.run("down").returncode == 0
+
+
+# --- (4) a full disk ------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MB tmpfs mounted at tmp_path/disk (root only: skipped where mount is not permitted)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
+                              str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or 'mount failed'}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk is full; the file, to free the space again."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == 28, e  # ENOSPC
+    return filler
+
+
+@pytest.mark.timeout(120)
+def test_a_full_disk_neither_kills_the_supervisor_nor_loses_the_cluster(harness,
+                                                                         small_disk: Path) -> None:
+    from tests.conftest import write_config
+
+    config = write_config(small_disk, 3)  # data dir on the small disk
+    data = small_disk / "data"
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    state = json.loads((data / "supervisor.json").read_text())
+    supervisor = state["supervisor"]["pid"]
+    harness.seen.update(psutil.Process(p) for p in
+                        [supervisor, *(i["pid"] for i in state["priests"].values())])
+    filler = fill(small_disk)
+
+    # The state write after this kill fails: the supervisor says so and supervises on.
+    kill = harness.run("chaos", str(config), "--kill", "gamma")
+    assert kill.returncode == 0, kill.stdout + kill.stderr
+    status = harness.run("status", str(config))
+    assert status.returncode == 0 and running(supervisor), status.stdout + status.stderr
+    assert "No space left on device" in status.stdout and "supervisor.json" in status.stdout
+    assert "killed" in status.stdout
+    ballot = harness.run("chaos", str(config), "--ballot", "alpha", "--sleep", "0.5")
+    assert "internal error" not in ballot.stderr and running(supervisor), ballot.stderr
+
+    # Space is back: what stopped can be restarted, the cluster decides, nothing is lost.
+    filler.unlink()
+    status = json.loads(harness.run("status", str(config), "--json").stdout)
+    stopped = [p["priest"] for p in status["priests"] if p["state"] not in ("running", "paused")]
+    assert "gamma" in stopped
+    for name in stopped:
+        again = harness.run("chaos", str(config), "--restart", name)
+        assert again.returncode == 0, again.stdout + again.stderr
+    harness.remember()
+    assert harness.run("chaos", str(config), "--ballot", "beta").returncode == 0
+    verify = harness.run("verify", str(config), "--wait", "10")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    status = json.loads(harness.run("status", str(config), "--json").stdout)
+    assert status["problems"] == [] and all(p["state"] == "running" for p in status["priests"])
+    down = harness.run("down", str(config))
+    assert down.returncode == 0, down.stderr
+    log = (data / "supervisor.log").read_text()
+    assert "Traceback" not in log and "cannot write the run state" in log, log

@@ -5,5 +5,7 @@ launcher.py  priests as forked children, each in its own process group
 daemon.py    the event loop: foreground or detached, signals, exits, the control socket
 control.py   the control channel: a Unix socket, one JSON request and answer per line
 state.py     run state on disk: supervisor.json, logs/current.json, harness.jsonl
-cluster.py   what the verbs do to a cluster as a whole: select, wipe, clear, report
+cluster.py   what the verbs do to a cluster as a whole: select, lock, clear, report
+wipe.py      --fresh: remove what the harness and its priests wrote, recognised by contents
+files.py     its own files: never through a link, atomic replaces, the private dir, the run lock
 """

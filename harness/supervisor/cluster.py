@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.errors import PROG, AlreadyUpError, ControlError, NotUpError, UsageError, UserError
 from harness.supervisor import control
+from harness.supervisor.actions import ALIVE, State
 from harness.supervisor.state import (
     SOCKET_NAME,
     STATE_FILE,
@@ -29,6 +30,7 @@ PRIEST_FILES = frozenset({"decree.txt", "ledger.log", "priest.log", "events.json
                           "priest.lock"})
 PRIEST_TEMP = "*.tmp*"  # atomic writes' temp files, left by a crash
 RUN_FILES = ("harness.jsonl", "supervisor.log")
+DOWN_STATE = "down"  # what `status` shows for every priest when no supervisor runs
 
 
 def select_priests(config: Config, only: str | None) -> list[str]:
@@ -134,15 +136,13 @@ def _run_files(data_dir: Path) -> list[Path]:
 
 def cluster_status(config: Config) -> dict[str, Any]:
     """Everything `status` shows, as plain data (the --json output)."""
-    from harness.supervisor.core import NOT_STARTED
-
     state = read_state(config.data_dir)
     up = state is not None and state.supervisor.alive()
     live = _live_rows(state) if up and state is not None else {}
     priests = []
     for name in config.names:
         row = live.get(name) or {"pid": None, "exit_status": None,
-                                 "state": NOT_STARTED if up else "down"}
+                                 "state": State.NOT_STARTED if up else DOWN_STATE}
         decree, ballot, problem = read_priest_files(config.data_dir / name)
         priests.append({"priest": name, "pid": row["pid"], "state": row["state"],
                         "exit_status": row["exit_status"], "decree": decree,
@@ -166,7 +166,7 @@ def _live_rows(state: RunState) -> dict[str, dict[str, Any]]:
     except (NotUpError, ControlError):
         # The supervisor is alive but does not answer: say what the state file knows.
         return {n: {"pid": i.pid, "exit_status": None,
-                    "state": "running" if i.alive() else "exited"}
+                    "state": State.RUNNING if i.alive() else State.EXITED}
                 for n, i in state.priests.items()}
 
 
@@ -175,7 +175,7 @@ def alive_priests(config: Config) -> set[str] | None:
     report = cluster_status(config)
     if not report["up"]:
         return None
-    return {p["priest"] for p in report["priests"] if p["state"] in ("running", "paused")}
+    return {p["priest"] for p in report["priests"] if p["state"] in ALIVE}
 
 
 def read_priest_files(directory: Path) -> tuple[int | None, str, str | None]:

@@ -22,7 +22,16 @@ from typing import Any, NoReturn, TextIO
 
 import psutil
 
-from harness.errors import BUG_STATUS, AlreadyUpError, StartupError, UserError
+from harness.errors import (
+    BUG_STATUS,
+    AlreadyUpError,
+    InternalError,
+    NotUpError,
+    StartupError,
+    UserError,
+    from_wire,
+    to_wire,
+)
 from harness.output import Say, use_color
 from harness.supervisor.control import ControlServer
 from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
@@ -139,8 +148,7 @@ class Daemon:
         """Answer the control requests that have arrived whole; True if one was `down`."""
         for conn, req in self.server.poll():
             if self.down_conn is not None:
-                self.server.reply(conn, {"ok": False, "exit_status": 1,
-                                         "error": "the cluster is going down"})
+                self.server.reply(conn, to_wire(NotUpError("the cluster is going down")))
             elif req["op"] == "down":
                 self.down_conn = conn  # answered once every priest is gone
                 self.say("down requested: stopping every priest")
@@ -262,9 +270,7 @@ def start_detached(config: Config, names: Sequence[str]) -> dict[str, Any]:
         raise StartupError(f"the supervisor exited before it was ready; see {log}") from None
     if not answer.get("ok"):
         os.waitpid(pid, 0)
-        error = str(answer.get("error"))
-        status = int(answer.get("exit_status", 1))
-        raise (AlreadyUpError if status == 1 and "already up" in error else StartupError)(error)
+        raise from_wire(answer)
     return answer
 
 
@@ -276,12 +282,11 @@ def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> 
         _redirect_stdio(log)
         code = run(config, names, detached=True, color=False, report=report, extra_fds=[fd])
     except UserError as e:
-        report({"ok": False, "error": e.message, "exit_status": e.exit_status})
+        report(to_wire(e))
         code = e.exit_status
     except BaseException:
         traceback.print_exc()
-        report({"ok": False, "exit_status": BUG_STATUS,
-                "error": f"the supervisor failed (this is a bug); traceback in {log}"})
+        report(to_wire(InternalError(f"the supervisor failed (this is a bug); traceback in {log}")))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -9,9 +9,10 @@ import sys
 from typing import Any
 
 from harness.chaos.executor import execute, load_schedule
-from harness.chaos.plan import SLEEP, Plan, describe, initial_states, plan_random, steps_from_args
+from harness.chaos.plan import SLEEP, Plan, describe, plan_random, steps_from_args
 from harness.errors import PROG, NotUpError, UsageError
 from harness.supervisor import control
+from harness.supervisor.actions import ACTIONS
 from harness.supervisor.state import RunState, read_state, resolve_config
 from harness.verbs.args import config_arg, number_arg, seed_arg
 from node.config import Config
@@ -32,23 +33,13 @@ _positive = number_arg("a number of seconds", above_zero=True)
 _rate = number_arg("a number of actions per second", above_zero=True)
 
 
-ACTION_HELP = {
-    "kill": "crash priest N (SIGKILL)",
-    "ballot": "ask priest N to start a ballot (SIGTSTP)",
-    "restart": "start priest N again on its ledger (also one never started)",
-    "stop": "stop priest N cleanly (SIGTERM, grace, SIGKILL)",
-    "pause": "freeze priest N (SIGSTOP)",
-    "resume": "unfreeze priest N (SIGCONT)",
-}
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(steps=None)
     config_arg(p)
     one = p.add_argument_group("one-shot actions (repeatable, applied in command-line order)")
-    for action, text in ACTION_HELP.items():
-        one.add_argument(f"--{action}", action=_Ordered, const=action, dest="steps",
-                         metavar="N", help=text)
+    for action in ACTIONS.values():
+        one.add_argument(f"--{action.name}", action=_Ordered, const=action.name, dest="steps",
+                         metavar="N", help=action.help)
     one.add_argument("--sleep", action=_Ordered, const=SLEEP, dest="steps", type=_seconds,
                      metavar="SECONDS", help="wait this long before the next action")
     p.add_argument("--schedule", metavar="FILE",
@@ -143,6 +134,6 @@ def _random_plan(args: argparse.Namespace, config: Config, state: RunState | Non
     initial = None
     if state is not None:  # plan from the real states, so that no step is refused
         rows = control.request(state.socket, "status")["priests"]
-        initial = initial_states({r["priest"]: r["state"] for r in rows})
+        initial = {r["priest"]: r["state"] for r in rows}
     return plan_random(config.names, seed, args.duration or 10.0, args.rate or 2.0,
                        initial=initial, allow_majority_loss=args.allow_majority_loss)

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.errors import RefusedError
 from harness.supervisor import control
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -187,7 +188,7 @@ def test_only_a_subset_then_restart_the_rest_over_the_control_channel(harness) -
     result = control.request(sock, "restart", "delta")
     harness.remember()
     assert psutil.Process(result["pid"]).ppid() == harness.pids()["supervisor"]
-    with pytest.raises(control.RefusedError, match="running"):
+    with pytest.raises(RefusedError, match="running"):
         control.request(sock, "restart", "delta")
     delta = psutil.Process(result["pid"])
     assert control.request(sock, "kill", "delta")["outcome"].startswith("killed")

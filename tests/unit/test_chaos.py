@@ -20,10 +20,7 @@ from hypothesis import strategies as st
 from harness import cli
 from harness.chaos.executor import Executor, Live, load_schedule
 from harness.chaos.plan import (
-    DOWN,
     HEAL,
-    PAUSED,
-    RUNNING,
     Plan,
     ScheduleError,
     Step,
@@ -33,10 +30,12 @@ from harness.chaos.plan import (
     steps_from_args,
 )
 from harness.errors import NotUpError, RefusedError, UnknownPriestError, UsageError
-from harness.supervisor.core import NOT_STARTED, PriestProc, Supervisor
+from harness.supervisor.actions import State
+from harness.supervisor.core import PriestProc, Supervisor
 from harness.verbs import chaos as chaos_verb
 from tests.conftest import priest_names, write_config
 
+RUNNING, PAUSED, NOT_STARTED, KILLED = State.RUNNING, State.PAUSED, State.NOT_STARTED, State.KILLED
 FOUR = ["alpha", "beta", "gamma", "delta"]
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "chaos"
 
@@ -68,14 +67,15 @@ class FakeLauncher:
 
 
 def supervisor(names: Sequence[str], states: Mapping[str, str] | None = None) -> Supervisor:
-    """A Supervisor whose priests are in `states` (running/paused/down; default running)."""
+    """A Supervisor whose priests are in `states` (default running; killed ones are killed)."""
     sup = Supervisor(names, FakeLauncher(), clock=lambda: 0.0)
     states = states or {}
-    started = [n for n in names if states.get(n, RUNNING) != DOWN]
-    sup.start(started)
-    for name in started:
+    sup.start([n for n in names if states.get(n, RUNNING) != NOT_STARTED])
+    for name in names:
         if states.get(name) == PAUSED:
             sup.act("pause", name)
+        elif states.get(name) == KILLED:
+            sup.act("kill", name)
     return sup
 
 
@@ -118,7 +118,7 @@ def test_every_planned_step_is_one_the_supervisor_accepts_and_the_plan_heals(
         n: int, seed: int, rate: float, duration: float, majority_loss: bool,
         data: st.DataObject) -> None:
     names = priest_names(n)
-    initial = {name: data.draw(st.sampled_from([RUNNING, PAUSED, DOWN])) for name in names}
+    initial = {name: data.draw(st.sampled_from([RUNNING, PAUSED, KILLED, NOT_STARTED])) for name in names}
     plan = plan_random(names, seed, duration, rate, initial=initial,
                        allow_majority_loss=majority_loss)
     sup = supervisor(names, initial)
@@ -155,7 +155,7 @@ def test_with_majority_loss_the_nemesis_may_take_a_majority_down() -> None:
 
 def test_the_heal_restarts_the_down_resumes_the_paused_then_one_ballot() -> None:
     names = FOUR
-    plan = plan_random(names, 1, 0.001, 0.001, initial={"alpha": DOWN, "beta": PAUSED})
+    plan = plan_random(names, 1, 0.001, 0.001, initial={"alpha": KILLED, "beta": PAUSED})
     assert [(s.action, s.priest) for s in plan.steps[:-1]] == [("restart", "alpha"),
                                                               ("resume", "beta")]
     assert plan.steps[-1].action == "ballot" and plan.steps[-1].priest in names
@@ -293,7 +293,7 @@ def test_the_five_schedules_are_shipped() -> None:
 def test_each_shipped_schedule_is_accepted_step_by_step_by_the_supervisor(name: str) -> None:
     steps = load_schedule(str(SHIPPED / name), FOUR)
     # The demo starts with delta not started (`up --only alpha,beta,gamma`).
-    sup = supervisor(FOUR, {"delta": DOWN} if name == "demo.yaml" else None)
+    sup = supervisor(FOUR, {"delta": NOT_STARTED} if name == "demo.yaml" else None)
     if name == "demo.yaml":
         assert states_of(sup)["delta"] == NOT_STARTED
     replay(steps, sup)

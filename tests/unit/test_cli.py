@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.errors import ControlError, NotUpError, RefusedError, UnknownPriestError, UsageError
+from harness.chaos.plan import ScheduleError
+from harness.errors import (
+    CODES,
+    ControlError,
+    NotUpError,
+    RefusedError,
+    UsageError,
+    UserError,
+    from_wire,
+    to_wire,
+)
 from harness.supervisor import cluster, control
 from harness.supervisor.state import (
     CURRENT,
@@ -350,12 +360,28 @@ def test_a_request_gets_its_answer(tmp_path: Path) -> None:
     assert t.seen == [{"op": "pause", "priest": "beta"}]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("status, error", [(1, RefusedError), (2, UnknownPriestError)])
-def test_a_refusal_becomes_the_matching_error(tmp_path: Path, status: int, error: type) -> None:
-    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no", "exit_status": status})
-    with pytest.raises(error, match="no"):
+@pytest.mark.parametrize("code, error", sorted(CODES.items()))
+def test_an_error_code_becomes_the_same_class_again(tmp_path: Path, code: str,
+                                                   error: type[UserError]) -> None:
+    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no", "code": code})
+    with pytest.raises(error, match="^no$") as e:
         control.request(tmp_path / "c.sock", "kill", "delta")
     t.join()
+    assert type(e.value) is error and e.value.exit_status == error.exit_status
+
+
+def test_every_error_of_the_harness_round_trips_through_its_code() -> None:
+    for code, cls in CODES.items():
+        sent = from_wire({"ok": False, "code": code, "error": f"{code} happened", "pid": 9})
+        assert type(sent) is cls
+        answer = json.loads(json.dumps(to_wire(sent)))
+        assert answer["code"] == code
+        back = from_wire(answer)
+        assert type(back) is cls and str(back) == f"{code} happened"
+    # A subclass the table does not name travels as its nearest named ancestor.
+    assert to_wire(ScheduleError("s.yaml", 1, "at", "bad"))["code"] == "usage"
+    # An answer with an unknown code (another version's supervisor) is a ControlError.
+    assert type(from_wire({"ok": False, "code": "martian", "error": "?"})) is ControlError
 
 
 def test_a_malformed_request_is_answered_with_an_error(tmp_path: Path) -> None:
@@ -427,7 +453,7 @@ def test_a_request_once_taken_may_take_longer_than_the_ack_timeout(tmp_path: Pat
 
 
 def test_a_refusal_carries_the_pid_it_names(tmp_path: Path) -> None:
-    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no (pid 7)", "exit_status": 1,
+    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no (pid 7)", "code": "refused",
                                          "pid": 7})
     with pytest.raises(RefusedError) as e:
         control.request(tmp_path / "c.sock", "kill", "delta")

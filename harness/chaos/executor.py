@@ -133,6 +133,8 @@ class Executor:
                 self.live.action(result)
             if not result.ok and not self.keep_going:
                 break
+        else:
+            self._wait_until(start + plan.span, start, plan)  # a trailing --sleep
         if self.live is not None and total:
             self.live.progress(len(self.results), total, self.clock() - start, plan.span,
                                self.refused)

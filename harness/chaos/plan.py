@@ -68,14 +68,23 @@ class Plan:
     seed: int | None = None
     duration: float | None = None
     rate: float | None = None
+    end: float = 0.0  # the run lasts at least this long: a trailing `--sleep` waits it out
 
     @property
     def span(self) -> float:
-        """Seconds from the start to the last step."""
-        return self.steps[-1].at if self.steps else 0.0
+        """Seconds from the start to the last step, or to the end of a trailing sleep."""
+        return max(self.steps[-1].at if self.steps else 0.0, self.end)
 
 
 # --- the command line -----------------------------------------------------------
+
+
+def plan_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
+                   where: str) -> Plan:
+    """The plan of the command line's one-shot actions; a trailing `--sleep` is waited out."""
+    steps = steps_from_args(items, names, where)
+    end = sum(float(arg) for action, arg in items if action == SLEEP)  # type: ignore[arg-type]
+    return Plan(steps, "the command line", end=round(end, 6))
 
 
 def steps_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
@@ -236,4 +245,6 @@ def describe(plan: Plan) -> list[str]:
     for i, step in enumerate(plan.steps, start=1):
         note = f"  # {step.note}" if step.note else ""
         lines.append(f"{i:>5}  {f'+{step.at:.3f}s':>10}  {step.action:<7}  {step.priest}{note}")
+    if plan.steps and plan.end > plan.steps[-1].at:
+        lines.append(f"{'':>5}  {f'+{plan.end:.3f}s':>10}  (the end of the last --sleep)")
     return lines

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from harness.chaos.executor import execute, load_schedule
-from harness.chaos.plan import SLEEP, Plan, describe, plan_random, steps_from_args
+from harness.chaos.plan import SLEEP, Plan, describe, plan_from_args, plan_random
 from harness.errors import PROG, NotUpError, UsageError
 from harness.supervisor import control
 from harness.supervisor.actions import ACTIONS
@@ -122,7 +122,7 @@ def _running(config: Config) -> RunState | None:
 def _fixed_plan(args: argparse.Namespace, mode: str, config: Config) -> Plan | None:
     """The plan of one-shot actions or of a schedule; None for the random nemesis."""
     if mode == "actions":
-        return Plan(steps_from_args(args.steps, config.names, config.path), "the command line")
+        return plan_from_args(args.steps, config.names, config.path)
     if mode == "schedule":
         return Plan(load_schedule(args.schedule, config.names), args.schedule)
     return None

@@ -26,6 +26,7 @@ from harness.chaos.plan import (
     Step,
     describe,
     parse_schedule,
+    plan_from_args,
     plan_random,
     steps_from_args,
 )
@@ -349,6 +350,19 @@ def test_the_executor_applies_each_step_at_its_time_in_order() -> None:
     assert times[0] == 0.0 and times[1] == pytest.approx(0.01)  # behind time: at once
     assert times[2] == pytest.approx(1.5) and times[3] == pytest.approx(1.51)
     assert all(r.ok and r.pid == 42 for r in results)
+
+
+def test_a_trailing_sleep_is_waited_out_and_shown() -> None:
+    args = parse("--ballot", "alpha", "--sleep", "2", "--ballot", "beta", "--sleep", "1.5")
+    plan = plan_from_args(args.steps, FOUR, "four.yaml")
+    assert [s.at for s in plan.steps] == [0.0, 2.0] and plan.span == 3.5
+    assert "over 3.5 s" in describe(plan)[0] and "+3.500s" in describe(plan)[-1]
+    fake = Fake()
+    Executor(fake.send, clock=fake.clock, sleep=fake.sleep).run(plan)
+    assert fake.now - 100.0 >= 3.5  # the command returns only once the sleep is over
+    fake = Fake({("ballot", "alpha"): RefusedError("no")})  # a refusal ends the run at once
+    Executor(fake.send, clock=fake.clock, sleep=fake.sleep).run(plan)
+    assert fake.now - 100.0 < 1.0
 
 
 def test_the_executor_stops_at_a_refusal_unless_told_to_keep_going() -> None:

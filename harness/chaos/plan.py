@@ -83,7 +83,7 @@ def plan_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
                    where: str) -> Plan:
     """The plan of the command line's one-shot actions; a trailing `--sleep` is waited out."""
     steps = steps_from_args(items, names, where)
-    end = sum(float(arg) for action, arg in items if action == SLEEP)  # type: ignore[arg-type]
+    end = sum(float(arg) for action, arg in items if action == SLEEP)  # type: ignore[arg-type,misc]
     return Plan(steps, "the command line", end=round(end, 6))
 
 

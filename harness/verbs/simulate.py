@@ -72,7 +72,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     seeds = _seeds(args)
     color = not args.json and use_color(out)
     _warn_flaws(setup.flaws, sys.stderr if args.json else out, color)
-    jobs = args.jobs or min(os.cpucount_arg() or 1, 8)
+    jobs = args.jobs or min(os.cpu_count() or 1, 8)
     report = search(setup, seeds, jobs=jobs)
     world, violations = run_seed(setup, report.failed.seed) if report.failed else (None, ())
     if world is None and args.trace and len(seeds) == 1:

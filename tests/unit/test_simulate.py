@@ -252,3 +252,8 @@ def test_breaking_the_core_module_changes_the_simulation(monkeypatch: pytest.Mon
     short = shorten(world, violations)  # from the heal on, without retransmissions
     assert short[0].kind == "heal" and len(short) < len(world.steps)
     assert search(Setup(5), range(5)).failed is not None
+
+
+def test_without_jobs_it_uses_one_worker_per_cpu() -> None:
+    status, text = simulate("--seeds", "3")  # the default --jobs 0
+    assert status == 0 and "CLEAN" in text

@@ -17,7 +17,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Generator, Iterable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -163,6 +163,7 @@ class Report:
     ballots: int = 0
     seconds: float = 0.0
     failed: Outcome | None = None
+    passed_over: dict[str, int] = field(default_factory=dict)  # with --until: other rules broken
 
     def add(self, o: Outcome) -> None:
         self.runs += 1
@@ -192,17 +193,24 @@ def outcomes(setup: Setup, seeds: range, jobs: int = 1) -> Generator[Outcome, No
         yield from pool.imap(partial(outcome, setup), rest, chunksize=chunk)
 
 
-def search(setup: Setup, seeds: range, *, jobs: int = 1,
+def search(setup: Setup, seeds: range, *, jobs: int = 1, until: frozenset[str] = frozenset(),
            clock: Callable[[], float] = time.perf_counter) -> Report:
-    """Run seeds in order until one breaks a rule or all are done."""
+    """Run seeds in order until one breaks a rule (one of `until`, if given) or all are done.
+
+    With `until`, runs that break only other rules are passed over and counted
+    by rule in `passed_over`.
+    """
     report = Report(setup, seeds)
     start = clock()
     with closing(outcomes(setup, seeds, jobs)) as found:  # closing stops the workers at once
         for o in found:
             report.add(o)
-            if o.violations:
+            kinds = {v.kind for v in o.violations}
+            if kinds and (not until or kinds & until):
                 report.failed = o
                 break
+            for kind in kinds:
+                report.passed_over[kind] = report.passed_over.get(kind, 0) + 1
     report.seconds = clock() - start
     return report
 

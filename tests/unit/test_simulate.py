@@ -257,3 +257,34 @@ def test_breaking_the_core_module_changes_the_simulation(monkeypatch: pytest.Mon
 def test_without_jobs_it_uses_one_worker_per_cpu() -> None:
     status, text = simulate("--seeds", "3")  # the default --jobs 0
     assert status == 0 and "CLEAN" in text
+
+
+def test_until_searches_past_runs_that_break_only_other_rules() -> None:
+    status, text = simulate("--seeds", "600", "--flaw", "same-ballot-numbers", "--until",
+                            "disagreement", "--jobs", "1")
+    assert status == 1
+    verdict = next(line for line in text.splitlines() if line.startswith("VIOLATION"))
+    assert "disagreement" in verdict and "seed 444" in verdict
+    assert "passed over (--until disagreement)" in text and "ballot_reused in" in text
+    # Without --until, the search stops at the first broken rule, a bookkeeping one.
+    status, text = simulate("--seeds", "600", "--flaw", "same-ballot-numbers", "--jobs", "1")
+    first = next(line for line in text.splitlines() if line.startswith("VIOLATION"))
+    assert status == 1 and "disagreement" not in first
+
+
+def test_until_a_rule_no_run_breaks_still_reports_the_others_with_exit_1() -> None:
+    status, out = simulate("--seeds", "40", "--flaw", "same-ballot-numbers", "--until",
+                           "disagreement", "--jobs", "1", "--json")
+    data = json.loads(out)
+    assert status == 1 and data["violation"] is None and data["passed_over"]["ballot_reused"] > 0
+    assert data["status"] == "violation" and data["until"] == ["disagreement"]
+    status, _ = simulate("--seeds", "5", "--until", "disagreement", "--jobs", "1")
+    assert status == 0  # the correct core breaks nothing: clean
+
+
+def test_the_verdict_comes_before_the_trace() -> None:
+    status, text = simulate("--seeds", "50", "--flaw", "same-ballot-numbers", "--jobs", "1")
+    lines = text.splitlines()
+    verdict = next(i for i, line in enumerate(lines) if line.startswith("VIOLATION"))
+    trace = next(i for i, line in enumerate(lines) if line.startswith("trace of seed"))
+    assert status == 1 and verdict < trace

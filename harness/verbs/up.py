@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from harness.errors import PROG
-from harness.supervisor.cluster import clear_stale, select_priests, wipe_data_dir
+from harness.supervisor.cluster import clear_stale, read_priest_files, select_priests, wipe_data_dir
 from harness.supervisor.state import check_current_writable, check_data_dir
 from harness.verbs.args import config_arg
-from node.config import load_config
+from node.config import Config, load_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     clear_stale(config)
     if args.fresh:
         wipe_data_dir(config)
+    else:
+        _say_what_is_resumed(config, names)
     if not args.detach:
         return run_supervisor(config, names)
     answer = start_detached(config, names)
@@ -48,3 +50,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"cluster {config.cluster} is up: {len(answer['priests'])} priests ({pids}), "
           f"supervisor pid {answer['supervisor']}; stop it with `{PROG} down`")
     return 0
+
+
+def _say_what_is_resumed(config: Config, names: list[str]) -> None:
+    """One line when the priests will recover a history, so nobody expects a first ballot."""
+    held: dict[int, list[str]] = {}
+    promised = []
+    for name in names:
+        decree, ballot, _problem = read_priest_files(config.priest_dir(name))
+        if decree is not None:
+            held.setdefault(decree, []).append(name)
+        elif ballot != "-":
+            promised.append(name)
+    if not held and not promised:
+        return
+    parts = [f"decree {d} ({', '.join(who)})" for d, who in sorted(held.items())]
+    if promised:
+        parts.append(f"ballots under way ({', '.join(promised)})")
+    print(f"resuming the history in {config.data_dir}: {'; '.join(parts)}; "
+          f"a ballot now finds what was decided; `{PROG} up {config.path} --fresh` starts afresh",
+          flush=True)

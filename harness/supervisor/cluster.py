@@ -8,6 +8,7 @@ control socket (`harness.supervisor.control`).
 from __future__ import annotations
 
 import fnmatch
+import os
 import stat
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from harness.supervisor.state import (
     remove_state,
 )
 from node.config import Config
+from node.ledger import LOCK
 
 # What --fresh may remove: the files a priest writes in its directory, and the run files.
 PRIEST_FILES = frozenset({"decree.txt", "ledger.log", "priest.log", "events.jsonl",
@@ -31,6 +33,7 @@ PRIEST_FILES = frozenset({"decree.txt", "ledger.log", "priest.log", "events.json
 PRIEST_TEMP = "*.tmp*"  # atomic writes' temp files, left by a crash
 RUN_FILES = ("harness.jsonl", "supervisor.log")
 DOWN_STATE = "down"  # what `status` shows for every priest when no supervisor runs
+BY_HAND = "by hand"  # ... except a priest that runs all the same, started by hand
 
 
 def select_priests(config: Config, only: str | None) -> list[str]:
@@ -138,7 +141,7 @@ def cluster_status(config: Config) -> dict[str, Any]:
     """Everything `status` shows, as plain data (the --json output)."""
     state = read_state(config.data_dir)
     up = state is not None and state.supervisor.alive()
-    live = _live_rows(state) if up and state is not None else {}
+    live = _live_rows(state) if up and state is not None else _by_hand(config)
     priests = []
     for name in config.names:
         row = live.get(name) or {"pid": None, "exit_status": None,
@@ -154,6 +157,8 @@ def cluster_status(config: Config) -> dict[str, Any]:
                    f"{state.supervisor.pid}) died; `{PROG} down` clears what it left")
     else:
         summary = f"cluster {config.cluster} is not up (data in {config.data_dir})"
+    if live and not up:
+        summary += f"; priests started by hand run: {', '.join(live)}"
     return {"cluster": config.cluster, "config": config.path, "data_dir": str(config.data_dir),
             "up": up, "supervisor": state.supervisor.pid if up and state else None,
             "summary": summary, "priests": priests}
@@ -170,12 +175,42 @@ def _live_rows(state: RunState) -> dict[str, dict[str, Any]]:
                 for n, i in state.priests.items()}
 
 
-def alive_priests(config: Config) -> set[str] | None:
-    """Names of running or paused priests, or None when the cluster is down."""
-    report = cluster_status(config)
-    if not report["up"]:
+def _by_hand(config: Config) -> dict[str, dict[str, Any]]:
+    """Rows for the priests that run without a supervisor (started by hand)."""
+    rows = {}
+    for name in config.names:
+        pid = lock_holder(config.priest_dir(name))
+        if pid is not None:
+            rows[name] = {"pid": pid, "exit_status": None, "state": BY_HAND}
+    return rows
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The pid of the process holding `directory`'s priest.lock: a priest running there.
+
+    Read from /proc/locks, so the lock is never taken, not even for an instant
+    (a priest starting then would find it held and refuse to start).
+    """
+    try:
+        st = (directory / LOCK).lstat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
         return None
-    return {p["priest"] for p in report["priests"] if p["state"] in ALIVE}
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:123 0 EOF"; waiters: "->"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
+            return int(fields[4])
+    return None
+
+
+def alive_priests(config: Config) -> set[str] | None:
+    """Names of running or paused priests (or started by hand), or None when none runs."""
+    report = cluster_status(config)
+    running = {p["priest"] for p in report["priests"] if p["state"] in (*ALIVE, BY_HAND)}
+    if not report["up"] and not running:
+        return None
+    return running
 
 
 def read_priest_files(directory: Path) -> tuple[int | None, str, str | None]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from node.errors import LedgerError, StartupError
-from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, LedgerState, Vote
+from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, LedgerState, RoundOutOfRange, Vote
 from node.synod import ProtocolBug
 
 LEDGER = "ledger.log"
@@ -79,14 +79,23 @@ def parse_vote(text: str) -> Vote:
     return vote
 
 
+class DamagedRecord(ValueError):
+    """A line that is not a whole record (no match, or its CRC fails): what a torn append leaves."""
+
+
 def decode_record(line: str) -> LedgerState:
-    """Inverse of `encode_record`; ValueError for anything it would not write."""
+    """Inverse of `encode_record`; ValueError for anything it would not write.
+
+    DamagedRecord (a ValueError) when the line is not a whole record; a plain
+    ValueError when a whole, CRC-valid record holds what a ledger must not
+    (a round above MAX_ROUND, a non-canonical spelling): that is no torn write.
+    """
     match = _RECORD.fullmatch(line)
     if not match:
-        raise ValueError("not a ledger record")
+        raise DamagedRecord("not a ledger record")
     text, last_tried, next_bal, prev_vote, crc = match.groups()
     if _crc(text) != crc:
-        raise ValueError(f"crc mismatch (record says {crc}, text gives {_crc(text)})")
+        raise DamagedRecord(f"crc mismatch (record says {crc}, text gives {_crc(text)})")
     state = LedgerState(Ballot.parse(last_tried), Ballot.parse(next_bal), parse_vote(prev_vote))
     # Only the one canonical spelling is accepted ("01.alpha", "5@0" are not).
     if encode_record(state) != line:
@@ -111,12 +120,19 @@ def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
         try:
             state = decode_record(raw.decode())
         except ValueError as e:  # UnicodeDecodeError is a ValueError
-            if number == len(lines) + 1 and not tail:
+            torn = isinstance(e, (DamagedRecord, UnicodeDecodeError))
+            if torn and number == len(lines) + 1 and not tail:
                 # A complete last line with a bad CRC: an append cut by a power cut
                 # (length synced, data not). It was never fdatasynced, so nothing
                 # that depended on it was sent: drop it like an incomplete line.
+                # A line whose CRC holds was written whole: never dropped.
                 return state, number - 2, good, True
-            raise LedgerError(f"{path}: line {number}: bad record: {e}") from None
+            hint = ""
+            if isinstance(e, RoundOutOfRange):
+                hint = ("; a round this high comes only from a forged datagram that an older "
+                        "version accepted, and no ballot can follow it: stop the cluster and "
+                        "start it afresh (paxos-harness up --fresh)")
+            raise LedgerError(f"{path}: line {number}: bad record: {e}{hint}") from None
         good += len(raw) + 1
     return state, len(lines), good, bool(tail)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,3 +80,15 @@ class Priests:
             if None not in held.values() or time.monotonic() > deadline:
                 return held
             time.sleep(0.01)
+
+
+def datagram(config: Config, obj: dict[str, object]) -> bytes:
+    """A datagram of `config`'s cluster holding the JSON object `obj`, as a priest sends it."""
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def send_as(config: Config, name: str, dst: str, data: bytes) -> None:
+    """Send `data` to priest `dst` from priest `name`'s own address (which must be free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(config.address_of(name))
+        sock.sendto(data, config.address_of(dst))

@@ -1,0 +1,80 @@
+"""Real priests against a hostile process on the same host: forged rounds, floods, planted links."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from node.config import load_config
+from node.ledger import HEADER
+from node.messages import MAX_ROUND
+from tests.integration.priests import REPO, Priests, datagram, send_as
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+@pytest.fixture
+def cluster(make_config, tmp_path: Path, no_leaks):
+    priests = Priests(load_config(make_config(3)), tmp_path)
+    yield priests
+    priests.stop_all()
+
+
+def _run_priest(config: Path, name: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "node", str(config), name],
+                          capture_output=True, text=True, env=env, timeout=30, check=False)
+
+
+def _events(cluster: Priests, name: str) -> list[dict[str, object]]:
+    path = cluster.config.priest_dir(name) / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# --- (3) ballot rounds are bounded ------------------------------------------------
+
+
+@pytest.mark.parametrize("round_", [2**62, MAX_ROUND + 1])
+def test_a_forged_huge_round_is_dropped_and_the_cluster_still_decides(
+        cluster: Priests, round_: int) -> None:
+    """NextBallot(2^62) from a down member's address once wedged every priest for good."""
+    for name in ("alpha", "beta"):
+        cluster.start(name)
+    forged = datagram(cluster.config, {"v": 1, "cluster": "test", "type": "NextBallot",
+                                       "src": "gamma", "ballot": [round_, "gamma"]})
+    for dst in ("alpha", "beta"):
+        send_as(cluster.config, "gamma", dst, forged)  # gamma is down: its port is free
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(["alpha", "beta"])
+    assert held["alpha"] is not None and held["alpha"] == held["beta"], held
+    for name in ("alpha", "beta"):
+        assert cluster.procs[name].poll() is None
+        ledger = (cluster.config.priest_dir(name) / "ledger.log").read_text()
+        assert str(round_) not in ledger
+        assert any(e["kind"] == "dropped" for e in _events(cluster, name))
+    cluster.start("gamma")  # restarts are fine too
+    cluster.ballot("gamma")
+    assert cluster.wait_decrees(["gamma"]) == {"gamma": held["alpha"]}
+
+
+def test_a_ledger_holding_a_huge_round_is_refused_in_one_line(make_config, no_leaks) -> None:
+    """A ledger written by an older version that promised 2^62: never a crash at every ballot."""
+    config = load_config(make_config(3))
+    directory = config.priest_dir("alpha")
+    directory.mkdir(parents=True)
+    text = f"v1 last_tried=0 next_bal={2**62}.beta prev_vote=none"
+    record = f"{text} crc={zlib.crc32(text.encode()) & 0xFFFFFFFF:08x}\n"
+    (directory / "ledger.log").write_text(HEADER + record)
+    for _ in range(2):  # and again: the same one line, the ledger untouched
+        result = _run_priest(Path(config.path), "alpha")
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert f"{directory / 'ledger.log'}: line 2:" in line and str(2**62) in line
+        assert (directory / "ledger.log").read_text() == HEADER + record

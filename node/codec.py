@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, NoReturn
 
 from node.messages import (
@@ -44,16 +45,36 @@ TYPE_KEYS: dict[str, tuple[str, ...]] = {
 VOTE_KEYS = ("ballot", "decree")
 
 
-class DatagramError(Exception):
-    """A peer's datagram that breaks the format; `reason` says how, in a few words."""
+class DropReason(StrEnum):
+    """Why a datagram was dropped: a fixed set, so no peer can invent a new one.
 
-    def __init__(self, reason: str) -> None:
+    The runtime keys its rate limit and its counters on these; the peer-chosen
+    details go only into the (length-bounded) text of a logged line.
+    """
+
+    TOO_LARGE = "too_large"          # over MAX_DATAGRAM bytes
+    BAD_TAG = "bad_tag"              # no valid HMAC tag under the cluster's key
+    NOT_JSON = "not_json"            # not UTF-8, not a JSON object, duplicate keys
+    BAD_VERSION = "bad_version"      # another format version
+    OTHER_CLUSTER = "other_cluster"  # another cluster's name
+    UNKNOWN_TYPE = "unknown_type"    # not one of the five messages
+    MALFORMED = "malformed"          # missing/extra keys, wrong types, out-of-range numbers
+    UNKNOWN_SENDER = "unknown_sender"  # src is not a priest of the config
+    FORGED_SENDER = "forged_sender"  # src's configured address is not where it came from
+
+
+class DatagramError(Exception):
+    """A peer's datagram that breaks the format: `kind` is the fixed reason, `reason`
+    says how in a few words (it may quote the peer, cut short)."""
+
+    def __init__(self, reason: str, kind: DropReason = DropReason.MALFORMED) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
-def _fail(reason: str) -> NoReturn:
-    raise DatagramError(reason)
+def _fail(reason: str, kind: DropReason = DropReason.MALFORMED) -> NoReturn:
+    raise DatagramError(reason, kind)
 
 
 def _show(value: object) -> str:
@@ -63,14 +84,14 @@ def _show(value: object) -> str:
 
 
 def _no_constant(name: str) -> NoReturn:
-    _fail(f"{name} is not a number here")
+    _fail(f"{name} is not a number here", DropReason.NOT_JSON)
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            _fail(f"duplicate key {_show(key)}")
+            _fail(f"duplicate key {_show(key)}", DropReason.NOT_JSON)
         obj[key] = value
     return obj
 
@@ -122,17 +143,17 @@ class Codec:
     def decode(self, data: bytes, addr: tuple[str, int] | None = None) -> Message:
         """The message in `data`, sent from `addr` (None: skip the sender check)."""
         if len(data) > MAX_DATAGRAM:
-            _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})")
+            _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})", DropReason.TOO_LARGE)
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError:
-            _fail("not UTF-8")
+            _fail("not UTF-8", DropReason.NOT_JSON)
         try:
             obj = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_no_constant)
         except (ValueError, RecursionError):
-            _fail("not JSON")
+            _fail("not JSON", DropReason.NOT_JSON)
         if not isinstance(obj, dict):
-            _fail(f"not a JSON object but a {type(obj).__name__}")
+            _fail(f"not a JSON object but a {type(obj).__name__}", DropReason.NOT_JSON)
         return self._message(obj, addr)
 
     # --- decoding, one check at a time ----------------------------------
@@ -142,12 +163,12 @@ class Codec:
             if key not in obj:
                 _fail(f"missing key {key!r}")
         if not _is_int(obj["v"]) or obj["v"] != VERSION:
-            _fail(f"wrong version {_show(obj['v'])} (expected {VERSION})")
+            _fail(f"wrong version {_show(obj['v'])} (expected {VERSION})", DropReason.BAD_VERSION)
         if obj["cluster"] != self.cluster:
-            _fail(f"other cluster {_show(obj['cluster'])}")
+            _fail(f"other cluster {_show(obj['cluster'])}", DropReason.OTHER_CLUSTER)
         kind = obj["type"]
         if not isinstance(kind, str) or kind not in TYPE_KEYS:
-            _fail(f"unknown type {_show(kind)}")
+            _fail(f"unknown type {_show(kind)}", DropReason.UNKNOWN_TYPE)
         _exact_keys(obj, COMMON_KEYS + TYPE_KEYS[kind], "")
         src = self._sender(obj["src"], addr)
         # Success may carry ballot zero: a restarted priest keeps its decree, not the ballot.
@@ -165,12 +186,12 @@ class Codec:
 
     def _sender(self, src: object, addr: tuple[str, int] | None) -> str:
         if not isinstance(src, str) or src not in self.addresses:
-            _fail(f"unknown sender {_show(src)}")
+            _fail(f"unknown sender {_show(src)}", DropReason.UNKNOWN_SENDER)
         if addr is not None:
             host, port = self.addresses[src]
             if tuple(addr[:2]) != (host, port):
                 _fail(f"forged sender: datagram from {addr[0]}:{addr[1]} claims to be {src} "
-                      f"(configured at {host}:{port})")
+                      f"(configured at {host}:{port})", DropReason.FORGED_SENDER)
         return src
 
     def _ballot(self, raw: object, what: str, zero_ok: bool) -> Ballot:
@@ -211,4 +232,4 @@ class Codec:
         return obj
 
 
-__all__ = ["Codec", "DatagramError", "MAX_DATAGRAM"]
+__all__ = ["Codec", "DatagramError", "DropReason", "MAX_DATAGRAM"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -78,3 +80,55 @@ def test_a_ledger_holding_a_huge_round_is_refused_in_one_line(make_config, no_le
         (line,) = result.stderr.splitlines()
         assert f"{directory / 'ledger.log'}: line 2:" in line and str(2**62) in line
         assert (directory / "ledger.log").read_text() == HEADER + record
+
+
+# --- (5) a flood of hostile datagrams cannot flood the logs -----------------------
+
+
+def _flood(cluster: Priests, dst: str, n: int) -> None:
+    """n distinct hostile datagrams, every field a peer chooses made unique, over real UDP."""
+    kinds = [
+        lambda i: {"v": 1, "cluster": f"other{i}", "type": "Success", "src": "beta",
+                   "ballot": [1, "beta"], "decree": i},
+        lambda i: {"v": 1, "cluster": "test", "type": "Success", "src": f"mallory{i}",
+                   "ballot": [1, "beta"], "decree": i},
+        lambda i: {"v": 1, "cluster": "test", "type": f"Type{i}", "src": "beta"},
+        lambda i: {"v": 1, "cluster": "test", "type": "Voted", "src": "beta",
+                   "ballot": [i + 2**60, "beta"]},
+        lambda i: {"v": i + 2, "cluster": "test", "type": "Voted", "src": "beta"},
+        lambda i: {"v": 1, "cluster": "test", "type": "Voted", "src": "beta",
+                   "ballot": [1, "beta"], f"extra{i}": i},
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        addr = cluster.config.address_of(dst)
+        for i in range(n):
+            if i % 7 == 6:
+                data = f"garbage {i} ".encode() * 3
+            else:
+                data = datagram(cluster.config, kinds[i % len(kinds)](i))
+            sock.sendto(data, addr)
+            if i % 200 == 199:
+                time.sleep(0.002)  # let the priest keep up, so it reads most of them
+
+
+def test_a_flood_of_distinct_hostile_datagrams_adds_little_to_the_logs(cluster: Priests) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        cluster.start(name)
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(["alpha", "beta", "gamma"])
+    directory = cluster.config.priest_dir("gamma")
+    files = [directory / "priest.log", directory / "events.jsonl"]
+    before = sum(f.stat().st_size for f in files)
+    _flood(cluster, "gamma", 20_000)
+    cluster.signal("gamma", 15)
+    assert cluster.procs["gamma"].wait(10) == 0
+    grown = sum(f.stat().st_size for f in files) - before
+    assert grown <= 100_000, f"logs grew by {grown} bytes"
+    stopped = [e for e in _events(cluster, "gamma") if e["kind"] == "stopped"][-1]
+    counted = stopped["dropped"]
+    assert isinstance(counted, dict) and sum(counted.values()) >= 1000, counted  # all counted
+    reasons = {e["reason"] for e in _events(cluster, "gamma") if e["kind"] == "dropped"}
+    assert reasons <= {"other_cluster", "unknown_sender", "unknown_type", "malformed",
+                       "bad_version", "not_json", "bad_tag", "forged_sender"}, reasons
+    assert cluster.decree("gamma") == held["gamma"]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.codec import MAX_DATAGRAM, Codec, DatagramError
+from node.codec import MAX_DATAGRAM, Codec, DatagramError, DropReason
 from node.config import NAME_RE
 from node.messages import (
     MAX_DECREE,
@@ -182,6 +182,37 @@ def test_a_forged_source_address_is_refused() -> None:
     assert "forged sender" in reason_of(data, ADDRESSES["alpha"])
     assert "forged sender" in reason_of(data, ("127.0.0.2", 7102))
     assert CODEC.decode(data, ADDRESSES["beta"]) == EXAMPLES[1][0]
+
+
+@pytest.mark.parametrize(("data", "kind"), [
+    (b" " * (MAX_DATAGRAM - 2) + raw(obj()), DropReason.TOO_LARGE),
+    (b'{"v":1,"cluster":"f\xffour"}', DropReason.NOT_JSON),
+    (b"[1, 2]", DropReason.NOT_JSON),
+    (raw(obj(v=2)), DropReason.BAD_VERSION),
+    (raw(obj(cluster="three")), DropReason.OTHER_CLUSTER),
+    (raw(obj(type="Prepare")), DropReason.UNKNOWN_TYPE),
+    (raw(obj(src="mallory")), DropReason.UNKNOWN_SENDER),
+    (raw(obj(extra=1)), DropReason.MALFORMED),
+    (raw(obj(ballot=[2**62, "alpha"])), DropReason.MALFORMED),
+])
+def test_a_refusal_carries_one_of_the_fixed_reasons(data: bytes, kind: DropReason) -> None:
+    with pytest.raises(DatagramError) as info:
+        CODEC.decode(data)
+    assert info.value.kind is kind
+
+
+def test_a_forged_sender_is_its_own_reason() -> None:
+    with pytest.raises(DatagramError) as info:
+        CODEC.decode(raw(obj()), ("127.0.0.1", 5555))
+    assert info.value.kind is DropReason.FORGED_SENDER
+
+
+@given(st.binary(max_size=600))
+def test_every_refusal_has_a_fixed_reason(data: bytes) -> None:
+    try:
+        CODEC.decode(data)
+    except DatagramError as exc:
+        assert isinstance(exc.kind, DropReason)
 
 
 def test_a_reason_quotes_a_long_peer_value_only_briefly() -> None:

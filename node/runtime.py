@@ -23,12 +23,12 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import TextIO
 
 from node.codec import Codec, DatagramError, DropReason
 from node.config import Config
 from node.errors import StartupError
+from node.files import APPEND_FLAGS, open_at
 from node.ledger import Ledger, os_error
 from node.messages import (
     MAX_DECREE,
@@ -53,6 +53,8 @@ from node.messages import (
 from node.output import Narrator, use_color
 from node.synod import Priest
 
+EVENTS = "events.jsonl"
+PRIEST_LOG = "priest.log"
 PARENT_CHECK = 0.25  # seconds between checks that the supervisor still lives
 # Drop logging, whatever a flood holds: per reason (a fixed DropReason) at most
 # one line a second, and over all reasons at most DROP_LOG_BURST lines at once,
@@ -107,8 +109,8 @@ class DropLimiter:
 class EventLog:
     """events.jsonl: one JSON object per line, buffered until `flush()` (one write(2))."""
 
-    def __init__(self, path: Path, priest: str) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def __init__(self, fd: int, priest: str) -> None:
+        self.fd = fd  # opened by the runtime, never through a link
         self.head = f'{{"t":%d,"priest":{json.dumps(priest)},"pid":{os.getpid()},"kind":'
         self.lines: list[str] = []
 
@@ -148,9 +150,10 @@ class Runtime:
                 proposal=proposal if proposal is not None else me.propose, index=me.index,
                 timing=config.timing, flaws=config.flaws,
             )
-            self.events = EventLog(self.directory / "events.jsonl", name)
+            self.events = EventLog(open_at(self.ledger.fd, EVENTS, APPEND_FLAGS, self.directory), name)
             try:
-                self.narrator = Narrator(name, me.index, out, color, self.directory / "priest.log")
+                log_fd = open_at(self.ledger.fd, PRIEST_LOG, APPEND_FLAGS, self.directory)
+                self.narrator = Narrator(name, me.index, out, color, log_fd)
             except BaseException:
                 self.events.close()
                 raise

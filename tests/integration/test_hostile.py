@@ -132,3 +132,58 @@ def test_a_flood_of_distinct_hostile_datagrams_adds_little_to_the_logs(cluster: 
     assert reasons <= {"other_cluster", "unknown_sender", "unknown_type", "malformed",
                        "bad_version", "not_json", "bad_tag", "forged_sender"}, reasons
     assert cluster.decree("gamma") == held["gamma"]
+
+
+# --- (6) planted symbolic links ---------------------------------------------------
+
+PLANTED = ["events.jsonl", "priest.log", "ledger.log", "decree.txt", "priest.lock",
+           "priest dir", "data dir"]
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() if p.is_file() else b"<dir>"
+            for p in sorted(directory.rglob("*"))}
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to a file", "dangling"])
+@pytest.mark.parametrize("what", PLANTED)
+def test_a_planted_link_is_refused_in_one_line_and_nothing_outside_is_written(
+        make_config, tmp_path: Path, no_leaks, what: str, dangling: bool) -> None:
+    config = load_config(make_config(3))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("precious\n")
+    target = outside / ("new" if dangling else "victim.txt")
+    if what == "data dir":
+        link, target = config.data_dir, outside / ("newdir" if dangling else "")
+    elif what == "priest dir":
+        config.data_dir.mkdir()
+        link, target = config.priest_dir("alpha"), outside / ("newdir" if dangling else "")
+    else:
+        config.priest_dir("alpha").mkdir(parents=True)
+        link = config.priest_dir("alpha") / what
+    link.symlink_to(target)
+    before = _snapshot(outside)
+    result = _run_priest(Path(config.path), "alpha")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert f"{link}: is a symbolic link" in line, line
+    assert _snapshot(outside) == before  # nothing written, created or truncated outside
+    assert link.is_symlink()  # and the link itself left for the user to see
+
+
+def test_a_link_planted_while_a_priest_runs_is_never_written_through(cluster: Priests) -> None:
+    """decree.txt and the ledger's rewrite go by rename: a link planted there is replaced."""
+    for name in ("alpha", "beta", "gamma"):
+        cluster.start(name)
+    outside = cluster.workdir / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("precious\n")
+    (cluster.config.priest_dir("gamma") / "decree.txt").symlink_to(outside / "victim.txt")
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(["alpha", "beta"])
+    time.sleep(0.3)
+    assert (outside / "victim.txt").read_text() == "precious\n"
+    assert not (cluster.config.priest_dir("gamma") / "decree.txt").is_symlink()
+    assert cluster.decree("gamma") == held["alpha"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 
@@ -394,3 +395,32 @@ def test_a_record_at_the_round_bound_is_read_back(tmp_path: Path) -> None:
     with Ledger.open(tmp_path) as ledger:
         ledger.persist(top)
     assert read_ledger(tmp_path)[0] == top
+
+
+# --- links: never followed -----------------------------------------------------
+
+
+@pytest.mark.parametrize("linked", ["logs", "logs/four", "logs/four/alpha"])
+def test_every_component_of_a_relative_data_dir_is_checked_for_links(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linked: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    Path(linked).parent.mkdir(parents=True, exist_ok=True)
+    Path(linked).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StartupError, match=rf"^{linked}: is a symbolic link"):
+        Ledger.open(Path("logs/four/alpha"))
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_an_absolute_data_dir_may_sit_below_a_linked_parent(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via").symlink_to(tmp_path / "real")
+    with Ledger.open(tmp_path / "via" / "data" / "alpha") as ledger:
+        ledger.persist(state(1))
+    assert read_ledger(tmp_path / "real" / "data" / "alpha")[0] == state(1)
+
+
+def test_a_fifo_in_place_of_the_ledger_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / LEDGER)
+    with pytest.raises(StartupError, match="not a regular file"):
+        Ledger.open(tmp_path)

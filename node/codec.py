@@ -1,14 +1,18 @@
 """Bytes <-> the five messages: the datagram format of docs/formats.md, strictly.
 
-A datagram is one compact UTF-8 JSON object of at most 512 bytes. `decode`
-checks everything a peer could get wrong (size, encoding, keys, types, ranges,
-sender name and source address) and raises `DatagramError` with a short reason,
-never anything else: a misbehaving peer is dropped, it cannot stop a priest.
+A datagram is one compact UTF-8 JSON object, a space, and its tag: the
+HMAC-SHA256 of the JSON bytes under the cluster's key, as 64 lowercase hex
+digits; at most 512 bytes in all. `decode` checks the tag first (with
+hmac.compare_digest), then everything a peer could get wrong (size, encoding,
+keys, types, ranges, sender name and source address) and raises
+`DatagramError` with one of the fixed `DropReason`s and a short text, never
+anything else: a misbehaving peer is dropped, it cannot stop a priest.
 `encode` refuses a message we should never have built with a `ValueError`.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Mapping
 from enum import StrEnum
@@ -31,7 +35,9 @@ from node.messages import (
 )
 from node.synod import FLAWED_BALLOT_PRIEST
 
-MAX_DATAGRAM = 512
+MAX_DATAGRAM = 512  # bytes, tag included
+TAG_HEX = 64  # HMAC-SHA256 as lowercase hex
+TAG_SEP = b" "
 VERSION = 1
 COMMON_KEYS = ("v", "cluster", "type", "src")
 # The keys each type carries beyond the common ones.
@@ -121,15 +127,25 @@ def _exact_keys(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
 class Codec:
     """Encodes and strictly decodes the datagrams of one cluster."""
 
-    def __init__(self, cluster: str, addresses: Mapping[str, tuple[str, int]]) -> None:
+    def __init__(self, cluster: str, addresses: Mapping[str, tuple[str, int]], *,
+                 key: bytes) -> None:
         self.cluster = cluster
         self.addresses = {name: (host, port) for name, (host, port) in addresses.items()}
+        self._key = bytes(key)
+
+    def tag(self, body: bytes) -> bytes:
+        """The tag of a datagram's JSON bytes: HMAC-SHA256 under the key, in hex."""
+        return hmac.digest(self._key, body, "sha256").hex().encode()
+
+    def sign(self, body: bytes) -> bytes:
+        """The datagram carrying `body`: body, a space, its tag."""
+        return body + TAG_SEP + self.tag(body)
 
     def encode(self, message: Message) -> bytes:
-        """Compact JSON bytes; ValueError if the message could not be decoded back."""
+        """The signed datagram; ValueError if the message could not be decoded back."""
         try:
             obj = self._to_json(message)
-            data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+            data = self.sign(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
         except (AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"cannot encode {message!r}: {exc}") from None
         try:
@@ -144,8 +160,9 @@ class Codec:
         """The message in `data`, sent from `addr` (None: skip the sender check)."""
         if len(data) > MAX_DATAGRAM:
             _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})", DropReason.TOO_LARGE)
+        body = self._verified(bytes(data))
         try:
-            text = bytes(data).decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
             _fail("not UTF-8", DropReason.NOT_JSON)
         try:
@@ -155,6 +172,17 @@ class Codec:
         if not isinstance(obj, dict):
             _fail(f"not a JSON object but a {type(obj).__name__}", DropReason.NOT_JSON)
         return self._message(obj, addr)
+
+    def _verified(self, data: bytes) -> bytes:
+        """The JSON bytes of a datagram whose tag is right; BAD_TAG otherwise."""
+        cut = len(data) - TAG_HEX - len(TAG_SEP)
+        if cut < 0 or data[cut:cut + len(TAG_SEP)] != TAG_SEP:
+            _fail("no tag (every datagram ends with a space and its HMAC-SHA256 in hex)",
+                  DropReason.BAD_TAG)
+        body = data[:cut]
+        if not hmac.compare_digest(self.tag(body), data[cut + len(TAG_SEP):]):
+            _fail("wrong tag (not signed with this cluster's key)", DropReason.BAD_TAG)
+        return body
 
     # --- decoding, one check at a time ----------------------------------
 

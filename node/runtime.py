@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
+from node.auth import cluster_key
 from node.codec import Codec, DatagramError, DropReason
 from node.config import Config
 from node.errors import StartupError
@@ -142,7 +143,13 @@ class Runtime:
         self.config, self.name = config, name
         self.directory = config.priest_dir(name)
         self.ledger = Ledger.open(self.directory)  # LedgerError/StartupError: refuse to start
-        self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()})
+        try:
+            key = cluster_key(config)  # created if absent; StartupError if unusable
+        except BaseException:
+            self.ledger.close()
+            raise
+        self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()},
+                           key=key)
         self.sock = self._bind(me.host, me.port)
         try:
             self.priest = Priest(

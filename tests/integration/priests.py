@@ -83,8 +83,17 @@ class Priests:
 
 
 def datagram(config: Config, obj: dict[str, object]) -> bytes:
-    """A datagram of `config`'s cluster holding the JSON object `obj`, as a priest sends it."""
-    return json.dumps(obj, separators=(",", ":")).encode()
+    """The JSON object `obj` signed with the cluster's key, as a priest (or a peer holding the
+    key) sends it; creates the key if no priest has yet."""
+    return signed(config, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def signed(config: Config, body: bytes) -> bytes:
+    """Any bytes, with the tag the cluster's key gives them."""
+    from node.auth import cluster_key  # here, so this module imports on any version of node
+    from node.codec import Codec
+
+    return Codec(config.cluster, {}, key=cluster_key(config)).sign(body)
 
 
 def send_as(config: Config, name: str, dst: str, data: bytes) -> None:

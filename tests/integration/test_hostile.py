@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import socket
@@ -187,3 +188,156 @@ def test_a_link_planted_while_a_priest_runs_is_never_written_through(cluster: Pr
     assert (outside / "victim.txt").read_text() == "precious\n"
     assert not (cluster.config.priest_dir("gamma") / "decree.txt").is_symlink()
     assert cluster.decree("gamma") == held["alpha"]
+
+
+# --- (8) authenticated datagrams ----------------------------------------------------
+
+
+def with_key(key: bytes, body: bytes) -> bytes:
+    """`body` signed with some key (not the cluster's)."""
+    return body + b" " + hmac.digest(key, body, "sha256").hex().encode()
+
+
+def _success(decree: int, src: str = "gamma") -> dict[str, object]:
+    return {"v": 1, "cluster": "test", "type": "Success", "src": src,
+            "ballot": [1, src], "decree": decree}
+
+
+def test_a_forged_success_from_a_dead_priests_port_is_dropped(cluster: Priests) -> None:
+    """Any process that binds a down priest's port could once make every priest adopt a decree."""
+    for name in ("alpha", "beta"):
+        cluster.start(name)
+    body = json.dumps(_success(666), separators=(",", ":")).encode()
+    forged = [body, with_key(bytes(32), body), body + b" " + b"0" * 64]
+    for data in forged:
+        for dst in ("alpha", "beta"):
+            send_as(cluster.config, "gamma", dst, data)
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(["alpha", "beta"])
+    assert held["alpha"] == held["beta"] and held["alpha"] != 666, held
+    for name in ("alpha", "beta"):
+        drops = [e for e in _events(cluster, name) if e["kind"] == "dropped"]
+        assert drops and {e["reason"] for e in drops} == {"bad_tag"}
+        assert not any(e["kind"] == "learned" and e["decree"] == 666
+                       for e in _events(cluster, name))
+
+
+def test_replayed_datagrams_of_a_real_ballot_change_nothing(cluster: Priests) -> None:
+    """Capture every datagram alpha sends in a real ballot (at gamma's address), then replay
+    them all, in order, reversed and repeated, from alpha's address: beta, which took part,
+    changes nothing; gamma, which did not, only learns the decree that was chosen."""
+    config = cluster.config
+    for name in ("alpha", "beta"):
+        cluster.start(name)
+    tap = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tap.bind(config.address_of("gamma"))  # gamma's address: alpha's datagrams to gamma land here
+    tap.settimeout(0.5)
+    try:
+        cluster.ballot("alpha")
+        held = cluster.wait_decrees(["alpha", "beta"])
+        captured: list[bytes] = []
+        while True:
+            try:
+                data, addr = tap.recvfrom(4096)
+            except TimeoutError:
+                break
+            if addr == config.address_of("alpha"):
+                captured.append(data)
+    finally:
+        tap.close()
+    kinds = {json.loads(d.rsplit(b" ", 1)[0])["type"] for d in captured}
+    assert {"NextBallot", "BeginBallot", "Success"} <= kinds, kinds
+    beta = config.priest_dir("beta")
+    before = {f: (beta / f).read_bytes() for f in ("ledger.log", "decree.txt")}
+    cluster.signal("alpha", 15)  # frees alpha's address for the replay
+    assert cluster.procs.pop("alpha").wait(10) == 0
+    cluster.start("gamma")
+    replay = captured + captured[::-1] + captured
+    for data in replay:
+        for dst in ("beta", "gamma"):
+            send_as(config, "alpha", dst, data)
+    assert cluster.wait_decrees(["gamma"]) == {"gamma": held["alpha"]}
+    time.sleep(0.3)  # let beta handle every replayed datagram
+    assert {f: (beta / f).read_bytes() for f in before} == before  # an idempotent receiver
+    for name in ("beta", "gamma"):
+        assert cluster.procs[name].poll() is None
+        assert cluster.decree(name) == held["alpha"]
+        assert not any(e["kind"] == "dropped" for e in _events(cluster, name))
+    # and the cluster goes on as before: a new ballot, the same decree everywhere
+    cluster.start("alpha")
+    cluster.ballot("gamma")
+    time.sleep(0.3)
+    assert {n: cluster.decree(n) for n in config.names} == dict.fromkeys(config.names, held["alpha"])
+
+
+def test_priests_started_at_the_same_moment_share_one_key(make_config, tmp_path: Path,
+                                                          no_leaks) -> None:
+    config = load_config(make_config(5))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    outs = [open(tmp_path / f"{name}.out", "wb") for name in config.names]  # noqa: SIM115
+    procs = [subprocess.Popen([sys.executable, "-m", "node", config.path, name],
+                              stdout=out, stderr=subprocess.STDOUT, env=env)
+             for name, out in zip(config.names, outs, strict=True)]
+    try:
+        deadline = time.monotonic() + 30
+        key = config.data_dir / "cluster.key"
+        while time.monotonic() < deadline and not all(
+                b"ready on" in (tmp_path / f"{n}.out").read_bytes() for n in config.names):
+            assert all(p.poll() is None for p in procs)
+            time.sleep(0.05)
+        assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text()) == 65
+        assert [p.name for p in config.data_dir.iterdir() if p.is_file()] == ["cluster.key"]
+        priests = Priests(config, tmp_path)
+        priests.procs = dict(zip(config.names, procs, strict=True))
+        priests.ballot("gamma")
+        held = priests.wait_decrees(config.names)
+        assert len(set(held.values())) == 1 and None not in held.values(), held
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        for out in outs:
+            out.close()
+
+
+@pytest.mark.parametrize("problem", ["malformed", "mode 0640", "link", "directory"])
+def test_an_untrustworthy_key_file_is_refused_in_one_line(make_config, tmp_path: Path,
+                                                          no_leaks, problem: str) -> None:
+    config = load_config(make_config(3))
+    config.data_dir.mkdir()
+    key = config.data_dir / "cluster.key"
+    if problem == "malformed":
+        key.write_text("not a key\n")
+        key.chmod(0o600)
+    elif problem == "mode 0640":
+        key.write_text("ab" * 32 + "\n")
+        key.chmod(0o640)
+    elif problem == "link":
+        (tmp_path / "elsewhere.key").write_text("ab" * 32 + "\n")
+        key.symlink_to(tmp_path / "elsewhere.key")
+    else:
+        key.mkdir()
+    result = _run_priest(Path(config.path), "alpha")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert str(key) in line, line
+
+
+def test_key_file_in_the_config_is_relative_to_the_config_file(
+        make_config, tmp_path: Path, no_leaks) -> None:
+    (tmp_path / "keys").mkdir()
+    config = load_config(make_config(3, extra="key_file: keys/test.key\n"))
+    assert config.key_file == tmp_path / "keys" / "test.key"
+    cluster = Priests(config, tmp_path)
+    try:
+        for name in config.names:
+            cluster.start(name)
+        cluster.ballot("beta")
+        held = cluster.wait_decrees(config.names)
+        assert None not in held.values() and len(set(held.values())) == 1
+    finally:
+        cluster.stop_all()
+    assert (tmp_path / "keys" / "test.key").stat().st_mode & 0o777 == 0o600
+    assert not (config.data_dir / "cluster.key").exists()

@@ -160,7 +160,7 @@ class Codec:
         """The message in `data`, sent from `addr` (None: skip the sender check)."""
         if len(data) > MAX_DATAGRAM:
             _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})", DropReason.TOO_LARGE)
-        body = self._verified(bytes(data))
+        body = self.verify(bytes(data))
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -173,8 +173,8 @@ class Codec:
             _fail(f"not a JSON object but a {type(obj).__name__}", DropReason.NOT_JSON)
         return self._message(obj, addr)
 
-    def _verified(self, data: bytes) -> bytes:
-        """The JSON bytes of a datagram whose tag is right; BAD_TAG otherwise."""
+    def verify(self, data: bytes) -> bytes:
+        """The JSON bytes of a datagram whose tag is right; DatagramError (BAD_TAG) otherwise."""
         cut = len(data) - TAG_HEX - len(TAG_SEP)
         if cut < 0 or data[cut:cut + len(TAG_SEP)] != TAG_SEP:
             _fail("no tag (every datagram ends with a space and its HMAC-SHA256 in hex)",

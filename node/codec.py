@@ -145,11 +145,14 @@ class Codec:
         """The signed datagram; ValueError if the message could not be decoded back."""
         try:
             obj = self._to_json(message)
-            data = self.sign(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+            body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
         except (AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"cannot encode {message!r}: {exc}") from None
+        data = self.sign(body)
         try:
-            back = self.decode(data)
+            if len(data) > MAX_DATAGRAM:
+                _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})", DropReason.TOO_LARGE)
+            back = self._decode_body(body, None)  # our own tag needs no check
         except DatagramError as exc:
             raise ValueError(f"cannot encode {message!r}: {exc.reason}") from None
         if back != message:
@@ -160,7 +163,9 @@ class Codec:
         """The message in `data`, sent from `addr` (None: skip the sender check)."""
         if len(data) > MAX_DATAGRAM:
             _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})", DropReason.TOO_LARGE)
-        body = self.verify(bytes(data))
+        return self._decode_body(self.verify(bytes(data)), addr)
+
+    def _decode_body(self, body: bytes, addr: tuple[str, int] | None) -> Message:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:

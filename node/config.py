@@ -11,6 +11,7 @@
       backoff: 0.05          # wait this + random jitter (same again) before retrying
       attempts: 5            # ballots tried per request before giving up
     flaws: []                # optional; deliberate protocol mistakes, for teaching
+    key_file: keys/four.key  # optional; default <data_dir>/cluster.key; relative to this file
 
 Hosts are restricted to loopback (127.0.0.0/8): this is a single-host bench.
 """
@@ -30,7 +31,7 @@ from node.synod import Timing
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_PRIESTS = 255
-TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws"}
+TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws", "key_file"}
 PRIEST_KEYS = {"host", "port", "propose"}
 FLAWS = ("same-ballot-numbers", "forget-promises", "ignore-previous-votes")
 
@@ -52,6 +53,7 @@ class Config:
     priests: dict[str, PriestAddress]
     timing: Timing = field(default_factory=Timing)
     flaws: tuple[str, ...] = ()
+    key_file: Path | None = None  # None: <data_dir>/cluster.key (see node.auth)
 
     @property
     def names(self) -> list[str]:
@@ -150,7 +152,19 @@ def parse_config(raw: object, path: str, default_cluster: str = "cluster") -> Co
     priests = _parse_priests(raw["priests"], path)
     timing = _parse_timing(raw.get("timing", {}), path)
     flaws = _parse_flaws(raw.get("flaws", []), path)
-    return Config(path, cluster, Path(data_dir), priests, timing, flaws)
+    key_file = _parse_key_file(raw.get("key_file"), path)
+    return Config(path, cluster, Path(data_dir), priests, timing, flaws, key_file)
+
+
+def _parse_key_file(raw: object, path: str) -> Path | None:
+    """key_file: a path, relative to the config file's directory (not to where one runs)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
+        raise ConfigError(path, "key_file", f"must be a path to the cluster's key file, got {raw!r}")
+    if raw.endswith("/"):
+        raise ConfigError(path, "key_file", f"must name a file, not a directory: {raw!r}")
+    return Path(path).parent / raw
 
 
 def _parse_priests(raw: object, path: str) -> dict[str, PriestAddress]:

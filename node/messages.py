@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Bounds every number in the protocol must respect (checked by the codec).
-MAX_ROUND = 2**62
+# Bounds every number in the protocol must respect (checked by the codec and the ledger).
+# A ballot's round is at most MAX_ROUND = 2^48 - 1: a million ballots a second
+# for eight years. The headroom is deliberate: round + 1 (a priest's next ballot),
+# round + timing.attempts, and 1000 * 255 + round (the default proposal) all stay
+# far inside a signed 64-bit int, and below 2^53, so every JSON reader (a float
+# one too) reads a round exactly. A priest never goes above it: once a round
+# reaches the bound it refuses to begin a ballot (see node.synod), it never crashes.
+MAX_ROUND = 2**48 - 1
 MIN_DECREE = -(2**63)
 MAX_DECREE = 2**63 - 1
+
+
+class RoundOutOfRange(ValueError):
+    """A ballot round above MAX_ROUND (or below 1) where a real ballot belongs."""
 
 
 @dataclass(frozen=True, order=True)
@@ -43,9 +53,11 @@ class Ballot:
         round_text, sep, priest = text.partition(".")
         if not sep or not priest or not round_text.isdigit():
             raise ValueError(f"not a ballot: {text!r}")
+        if len(round_text) > 20:  # int() of a huge digit string is slow; no round is that long
+            raise RoundOutOfRange(f"ballot round out of range 1..{MAX_ROUND}: {text[:30]!r}...")
         ballot = cls(int(round_text), priest)
         if ballot.round < 1 or ballot.round > MAX_ROUND:
-            raise ValueError(f"ballot round out of range: {text!r}")
+            raise RoundOutOfRange(f"ballot round {ballot.round} out of range 1..{MAX_ROUND}: {text!r}")
         return ballot
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TextIO
 
 from colorama import Fore, Style
@@ -42,10 +41,10 @@ class Narrator:
     priest.log before what it narrates, in one write(2) per batch.
     """
 
-    def __init__(self, name: str, index: int, out: TextIO, color: bool, log_path: Path) -> None:
+    def __init__(self, name: str, index: int, out: TextIO, color: bool, log_fd: int) -> None:
         self.name, self.out, self.color = name, out, color
         self.prefix = f"{priest_color(index)}{name:>8}{Style.RESET_ALL}" if color else f"{name:>8}"
-        self.log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.log_fd = log_fd  # priest.log, opened by the runtime (never through a link)
         self.plain: list[str] = []
         self.shown: list[str] = []
         self._second = -1

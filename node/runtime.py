@@ -23,12 +23,13 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import TextIO
 
-from node.codec import Codec, DatagramError
+from node.auth import cluster_key
+from node.codec import Codec, DatagramError, DropReason
 from node.config import Config
 from node.errors import StartupError
+from node.files import APPEND_FLAGS, open_at
 from node.ledger import Ledger, os_error
 from node.messages import (
     MAX_DECREE,
@@ -53,8 +54,18 @@ from node.messages import (
 from node.output import Narrator, use_color
 from node.synod import Priest
 
+EVENTS = "events.jsonl"
+PRIEST_LOG = "priest.log"
 PARENT_CHECK = 0.25  # seconds between checks that the supervisor still lives
-DROP_LOG_INTERVAL = 1.0  # at most one log line per drop reason per interval
+# Drop logging, whatever a flood holds: per reason (a fixed DropReason) at most
+# one line a second, and over all reasons at most DROP_LOG_BURST lines at once,
+# then DROP_LOG_RATE a second. A logged drop is two lines (priest.log and
+# events.jsonl) of at most ~600 bytes together, so a flood adds at most ~6 KB
+# at once and ~1.2 KB a second, however many datagrams it sends.
+DROP_LOG_INTERVAL = 1.0
+DROP_LOG_BURST = 10
+DROP_LOG_RATE = 2.0
+DROP_DETAIL_MAX = 160  # characters of a drop's detail text kept in a logged line
 
 
 def _message_fields(m: Message) -> dict[str, object]:
@@ -66,11 +77,41 @@ def _message_fields(m: Message) -> dict[str, object]:
     return fields
 
 
+class DropLimiter:
+    """Counts every dropped datagram by reason and says which ones to log (see DROP_LOG_*).
+
+    Its tables are keyed by DropReason, so they never hold more than its few members.
+    """
+
+    def __init__(self, interval: float = DROP_LOG_INTERVAL, burst: int = DROP_LOG_BURST,
+                 rate: float = DROP_LOG_RATE) -> None:
+        self.interval, self.burst, self.rate = interval, burst, rate
+        self.tokens = float(burst)
+        self.refilled: float | None = None
+        self.last_logged: dict[DropReason, float] = {}
+        self.suppressed: dict[DropReason, int] = {}
+        self.counts: dict[DropReason, int] = {}
+
+    def drop(self, reason: DropReason, now: float) -> int | None:
+        """Count one drop at `now`; the number suppressed since the last logged one to log it, else None."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        if self.refilled is not None:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        last = self.last_logged.get(reason)
+        if (last is not None and now - last < self.interval) or self.tokens < 1.0:
+            self.suppressed[reason] = self.suppressed.get(reason, 0) + 1
+            return None
+        self.tokens -= 1.0
+        self.last_logged[reason] = now
+        return self.suppressed.pop(reason, 0)
+
+
 class EventLog:
     """events.jsonl: one JSON object per line, buffered until `flush()` (one write(2))."""
 
-    def __init__(self, path: Path, priest: str) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def __init__(self, fd: int, priest: str) -> None:
+        self.fd = fd  # opened by the runtime, never through a link
         self.head = f'{{"t":%d,"priest":{json.dumps(priest)},"pid":{os.getpid()},"kind":'
         self.lines: list[str] = []
 
@@ -102,7 +143,13 @@ class Runtime:
         self.config, self.name = config, name
         self.directory = config.priest_dir(name)
         self.ledger = Ledger.open(self.directory)  # LedgerError/StartupError: refuse to start
-        self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()})
+        try:
+            key = cluster_key(config)  # created if absent; StartupError if unusable
+        except BaseException:
+            self.ledger.close()
+            raise
+        self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()},
+                           key=key)
         self.sock = self._bind(me.host, me.port)
         try:
             self.priest = Priest(
@@ -110,9 +157,10 @@ class Runtime:
                 proposal=proposal if proposal is not None else me.propose, index=me.index,
                 timing=config.timing, flaws=config.flaws,
             )
-            self.events = EventLog(self.directory / "events.jsonl", name)
+            self.events = EventLog(open_at(self.ledger.fd, EVENTS, APPEND_FLAGS, self.directory), name)
             try:
-                self.narrator = Narrator(name, me.index, out, color, self.directory / "priest.log")
+                log_fd = open_at(self.ledger.fd, PRIEST_LOG, APPEND_FLAGS, self.directory)
+                self.narrator = Narrator(name, me.index, out, color, log_fd)
             except BaseException:
                 self.events.close()
                 raise
@@ -129,7 +177,7 @@ class Runtime:
         self.pending: deque[str] = deque()  # signals seen, handled in the loop
         self.rng = random.Random()  # jitter only; the core itself is deterministic
         self.watch_parent = watch_parent
-        self.drops: dict[str, tuple[float, int]] = {}  # reason -> (last logged, suppressed)
+        self.drops = DropLimiter()
         self.stopping = False
 
     def _bind(self, host: str, port: int) -> socket.socket:
@@ -213,7 +261,8 @@ class Runtime:
     def _stop(self, why: str) -> None:
         if not self.stopping:
             self.stopping = True
-            self.events.write("stopped", text=why)
+            dropped = {reason.value: n for reason, n in sorted(self.drops.counts.items())}
+            self.events.write("stopped", text=why, dropped=dropped)
             self.narrator.say(f"stops: {why}")
 
     def _receive_all(self) -> None:
@@ -227,7 +276,7 @@ class Runtime:
             try:
                 message = self.codec.decode(data, addr)
             except DatagramError as exc:
-                self._dropped(exc.reason, addr)
+                self._dropped(exc, addr)
                 continue
             self._dispatch(Received(message))
 
@@ -238,17 +287,19 @@ class Runtime:
                 del self.timers[name]
                 self._dispatch(TimerFired(name))
 
-    def _dropped(self, reason: str, addr: tuple[str, int]) -> None:
-        now = time.monotonic()
-        last, suppressed = self.drops.get(reason, (-DROP_LOG_INTERVAL, 0))
-        if now - last < DROP_LOG_INTERVAL:
-            self.drops[reason] = (last, suppressed + 1)
+    def _dropped(self, error: DatagramError, addr: tuple[str, int]) -> None:
+        suppressed = self.drops.drop(error.kind, time.monotonic())
+        if suppressed is None:
             return
-        self.drops[reason] = (now, 0)
+        detail = error.reason
+        if len(detail) > DROP_DETAIL_MAX:
+            detail = detail[:DROP_DETAIL_MAX - 3] + "..."
         more = f" ({suppressed} more like it dropped since)" if suppressed else ""
         where = f"{addr[0]}:{addr[1]}"
-        self.events.write("dropped", reason=reason, addr=where, suppressed=suppressed)
-        self.narrator.say(f"drops a datagram from {where}: {reason}{more}", warn=True)
+        self.events.write("dropped", reason=error.kind.value, detail=detail, addr=where,
+                          suppressed=suppressed)
+        self.narrator.say(f"drops a datagram from {where}: {error.kind.value}: {detail}{more}",
+                          warn=True)
 
     # --- effects -------------------------------------------------------
 

@@ -19,6 +19,11 @@ ledger writes, crashes...) from which a trace or a message diagram is drawn.
 
 Speed matters here (thousands of runs a minute), so the loop keeps plain
 tuples in its queue and its logs and builds dicts and text only when asked.
+Messages pass as the frozen message values, not through the codec: the
+simulated network is honest (it loses, duplicates and delays, it never
+forges), so datagram bytes and their HMAC tags would add time and nothing
+the core could notice. The codec, tags included, is tested on its own
+(tests/unit/test_codec.py) and by the real-process tests.
 """
 
 from __future__ import annotations

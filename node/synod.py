@@ -45,6 +45,9 @@ Rules kept here beyond the paper's sketch:
   take part in a ballot below its promise answers with the LastVote of that
   promise, so the leader learns how high it must go (the paper's priests
   just stay silent, and a leader far behind could never catch up).
+- Ballot rounds never exceed MAX_ROUND (the codec refuses higher ones); a
+  priest whose next ballot would have to go above it refuses to begin one
+  and says so, it does not crash.
 - A priest that holds a decree never changes it; it answers any ballot
   message (NextBallot, LastVote, BeginBallot, Voted) with `Success`, so
   stragglers learn at the next ballot anywhere.
@@ -61,6 +64,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from node.messages import (
+    MAX_ROUND,
     NO_VOTE,
     ZERO,
     Ballot,
@@ -185,6 +189,14 @@ class Priest:
 
     def _start_ballot(self) -> list[Effect]:
         b = self._next_ballot_number()
+        if b.round > MAX_ROUND:
+            # Only a round forged up to the bound gets here (no run of ballots
+            # reaches 2^48). No ballot can follow it: say so, never crash.
+            top = max(self.ledger.last_tried, self.ledger.next_bal, self.highest_seen)
+            self.phase, self.attempts_left = "idle", 0
+            text = (f"cannot begin a ballot: it would have to be above {top}, and no ballot "
+                    f"round may exceed {MAX_ROUND}")
+            return [Record("ignored", text, top, extra={"rounds_exhausted": True})]
         self.ledger = replace(self.ledger, last_tried=b)
         self.ballot, self.phase, self.ticks = b, "polling", 0
         self.last_votes, self.voters = {}, set()

@@ -213,6 +213,7 @@ def test_fresh_removes_what_the_priests_wrote_and_nothing_else(harness) -> None:
     decree = data / "beta" / "decree.txt"
     harness.wait_until(decree.exists, what="a decree")
     assert harness.run("down").returncode == 0
+    key = (data / "cluster.key").read_text()  # made by the first priest the supervisor forked
 
     # Something that no priest writes in a priest's directory: refused, nothing removed.
     (data / "gamma" / "thesis.tex").write_text("years of work")
@@ -226,6 +227,9 @@ def test_fresh_removes_what_the_priests_wrote_and_nothing_else(harness) -> None:
     assert not decree.exists()
     assert (data / "photos" / "cat.jpg").read_text() == "meow"
     assert (data / "notes.txt").exists()
+    assert (data / "cluster.key").read_text() == key  # --fresh keeps the cluster's key
+    control.request(harness.state()["socket"], "ballot", "alpha")  # and the priests agree on it
+    harness.wait_until((data / "gamma" / "decree.txt").exists, what="a decree after --fresh")
     assert harness.run("down").returncode == 0
 
 

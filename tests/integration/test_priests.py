@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from node.config import load_config
+from node.config import Config, load_config
 from node.errors import StartupError
 from node.ledger import Ledger
 from node.runtime import Runtime
-from tests.integration.priests import REPO, Priests
+from tests.integration.priests import REPO, Priests, datagram, signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -105,20 +105,23 @@ def test_a_majority_crash_stops_progress_but_not_safety(cluster: Priests) -> Non
     assert len(set(held.values())) == 1 and None not in held.values()
 
 
-def _garbage(ports: list[int]) -> list[bytes]:
+def _garbage(config: Config) -> list[bytes]:
+    """Hostile datagrams: raw junk, unsigned JSON, and JSON signed with the key but wrong."""
     rng = random.Random(7)
     valid = {"v": 1, "cluster": "test", "type": "Success", "src": "beta", "ballot": [1, "beta"],
              "decree": 666}
     return [
         b"", b"\x00" * 64, bytes(rng.getrandbits(8) for _ in range(200)), b"{" * 400,
         b"x" * 70000, b"[]", b"null", b'{"v":1}',
-        json.dumps({**valid, "decree": "666"}).encode(),
-        json.dumps({**valid, "decree": True}).encode(),
-        json.dumps({**valid, "type": "Prepare"}).encode(),
-        json.dumps({**valid, "src": "mallory"}).encode(),
-        json.dumps({**valid, "cluster": "other"}).encode(),
-        json.dumps({**valid, "ballot": [-1, "beta"]}).encode(),
-        json.dumps(valid).encode(),  # forged: sent from a socket that is not beta's address
+        json.dumps(valid).encode(),  # no tag: forged by someone without the key
+        datagram(config, {**valid, "decree": "666"}),
+        datagram(config, {**valid, "decree": True}),
+        datagram(config, {**valid, "type": "Prepare"}),
+        datagram(config, {**valid, "src": "mallory"}),
+        datagram(config, {**valid, "cluster": "other"}),
+        datagram(config, {**valid, "ballot": [-1, "beta"]}),
+        signed(config, b"{" * 300), signed(config, b"\xff\xfe"),
+        datagram(config, valid),  # forged: sent from a socket that is not beta's address
     ]
 
 
@@ -130,9 +133,8 @@ def test_garbage_datagrams_leave_a_priest_alive_and_its_decree_unchanged(cluster
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     addr = cluster.config.address_of("gamma")
-    ports = [p.port for p in cluster.config.priests.values()]
     for _ in range(3):
-        for data in _garbage(ports):
+        for data in _garbage(cluster.config):
             try:
                 sock.sendto(data, addr)
             except OSError:
@@ -143,8 +145,10 @@ def test_garbage_datagrams_leave_a_priest_alive_and_its_decree_unchanged(cluster
     assert cluster.decree("gamma") == held["gamma"]
     events = (cluster.config.priest_dir("gamma") / "events.jsonl").read_text()
     dropped = [json.loads(line) for line in events.splitlines() if '"dropped"' in line]
-    reasons = " ".join(str(e["reason"]) for e in dropped)
-    assert "forged sender" in reasons and "unknown sender" in reasons and "not JSON" in reasons
+    reasons = {str(e["reason"]) for e in dropped}
+    assert {"forged_sender", "unknown_sender", "not_json", "bad_tag"} <= reasons, reasons
+    details = " ".join(str(e["detail"]) for e in dropped)
+    assert "forged sender" in details and "unknown sender" in details and "not JSON" in details
     # and it still takes part in a ballot
     cluster.ballot("gamma")
     time.sleep(0.2)

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the decree to propose when free to choose "
                              "(default: the config's 'propose', else 1000 * position + round)")
     parser.add_argument("--no-color", action="store_true", help="plain output even on a terminal")
+    parser.add_argument("--quiet", action="store_true",
+                        help="show only the steps, not each message sent and received "
+                             "(priest.log keeps everything)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     if args.propose is not None and not MIN_DECREE <= args.propose <= MAX_DECREE:
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         config.require(args.name)
         return serve(config, args.name, proposal=args.propose,
-                     color=False if args.no_color else None)
+                     color=False if args.no_color else None, messages=not args.quiet)
     except UserError as exc:
         print(f"python -m node: error: {exc}", file=sys.stderr)
         return exc.exit_status

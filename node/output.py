@@ -10,6 +10,7 @@ from colorama import Fore, Style
 
 PRIEST_COLORS = [Fore.CYAN, Fore.MAGENTA, Fore.YELLOW, Fore.BLUE, Fore.GREEN, Fore.RED,
                  Fore.LIGHTCYAN_EX, Fore.LIGHTMAGENTA_EX, Fore.LIGHTYELLOW_EX, Fore.LIGHTBLUE_EX]
+MESSAGE_KINDS = frozenset({"sent", "received"})  # the `->`/`<-` lines; the rest are steps
 KIND_STYLES = {
     "sent": Style.DIM,
     "received": Style.DIM,
@@ -41,8 +42,10 @@ class Narrator:
     priest.log before what it narrates, in one write(2) per batch.
     """
 
-    def __init__(self, name: str, index: int, out: TextIO, color: bool, log_fd: int) -> None:
+    def __init__(self, name: str, index: int, out: TextIO, color: bool, log_fd: int, *,
+                 messages: bool = True) -> None:
         self.name, self.out, self.color = name, out, color
+        self.messages = messages  # False: message lines go to priest.log only, not to `out`
         self.prefix = f"{priest_color(index)}{name:>8}{Style.RESET_ALL}" if color else f"{name:>8}"
         self.log_fd = log_fd  # priest.log, opened by the runtime (never through a link)
         self.plain: list[str] = []
@@ -61,6 +64,8 @@ class Narrator:
         stamp = self._stamp()
         plain = f"{self.name:>8} | {stamp} {text}\n"
         self.plain.append(plain)
+        if not self.messages and kind in MESSAGE_KINDS:
+            return
         if self.color:
             style = Fore.RED if warn else KIND_STYLES.get(kind, "")
             plain = f"{self.prefix} | {Style.DIM}{stamp}{Style.RESET_ALL} {style}{text}{Style.RESET_ALL}\n"

@@ -134,7 +134,8 @@ class Runtime:
     """A priest's event loop. Build it, call `run()`; `close()` releases everything."""
 
     def __init__(self, config: Config, name: str, *, out: TextIO, color: bool,
-                 proposal: int | None = None, watch_parent: int | None = None) -> None:
+                 proposal: int | None = None, watch_parent: int | None = None,
+                 messages: bool = True) -> None:
         me = config.require(name)
         if proposal is not None and (isinstance(proposal, bool)
                                      or not MIN_DECREE <= proposal <= MAX_DECREE):
@@ -160,7 +161,7 @@ class Runtime:
             self.events = EventLog(open_at(self.ledger.fd, EVENTS, APPEND_FLAGS, self.directory), name)
             try:
                 log_fd = open_at(self.ledger.fd, PRIEST_LOG, APPEND_FLAGS, self.directory)
-                self.narrator = Narrator(name, me.index, out, color, log_fd)
+                self.narrator = Narrator(name, me.index, out, color, log_fd, messages=messages)
             except BaseException:
                 self.events.close()
                 raise
@@ -394,14 +395,15 @@ def _set_parent_death_signal() -> None:
 
 def serve(config: Config, name: str, *, out: TextIO | None = None, color: bool | None = None,
           on_ready: Callable[[], None] | None = None, watch_parent: int | None = None,
-          proposal: int | None = None) -> int:
+          proposal: int | None = None, messages: bool = True) -> int:
     """Run priest `name` of `config` until SIGTERM/SIGINT; returns the exit status.
 
     Raises a UserError (StartupError, LedgerError) before `on_ready` if it cannot start.
+    With `messages` False the terminal shows only the steps (priest.log keeps everything).
     """
     stream = out if out is not None else sys.stdout
     runtime = Runtime(config, name, out=stream, color=use_color(stream) if color is None else color,
-                      proposal=proposal, watch_parent=watch_parent)
+                      proposal=proposal, watch_parent=watch_parent, messages=messages)
     try:
         return runtime.run(on_ready)
     finally:

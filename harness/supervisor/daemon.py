@@ -60,7 +60,7 @@ class Daemon:
     """One running supervisor: signals, the control socket and priest exits, in one loop."""
 
     def __init__(self, config: Config, state: RunState, say: Say, *, detached: bool,
-                 color: bool | None, extra_fds: Sequence[int] = ()) -> None:
+                 color: bool | None, extra_fds: Sequence[int] = (), messages: bool = True) -> None:
         self.config, self.state, self.say = config, state, say
         self.pending: list[int] = []
         self.down_conn: socket.socket | None = None
@@ -75,7 +75,7 @@ class Daemon:
         self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
         fds = [self.wake_r.fileno(), self.wake_w.fileno(), self.server.fileno(), self.events.fd,
                *extra_fds]
-        self.launcher = ForkLauncher(config, quiet=detached, color=color,
+        self.launcher = ForkLauncher(config, quiet=detached, color=color, messages=messages,
                                      private_fds=lambda: fds + self._client_fds())
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
                               record=self.events.record, on_change=self._save)
@@ -184,6 +184,7 @@ class Daemon:
 
 def run(config: Config, names: Sequence[str], *, detached: bool = False, out: TextIO | None = None,
         color: bool | None = None, report: Callable[[dict[str, Any]], None] = _nothing,
+        messages: bool = True,
         extra_fds: Sequence[int] = ()) -> int:
     """Be the supervisor of `names`: start them, then serve until `down` or a signal.
 
@@ -203,7 +204,8 @@ def run(config: Config, names: Sequence[str], *, detached: bool = False, out: Te
         raise AlreadyUpError(already_up(config, read_state(data_dir))) from None
     daemon: Daemon | None = None
     try:
-        daemon = Daemon(config, state, say, detached=detached, color=color, extra_fds=extra_fds)
+        daemon = Daemon(config, state, say, detached=detached, color=color, extra_fds=extra_fds,
+                        messages=messages)
         pids = daemon.start(names)
         write_current(config)
         report({"ok": True, "supervisor": os.getpid(), "priests": pids})

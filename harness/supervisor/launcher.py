@@ -7,6 +7,7 @@ counts as started only once it says "ready" on its pipe. The supervisor's core
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -35,12 +36,13 @@ class ForkLauncher:
     """
 
     def __init__(self, config: Config, *, quiet: bool, color: bool | None,
-                 private_fds: Callable[[], list[int]], ready_timeout: float = 10.0) -> None:
+                 private_fds: Callable[[], list[int]], ready_timeout: float = 10.0,
+                 messages: bool = True) -> None:
         from node.runtime import serve  # imported before forking: children start warm
 
         self.config, self.quiet, self.color = config, quiet, color
         self.private_fds, self.ready_timeout = private_fds, ready_timeout
-        self._serve = serve
+        self._serve = functools.partial(serve, messages=messages)
         self._ctx = multiprocessing.get_context("fork")
 
     def spawn(self, names: Sequence[str]) -> tuple[dict[str, PriestProc], dict[str, str]]:

@@ -17,6 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start only these priests (others: chaos --restart)")
     p.add_argument("--detach", action="store_true", help="return once every priest listens")
     p.add_argument("--fresh", action="store_true", help="wipe the config's data dir first")
+    p.add_argument("--quiet", action="store_true",
+                   help="in the foreground, show each priest's steps but not every message "
+                        "sent and received (priest.log keeps everything)")
+    p.add_argument("--no-color", action="store_true",
+                   help="plain output in the foreground even on a terminal")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         _say_what_is_resumed(config, names)
     if not args.detach:
-        return run_supervisor(config, names)
+        return run_supervisor(config, names, color=False if args.no_color else None,
+                              messages=not args.quiet)
     answer = start_detached(config, names)
     pids = ", ".join(f"{n} {pid}" for n, pid in answer["priests"].items())
     print(f"cluster {config.cluster} is up: {len(answer['priests'])} priests ({pids}), "

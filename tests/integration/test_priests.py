@@ -238,3 +238,18 @@ def test_the_largest_decree_can_be_proposed(cluster: Priests) -> None:
     cluster.start("gamma", "--propose", str(2**63 - 1))
     cluster.ballot("gamma")
     assert cluster.wait_decrees(["alpha", "gamma"]) == {"alpha": 2**63 - 1, "gamma": 2**63 - 1}
+
+
+def test_quiet_shows_the_steps_but_not_the_messages(cluster: Priests, tmp_path: Path) -> None:
+    cluster.start("alpha", "--quiet")
+    for name in ("beta", "gamma"):
+        cluster.start(name)
+    cluster.ballot("alpha")
+    assert cluster.wait_decrees(["alpha", "beta", "gamma"])["alpha"] is not None
+    cluster.stop_all()
+    shown = (tmp_path / "alpha.out").read_text()
+    logged = cluster.config.priest_dir("alpha").joinpath("priest.log").read_text()
+    assert "begins ballot 1.alpha" in shown and "the decree is" in shown
+    assert " -> " not in shown and " <- " not in shown
+    assert " -> NextBallot(1.alpha)" in logged and " <- " in logged  # the log keeps everything
+    assert " -> " in (tmp_path / "beta.out").read_text()  # without --quiet, messages show

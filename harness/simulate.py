@@ -34,7 +34,8 @@ from harness.history import DecreeFile, Event, History
 from harness.output import use_color
 from harness.verdict import KINDS, NO_PROGRESS, Violation
 from harness.verify import check
-from node.config import FLAWS, MAX_PRIESTS, Config, PriestAddress
+from node.config import MAX_PRIESTS, Config, PriestAddress
+from node.flaws import FLAW_NAMES, FLAWS
 from node.sim import Faults, Step, World, describe
 from node.synod import Timing
 
@@ -42,13 +43,6 @@ RULES: dict[str, str] = {
     **KINDS,
     NO_PROGRESS: "after the heal phase (network whole, every priest up, one ballot) "
                  "every priest holds a decree",
-}
-FLAW_TEXT = {
-    "same-ballot-numbers": "ballots are numbered last_tried + 1, as in the original, "
-                           "so two priests can begin the same ballot",
-    "forget-promises": "a restarted priest has lost its promise and its vote",
-    "ignore-previous-votes": "a proposer always proposes its own decree, whatever the "
-                             "LastVotes report",
 }
 MAX_STEPS = 200_000  # a run still going after this many steps is stuck: no progress
 POOL_MIN_SEEDS = 64  # below this, starting worker processes costs more than it saves
@@ -270,8 +264,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--trace", action="store_true",
                    help="print the whole run as a message diagram, step by step "
                         "(with --seed; with --seeds, for the run that breaks a rule)")
-    p.add_argument("--flaw", action="append", choices=FLAWS, default=[], metavar="NAME",
-                   help=f"a deliberate mistake in the core, repeatable: {', '.join(FLAWS)}")
+    p.add_argument("--flaw", action="append", choices=FLAW_NAMES, default=[], metavar="NAME",
+                   help=f"a deliberate mistake in the core, repeatable: {', '.join(FLAW_NAMES)}")
     p.add_argument("--json", action="store_true", help="machine-readable result")
     p.add_argument("--drop", type=_probability, default=d.drop, metavar="P",
                    help=f"chance a message is lost (default {d.drop})")
@@ -334,7 +328,7 @@ def _seeds(args: argparse.Namespace) -> range:
 
 def _warn_flaws(flaws: tuple[str, ...], out: TextIO, color: bool) -> None:
     for flaw in flaws:
-        line = (f"WARNING: flaw {flaw} is ON: {FLAW_TEXT[flaw]}. This core is broken on "
+        line = (f"WARNING: flaw {flaw} is ON: {FLAWS[flaw].teaches}. This core is broken on "
                 "purpose; expect violations.")
         out.write(f"{Fore.YELLOW}{Style.BRIGHT}{line}{Style.RESET_ALL}\n" if color else line + "\n")
 
@@ -428,4 +422,4 @@ def _to_json(report: Report, args: argparse.Namespace, world: World | None,
 
 __all__ = ["Setup", "Outcome", "Report", "run_seed", "outcome", "judge", "to_history", "sim_config",
            "outcomes", "search", "first_failing_seed", "replay_command", "add_parser",
-           "cmd_simulate", "RULES", "FLAW_TEXT"]
+           "cmd_simulate", "RULES"]

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from node.flaws import FLAWED_BALLOT_PRIEST
 from node.messages import (
     MAX_DECREE,
     MAX_ROUND,
@@ -28,7 +29,6 @@ from node.messages import (
     Vote,
     Voted,
 )
-from node.synod import FLAWED_BALLOT_PRIEST
 
 MAX_DATAGRAM = 512
 VERSION = 1

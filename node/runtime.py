@@ -29,6 +29,7 @@ from typing import TextIO
 from node.codec import Codec, DatagramError
 from node.config import Config
 from node.errors import StartupError
+from node.flaws import strategy
 from node.ledger import Ledger, os_error
 from node.messages import (
     MAX_DECREE,
@@ -108,7 +109,7 @@ class Runtime:
             self.priest = Priest(
                 name, config.names, ledger=self.ledger.state, decree=self.ledger.decree,
                 proposal=proposal if proposal is not None else me.propose, index=me.index,
-                timing=config.timing, flaws=config.flaws,
+                timing=config.timing, strategy=strategy(config.flaws),
             )
             self.events = EventLog(self.directory / "events.jsonl", name)
             try:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
+from node.flaws import strategy
 from node.messages import (
     Ballot,
     BallotRequested,
@@ -112,6 +113,7 @@ class World:
         self.names = list(names) if names else [f"p{i}" for i in range(1, n + 1)]
         self.rng = random.Random(seed)
         self.seed, self.faults, self.timing, self.flaws = seed, faults, timing, tuple(flaws)
+        self.strategy = strategy(self.flaws)
         self.horizon = horizon
         self.disks = {name: Disk() for name in self.names}
         self.priests: dict[str, Priest | None] = {name: self._boot(name) for name in self.names}
@@ -138,7 +140,8 @@ class World:
     def _boot(self, name: str) -> Priest:
         disk = self.disks[name]
         return Priest(name, self.names, ledger=disk.ledger, decree=disk.decree,
-                      index=self.names.index(name) + 1, timing=self.timing, flaws=self.flaws)
+                      index=self.names.index(name) + 1, timing=self.timing,
+                      strategy=self.strategy)
 
     def _push(self, delay: float, kind: int, priest: str, payload: Any = None) -> None:
         self.seq += 1

@@ -49,6 +49,12 @@ Rules kept here beyond the paper's sketch:
   message (NextBallot, LastVote, BeginBallot, Voted) with `Success`, so
   stragglers learn at the next ballot anywhere.
 
+Four choices are made by the `Strategy` the priest is given (`node.flaws`):
+how a ballot is numbered, what a start recovers from the ledger, which
+previous vote binds the proposal, and whether a second decree in a ballot
+voted in is a contradiction. The default is correct; a teaching flaw is a
+strategy that answers one of them wrongly, so no flaw is named here.
+
 Glossary (paper -> the usual modern name)
     NextBallot  -> prepare (1a)      LastVote -> promise (1b)
     BeginBallot -> accept (2a)       Voted    -> accepted (2b)
@@ -60,6 +66,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from node.flaws import CORRECT, Strategy
 from node.messages import (
     NO_VOTE,
     ZERO,
@@ -88,8 +95,6 @@ from node.messages import (
 FRESH_LEDGER = LedgerState()  # nothing tried, promised or voted
 RETRANSMIT = "retransmit"
 BACKOFF = "backoff"
-# The ballot "priest" a flawed priest uses: every flawed priest shares it.
-FLAWED_BALLOT_PRIEST = "*"
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ class Priest:
         proposal: int | None = None,
         index: int = 1,
         timing: Timing = Timing(),
-        flaws: Sequence[str] = (),
+        strategy: Strategy = CORRECT,
     ) -> None:
         if name not in priests:
             raise ProtocolBug(f"priest {name!r} is not in its own config {list(priests)}")
@@ -130,9 +135,8 @@ class Priest:
         self.index = index
         self.proposal = proposal
         self.timing = timing
-        self.flaws = frozenset(flaws)
-        if "forget-promises" in self.flaws:
-            ledger = LedgerState(last_tried=ledger.last_tried)  # the flaw: lose promise and vote
+        self.strategy = strategy
+        ledger = strategy.recover(ledger)
         self.ledger = ledger
         self.decree = decree
         self.decree_ballot = decree_ballot
@@ -176,15 +180,8 @@ class Priest:
         self.attempts_left = self.timing.attempts
         return [CancelTimer(BACKOFF)] + self._start_ballot()
 
-    def _next_ballot_number(self) -> Ballot:
-        if "same-ballot-numbers" in self.flaws:
-            # The original's mistake: last_tried + 1, which another priest may pick too.
-            return Ballot(self.ledger.last_tried.round + 1, FLAWED_BALLOT_PRIEST)
-        top = max(self.ledger.last_tried.round, self.ledger.next_bal.round, self.highest_seen.round)
-        return Ballot(top + 1, self.name)
-
     def _start_ballot(self) -> list[Effect]:
-        b = self._next_ballot_number()
+        b = self.strategy.next_ballot(self.name, self.ledger, self.highest_seen)
         self.ledger = replace(self.ledger, last_tried=b)
         self.ballot, self.phase, self.ticks = b, "polling", 0
         self.last_votes, self.voters = {}, set()
@@ -205,9 +202,8 @@ class Priest:
         self.last_votes[m.src] = m.vote
         if len(self.last_votes) < self.quorum:
             return []
-        voted = [v for v in self.last_votes.values() if not v.is_none()]
-        if voted and "ignore-previous-votes" not in self.flaws:
-            top = max(voted, key=lambda v: v.ballot)
+        top = self.strategy.binding_vote(self.last_votes.values())
+        if top is not None:
             self.chosen = top.decree
             why = f"the highest previous vote in the quorum is {top}: it must be {self.chosen}"
         else:
@@ -313,12 +309,12 @@ class Priest:
     def _on_begin_ballot(self, m: BeginBallot) -> list[Effect]:
         b, d = m.ballot, m.decree
         prev = self.ledger.prev_vote
-        if prev.ballot == b and (prev.decree == d or "same-ballot-numbers" not in self.flaws):
-            if prev.decree != d:
-                return [Record("ignored", f"BeginBallot({b}, {d}) from {m.src} contradicts "
-                                          f"BeginBallot({b}, {prev.decree}): one decree per ballot",
-                               b, d, peer=m.src)]
+        if prev.ballot == b and prev.decree == d:
             return [Send(m.src, Voted(self.name, b))]  # a duplicate: vote already durable
+        if self.strategy.contradicts(prev, b, d):
+            return [Record("ignored", f"BeginBallot({b}, {d}) from {m.src} contradicts "
+                                      f"BeginBallot({b}, {prev.decree}): one decree per ballot",
+                           b, d, peer=m.src)]
         if b < self.ledger.next_bal:
             return self._refuse(m)
         self.ledger = replace(self.ledger, next_bal=b, prev_vote=Vote(b, d))

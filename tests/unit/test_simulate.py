@@ -25,7 +25,7 @@ from harness.simulate import (
     to_history,
 )
 from harness.verdict import NO_PROGRESS
-from node.config import FLAWS
+from node.flaws import FLAW_NAMES
 from node.messages import Ballot, LedgerState, Vote
 from node.sim import Faults, World
 
@@ -105,7 +105,7 @@ def test_after_the_heal_every_priest_holds_the_same_decree() -> None:
 # (chosen_changed), forget-promises 48 (promise_broken).
 
 
-@pytest.mark.parametrize("flaw", FLAWS)
+@pytest.mark.parametrize("flaw", FLAW_NAMES)
 def test_each_flaw_is_caught_within_2000_seeds_on_five_priests(flaw: str) -> None:
     found = first_failing_seed(Setup(5, flaws=(flaw,)), range(2000))
     assert found is not None, f"{flaw} was never caught"

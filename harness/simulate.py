@@ -36,8 +36,8 @@ from harness.verdict import KINDS, NO_PROGRESS, Violation
 from harness.verify import check
 from node.config import MAX_PRIESTS, Config, PriestAddress
 from node.flaws import FLAW_NAMES, FLAWS
+from node.messages import Timing
 from node.sim import Faults, Step, World, describe
-from node.synod import Timing
 
 RULES: dict[str, str] = {
     **KINDS,

@@ -27,7 +27,7 @@ import yaml
 
 from node.errors import ConfigError
 from node.flaws import FLAW_NAMES
-from node.synod import Timing
+from node.messages import Timing
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_PRIESTS = 255

@@ -31,8 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from node.errors import LedgerError, StartupError
-from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, LedgerState, Vote
-from node.synod import ProtocolBug
+from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, LedgerState, ProtocolBug, Vote
 
 LEDGER = "ledger.log"
 DECREE = "decree.txt"

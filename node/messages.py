@@ -2,7 +2,9 @@
 
 Everything here is a frozen dataclass: plain data, no behaviour beyond ordering
 and formatting. The core (`node.synod`) consumes events and produces effects;
-the runtime and the simulator apply effects and produce events.
+the runtime and the simulator apply effects and produce events. This module
+imports nothing from the project: the core, the codec, the ledger, the config
+and the run record (`node.record`) all build on it, never on the core.
 """
 
 from __future__ import annotations
@@ -13,6 +15,20 @@ from dataclasses import dataclass, field
 MAX_ROUND = 2**62
 MIN_DECREE = -(2**63)
 MAX_DECREE = 2**63 - 1
+
+
+class ProtocolBug(AssertionError):
+    """An invariant of our own is broken: stop loudly, never continue."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Protocol timing in seconds; see node.config for the YAML keys."""
+
+    retransmit: float = 0.02
+    ballot_timeout: float = 0.5
+    backoff: float = 0.05
+    attempts: int = 5
 
 
 @dataclass(frozen=True, order=True)

@@ -45,8 +45,9 @@ from node.messages import (
     Send,
     SetTimer,
     TimerFired,
+    Timing,
 )
-from node.synod import Priest, Timing
+from node.synod import Priest
 
 
 @dataclass(frozen=True)

@@ -64,11 +64,10 @@ Glossary (paper -> the usual modern name)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from node.flaws import CORRECT, Strategy
 from node.messages import (
-    NO_VOTE,
     ZERO,
     Ballot,
     BallotRequested,
@@ -82,12 +81,14 @@ from node.messages import (
     Message,
     NextBallot,
     Persist,
+    ProtocolBug,
     Received,
     Record,
     Send,
     SetTimer,
     Success,
     TimerFired,
+    Timing,
     Vote,
     Voted,
 )
@@ -95,20 +96,6 @@ from node.messages import (
 FRESH_LEDGER = LedgerState()  # nothing tried, promised or voted
 RETRANSMIT = "retransmit"
 BACKOFF = "backoff"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Protocol timing in seconds; see node.config for the YAML keys."""
-
-    retransmit: float = 0.02
-    ballot_timeout: float = 0.5
-    backoff: float = 0.05
-    attempts: int = 5
-
-
-class ProtocolBug(AssertionError):
-    """An invariant of our own is broken: stop loudly, never continue."""
 
 
 class Priest:
@@ -124,7 +111,7 @@ class Priest:
         decree_ballot: Ballot = ZERO,
         proposal: int | None = None,
         index: int = 1,
-        timing: Timing = Timing(),
+        timing: Timing = Timing(),  # noqa: B008 (frozen: one shared default is safe)
         strategy: Strategy = CORRECT,
     ) -> None:
         if name not in priests:
@@ -379,4 +366,4 @@ class Priest:
         return [Send(p, Success(self.name, self.decree_ballot, self.decree)) for p in dsts]
 
 
-__all__ = ["Priest", "Timing", "ProtocolBug", "NO_VOTE", "RETRANSMIT", "BACKOFF"]
+__all__ = ["Priest", "FRESH_LEDGER", "RETRANSMIT", "BACKOFF"]

@@ -18,16 +18,18 @@ from node.messages import (
     LedgerState,
     NextBallot,
     Persist,
+    ProtocolBug,
     Received,
     Record,
     Send,
     SetTimer,
     Success,
     TimerFired,
+    Timing,
     Vote,
     Voted,
 )
-from node.synod import BACKOFF, RETRANSMIT, Priest, ProtocolBug, Timing
+from node.synod import BACKOFF, RETRANSMIT, Priest
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 

@@ -31,7 +31,7 @@ from harness.chaos import (
     SLEEP,
     Plan,
     Step,
-    describe,
+    describe_plan,
     initial_states,
     parse_schedule,
     plan_random,
@@ -275,7 +275,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 def _print_plan(plan: Plan) -> None:
     try:
-        print("\n".join(describe(plan)), flush=True)
+        print("\n".join(describe_plan(plan)), flush=True)
     except BrokenPipeError:  # `| head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 

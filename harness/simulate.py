@@ -37,7 +37,7 @@ from harness.verify import check
 from node.config import MAX_PRIESTS, Config, PriestAddress
 from node.flaws import FLAW_NAMES, FLAWS
 from node.messages import Timing
-from node.sim import Faults, Step, World, describe
+from node.sim import Faults, Step, World, describe_step
 
 RULES: dict[str, str] = {
     **KINDS,
@@ -416,7 +416,7 @@ def _to_json(report: Report, args: argparse.Namespace, world: World | None,
         }
     if world is not None:
         steps, _ = _trace(world, violations, args.trace)
-        data["trace"] = [f"{s.time:.6f} {describe(s)}" for s in steps]
+        data["trace"] = [f"{s.time:.6f} {describe_step(s)}" for s in steps]
     return data
 
 

@@ -153,7 +153,7 @@ Message = NextBallot | LastVote | BeginBallot | Voted | Success
 MESSAGE_TYPES: tuple[type, ...] = (NextBallot, LastVote, BeginBallot, Voted, Success)
 
 
-def describe(m: Message) -> str:
+def describe_message(m: Message) -> str:
     """A message as the paper would write it: NextBallot(3.alpha), LastVote(3.alpha, 7@2.beta)..."""
     if isinstance(m, LastVote):
         return f"LastVote({m.ballot}, {m.vote})"

@@ -49,7 +49,7 @@ from node.messages import (
     SetTimer,
     Success,
     TimerFired,
-    describe,
+    describe_message,
 )
 from node.output import Narrator, use_color
 from node.synod import Priest
@@ -305,7 +305,7 @@ class Runtime:
 
     def _send(self, dst: str, message: Message) -> None:
         self.events.write("sent", peer=dst, **_message_fields(message))
-        self.narrator.say(f"-> {describe(message)} to {dst}", kind="sent")
+        self.narrator.say(f"-> {describe_message(message)} to {dst}", kind="sent")
         if dst == self.name:
             self.inbox.append(message)
             return
@@ -313,7 +313,7 @@ class Runtime:
 
     def _log_received(self, m: Message) -> None:
         self.events.write("received", peer=m.src, **_message_fields(m))
-        self.narrator.say(f"<- {describe(m)} from {m.src}", kind="received")
+        self.narrator.say(f"<- {describe_message(m)} from {m.src}", kind="received")
 
     def close(self) -> None:
         self._flush()

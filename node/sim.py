@@ -316,13 +316,13 @@ class World:
     @property
     def trace(self) -> list[str]:
         """The steps as text lines, one per step, prefixed by virtual time in seconds."""
-        return [f"{s.time:9.4f}  {describe(s)}" for s in self.steps]
+        return [f"{s.time:9.4f}  {describe_step(s)}" for s in self.steps]
 
     def decrees(self) -> dict[str, int | None]:
         return {name: disk.decree for name, disk in self.disks.items()}
 
 
-def describe(s: Step) -> str:
+def describe_step(s: Step) -> str:
     """One step in words: 'p1 -> p3  NextBallot ballot=1.p1', 'p2: CRASH'..."""
     if s.kind == "send":
         m = s.what
@@ -356,4 +356,4 @@ def run_world(n: int, seed: int, **kw: object) -> World:
     return world
 
 
-__all__ = ["World", "Faults", "Disk", "Step", "HistoryEvent", "describe", "run_world", "Event"]
+__all__ = ["World", "Faults", "Disk", "Step", "HistoryEvent", "describe_step", "run_world", "Event"]

@@ -132,7 +132,7 @@ class Priest:
         self.phase = "idle"  # idle | polling (awaiting LastVote) | voting (awaiting Voted)
         self.last_votes: dict[str, Vote] = {}
         self.voters: set[str] = set()
-        self.chosen = 0
+        self.proposed_decree = 0  # what this priest proposes in its ballot (BeginBallot)
         self.ticks = 0
         self.attempts_left = 0
         self.highest_seen = max(ledger.last_tried, ledger.next_bal, ledger.prev_vote.ballot)
@@ -191,17 +191,17 @@ class Priest:
             return []
         top = self.strategy.binding_vote(self.last_votes.values())
         if top is not None:
-            self.chosen = top.decree
-            why = f"the highest previous vote in the quorum is {top}: it must be {self.chosen}"
+            d = top.decree
+            why = f"the highest previous vote in the quorum is {top}: it must be {d}"
         else:
-            self.chosen = self.default_proposal(self.ballot)
-            why = f"no priest of the quorum has voted: free to choose, it proposes {self.chosen}"
-        self.phase, self.voters = "voting", set()
+            d = self.default_proposal(self.ballot)
+            why = f"no priest of the quorum has voted: free to choose, it proposes {d}"
+        self.phase, self.voters, self.proposed_decree = "voting", set(), d
         b = self.ballot
         return [
-            Record("proposed", f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {self.chosen})",
-                   b, self.chosen, extra={"quorum": sorted(self.last_votes)}),
-            *[Send(p, BeginBallot(self.name, b, self.chosen)) for p in self.priests],
+            Record("proposed", f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {d})",
+                   b, d, extra={"quorum": sorted(self.last_votes)}),
+            *[Send(p, BeginBallot(self.name, b, d)) for p in self.priests],
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
@@ -212,7 +212,7 @@ class Priest:
         self.voters.add(m.src)
         if len(self.voters) < self.quorum:
             return []
-        b, d = self.ballot, self.chosen
+        b, d = self.ballot, self.proposed_decree
         effects = self._learn(d, b, f"a quorum ({', '.join(sorted(self.voters))}) voted in ballot {b}")
         # The decree passed the moment a quorum's votes were durable, so Success
         # need not wait for our own decree.txt: the priests write theirs meanwhile.
@@ -234,7 +234,7 @@ class Priest:
             sends: list[Effect] = [Send(p, NextBallot(self.name, self.ballot))
                                    for p in self.priests if p not in self.last_votes]
         else:
-            sends = [Send(p, BeginBallot(self.name, self.ballot, self.chosen))
+            sends = [Send(p, BeginBallot(self.name, self.ballot, self.proposed_decree))
                      for p in self.priests if p not in self.voters]
         return sends + [SetTimer(RETRANSMIT, self.timing.retransmit)]
 

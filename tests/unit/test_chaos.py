@@ -26,7 +26,7 @@ from harness.chaos import (
     Plan,
     ScheduleError,
     Step,
-    describe,
+    describe_plan,
     parse_schedule,
     plan_random,
     steps_from_args,
@@ -94,10 +94,10 @@ def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
     names = priest_names(5)
     first = plan_random(names, 7, 10.0, 3.0)
     assert plan_random(names, 7, 10.0, 3.0) == first
-    assert describe(plan_random(names, 7, 10.0, 3.0)) == describe(first)
+    assert describe_plan(plan_random(names, 7, 10.0, 3.0)) == describe_plan(first)
     others = {plan_random(names, seed, 10.0, 3.0).steps for seed in range(8, 18)}
     assert first.steps not in others and len(others) == 10
-    assert first.seed == 7 and any(str(7) in line for line in describe(first)[:1])
+    assert first.seed == 7 and any(str(7) in line for line in describe_plan(first)[:1])
 
 
 def test_a_plan_mixes_every_kind_of_fault_at_about_the_rate_asked() -> None:

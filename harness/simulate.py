@@ -30,13 +30,14 @@ from colorama import Fore, Style
 
 from harness.diagram import LEGEND, diagram, shorten
 from harness.errors import UsageError
-from harness.history import DecreeFile, Event, History
+from harness.history import DecreeFile, History
 from harness.output import use_color
 from harness.verdict import KINDS, NO_PROGRESS, Violation
 from harness.verify import check
 from node.config import MAX_PRIESTS, Config, PriestAddress
 from node.flaws import FLAW_NAMES, FLAWS
 from node.messages import Timing
+from node.record import PriestEvent
 from node.sim import Faults, Step, World, describe_step
 
 RULES: dict[str, str] = {
@@ -122,29 +123,16 @@ def _config(names: tuple[str, ...], timing: Timing, flaws: tuple[str, ...]) -> C
 def to_history(world: World) -> History:
     """The world's recorded events as the History `harness.history` reads from files.
 
-    Line numbers are those the events would have in each priest's events.jsonl;
-    `pid` counts the priest's incarnations (1, then 2 after its first restart...).
-    A `started` event carries the ledger the priest recovered, as node.runtime
-    writes it, so the checker sees a vote or promise made durable just before
+    They are the events the priests would have written (`World.events`): line
+    numbers as in each priest's events.jsonl, `pid` counting the priest's
+    incarnations, and a `started` event carrying the ledger the priest
+    recovered, so the checker sees a vote or promise made durable just before
     a crash struck and kept it from being recorded.
     """
     history = History("simulation")
-    events: dict[str, list[Event]] = {name: [] for name in world.names}
-    incarnation = dict.fromkeys(world.names, 0)
-    data: dict[str, dict[str, object]] = {name: {"pid": 0} for name in world.names}
+    events: dict[str, list[PriestEvent]] = {name: [] for name in world.names}
     for e in world.events:
-        name = e.priest
-        mine = events[name]
-        if e.kind == "started":
-            incarnation[name] += 1
-            data[name] = {"pid": incarnation[name]}  # shared by an incarnation's events
-            started = data[name]
-            if e.ledger is not None:
-                started = {**started, "last_tried": str(e.ledger.last_tried),
-                           "next_bal": str(e.ledger.next_bal), "prev_vote": str(e.ledger.prev_vote)}
-            mine.append(Event(e.t, name, e.kind, e.ballot, e.decree, e.peer, len(mine) + 1, started))
-            continue
-        mine.append(Event(e.t, name, e.kind, e.ballot, e.decree, e.peer, len(mine) + 1, data[name]))
+        events[e.priest].append(e)
     history.events = events
     history.decrees = {name: DecreeFile(f"{name}/decree.txt", disk.decree is not None, disk.decree)
                        for name, disk in world.disks.items()}

@@ -13,7 +13,6 @@ SIGINT end it cleanly.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import select
@@ -35,11 +34,10 @@ from node.messages import (
     MAX_DECREE,
     MIN_DECREE,
     BallotRequested,
-    BeginBallot,
     CancelTimer,
     Effect,
     Event,
-    LastVote,
+    EventKind,
     Learn,
     Message,
     Persist,
@@ -47,38 +45,35 @@ from node.messages import (
     Record,
     Send,
     SetTimer,
-    Success,
     TimerFired,
     describe_message,
 )
 from node.output import Narrator, use_color
+from node.record import PriestEvent, message_event, recorded, started_event
 from node.synod import Priest
 
 PARENT_CHECK = 0.25  # seconds between checks that the supervisor still lives
 DROP_LOG_INTERVAL = 1.0  # at most one log line per drop reason per interval
 
 
-def _message_fields(m: Message) -> dict[str, object]:
-    fields: dict[str, object] = {"msg": type(m).__name__, "ballot": str(m.ballot)}
-    if isinstance(m, (BeginBallot, Success)):
-        fields["decree"] = m.decree
-    if isinstance(m, LastVote):
-        fields["vote"] = str(m.vote)
-    return fields
-
-
 class EventLog:
-    """events.jsonl: one JSON object per line, buffered until `flush()` (one write(2))."""
+    """events.jsonl: one `PriestEvent` per line, buffered until `flush()` (one write(2))."""
 
     def __init__(self, path: Path, priest: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.head = f'{{"t":%d,"priest":{json.dumps(priest)},"pid":{os.getpid()},"kind":'
+        self.priest, self.pid = priest, os.getpid()
         self.lines: list[str] = []
 
-    def write(self, kind: str, **fields: object) -> None:
-        body = json.dumps(fields, separators=(",", ":"))[1:] if fields else "}"
-        sep = "," if fields else ""
-        self.lines.append(self.head % time.monotonic_ns() + f'"{kind}"{sep}{body}\n')
+    def write(self, event: PriestEvent) -> None:
+        self.lines.append(event.to_line())
+
+    def record(self, r: Record) -> None:
+        """The event of a core's `Record` effect, stamped now."""
+        self.write(recorded(r, time.monotonic_ns(), self.priest, self.pid))
+
+    def message(self, kind: EventKind, m: Message, peer: str) -> None:
+        """A `sent` or `received` event, stamped now."""
+        self.write(message_event(kind, m, peer, time.monotonic_ns(), self.priest, self.pid))
 
     def flush(self) -> None:
         if self.lines:
@@ -167,10 +162,9 @@ class Runtime:
     def run(self, on_ready: Callable[[], None] | None = None) -> int:
         wake = self.install_signals()
         recovered = self.priest.ledger
-        self.events.write("started", last_tried=str(recovered.last_tried),
-                          next_bal=str(recovered.next_bal), prev_vote=str(recovered.prev_vote),
-                          decree=self.priest.decree,
-                          text=f"listening on {self.sock.getsockname()[0]}:{self.sock.getsockname()[1]}")
+        host, port = self.sock.getsockname()
+        self.events.write(started_event(time.monotonic_ns(), self.name, self.events.pid, recovered,
+                                        self.priest.decree, f"listening on {host}:{port}"))
         self.narrator.say(self._startup_line())
         self._flush()
         if on_ready is not None:
@@ -214,7 +208,8 @@ class Runtime:
     def _stop(self, why: str) -> None:
         if not self.stopping:
             self.stopping = True
-            self.events.write("stopped", text=why)
+            self.events.write(PriestEvent(time.monotonic_ns(), self.name, EventKind.STOPPED,
+                                          self.events.pid, text=why))
             self.narrator.say(f"stops: {why}")
 
     def _receive_all(self) -> None:
@@ -248,7 +243,8 @@ class Runtime:
         self.drops[reason] = (now, 0)
         more = f" ({suppressed} more like it dropped since)" if suppressed else ""
         where = f"{addr[0]}:{addr[1]}"
-        self.events.write("dropped", reason=reason, addr=where, suppressed=suppressed)
+        self.events.write(PriestEvent(time.monotonic_ns(), self.name, EventKind.DROPPED, self.events.pid,
+                                      reason=reason, addr=where, suppressed=suppressed))
         self.narrator.say(f"drops a datagram from {where}: {reason}{more}", warn=True)
 
     # --- effects -------------------------------------------------------
@@ -297,23 +293,20 @@ class Runtime:
         self.outbox.clear()
 
     def _record(self, r: Record) -> None:
-        fields: dict[str, object] = {"ballot": None if r.ballot.is_zero() else str(r.ballot),
-                                     "decree": r.decree, "peer": r.peer, "text": r.text}
-        fields.update(r.extra)
-        self.events.write(r.kind, **fields)
+        self.events.record(r)
         self.narrator.say(r.text, kind=r.kind)
 
     def _send(self, dst: str, message: Message) -> None:
-        self.events.write("sent", peer=dst, **_message_fields(message))
-        self.narrator.say(f"-> {describe_message(message)} to {dst}", kind="sent")
+        self.events.message(EventKind.SENT, message, dst)
+        self.narrator.say(f"-> {describe_message(message)} to {dst}", kind=EventKind.SENT)
         if dst == self.name:
             self.inbox.append(message)
             return
         self.outbox.append((self.codec.encode(message), self.config.address_of(dst)))
 
     def _log_received(self, m: Message) -> None:
-        self.events.write("received", peer=m.src, **_message_fields(m))
-        self.narrator.say(f"<- {describe_message(m)} from {m.src}", kind="received")
+        self.events.message(EventKind.RECEIVED, m, m.src)
+        self.narrator.say(f"<- {describe_message(m)} from {m.src}", kind=EventKind.RECEIVED)
 
     def close(self) -> None:
         self._flush()

@@ -75,6 +75,7 @@ from node.messages import (
     CancelTimer,
     Effect,
     Event,
+    EventKind,
     LastVote,
     Learn,
     LedgerState,
@@ -160,10 +161,10 @@ class Priest:
     def _on_ballot_requested(self) -> list[Effect]:
         if self.decree is not None:
             text = f"the decree is already {self.decree}: no ballot needed; Success to every priest"
-            effects: list[Effect] = [Record("reminded", text, self.decree_ballot, self.decree)]
+            effects: list[Effect] = [Record(EventKind.REMINDED, text, self.decree_ballot, self.decree)]
             return effects + self._success_to(self._others())
         if self.phase != "idle":
-            return [Record("ignored", f"ballot {self.ballot} is already in progress", self.ballot)]
+            return [Record(EventKind.IGNORED, f"ballot {self.ballot} is already in progress", self.ballot)]
         self.attempts_left = self.timing.attempts
         return [CancelTimer(BACKOFF)] + self._start_ballot()
 
@@ -175,14 +176,14 @@ class Priest:
         self.highest_seen = max(self.highest_seen, b)
         return [
             Persist(self.ledger),
-            Record("ballot_started", f"begins ballot {b}: NextBallot({b}) to every priest", b),
+            Record(EventKind.BALLOT_STARTED, f"begins ballot {b}: NextBallot({b}) to every priest", b),
             *[Send(p, NextBallot(self.name, b)) for p in self.priests],
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
     def _on_last_vote(self, m: LastVote) -> list[Effect]:
         if self.phase != "polling" or m.ballot != self.ballot:
-            return [Record("ignored", f"LastVote({m.ballot}) from {m.src} is not for a ballot being polled",
+            return [Record(EventKind.IGNORED, f"LastVote({m.ballot}) from {m.src} is not for a ballot being polled",
                            m.ballot, peer=m.src)]
         if m.src in self.last_votes:
             return []  # a duplicate: already counted
@@ -199,15 +200,15 @@ class Priest:
         self.phase, self.voters, self.proposed_decree = "voting", set(), d
         b = self.ballot
         return [
-            Record("proposed", f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {d})",
-                   b, d, extra={"quorum": sorted(self.last_votes)}),
+            Record(EventKind.PROPOSED, f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {d})",
+                   b, d, quorum=tuple(sorted(self.last_votes))),
             *[Send(p, BeginBallot(self.name, b, d)) for p in self.priests],
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
     def _on_voted(self, m: Voted) -> list[Effect]:
         if self.phase != "voting" or m.ballot != self.ballot:
-            return [Record("ignored", f"Voted({m.ballot}) from {m.src} is not for a ballot being voted",
+            return [Record(EventKind.IGNORED, f"Voted({m.ballot}) from {m.src} is not for a ballot being voted",
                            m.ballot, peer=m.src)]
         self.voters.add(m.src)
         if len(self.voters) < self.quorum:
@@ -245,11 +246,11 @@ class Priest:
         effects: list[Effect] = [CancelTimer(RETRANSMIT)]
         if self.attempts_left > 0:
             text = f"abandons ballot {b}: {reason}; retries after a random back-off"
-            effects += [Record("ballot_abandoned", text, b),
+            effects += [Record(EventKind.BALLOT_ABANDONED, text, b),
                         SetTimer(BACKOFF, self.timing.backoff, jitter=self.timing.backoff)]
         else:
             text = f"abandons ballot {b}: {reason}; gives up (Ctrl+Z to try again)"
-            effects.append(Record("ballot_abandoned", text, b, extra={"gave_up": True}))
+            effects.append(Record(EventKind.BALLOT_ABANDONED, text, b, gave_up=True))
         return effects
 
     def _notice(self, b: Ballot) -> list[Effect]:
@@ -269,7 +270,7 @@ class Priest:
             # Whatever a priest is doing in a ballot, the decree is settled: tell it so.
             what = f"{type(m).__name__}({m.ballot}) from {m.src}"
             text = f"{what} comes after the decision: the decree is already {self.decree}; tells it Success"
-            return [Record("reminded", text, m.ballot, self.decree, peer=m.src),
+            return [Record(EventKind.REMINDED, text, m.ballot, self.decree, peer=m.src),
                     *self._success_to([m.src])]
         if isinstance(m, NextBallot):
             return self._notice(m.ballot) + self._on_next_ballot(m)
@@ -290,7 +291,7 @@ class Priest:
             self.ledger = replace(self.ledger, next_bal=b)
             text = (f"promises {m.src} not to vote in any ballot below {b}; "
                     f"its last vote: {self.ledger.prev_vote}")
-            effects += [Persist(self.ledger), Record("promised", text, b, peer=m.src)]
+            effects += [Persist(self.ledger), Record(EventKind.PROMISED, text, b, peer=m.src)]
         return effects + [Send(m.src, LastVote(self.name, b, self.ledger.prev_vote))]
 
     def _on_begin_ballot(self, m: BeginBallot) -> list[Effect]:
@@ -299,7 +300,7 @@ class Priest:
         if prev.ballot == b and prev.decree == d:
             return [Send(m.src, Voted(self.name, b))]  # a duplicate: vote already durable
         if self.strategy.contradicts(prev, b, d):
-            return [Record("ignored", f"BeginBallot({b}, {d}) from {m.src} contradicts "
+            return [Record(EventKind.IGNORED, f"BeginBallot({b}, {d}) from {m.src} contradicts "
                                       f"BeginBallot({b}, {prev.decree}): one decree per ballot",
                            b, d, peer=m.src)]
         if b < self.ledger.next_bal:
@@ -307,7 +308,7 @@ class Priest:
         self.ledger = replace(self.ledger, next_bal=b, prev_vote=Vote(b, d))
         return [
             Persist(self.ledger),
-            Record("voted", f"votes for decree {d} in ballot {b}", b, d, peer=m.src),
+            Record(EventKind.VOTED, f"votes for decree {d} in ballot {b}", b, d, peer=m.src),
             Send(m.src, Voted(self.name, b)),
         ]
 
@@ -322,7 +323,7 @@ class Priest:
         promise = self.ledger.next_bal
         text = (f"takes no part in ballot {m.ballot} of {m.src}: it promised {promise}; "
                 f"tells {m.src} so")
-        return [Record("ignored", text, m.ballot, peer=m.src, extra={"promised": str(promise)}),
+        return [Record(EventKind.IGNORED, text, m.ballot, peer=m.src, promised=promise),
                 Send(m.src, LastVote(self.name, promise, self.ledger.prev_vote))]
 
     # --- learner -------------------------------------------------------
@@ -338,7 +339,7 @@ class Priest:
             # Never overwrite: a decree once written is final. A peer is wrong.
             text = (f"Success({m.decree}) from {m.src} contradicts the decree it holds, "
                     f"{self.decree}: refused")
-            return [Record("ignored", text, m.ballot, m.decree, peer=m.src, extra={"conflict": True})]
+            return [Record(EventKind.IGNORED, text, m.ballot, m.decree, peer=m.src, conflict=True)]
         return []
 
     def _learn(self, d: int, b: Ballot, why: str) -> list[Effect]:
@@ -353,7 +354,7 @@ class Priest:
             Learn(d, b),
             CancelTimer(RETRANSMIT),
             CancelTimer(BACKOFF),
-            Record("learned", f"{why}: the decree is {d}", b, d),
+            Record(EventKind.LEARNED, f"{why}: the decree is {d}", b, d),
         ]
 
     # --- helpers -------------------------------------------------------

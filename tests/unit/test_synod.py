@@ -178,7 +178,7 @@ def test_ballot_times_out_backs_off_with_jitter_and_retries_higher() -> None:
         effects = p.handle(TimerFired(RETRANSMIT))
     assert p.phase == "idle"
     gave_up = [e for e in effects if isinstance(e, Record) and e.kind == "ballot_abandoned"]
-    assert gave_up and gave_up[0].extra.get("gave_up") is True
+    assert gave_up and gave_up[0].gave_up is True
     assert not any(isinstance(e, SetTimer) and e.name == BACKOFF for e in effects)
     assert p.handle(TimerFired(BACKOFF)) == []
 

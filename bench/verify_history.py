@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.verify import load_and_check
+from harness.check.rules import load_and_check
 from node.config import Config, parse_config
 
 DECREE = 1001

@@ -11,10 +11,11 @@ from __future__ import annotations
 from node.errors import ConfigError, LedgerError, StartupError, UserError
 
 __all__ = [
-    "AlreadyUpError", "ConfigError", "ControlError", "LedgerError", "NotUpError",
-    "RefusedError", "StartupError", "UnknownPriestError", "UsageError", "UserError", "BUG_STATUS",
+    "AlreadyUpError", "ConfigError", "ControlError", "InternalError", "LedgerError", "NotUpError",
+    "RefusedError", "StartupError", "UnknownPriestError", "UsageError", "UserError", "BUG_STATUS", "PROG",
 ]
 
+PROG = "paxos-harness"  # the command, as messages name it
 BUG_STATUS = 70  # EX_SOFTWARE from sysexits.h: an internal error
 
 
@@ -55,7 +56,51 @@ class RefusedError(UserError):
         self.pid = pid
 
 
+class InternalError(UserError):
+    """A failure of the harness itself (a bug), reported by a process that caught it."""
+
+    exit_status = BUG_STATUS
+
+
 class ControlError(UserError):
     """The supervisor could not be reached or answered nonsense on its control socket."""
 
     exit_status = 1
+
+
+# --- errors across the control socket ------------------------------------------------
+# The supervisor answers a request it cannot do with the error's code; the client
+# raises the same class again. Nothing matches message text.
+
+CODES: dict[str, type[UserError]] = {
+    "already_up": AlreadyUpError,
+    "not_up": NotUpError,
+    "refused": RefusedError,
+    "unknown_priest": UnknownPriestError,
+    "startup": StartupError,
+    "ledger": LedgerError,
+    "config": ConfigError,
+    "usage": UsageError,
+    "control": ControlError,
+    "internal": InternalError,
+    "error": UserError,
+}
+_CODE_OF = {cls: code for code, cls in CODES.items()}
+
+
+def to_wire(error: UserError) -> dict[str, object]:
+    """A failed answer carrying `error`: its code, its one line, and a refusal's pid."""
+    code = next(_CODE_OF[c] for c in type(error).__mro__ if c in _CODE_OF)
+    return {"ok": False, "code": code, "error": error.message,
+            "pid": error.pid if isinstance(error, RefusedError) else None}
+
+
+def from_wire(answer: dict[str, object]) -> UserError:
+    """The error a failed answer carries, rebuilt as the class the supervisor raised."""
+    cls = CODES.get(str(answer.get("code")), ControlError)
+    error = cls.__new__(cls)
+    UserError.__init__(error, str(answer.get("error", "refused")))
+    if isinstance(error, RefusedError):
+        pid = answer.get("pid")
+        error.pid = pid if isinstance(pid, int) else None
+    return error

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench.cluster import free_udp_ports
 from node.config import load_config
 from tests.integration.priests import Priests
 
@@ -43,3 +45,44 @@ def test_same_ballot_numbers_breaks_a_real_cluster_and_verify_says_so(
         assert status == 1 and "ballot_reused" in kinds, verdict
     else:
         assert status == 0 and not kinds and len(set(held.values())) == 1, verdict
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _on_free_ports(shipped: Path, here: Path) -> Path:
+    """The shipped config, moved to free ports and a data dir under `here`: nothing else changes."""
+    text = shipped.read_text()
+    for port in free_udp_ports(4):
+        text = re.sub(r"port: 7\d\d\d\b", f"port: {port}", text, count=1)
+    text = re.sub(r"(?m)^data_dir: .*$", "data_dir: data", text)
+    path = here / shipped.name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name, flaw", [("flawed-ballots", "same-ballot-numbers"),
+                                        ("flawed-promises", "forget-promises"),
+                                        ("flawed-votes", "ignore-previous-votes")])
+def test_each_shipped_flaw_config_switches_on_its_flaw_alone(name: str, flaw: str) -> None:
+    config = load_config(SHIPPED / f"{name}.yaml")
+    assert config.flaws == (flaw,) and config.cluster == name
+    assert str(config.data_dir) == f"logs/{name}"  # its own data: it never mixes with four's
+
+
+def test_the_readme_flaw_recipe_breaks_a_real_cluster(harness, no_leaks) -> None:
+    config = str(_on_free_ports(SHIPPED / "flawed-ballots.yaml", harness.cwd))
+    recipe = ["chaos", "--ballot", "alpha", "--ballot", "beta", "--ballot", "gamma",
+              "--ballot", "delta", "--sleep", "1"]
+    up = harness.run("up", config, "--detach", "--fresh")
+    assert up.returncode == 0, up.stderr
+    try:
+        for _ in range(3):  # the README's one round almost always suffices; a learner may repeat
+            assert harness.run(*recipe).returncode == 0
+            verify = harness.run("verify", "--json")
+            if verify.returncode == 1:
+                break
+        kinds = {v["kind"] for v in json.loads(verify.stdout)["violations"]}
+        assert verify.returncode == 1 and "ballot_reused" in kinds, verify.stdout
+    finally:
+        assert harness.run("down").returncode == 0

@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import control
+from harness.errors import RefusedError
+from harness.supervisor import control
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -187,7 +188,7 @@ def test_only_a_subset_then_restart_the_rest_over_the_control_channel(harness) -
     result = control.request(sock, "restart", "delta")
     harness.remember()
     assert psutil.Process(result["pid"]).ppid() == harness.pids()["supervisor"]
-    with pytest.raises(control.RefusedError, match="running"):
+    with pytest.raises(RefusedError, match="running"):
         control.request(sock, "restart", "delta")
     delta = psutil.Process(result["pid"])
     assert control.request(sock, "kill", "delta")["outcome"].startswith("killed")
@@ -293,3 +294,26 @@ def test_status_into_a_closed_pipe_is_quiet(harness) -> None:
 def test_down_with_nothing_ever_brought_up_here_is_harmless(harness) -> None:
     down = harness.run("down")
     assert down.returncode == 0 and "nothing is up here" in down.stdout and down.stderr == ""
+
+
+def test_up_says_when_it_resumes_a_history_and_fresh_does_not(harness) -> None:
+    config = str(harness.config(3))
+    first = harness.run("up", config, "--detach", "--fresh")
+    assert first.returncode == 0 and "resuming" not in first.stdout
+    try:
+        assert harness.run("chaos", "--ballot", "alpha").returncode == 0
+        assert harness.run("verify", "--wait", "10").returncode == 0
+    finally:
+        assert harness.run("down").returncode == 0
+    decree = (harness.cwd / "data" / "alpha" / "decree.txt").read_text().strip()
+    again = harness.run("up", config, "--detach")
+    try:
+        assert again.returncode == 0, again.stderr
+        assert (f"resuming the history in {harness.cwd / 'data'}: decree {decree} (alpha, beta, gamma)"
+                in again.stdout), again.stdout
+        assert "--fresh" in again.stdout
+    finally:
+        assert harness.run("down").returncode == 0
+    fresh = harness.run("up", config, "--detach", "--fresh")
+    assert fresh.returncode == 0 and "resuming" not in fresh.stdout
+    assert harness.run("down").returncode == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.verify import load_and_check
+from harness.check.rules import load_and_check
 from node.config import Config, load_config
 from tests.integration.priests import REPO, Priests
 
@@ -104,3 +104,24 @@ def test_wait_sees_a_ballot_that_starts_later(cluster: Priests, tmp_path: Path) 
     assert waiting.returncode == 0, out + err
     decree = cluster.decree("gamma")
     assert decree is not None and json.loads(out)["decree"] == decree
+
+
+def test_status_and_verify_see_priests_started_by_hand(cluster: Priests, tmp_path: Path) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        cluster.start(name)
+    cluster.ballot("alpha")
+    held = cluster.wait_decrees(["alpha", "beta", "gamma"])
+    assert None not in held.values(), held
+    cluster.kill("gamma")  # it holds the decree, but no longer runs; delta never started
+    done = subprocess.run([sys.executable, "-m", "harness", "status", cluster.config.path,
+                           "--json"], cwd=tmp_path, env=cli_env(), capture_output=True,
+                          text=True, timeout=60)
+    report = json.loads(done.stdout)
+    rows = {p["priest"]: (p["state"], p["pid"]) for p in report["priests"]}
+    assert rows == {"alpha": ("by hand", cluster.procs["alpha"].pid),
+                    "beta": ("by hand", cluster.procs["beta"].pid),
+                    "gamma": ("down", None), "delta": ("down", None)}, rows
+    assert done.returncode == 1 and "started by hand run: alpha, beta" in report["summary"]
+    # The survivors are the priests that run: delta, never started, is not waited for.
+    status, verdict = verify_cli(cluster.config, tmp_path)
+    assert status == 0 and verdict["waiting"] == [], verdict

@@ -17,25 +17,26 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import faults
-from harness.chaos import (
-    DOWN,
+from harness import cli
+from harness.chaos.executor import Executor, Live, load_schedule
+from harness.chaos.plan import (
     HEAL,
-    PAUSED,
-    RUNNING,
     Plan,
     ScheduleError,
     Step,
     describe_plan,
     parse_schedule,
+    plan_from_args,
     plan_random,
     steps_from_args,
 )
 from harness.errors import NotUpError, RefusedError, UnknownPriestError, UsageError
-from harness.faults import Executor, Live, add_parser, load_schedule
-from harness.supervisor import NOT_STARTED, PriestProc, Supervisor
+from harness.supervisor.actions import State
+from harness.supervisor.core import PriestProc, Supervisor
+from harness.verbs import chaos as chaos_verb
 from tests.conftest import priest_names, write_config
 
+RUNNING, PAUSED, NOT_STARTED, KILLED = State.RUNNING, State.PAUSED, State.NOT_STARTED, State.KILLED
 FOUR = ["alpha", "beta", "gamma", "delta"]
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "chaos"
 
@@ -67,14 +68,15 @@ class FakeLauncher:
 
 
 def supervisor(names: Sequence[str], states: Mapping[str, str] | None = None) -> Supervisor:
-    """A Supervisor whose priests are in `states` (running/paused/down; default running)."""
+    """A Supervisor whose priests are in `states` (default running; killed ones are killed)."""
     sup = Supervisor(names, FakeLauncher(), clock=lambda: 0.0)
     states = states or {}
-    started = [n for n in names if states.get(n, RUNNING) != DOWN]
-    sup.start(started)
-    for name in started:
+    sup.start([n for n in names if states.get(n, RUNNING) != NOT_STARTED])
+    for name in names:
         if states.get(name) == PAUSED:
             sup.act("pause", name)
+        elif states.get(name) == KILLED:
+            sup.act("kill", name)
     return sup
 
 
@@ -117,7 +119,7 @@ def test_every_planned_step_is_one_the_supervisor_accepts_and_the_plan_heals(
         n: int, seed: int, rate: float, duration: float, majority_loss: bool,
         data: st.DataObject) -> None:
     names = priest_names(n)
-    initial = {name: data.draw(st.sampled_from([RUNNING, PAUSED, DOWN])) for name in names}
+    initial = {name: data.draw(st.sampled_from([RUNNING, PAUSED, KILLED, NOT_STARTED])) for name in names}
     plan = plan_random(names, seed, duration, rate, initial=initial,
                        allow_majority_loss=majority_loss)
     sup = supervisor(names, initial)
@@ -154,7 +156,7 @@ def test_with_majority_loss_the_nemesis_may_take_a_majority_down() -> None:
 
 def test_the_heal_restarts_the_down_resumes_the_paused_then_one_ballot() -> None:
     names = FOUR
-    plan = plan_random(names, 1, 0.001, 0.001, initial={"alpha": DOWN, "beta": PAUSED})
+    plan = plan_random(names, 1, 0.001, 0.001, initial={"alpha": KILLED, "beta": PAUSED})
     assert [(s.action, s.priest) for s in plan.steps[:-1]] == [("restart", "alpha"),
                                                               ("resume", "beta")]
     assert plan.steps[-1].action == "ballot" and plan.steps[-1].priest in names
@@ -171,9 +173,7 @@ def test_a_plan_refuses_nonsense_durations_and_rates(duration: float, rate: floa
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="paxos-harness")
-    add_parser(parser.add_subparsers(dest="verb"))
-    return parser.parse_args(["chaos", *argv])
+    return cli.build_parser().parse_args(["chaos", *argv])
 
 
 def test_actions_keep_their_command_line_order_and_sleeps_move_the_offsets() -> None:
@@ -216,7 +216,7 @@ def test_bad_option_values_are_usage_errors(argv: list[str]) -> None:
 def test_one_way_at_a_time(argv: list[str], fragment: str, tmp_path: Path) -> None:
     args = parse(str(write_config(tmp_path, 4)), *argv)
     with pytest.raises(UsageError) as e:
-        faults.cmd_chaos(args)
+        chaos_verb.run(args)
     assert fragment in str(e.value) and e.value.exit_status == 2
 
 
@@ -286,20 +286,22 @@ SHIPPED_FILES = sorted(p.name for p in SHIPPED.glob("*.yaml"))
 
 
 def test_the_five_schedules_are_shipped() -> None:
-    assert SHIPPED_FILES == ["crash-during-ballot.yaml", "demo.yaml", "majority-crash.yaml",
-                             "pause-proposer.yaml", "rolling-restart.yaml"]
+    assert SHIPPED_FILES == ["bound-by-vote.yaml", "crash-during-ballot.yaml", "demo.yaml",
+                             "duel.yaml", "majority-crash.yaml", "pause-proposer.yaml",
+                             "rolling-restart.yaml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED_FILES)
 def test_each_shipped_schedule_is_accepted_step_by_step_by_the_supervisor(name: str) -> None:
-    steps = load_schedule(str(SHIPPED / name), FOUR)
+    text = (SHIPPED / name).read_text()
+    names = priest_names(5) if "# priests: 5" in text else FOUR
+    steps = load_schedule(str(SHIPPED / name), names)
     # The demo starts with delta not started (`up --only alpha,beta,gamma`).
-    sup = supervisor(FOUR, {"delta": DOWN} if name == "demo.yaml" else None)
+    sup = supervisor(names, {"delta": NOT_STARTED} if name == "demo.yaml" else None)
     if name == "demo.yaml":
         assert states_of(sup)["delta"] == NOT_STARTED
     replay(steps, sup)
-    assert set(states_of(sup).values()) == {"running"}
-    assert steps[-1].action == "ballot"
+    assert set(states_of(sup).values()) == {"running"}  # every priest back: it can converge
 
 
 def test_a_schedule_that_makes_no_sense_is_refused_by_the_supervisor() -> None:
@@ -350,6 +352,19 @@ def test_the_executor_applies_each_step_at_its_time_in_order() -> None:
     assert times[0] == 0.0 and times[1] == pytest.approx(0.01)  # behind time: at once
     assert times[2] == pytest.approx(1.5) and times[3] == pytest.approx(1.51)
     assert all(r.ok and r.pid == 42 for r in results)
+
+
+def test_a_trailing_sleep_is_waited_out_and_shown() -> None:
+    args = parse("--ballot", "alpha", "--sleep", "2", "--ballot", "beta", "--sleep", "1.5")
+    plan = plan_from_args(args.steps, FOUR, "four.yaml")
+    assert [s.at for s in plan.steps] == [0.0, 2.0] and plan.span == 3.5
+    assert "over 3.5 s" in describe_plan(plan)[0] and "+3.500s" in describe_plan(plan)[-1]
+    fake = Fake()
+    Executor(fake.send, clock=fake.clock, sleep=fake.sleep).run(plan)
+    assert fake.now - 100.0 >= 3.5  # the command returns only once the sleep is over
+    fake = Fake({("ballot", "alpha"): RefusedError("no")})  # a refusal ends the run at once
+    Executor(fake.send, clock=fake.clock, sleep=fake.sleep).run(plan)
+    assert fake.now - 100.0 < 1.0
 
 
 def test_the_executor_stops_at_a_refusal_unless_told_to_keep_going() -> None:
@@ -410,7 +425,7 @@ def test_a_dry_run_prints_the_plan_needs_no_cluster_and_records_nothing(
     config = str(write_config(tmp_path, 5))
     outputs = []
     for seed in ("11", "11", "12"):
-        assert faults.cmd_chaos(parse(config, "--random", "--seed", seed, "--duration", "5",
+        assert chaos_verb.run(parse(config, "--random", "--seed", seed, "--duration", "5",
                                       "--dry-run")) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] != outputs[2]
@@ -419,7 +434,7 @@ def test_a_dry_run_prints_the_plan_needs_no_cluster_and_records_nothing(
     assert not (tmp_path / "data" / "harness.jsonl").exists()
     schedule = tmp_path / "s.yaml"
     schedule.write_text(yaml.safe_dump([{"at": 0, "kill": "epsilon"}, {"at": 1, "ballot": "beta"}]))
-    assert faults.cmd_chaos(parse(config, "--schedule", str(schedule), "--dry-run")) == 0
+    assert chaos_verb.run(parse(config, "--schedule", str(schedule), "--dry-run")) == 0
     assert "kill     epsilon" in capsys.readouterr().out
 
 
@@ -427,7 +442,7 @@ def test_without_a_running_cluster_the_verb_says_so(tmp_path: Path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     config = str(write_config(tmp_path, 4))
     with pytest.raises(NotUpError) as e:
-        faults.cmd_chaos(parse(config, "--kill", "alpha"))
+        chaos_verb.run(parse(config, "--kill", "alpha"))
     assert "is not up" in str(e.value) and "up" in str(e.value) and e.value.exit_status == 1
     with pytest.raises(UnknownPriestError):  # a name error wins: nothing is checked twice
-        faults.cmd_chaos(parse(config, "--kill", "omega"))
+        chaos_verb.run(parse(config, "--kill", "omega"))

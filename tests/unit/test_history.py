@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.history import Recovered, load_history, read_decree, recovered_ledger
+from harness.check.history import Recovered, load_history, read_decree, recovered_ledger
 from node import ledger
 from node.config import Config, parse_config
 from node.errors import LedgerError

@@ -1,4 +1,7 @@
-"""The core is a leaf: it imports only the message types and the flaw strategies."""
+"""The core is a leaf: it imports only the message types and the flaw strategies.
+
+(The layering of node/ and harness/ as a whole: test_architecture.py.)
+"""
 
 from __future__ import annotations
 
@@ -27,8 +30,3 @@ def test_the_vocabulary_modules_are_leaves() -> None:
 def test_only_what_runs_the_core_imports_it() -> None:
     users = {p.name for p in NODE.glob("*.py") if "node.synod" in project_imports(p)}
     assert users == {"runtime.py", "sim.py"}
-
-
-def test_node_never_imports_harness() -> None:
-    for path in NODE.glob("*.py"):
-        assert not {m for m in project_imports(path) if m.startswith("harness")}, path

@@ -8,23 +8,23 @@ import json
 
 import pytest
 
-import harness.simulate
+import harness.simulate.runs
 import node.runtime
 import node.sim
 import node.synod
-from harness.diagram import diagram, shorten
+from harness import cli
+from harness.check.verdict import NO_PROGRESS
 from harness.errors import UsageError
-from harness.simulate import (
+from harness.report.diagram import diagram, shorten
+from harness.simulate.runs import (
     Setup,
-    add_parser,
-    cmd_simulate,
     first_failing_seed,
     judge,
     run_seed,
     search,
     to_history,
 )
-from harness.verdict import NO_PROGRESS
+from harness.verbs import simulate as simulate_verb
 from node.flaws import FLAW_NAMES
 from node.messages import Ballot, EventKind, LedgerState, Record, Vote
 from node.sim import Faults, World
@@ -40,14 +40,12 @@ SAFETY = {"learned_different", "decree_changed", "disagreement", "unproposed_dec
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="paxos-harness")
-    add_parser(parser.add_subparsers(dest="verb", required=True))
-    return parser.parse_args(["simulate", *argv])
+    return cli.build_parser().parse_args(["simulate", *argv])
 
 
 def simulate(*argv: str) -> tuple[int, str]:
     out = io.StringIO()
-    status = cmd_simulate(parse(*argv), out)
+    status = simulate_verb.run(parse(*argv), out)
     return status, out.getvalue()
 
 
@@ -165,7 +163,7 @@ def test_a_clean_search_prints_a_summary() -> None:
 def test_worker_processes_give_the_same_results(no_leaks: None,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # The first POOL_MIN_SEEDS seeds run in this process, the rest in the workers.
-    monkeypatch.setattr(harness.simulate, "POOL_MIN_SEEDS", 2)
+    monkeypatch.setattr(harness.simulate.runs, "POOL_MIN_SEEDS", 2)
     for argv in (["--seeds", "300"], ["--seeds", "400", "--flaw", "forget-promises"]):
         one = simulate(*argv, "--json", "--jobs", "1")
         two = simulate(*argv, "--json", "--jobs", "2")
@@ -254,3 +252,39 @@ def test_breaking_the_core_module_changes_the_simulation(monkeypatch: pytest.Mon
     short = shorten(world, violations)  # from the heal on, without retransmissions
     assert short[0].kind == "heal" and len(short) < len(world.steps)
     assert search(Setup(5), range(5)).failed is not None
+
+
+def test_without_jobs_it_uses_one_worker_per_cpu() -> None:
+    status, text = simulate("--seeds", "3")  # the default --jobs 0
+    assert status == 0 and "CLEAN" in text
+
+
+def test_until_searches_past_runs_that_break_only_other_rules() -> None:
+    status, text = simulate("--seeds", "600", "--flaw", "same-ballot-numbers", "--until",
+                            "disagreement", "--jobs", "1")
+    assert status == 1
+    verdict = next(line for line in text.splitlines() if line.startswith("VIOLATION"))
+    assert "disagreement" in verdict and "seed 444" in verdict
+    assert "passed over (--until disagreement)" in text and "ballot_reused in" in text
+    # Without --until, the search stops at the first broken rule, a bookkeeping one.
+    status, text = simulate("--seeds", "600", "--flaw", "same-ballot-numbers", "--jobs", "1")
+    first = next(line for line in text.splitlines() if line.startswith("VIOLATION"))
+    assert status == 1 and "disagreement" not in first
+
+
+def test_until_a_rule_no_run_breaks_still_reports_the_others_with_exit_1() -> None:
+    status, out = simulate("--seeds", "40", "--flaw", "same-ballot-numbers", "--until",
+                           "disagreement", "--jobs", "1", "--json")
+    data = json.loads(out)
+    assert status == 1 and data["violation"] is None and data["passed_over"]["ballot_reused"] > 0
+    assert data["status"] == "violation" and data["until"] == ["disagreement"]
+    status, _ = simulate("--seeds", "5", "--until", "disagreement", "--jobs", "1")
+    assert status == 0  # the correct core breaks nothing: clean
+
+
+def test_the_verdict_comes_before_the_trace() -> None:
+    status, text = simulate("--seeds", "50", "--flaw", "same-ballot-numbers", "--jobs", "1")
+    lines = text.splitlines()
+    verdict = next(i for i, line in enumerate(lines) if line.startswith("VIOLATION"))
+    trace = next(i for i, line in enumerate(lines) if line.startswith("trace of seed"))
+    assert status == 1 and verdict < trace

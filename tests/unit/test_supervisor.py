@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 
 from harness.errors import RefusedError, StartupError, UnknownPriestError
-from harness.supervisor import EXITED, KILLED, NOT_STARTED, PAUSED, RUNNING, PriestProc, Supervisor
+from harness.supervisor.actions import State
+from harness.supervisor.core import PriestProc, Supervisor
+
+EXITED, KILLED, NOT_STARTED, PAUSED, RUNNING = (State.EXITED, State.KILLED, State.NOT_STARTED,
+                                                State.PAUSED, State.RUNNING)
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 
@@ -279,9 +283,9 @@ def test_handle_answers_status_and_maps_refusals_to_exit_statuses(world) -> None
     assert sup.handle({"op": "pause", "priest": "alpha"})["ok"]
     refused = sup.handle({"op": "pause", "priest": "alpha"})
     # A refusal names the pid of the priest it is about, so chaos can show it.
-    assert refused == {"ok": False, "exit_status": 1, "error": refused["error"], "pid": 101}
+    assert refused == {"ok": False, "code": "refused", "error": refused["error"], "pid": 101}
     assert "(pid 101)" in refused["error"]
-    assert sup.handle({"op": "kill", "priest": "nobody"})["exit_status"] == 2
+    assert sup.handle({"op": "kill", "priest": "nobody"})["code"] == "unknown_priest"
 
 
 def test_on_change_follows_every_start_and_exit(world) -> None:

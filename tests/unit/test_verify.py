@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from harness.history import load_history
-from harness.verdict import KINDS, Verdict, render
-from harness.verify import check, load_and_check, run
+from harness.check.history import load_history
+from harness.check.rules import check, load_and_check, run
+from harness.check.verdict import KINDS, Verdict, render
 from node.config import Config, parse_config
 
 NAMES = ["alpha", "beta", "gamma", "delta"]

@@ -1,7 +1,7 @@
 """The running supervisor: its event loop, detaching, and cleaning up after one that died.
 
 `Daemon` joins the core (`harness.supervisor.Supervisor`), the real processes
-(`harness.launcher.ForkLauncher`), the control socket and `harness.jsonl` in one
+(`harness.supervisor.launcher.ForkLauncher`), the control socket and `harness.jsonl` in one
 loop; `run` is the foreground supervisor, `start_detached` forks a background one.
 """
 
@@ -22,11 +22,21 @@ from typing import Any, NoReturn, TextIO
 
 import psutil
 
-from harness.control import ControlServer
-from harness.errors import BUG_STATUS, AlreadyUpError, StartupError, UserError
-from harness.launcher import ForkLauncher, code_to_name
+from harness.errors import (
+    BUG_STATUS,
+    AlreadyUpError,
+    InternalError,
+    NotUpError,
+    StartupError,
+    UserError,
+    from_wire,
+    to_wire,
+)
 from harness.output import Say, use_color
-from harness.state import (
+from harness.supervisor.control import ControlServer
+from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
+from harness.supervisor.launcher import ForkLauncher, code_to_name
+from harness.supervisor.state import (
     HARNESS_FILE,
     EventFile,
     Identity,
@@ -38,7 +48,6 @@ from harness.state import (
     socket_path,
     write_current,
 )
-from harness.supervisor import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
 from node.config import Config
 
 # --- the event loop ------------------------------------------------------------
@@ -139,8 +148,7 @@ class Daemon:
         """Answer the control requests that have arrived whole; True if one was `down`."""
         for conn, req in self.server.poll():
             if self.down_conn is not None:
-                self.server.reply(conn, {"ok": False, "exit_status": 1,
-                                         "error": "the cluster is going down"})
+                self.server.reply(conn, to_wire(NotUpError("the cluster is going down")))
             elif req["op"] == "down":
                 self.down_conn = conn  # answered once every priest is gone
                 self.say("down requested: stopping every priest")
@@ -262,9 +270,7 @@ def start_detached(config: Config, names: Sequence[str]) -> dict[str, Any]:
         raise StartupError(f"the supervisor exited before it was ready; see {log}") from None
     if not answer.get("ok"):
         os.waitpid(pid, 0)
-        error = str(answer.get("error"))
-        status = int(answer.get("exit_status", 1))
-        raise (AlreadyUpError if status == 1 and "already up" in error else StartupError)(error)
+        raise from_wire(answer)
     return answer
 
 
@@ -276,12 +282,11 @@ def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> 
         _redirect_stdio(log)
         code = run(config, names, detached=True, color=False, report=report, extra_fds=[fd])
     except UserError as e:
-        report({"ok": False, "error": e.message, "exit_status": e.exit_status})
+        report(to_wire(e))
         code = e.exit_status
     except BaseException:
         traceback.print_exc()
-        report({"ok": False, "exit_status": BUG_STATUS,
-                "error": f"the supervisor failed (this is a bug); traceback in {log}"})
+        report(to_wire(InternalError(f"the supervisor failed (this is a bug); traceback in {log}")))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -1,12 +1,12 @@
 """`paxos-harness verify`: prove agreement, or show its violation, from what a run left.
 
 `check` is a pure function of the config, the history read by
-`harness.history` and the set of surviving priests: no files, no clock. It
+`harness.check.history` and the set of surviving priests: no files, no clock. It
 applies every rule in RULES (each names the priests, decrees, ballots and event
 times that break it) and the final-state rule: every surviving priest's
 decree.txt holds the same decree. `load_and_check` reads then checks; `run`
 re-checks until a verdict is final or the wait is over, then prints it. The
-Verdict it returns, and how it is printed, are in `harness.verdict`.
+Verdict it returns, and how it is printed, are in `harness.check.verdict`.
 
 Event times in messages are seconds after the first event of the history,
 followed by the file and line that recorded it (`beta/events.jsonl:12`).
@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from harness.history import (
+from harness.check.history import (
     NEEDS_BALLOT,
     History,
     Recovered,
@@ -50,7 +50,7 @@ from harness.history import (
     load_history,
     recovered_ledger,
 )
-from harness.verdict import OK, VIOLATION, PriestRow, Verdict, Violation, render
+from harness.check.verdict import OK, VIOLATION, PriestRow, Verdict, Violation, render
 from node.config import Config
 from node.messages import Ballot
 from node.record import EventKind, PriestEvent

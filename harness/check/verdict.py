@@ -1,6 +1,6 @@
 """What `verify` found, and how it reads: violations, the verdict, its exit status, its table.
 
-`harness.verify` builds a Verdict from a run's history; `render` turns it into
+`harness.check.rules` builds a Verdict from a run's history; `render` turns it into
 text for a person, coloured only when asked; `Verdict.to_json` for scripts.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from colorama import Fore, Style
 
-from harness.history import ReadProblem
+from harness.check.history import ReadProblem
 
 # Every kind of violation and the rule it breaks.
 KINDS: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""`paxos-harness chaos`: apply a chaos plan (harness.chaos) to a running cluster.
+"""The executor: applies a chaos plan (`harness.chaos.plan`) to a running cluster.
 
 Every action goes through the supervisor's control channel: the supervisor
 sends the signal or starts the process, refuses what makes no sense, and
@@ -13,10 +13,6 @@ drive it with fakes.
 
 from __future__ import annotations
 
-import argparse
-import inspect
-import os
-import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,25 +22,18 @@ from typing import Any, TextIO
 
 from colorama import Fore, Style
 
-from harness import control
-from harness.chaos import (
-    SLEEP,
+from harness.chaos.plan import (
     Plan,
     Step,
-    describe_plan,
-    initial_states,
     parse_schedule,
-    plan_random,
-    steps_from_args,
 )
-from harness.cli import number_arg
-from harness.errors import NotUpError, RefusedError, UsageError, UserError
+from harness.errors import PROG, NotUpError, RefusedError, UsageError, UserError
 from harness.output import use_color
-from harness.state import RunState, read_state, record_event, resolve_config
-from node.config import Config, load_yaml
+from harness.supervisor import control
+from harness.supervisor.state import RunState, record_event
+from node.config import load_yaml
 from node.errors import ConfigError
 
-PROG = "paxos-harness"
 STYLE = {"kill": Fore.RED, "stop": Fore.RED, "pause": Fore.YELLOW, "resume": Fore.GREEN,
          "restart": Fore.CYAN, "ballot": Fore.MAGENTA}
 PROGRESS_AFTER = 2.0  # plans longer than this get a progress line on a terminal
@@ -144,6 +133,8 @@ class Executor:
                 self.live.action(result)
             if not result.ok and not self.keep_going:
                 break
+        else:
+            self._wait_until(start + plan.span, start, plan)  # a trailing --sleep
         if self.live is not None and total:
             self.live.progress(len(self.results), total, self.clock() - start, plan.span,
                                self.refused)
@@ -173,152 +164,7 @@ class Executor:
                       str(answer.get("outcome", "done")), True)
 
 
-# --- the verb ----------------------------------------------------------------------
-
-
-class _Ordered(argparse.Action):
-    """Appends (action, value) to one list, so actions run in command-line order."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        items = list(getattr(namespace, self.dest, None) or [])
-        items.append((self.const, values))
-        setattr(namespace, self.dest, items)
-
-
-_seconds = number_arg("a number of seconds")
-_positive = number_arg("a number of seconds", above_zero=True)
-_rate = number_arg("a number of actions per second", above_zero=True)
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2^63-1, got {text}")
-    return value
-
-
-ACTION_HELP = {
-    "kill": "crash priest N (SIGKILL)",
-    "ballot": "ask priest N to start a ballot (SIGTSTP)",
-    "restart": "start priest N again on its ledger (also one never started)",
-    "stop": "stop priest N cleanly (SIGTERM, grace, SIGKILL)",
-    "pause": "freeze priest N (SIGSTOP)",
-    "resume": "unfreeze priest N (SIGCONT)",
-}
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register `chaos`, its options and its help (the docstring of cmd_chaos)."""
-    doc = inspect.cleandoc(cmd_chaos.__doc__ or "chaos")
-    p = subparsers.add_parser("chaos", help=doc.splitlines()[0], description=doc,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(func=cmd_chaos, steps=None)
-    p.add_argument("config", metavar="CONFIG", nargs="?", help="default: the current cluster")
-    one = p.add_argument_group("one-shot actions (repeatable, applied in command-line order)")
-    for action, text in ACTION_HELP.items():
-        one.add_argument(f"--{action}", action=_Ordered, const=action, dest="steps",
-                         metavar="N", help=text)
-    one.add_argument("--sleep", action=_Ordered, const=SLEEP, dest="steps", type=_seconds,
-                     metavar="SECONDS", help="wait this long before the next action")
-    p.add_argument("--schedule", metavar="FILE",
-                   help="a YAML timeline: a list of {at: SECONDS, ACTION: PRIEST}")
-    rnd = p.add_argument_group("the random nemesis")
-    rnd.add_argument("--random", action="store_true", help="a random plan drawn from --seed")
-    rnd.add_argument("--seed", type=_seed, metavar="S", help="the plan's seed (default: a new one, "
-                     "printed)")
-    rnd.add_argument("--duration", type=_positive, metavar="T",
-                     help="seconds of chaos before the heal phase (default 10)")
-    rnd.add_argument("--rate", type=_rate, metavar="R",
-                     help="actions per second on average (default 2)")
-    rnd.add_argument("--allow-majority-loss", action="store_true",
-                     help="let the nemesis kill or pause a majority (progress stops until the "
-                          "heal)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and do nothing")
-
-
-def cmd_chaos(args: argparse.Namespace) -> int:
-    """Inject real faults into the running cluster of CONFIG (default: the current cluster).
-
-    Every action is done by the supervisor (a real signal, or a real new
-    process) and recorded in <data_dir>/harness.jsonl. Three ways to say what:
-        paxos-harness chaos --kill delta --ballot alpha
-        paxos-harness chaos --restart delta --sleep 0.5 --ballot beta
-        paxos-harness chaos --pause gamma            # --resume gamma: SIGCONT
-        paxos-harness chaos --schedule configs/chaos/crash-during-ballot.yaml
-        paxos-harness chaos --random --seed 7 --duration 30 [--rate 2] [--dry-run]
-    One-shot actions and schedules stop at the first refused action (exit 1).
-    The random nemesis plans in advance from its seed (printed; the same seed
-    and starting states give the same plan), keeps a quorum running unless
-    --allow-majority-loss, goes on past a refusal, and ends with a heal phase
-    (every priest running, then a ballot). --dry-run prints the plan only.
-    Exit 0: every action done; 1: one refused or failed, or the cluster is not
-    up; 2: a usage, config or schedule error (nothing is done then).
-    """
-    mode = _mode(args)
-    config = resolve_config(args.config)
-    fixed = _fixed_plan(args, mode, config)  # names are checked before anything runs
-    state = _running(config)
-    if state is None and not args.dry_run:
-        raise NotUpError(f"cluster {config.cluster} is not up: start it with "
-                         f"`{PROG} up {config.path} --detach`")
-    plan = fixed or _random_plan(args, config, state)
-    if args.dry_run:
-        _print_plan(plan)
-        return 0
-    assert state is not None
-    return _execute(plan, state, keep_going=mode == "random", out=sys.stdout)
-
-
-def _print_plan(plan: Plan) -> None:
-    try:
-        print("\n".join(describe_plan(plan)), flush=True)
-    except BrokenPipeError:  # `| head`: the reader has seen enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _mode(args: argparse.Namespace) -> str:
-    """Which of the three ways the command line chose; UsageError if none or several."""
-    modes = [m for m, on in (("actions", bool(args.steps)), ("schedule", args.schedule),
-                             ("random", args.random)) if on]
-    if len(modes) != 1:
-        raise UsageError("chaos: give one-shot actions (--kill N ...), or --schedule FILE, or "
-                         "--random" + ("" if not modes else f"; not {' and '.join(modes)}"))
-    if modes[0] != "random":
-        for opt in ("seed", "duration", "rate"):
-            if getattr(args, opt) is not None:
-                raise UsageError(f"--{opt} goes with --random")
-        if args.allow_majority_loss:
-            raise UsageError("--allow-majority-loss goes with --random")
-    return modes[0]
-
-
-def _running(config: Config) -> RunState | None:
-    state = read_state(config.data_dir)
-    return state if state is not None and state.supervisor.alive() else None
-
-
-def _fixed_plan(args: argparse.Namespace, mode: str, config: Config) -> Plan | None:
-    """The plan of one-shot actions or of a schedule; None for the random nemesis."""
-    if mode == "actions":
-        return Plan(steps_from_args(args.steps, config.names, config.path), "the command line")
-    if mode == "schedule":
-        return Plan(load_schedule(args.schedule, config.names), args.schedule)
-    return None
-
-
-def _random_plan(args: argparse.Namespace, config: Config, state: RunState | None) -> Plan:
-    """The nemesis's plan, from the priests' real states if the cluster is up (else all running)."""
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    initial = None
-    if state is not None:  # plan from the real states, so that no step is refused
-        rows = control.request(state.socket, "status")["priests"]
-        initial = initial_states({r["priest"]: r["state"] for r in rows})
-    return plan_random(config.names, seed, args.duration or 10.0, args.rate or 2.0,
-                       initial=initial, allow_majority_loss=args.allow_majority_loss)
+# --- schedules and the run ---------------------------------------------------------
 
 
 def load_schedule(path: str, names: Sequence[str]) -> tuple[Step, ...]:
@@ -330,7 +176,7 @@ def load_schedule(path: str, names: Sequence[str]) -> tuple[Step, ...]:
     return parse_schedule(raw, path, names)
 
 
-def _execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> int:
+def execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> int:
     color = use_color(out)
     live = Live(out, color, progress=color and plan.span > PROGRESS_AFTER)
     data_dir = Path(state.data_dir)

@@ -2,7 +2,7 @@
 
 Each priest is a forked multiprocessing child in its own process group; it
 counts as started only once it says "ready" on its pipe. The supervisor's core
-(`harness.supervisor`) drives it through the `Launcher` protocol.
+(`harness.supervisor.core`) drives it through the `Launcher` protocol.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import cast
 import psutil
 
 from harness.errors import UserError
-from harness.state import Identity
-from harness.supervisor import KILL_WAIT, PriestProc
+from harness.supervisor.core import KILL_WAIT, PriestProc
+from harness.supervisor.state import Identity
 from node.config import Config
 
 

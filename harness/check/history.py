@@ -1,4 +1,4 @@
-"""What a run left on disk, read into plain data for the checker (`harness.verify`).
+"""What a run left on disk, read into plain data for the checker (`harness.check.rules`).
 
 For every priest of a config: `<data_dir>/<name>/events.jsonl` and `decree.txt`;
 for the cluster: `<data_dir>/harness.jsonl`. Nothing here judges the run; it
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.state import HARNESS_FILE
+from harness.supervisor.state import HARNESS_FILE
 from node.config import Config
 from node.ledger import parse_decree
 from node.messages import NO_VOTE, ZERO, Ballot, Vote

@@ -4,9 +4,9 @@ Theory of operation: `Supervisor` keeps one `Priest` record per name in the
 config (state: not started, running, paused, killed, exited) and acts on them
 only through a `Launcher` (start processes, signal them, wait for them) and a
 clock, both passed in: tests drive it with fakes and a scripted history, no
-sleeps. The real launcher is `harness.launcher.ForkLauncher`; the event loop
+sleeps. The real launcher is `harness.supervisor.launcher.ForkLauncher`; the event loop
 around the core (signals, the control socket, process exits) is
-`harness.daemon`. This module does no I/O of its own.
+`harness.supervisor.daemon`. This module does no I/O of its own.
 
 Rules kept here:
 - An action that makes no sense in a priest's state is refused with the reason
@@ -24,11 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.errors import RefusedError, StartupError, UnknownPriestError, UserError
+from harness.errors import RefusedError, StartupError, UnknownPriestError, UserError, to_wire
+from harness.supervisor.actions import ACTIONS, ALIVE, State, allows
 
-NOT_STARTED, RUNNING, PAUSED = "not started", "running", "paused"
-KILLED, EXITED = "killed", "exited"  # ended by a signal / ended with an exit status
-ALIVE = (RUNNING, PAUSED)
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 KILL_WAIT = 5.0  # a SIGKILLed process is gone long before this; only a bound
 
@@ -69,24 +67,13 @@ def _nothing(*_args: object, **_kw: object) -> None:
 @dataclass
 class Priest:
     name: str
-    state: str = NOT_STARTED
+    state: State = State.NOT_STARTED
     proc: PriestProc | None = None
     exit_status: int | None = None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
-
-
-# Which states each action applies to.
-ALLOWED = {
-    "ballot": (RUNNING,),
-    "kill": ALIVE,
-    "stop": ALIVE,
-    "pause": (RUNNING,),
-    "resume": (PAUSED,),
-    "restart": (NOT_STARTED, KILLED, EXITED),
-}
 
 
 class Supervisor:
@@ -124,7 +111,7 @@ class Supervisor:
         started, failed = self.launcher.spawn(names)
         for name, proc in started.items():
             p = self.priests[name]
-            p.proc, p.state, p.exit_status = proc, RUNNING, None
+            p.proc, p.state, p.exit_status = proc, State.RUNNING, None
             self.record("priest_started", priest=name, pid=proc.pid)
         if started:
             self.on_change()
@@ -133,7 +120,7 @@ class Supervisor:
     def exited(self, name: str, status: int) -> None:
         """A priest's process ended with `status` (negative: killed by that signal)."""
         p = self.priests[name]
-        p.state = KILLED if status < 0 else EXITED
+        p.state = State.KILLED if status < 0 else State.EXITED
         p.exit_status = status
         self.record("priest_exited", priest=name, pid=p.pid, status=status)
         self.on_change()
@@ -148,9 +135,9 @@ class Supervisor:
         for name in names:
             p = self.priests[name]
             assert p.proc is not None
-            if p.state == PAUSED:  # a stopped process would hold SIGTERM until continued
+            if p.state == State.PAUSED:  # a stopped process would hold SIGTERM until continued
                 self.launcher.signal(p.proc, signal.SIGCONT)
-                p.state = RUNNING
+                p.state = State.RUNNING
             if self.launcher.signal(p.proc, signal.SIGTERM):
                 pending[name] = p.proc
             else:
@@ -179,11 +166,11 @@ class Supervisor:
 
     def act(self, action: str, name: str) -> dict[str, Any]:
         """Do `action` on priest `name`; RefusedError if it makes no sense now."""
-        if action not in ALLOWED:
-            raise UserError(f"unknown action {action!r} (known: {', '.join(ALLOWED)})")
+        if action not in ACTIONS:
+            raise UserError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         p = self.require(name)
         pid = p.pid
-        if p.state not in ALLOWED[action]:
+        if not allows(action, p.state):
             reason = _refusal(action, p)
             self.record("chaos", action=action, priest=name, pid=pid, outcome=f"refused: {reason}")
             raise RefusedError(reason, pid=pid)
@@ -197,7 +184,7 @@ class Supervisor:
         self.record("chaos", **result)
         return result
 
-    def _signal(self, p: Priest, sig: int, state: str, outcome: str) -> str:
+    def _signal(self, p: Priest, sig: int, state: State, outcome: str) -> str:
         assert p.proc is not None
         if not self.launcher.signal(p.proc, sig):
             self.reap([p.proc], KILL_WAIT)
@@ -206,13 +193,13 @@ class Supervisor:
         return outcome
 
     def _do_ballot(self, p: Priest) -> str:
-        return self._signal(p, signal.SIGTSTP, RUNNING, "ballot requested (SIGTSTP)")
+        return self._signal(p, signal.SIGTSTP, State.RUNNING, "ballot requested (SIGTSTP)")
 
     def _do_pause(self, p: Priest) -> str:
-        return self._signal(p, signal.SIGSTOP, PAUSED, "paused (SIGSTOP)")
+        return self._signal(p, signal.SIGSTOP, State.PAUSED, "paused (SIGSTOP)")
 
     def _do_resume(self, p: Priest) -> str:
-        return self._signal(p, signal.SIGCONT, RUNNING, "resumed (SIGCONT)")
+        return self._signal(p, signal.SIGCONT, State.RUNNING, "resumed (SIGCONT)")
 
     def _do_kill(self, p: Priest) -> str:
         outcome = self._signal(p, signal.SIGKILL, p.state, "killed (SIGKILL)")
@@ -234,7 +221,7 @@ class Supervisor:
         names = list(self.priests)
         for step in range(1, len(names) + 1):
             i = (self._turn + step) % len(names)
-            if self.priests[names[i]].state == RUNNING:
+            if self.priests[names[i]].state == State.RUNNING:
                 self._turn = i
                 self.act("ballot", names[i])
                 return names[i]
@@ -249,8 +236,7 @@ class Supervisor:
                 return {"ok": True, "result": {"priests": self.status()}}
             return {"ok": True, "result": self.act(req["op"], req["priest"])}
         except UserError as e:
-            return {"ok": False, "error": str(e), "exit_status": e.exit_status,
-                    "pid": e.pid if isinstance(e, RefusedError) else None}
+            return to_wire(e)
 
 
 def did_not_start(name: str, reason: str) -> str:
@@ -263,10 +249,10 @@ def _refusal(action: str, p: Priest) -> str:
     who = f"priest {p.name}" + (f" (pid {p.pid})" if p.state in ALIVE else "")
     if action == "restart":
         return f"cannot restart {who}: it is {p.state}; stop or kill it first"
-    if p.state == PAUSED and action == "pause":
+    if p.state == State.PAUSED and action == "pause":
         return f"{who} is already paused; resume it with --resume {p.name}"
-    if p.state == RUNNING and action == "resume":
+    if p.state == State.RUNNING and action == "resume":
         return f"{who} is not paused: it is running"
-    if p.state == PAUSED:
+    if p.state == State.PAUSED:
         return f"cannot {action} {who}: it is paused; resume it first"
     return f"cannot {action} {who}: it is {p.state}; restart it first"

@@ -10,12 +10,13 @@ seconds from the start of the run, in time order. Three sources make one:
 - the random nemesis: a plan drawn in advance from a seed, so the same seed
   (and the same starting states) always gives the same plan.
 
-The executor that applies a plan is `harness.faults`.
+The executor that applies a plan is `harness.chaos.executor`.
 
-The nemesis tracks each priest's state (running, paused, down) as it plans, so
-every step it plans is one the supervisor accepts: it never kills a dead
-priest, resumes only paused ones, restarts only dead ones, asks only running
-ones for a ballot, and (unless majority loss is allowed) keeps a quorum of
+The nemesis tracks each priest's state as it plans, with the supervisor's own
+table of what each action allows (`harness.supervisor.actions`), so every step
+it plans is one the supervisor accepts: it never kills a dead priest, resumes
+only paused ones, restarts only dead ones, asks only running ones for a
+ballot, and (unless majority loss is allowed) keeps a quorum of
 priests running. Every plan ends with a heal phase: every priest restarted and
 resumed, then one ballot, so a correct cluster converges.
 """
@@ -27,18 +28,14 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.control import ACTIONS
 from harness.errors import UnknownPriestError, UsageError
+from harness.supervisor.actions import ACTIONS, DOWN, State, allows
 
 SLEEP = "sleep"
-RUNNING, PAUSED, DOWN = "running", "paused", "down"
 
 # What the nemesis mixes, and how often relative to each other.
 WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, "restart": 2.0, "pause": 1.5,
                              "resume": 1.5}
-# The state a priest is in after each action.
-AFTER = {"ballot": RUNNING, "kill": DOWN, "stop": DOWN, "pause": PAUSED, "resume": RUNNING,
-         "restart": RUNNING}
 MAX_STEPS = 100_000  # a bound on rate x duration: a plan is printed and kept in memory
 HEAL = "heal"
 
@@ -71,14 +68,23 @@ class Plan:
     seed: int | None = None
     duration: float | None = None
     rate: float | None = None
+    end: float = 0.0  # the run lasts at least this long: a trailing `--sleep` waits it out
 
     @property
     def span(self) -> float:
-        """Seconds from the start to the last step."""
-        return self.steps[-1].at if self.steps else 0.0
+        """Seconds from the start to the last step, or to the end of a trailing sleep."""
+        return max(self.steps[-1].at if self.steps else 0.0, self.end)
 
 
 # --- the command line -----------------------------------------------------------
+
+
+def plan_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
+                   where: str) -> Plan:
+    """The plan of the command line's one-shot actions; a trailing `--sleep` is waited out."""
+    steps = steps_from_args(items, names, where)
+    end = sum(float(arg) for action, arg in items if action == SLEEP)  # type: ignore[arg-type,misc]
+    return Plan(steps, "the command line", end=round(end, 6))
 
 
 def steps_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
@@ -166,19 +172,13 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
 # --- the random nemesis -------------------------------------------------------------
 
 
-def initial_states(supervisor_states: Mapping[str, str]) -> dict[str, str]:
-    """The planner's view of the supervisor's states: running, paused, or down."""
-    view = {RUNNING: RUNNING, PAUSED: PAUSED}
-    return {name: view.get(state, DOWN) for name, state in supervisor_states.items()}
-
-
 def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *,
                 initial: Mapping[str, str] | None = None,
                 allow_majority_loss: bool = False) -> Plan:
     """A random plan: about `rate` actions a second for `duration` seconds, then a heal.
 
     Deterministic in (names, seed, duration, rate, initial, allow_majority_loss).
-    `initial` maps each priest to running/paused/down (default: all running).
+    `initial` maps each priest to its supervisor state (default: all running).
     """
     if duration <= 0 or rate <= 0 or not math.isfinite(duration * rate):
         raise UsageError("--duration and --rate must be positive numbers")
@@ -186,7 +186,7 @@ def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *
         raise UsageError(f"--rate x --duration is {duration * rate:g} actions; at most "
                          f"{MAX_STEPS} in one plan")
     rng = random.Random(seed)
-    states = {n: (initial or {}).get(n, RUNNING) for n in names}
+    states = {n: State((initial or {}).get(n, State.RUNNING)) for n in names}
     quorum = len(names) // 2 + 1
     steps: list[Step] = []
     at = rng.expovariate(rate)  # Poisson arrivals: irregular gaps, `rate` a second on average
@@ -195,25 +195,25 @@ def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *
         if choice is not None:
             action, name = choice
             steps.append(Step(round(at, 3), action, name))
-            states[name] = AFTER[action]
+            states[name] = ACTIONS[action].after
         at += rng.expovariate(rate)
     steps.extend(heal_steps(states, round(duration, 3), rng.choice(list(names))))
     return Plan(tuple(steps), "the random nemesis", seed=seed, duration=duration, rate=rate)
 
 
-def allowed(action: str, name: str, states: Mapping[str, str], quorum: int,
+def allowed(action: str, name: str, states: Mapping[str, State], quorum: int,
             allow_majority_loss: bool) -> bool:
     """True if the nemesis may plan `action` on `name` given every priest's state."""
     state = states[name]
-    if action in ("kill", "pause") and state == RUNNING and not allow_majority_loss:
-        running = sum(1 for s in states.values() if s == RUNNING)
+    leaves = ACTIONS[action].after
+    if state == State.RUNNING and leaves != State.RUNNING and not allow_majority_loss:
+        running = sum(1 for s in states.values() if s == State.RUNNING)
         if running - 1 < quorum:
             return False
-    return state in {"ballot": (RUNNING,), "kill": (RUNNING, PAUSED), "pause": (RUNNING,),
-                     "resume": (PAUSED,), "restart": (DOWN,)}[action]
+    return allows(action, state)
 
 
-def _pick(rng: random.Random, states: Mapping[str, str], quorum: int,
+def _pick(rng: random.Random, states: Mapping[str, State], quorum: int,
           allow_majority_loss: bool) -> tuple[str, str] | None:
     """An action the nemesis may take now, and its priest; None if nothing fits."""
     options = {a: [n for n in states if allowed(a, n, states, quorum, allow_majority_loss)]
@@ -225,10 +225,10 @@ def _pick(rng: random.Random, states: Mapping[str, str], quorum: int,
     return action, rng.choice(options[action])
 
 
-def heal_steps(states: Mapping[str, str], at: float, proposer: str) -> list[Step]:
+def heal_steps(states: Mapping[str, State], at: float, proposer: str) -> list[Step]:
     """Restart every down priest, resume every paused one, then a ballot at `proposer`."""
-    steps = [Step(at, "restart" if s == DOWN else "resume", n, HEAL)
-             for n, s in states.items() if s != RUNNING]
+    steps = [Step(at, "restart" if s in DOWN else "resume", n, HEAL)
+             for n, s in states.items() if s != State.RUNNING]
     steps.append(Step(at, "ballot", proposer, HEAL))
     return steps
 
@@ -245,4 +245,6 @@ def describe_plan(plan: Plan) -> list[str]:
     for i, step in enumerate(plan.steps, start=1):
         note = f"  # {step.note}" if step.note else ""
         lines.append(f"{i:>5}  {f'+{step.at:.3f}s':>10}  {step.action:<7}  {step.priest}{note}")
+    if plan.steps and plan.end > plan.steps[-1].at:
+        lines.append(f"{'':>5}  {f'+{plan.end:.3f}s':>10}  (the end of the last --sleep)")
     return lines

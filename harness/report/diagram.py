@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import cast
 
-from harness.verdict import NO_PROGRESS, Violation
+from harness.check.verdict import NO_PROGRESS, Violation
 from node.messages import LedgerState, Message, Success, describe_message
 from node.sim import Step, World, describe_step
 

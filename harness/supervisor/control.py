@@ -13,7 +13,7 @@ hung): the client waits `ACK_TIMEOUT` for it, then up to `timeout` for the answe
     <- {"ok": true, "result": {"action": "kill", "priest": "delta", "pid": 4301,
                                "outcome": "killed (SIGKILL)"}}
     -> {"op": "pause", "priest": "delta"}
-    <- {"ok": false, "error": "cannot pause priest delta: ...", "exit_status": 1, "pid": null}
+    <- {"ok": false, "code": "refused", "error": "cannot pause priest delta: ...", "pid": 4242}
 
 A refusal carries the pid of the priest it names when the supervisor knows it.
 
@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ControlError, NotUpError, RefusedError, UnknownPriestError
+from harness.errors import ControlError, NotUpError, from_wire, to_wire
+from harness.supervisor.actions import ACTIONS
 
-ACTIONS = ("ballot", "kill", "stop", "pause", "resume", "restart")
-OPS = ("status", "down") + ACTIONS
+OPS = ("status", "down", *ACTIONS)
 MAX_LINE = 1 << 16
 CLIENT_TIMEOUT = 60.0  # long enough for a stop's grace period or a slow restart
 ACK_TIMEOUT = 2.0  # a supervisor that runs reads a request at once; one that does not, never
@@ -135,11 +135,7 @@ def request(path: str | Path, op: str, priest: str | None = None, *,
         reply = _decode_reply(read_line(sock, timeout, first.removeprefix(ACK)), path)
     if reply.get("ok"):
         return dict(reply.get("result") or {})
-    error = str(reply.get("error", "refused"))
-    if reply.get("exit_status", 1) == 2:
-        raise UnknownPriestError(error)
-    pid = reply.get("pid")
-    raise RefusedError(error, pid=pid if isinstance(pid, int) else None)
+    raise from_wire(reply)
 
 
 def _decode_reply(line: bytes, path: str | Path) -> dict[str, Any]:
@@ -206,7 +202,7 @@ class ControlServer:
                 done.append((conn, req))
             except (ControlError, OSError) as e:
                 self.clients.pop(conn, None)
-                self.reply(conn, {"ok": False, "error": str(e), "exit_status": 2})
+                self.reply(conn, to_wire(ControlError(str(e))))
         return done
 
     def _accept_all(self) -> None:
@@ -217,8 +213,8 @@ class ControlServer:
                 return
             conn.setblocking(False)
             if not peer_is_owner(conn):
-                self.reply(conn, {"ok": False, "exit_status": 2,
-                                  "error": "permission denied: not the owner of this cluster"})
+                self.reply(conn, to_wire(ControlError("permission denied: not the owner of "
+                                                      "this cluster")))
                 continue
             self.clients[conn] = _Client(time.monotonic() + self.request_timeout)
 

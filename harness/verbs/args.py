@@ -1,0 +1,70 @@
+"""Argument types the verbs share: each rejects a bad value with argparse's one-line error."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def number_arg(what: str, *, above_zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number >= 0 (> 0 if `above_zero`), described as `what`."""
+    bound = "> 0" if above_zero else ">= 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (above_zero and value == 0):
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def count_arg(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def probability(text: str) -> float:
+    """An argparse type: a probability, 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a probability is between 0 and 1, got {text}")
+    return value
+
+
+def seed_arg(text: str) -> int:
+    """An argparse type: a seed, 0 to 2^63-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2^63-1, got {text}")
+    return value
+
+
+def config_arg(parser: argparse.ArgumentParser, *, optional: bool = True) -> None:
+    """The CONFIG positional: optional (default: the current cluster) for all but `up`."""
+    if optional:
+        parser.add_argument("config", metavar="CONFIG", nargs="?",
+                            help="default: the current cluster")
+    else:
+        parser.add_argument("config", metavar="CONFIG", help="the cluster's YAML config")

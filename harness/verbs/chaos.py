@@ -1,0 +1,139 @@
+"""`paxos-harness chaos`: real faults, from the command line, a schedule or a seeded plan."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from typing import Any
+
+from harness.chaos.executor import execute, load_schedule
+from harness.chaos.plan import SLEEP, Plan, describe_plan, plan_from_args, plan_random
+from harness.errors import PROG, NotUpError, UsageError
+from harness.supervisor import control
+from harness.supervisor.actions import ACTIONS
+from harness.supervisor.state import RunState, read_state, resolve_config
+from harness.verbs.args import config_arg, number_arg, seed_arg
+from node.config import Config
+
+
+class _Ordered(argparse.Action):
+    """Appends (action, value) to one list, so actions run in command-line order."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append((self.const, values))
+        setattr(namespace, self.dest, items)
+
+
+_seconds = number_arg("a number of seconds")
+_positive = number_arg("a number of seconds", above_zero=True)
+_rate = number_arg("a number of actions per second", above_zero=True)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(steps=None)
+    config_arg(p)
+    one = p.add_argument_group("one-shot actions (repeatable, applied in command-line order)")
+    for action in ACTIONS.values():
+        one.add_argument(f"--{action.name}", action=_Ordered, const=action.name, dest="steps",
+                         metavar="N", help=action.help)
+    one.add_argument("--sleep", action=_Ordered, const=SLEEP, dest="steps", type=_seconds,
+                     metavar="SECONDS", help="wait this long before the next action")
+    p.add_argument("--schedule", metavar="FILE",
+                   help="a YAML timeline: a list of {at: SECONDS, ACTION: PRIEST}")
+    rnd = p.add_argument_group("the random nemesis")
+    rnd.add_argument("--random", action="store_true", help="a random plan drawn from --seed")
+    rnd.add_argument("--seed", type=seed_arg, metavar="S", help="the plan's seed (default: a new one, "
+                     "printed)")
+    rnd.add_argument("--duration", type=_positive, metavar="T",
+                     help="seconds of chaos before the heal phase (default 10)")
+    rnd.add_argument("--rate", type=_rate, metavar="R",
+                     help="actions per second on average (default 2)")
+    rnd.add_argument("--allow-majority-loss", action="store_true",
+                     help="let the nemesis kill or pause a majority (progress stops until the "
+                          "heal)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and do nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Inject real faults into the running cluster of CONFIG (default: the current cluster).
+
+    Every action is done by the supervisor (a real signal, or a real new
+    process) and recorded in <data_dir>/harness.jsonl. Three ways to say what:
+        paxos-harness chaos --kill delta --ballot alpha
+        paxos-harness chaos --restart delta --sleep 0.5 --ballot beta
+        paxos-harness chaos --pause gamma            # --resume gamma: SIGCONT
+        paxos-harness chaos --schedule configs/chaos/crash-during-ballot.yaml
+        paxos-harness chaos --random --seed 7 --duration 30 [--rate 2] [--dry-run]
+    One-shot actions and schedules stop at the first refused action (exit 1).
+    The random nemesis plans in advance from its seed (printed; the same seed
+    and starting states give the same plan), keeps a quorum running unless
+    --allow-majority-loss, goes on past a refusal, and ends with a heal phase
+    (every priest running, then a ballot). --dry-run prints the plan only.
+    Exit 0: every action done; 1: one refused or failed, or the cluster is not
+    up; 2: a usage, config or schedule error (nothing is done then).
+    """
+    mode = _mode(args)
+    config = resolve_config(args.config)
+    fixed = _fixed_plan(args, mode, config)  # names are checked before anything runs
+    state = _running(config)
+    if state is None and not args.dry_run:
+        raise NotUpError(f"cluster {config.cluster} is not up: start it with "
+                         f"`{PROG} up {config.path} --detach`")
+    plan = fixed or _random_plan(args, config, state)
+    if args.dry_run:
+        _print_plan(plan)
+        return 0
+    assert state is not None
+    return execute(plan, state, keep_going=mode == "random", out=sys.stdout)
+
+
+def _print_plan(plan: Plan) -> None:
+    try:
+        print("\n".join(describe_plan(plan)), flush=True)
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _mode(args: argparse.Namespace) -> str:
+    """Which of the three ways the command line chose; UsageError if none or several."""
+    modes = [m for m, on in (("actions", bool(args.steps)), ("schedule", args.schedule),
+                             ("random", args.random)) if on]
+    if len(modes) != 1:
+        raise UsageError("chaos: give one-shot actions (--kill N ...), or --schedule FILE, or "
+                         "--random" + ("" if not modes else f"; not {' and '.join(modes)}"))
+    if modes[0] != "random":
+        for opt in ("seed", "duration", "rate"):
+            if getattr(args, opt) is not None:
+                raise UsageError(f"--{opt} goes with --random")
+        if args.allow_majority_loss:
+            raise UsageError("--allow-majority-loss goes with --random")
+    return modes[0]
+
+
+def _running(config: Config) -> RunState | None:
+    state = read_state(config.data_dir)
+    return state if state is not None and state.supervisor.alive() else None
+
+
+def _fixed_plan(args: argparse.Namespace, mode: str, config: Config) -> Plan | None:
+    """The plan of one-shot actions or of a schedule; None for the random nemesis."""
+    if mode == "actions":
+        return plan_from_args(args.steps, config.names, config.path)
+    if mode == "schedule":
+        return Plan(load_schedule(args.schedule, config.names), args.schedule)
+    return None
+
+
+def _random_plan(args: argparse.Namespace, config: Config, state: RunState | None) -> Plan:
+    """The nemesis's plan, from the priests' real states if the cluster is up (else all running)."""
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    initial = None
+    if state is not None:  # plan from the real states, so that no step is refused
+        rows = control.request(state.socket, "status")["priests"]
+        initial = {r["priest"]: r["state"] for r in rows}
+    return plan_random(config.names, seed, args.duration or 10.0, args.rate or 2.0,
+                       initial=initial, allow_majority_loss=args.allow_majority_loss)

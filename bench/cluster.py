@@ -9,7 +9,6 @@ run in a `finally`, so neither an error nor Ctrl+C leaves one behind.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -20,9 +19,9 @@ import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
 
 from node.config import Config, load_config
+from node.record import PriestEvent, RecordError
 from node.runtime import (
     serve,  # imported before forking: children start warm, as the supervisor's do
 )
@@ -185,21 +184,21 @@ class Cluster:
         except (FileNotFoundError, ValueError):
             return None
 
-    def events(self, name: str, kind: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+    def events(self, name: str, kind: str | None = None, since: int = 0) -> list[PriestEvent]:
         """The priest's events.jsonl records (of `kind`, at or after monotonic ns `since`)."""
         path = self.config.priest_dir(name) / "events.jsonl"
         try:
-            lines = path.read_bytes().splitlines()
+            lines = path.read_text().splitlines()
         except FileNotFoundError:
             return []
         out = []
         for line in lines:
             try:
-                record = json.loads(line)
-            except ValueError:
+                event = PriestEvent.from_line(line)
+            except RecordError:
                 continue  # a line being written right now
-            if (kind is None or record.get("kind") == kind) and record.get("t", 0) >= since:
-                out.append(record)
+            if (kind is None or event.kind == kind) and event.t >= since:
+                out.append(event)
         return out
 
     def learned_at(self, names: list[str], since: int, timeout: float = 10.0) -> dict[str, int]:
@@ -219,7 +218,7 @@ class Cluster:
             for n in names:
                 found = self.events(n, "learned", since)
                 if found:
-                    times[n] = found[0]["t"]
+                    times[n] = found[0].t
             if len(times) < len(names):
                 if time.monotonic() > deadline:
                     raise BenchError(f"{self.path}: decree.txt without a 'learned' event")

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, NoReturn
 
+from node.flaws import FLAWED_BALLOT_PRIEST
 from node.messages import (
     MAX_DECREE,
     MAX_ROUND,
@@ -33,7 +34,6 @@ from node.messages import (
     Vote,
     Voted,
 )
-from node.synod import FLAWED_BALLOT_PRIEST
 
 MAX_DATAGRAM = 512  # bytes, tag included
 TAG_HEX = 64  # HMAC-SHA256 as lowercase hex

@@ -27,13 +27,13 @@ from typing import Any
 import yaml
 
 from node.errors import ConfigError
-from node.synod import Timing
+from node.flaws import FLAW_NAMES
+from node.messages import Timing
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_PRIESTS = 255
 TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws", "key_file"}
 PRIEST_KEYS = {"host", "port", "propose"}
-FLAWS = ("same-ballot-numbers", "forget-promises", "ignore-previous-votes")
 
 
 @dataclass(frozen=True)
@@ -242,8 +242,8 @@ def _parse_flaws(raw: object, path: str) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise ConfigError(path, "flaws", "must be a list")
     for flaw in raw:
-        if flaw not in FLAWS:
-            raise ConfigError(path, "flaws", f"unknown flaw {flaw!r} (known: {', '.join(FLAWS)})")
+        if flaw not in FLAW_NAMES:
+            raise ConfigError(path, "flaws", f"unknown flaw {flaw!r} (known: {', '.join(FLAW_NAMES)})")
     for i, flaw in enumerate(raw):
         if flaw in raw[:i]:
             raise ConfigError(path, "flaws", f"{flaw!r} is listed twice")

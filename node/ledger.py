@@ -31,8 +31,16 @@ from types import TracebackType
 
 from node.errors import LedgerError, StartupError
 from node.files import atomic_write_at, open_at, open_dir, read_at
-from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, LedgerState, RoundOutOfRange, Vote
-from node.synod import ProtocolBug
+from node.messages import (
+    MAX_DECREE,
+    MIN_DECREE,
+    NO_VOTE,
+    Ballot,
+    LedgerState,
+    ProtocolBug,
+    RoundOutOfRange,
+    Vote,
+)
 
 LEDGER = "ledger.log"
 DECREE = "decree.txt"

@@ -13,7 +13,6 @@ SIGINT end it cleanly.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import select
@@ -30,16 +29,16 @@ from node.codec import Codec, DatagramError, DropReason
 from node.config import Config
 from node.errors import StartupError
 from node.files import APPEND_FLAGS, open_at
+from node.flaws import strategy
 from node.ledger import Ledger, os_error
 from node.messages import (
     MAX_DECREE,
     MIN_DECREE,
     BallotRequested,
-    BeginBallot,
     CancelTimer,
     Effect,
     Event,
-    LastVote,
+    EventKind,
     Learn,
     Message,
     Persist,
@@ -47,11 +46,11 @@ from node.messages import (
     Record,
     Send,
     SetTimer,
-    Success,
     TimerFired,
-    describe,
+    describe_message,
 )
 from node.output import Narrator, use_color
+from node.record import PriestEvent, message_event, recorded, started_event
 from node.synod import Priest
 
 EVENTS = "events.jsonl"
@@ -66,15 +65,6 @@ DROP_LOG_INTERVAL = 1.0
 DROP_LOG_BURST = 10
 DROP_LOG_RATE = 2.0
 DROP_DETAIL_MAX = 160  # characters of a drop's detail text kept in a logged line
-
-
-def _message_fields(m: Message) -> dict[str, object]:
-    fields: dict[str, object] = {"msg": type(m).__name__, "ballot": str(m.ballot)}
-    if isinstance(m, (BeginBallot, Success)):
-        fields["decree"] = m.decree
-    if isinstance(m, LastVote):
-        fields["vote"] = str(m.vote)
-    return fields
 
 
 class DropLimiter:
@@ -108,17 +98,23 @@ class DropLimiter:
 
 
 class EventLog:
-    """events.jsonl: one JSON object per line, buffered until `flush()` (one write(2))."""
+    """events.jsonl: one `PriestEvent` per line, buffered until `flush()` (one write(2))."""
 
     def __init__(self, fd: int, priest: str) -> None:
         self.fd = fd  # opened by the runtime, never through a link
-        self.head = f'{{"t":%d,"priest":{json.dumps(priest)},"pid":{os.getpid()},"kind":'
+        self.priest, self.pid = priest, os.getpid()
         self.lines: list[str] = []
 
-    def write(self, kind: str, **fields: object) -> None:
-        body = json.dumps(fields, separators=(",", ":"))[1:] if fields else "}"
-        sep = "," if fields else ""
-        self.lines.append(self.head % time.monotonic_ns() + f'"{kind}"{sep}{body}\n')
+    def write(self, event: PriestEvent) -> None:
+        self.lines.append(event.to_line())
+
+    def record(self, r: Record) -> None:
+        """The event of a core's `Record` effect, stamped now."""
+        self.write(recorded(r, time.monotonic_ns(), self.priest, self.pid))
+
+    def message(self, kind: EventKind, m: Message, peer: str) -> None:
+        """A `sent` or `received` event, stamped now."""
+        self.write(message_event(kind, m, peer, time.monotonic_ns(), self.priest, self.pid))
 
     def flush(self) -> None:
         if self.lines:
@@ -156,7 +152,7 @@ class Runtime:
             self.priest = Priest(
                 name, config.names, ledger=self.ledger.state, decree=self.ledger.decree,
                 proposal=proposal if proposal is not None else me.propose, index=me.index,
-                timing=config.timing, flaws=config.flaws,
+                timing=config.timing, strategy=strategy(config.flaws),
             )
             self.events = EventLog(open_at(self.ledger.fd, EVENTS, APPEND_FLAGS, self.directory), name)
             try:
@@ -215,10 +211,9 @@ class Runtime:
     def run(self, on_ready: Callable[[], None] | None = None) -> int:
         wake = self.install_signals()
         recovered = self.priest.ledger
-        self.events.write("started", last_tried=str(recovered.last_tried),
-                          next_bal=str(recovered.next_bal), prev_vote=str(recovered.prev_vote),
-                          decree=self.priest.decree,
-                          text=f"listening on {self.sock.getsockname()[0]}:{self.sock.getsockname()[1]}")
+        host, port = self.sock.getsockname()
+        self.events.write(started_event(time.monotonic_ns(), self.name, self.events.pid, recovered,
+                                        self.priest.decree, f"listening on {host}:{port}"))
         self.narrator.say(self._startup_line())
         self._flush()
         if on_ready is not None:
@@ -262,8 +257,9 @@ class Runtime:
     def _stop(self, why: str) -> None:
         if not self.stopping:
             self.stopping = True
-            dropped = {reason.value: n for reason, n in sorted(self.drops.counts.items())}
-            self.events.write("stopped", text=why, dropped=dropped)
+            dropped = tuple((reason.value, n) for reason, n in sorted(self.drops.counts.items()))
+            self.events.write(PriestEvent(time.monotonic_ns(), self.name, EventKind.STOPPED,
+                                          self.events.pid, text=why, dropped=dropped))
             self.narrator.say(f"stops: {why}")
 
     def _receive_all(self) -> None:
@@ -297,8 +293,9 @@ class Runtime:
             detail = detail[:DROP_DETAIL_MAX - 3] + "..."
         more = f" ({suppressed} more like it dropped since)" if suppressed else ""
         where = f"{addr[0]}:{addr[1]}"
-        self.events.write("dropped", reason=error.kind.value, detail=detail, addr=where,
-                          suppressed=suppressed)
+        self.events.write(PriestEvent(time.monotonic_ns(), self.name, EventKind.DROPPED,
+                                      self.events.pid, reason=error.kind.value, detail=detail,
+                                      addr=where, suppressed=suppressed))
         self.narrator.say(f"drops a datagram from {where}: {error.kind.value}: {detail}{more}",
                           warn=True)
 
@@ -348,23 +345,20 @@ class Runtime:
         self.outbox.clear()
 
     def _record(self, r: Record) -> None:
-        fields: dict[str, object] = {"ballot": None if r.ballot.is_zero() else str(r.ballot),
-                                     "decree": r.decree, "peer": r.peer, "text": r.text}
-        fields.update(r.extra)
-        self.events.write(r.kind, **fields)
+        self.events.record(r)
         self.narrator.say(r.text, kind=r.kind)
 
     def _send(self, dst: str, message: Message) -> None:
-        self.events.write("sent", peer=dst, **_message_fields(message))
-        self.narrator.say(f"-> {describe(message)} to {dst}", kind="sent")
+        self.events.message(EventKind.SENT, message, dst)
+        self.narrator.say(f"-> {describe_message(message)} to {dst}", kind=EventKind.SENT)
         if dst == self.name:
             self.inbox.append(message)
             return
         self.outbox.append((self.codec.encode(message), self.config.address_of(dst)))
 
     def _log_received(self, m: Message) -> None:
-        self.events.write("received", peer=m.src, **_message_fields(m))
-        self.narrator.say(f"<- {describe(m)} from {m.src}", kind="received")
+        self.events.message(EventKind.RECEIVED, m, m.src)
+        self.narrator.say(f"<- {describe_message(m)} from {m.src}", kind=EventKind.RECEIVED)
 
     def close(self) -> None:
         self._flush()

@@ -236,7 +236,7 @@ def heal_steps(states: Mapping[str, State], at: float, proposer: str) -> list[St
 # --- text ----------------------------------------------------------------------------
 
 
-def describe(plan: Plan) -> list[str]:
+def describe_plan(plan: Plan) -> list[str]:
     """The plan as lines of text, one per step (what --dry-run prints)."""
     head = f"chaos plan from {plan.source}: {len(plan.steps)} actions over {plan.span:g} s"
     if plan.seed is not None:

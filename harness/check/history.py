@@ -19,32 +19,18 @@ from typing import Any
 from harness.supervisor.state import HARNESS_FILE
 from node.config import Config
 from node.ledger import parse_decree
-from node.ledger import parse_vote as ledger_vote
-from node.messages import Ballot, Vote
+from node.messages import NO_VOTE, ZERO, Ballot, Vote
+from node.record import KINDS, LEDGER_FIELDS, PriestEvent, RecordError
 
 EVENTS_FILE = "events.jsonl"
 DECREE_FILE = "decree.txt"
 
-# Kinds whose meaning the checker relies on: their ballot (and decree) must be there.
-# (A `learned` may have no ballot: a Success from a priest that learned before its
-# last restart carries ballot zero, recorded as null.)
-NEEDS_BALLOT = frozenset({"ballot_started", "promised", "proposed", "voted"})
-NEEDS_DECREE = frozenset({"proposed", "voted", "learned"})
-
-
-
-@dataclass(slots=True)
-class Event:
-    """One line of a priest's events.jsonl, decoded; `data` keeps every field."""
-
-    t: int
-    priest: str
-    kind: str
-    ballot: Ballot | None
-    decree: int | None
-    peer: str | None
-    line: int
-    data: dict[str, Any]
+# Kinds whose meaning the checker relies on: their ballot (and decree) must be there
+# (node.record refuses such an event without them). A `learned` may have no ballot:
+# a Success from a priest that learned before its last restart carries ballot zero,
+# recorded as null.
+NEEDS_BALLOT = frozenset(kind for kind, spec in KINDS.items() if "ballot" in spec.required)
+NEEDS_DECREE = frozenset(kind for kind, spec in KINDS.items() if "decree" in spec.required)
 
 
 @dataclass(frozen=True)
@@ -75,7 +61,7 @@ class History:
     """Everything the checker reads: per-priest events (sorted by t), decree files, problems."""
 
     data_dir: str
-    events: dict[str, list[Event]] = field(default_factory=dict)
+    events: dict[str, list[PriestEvent]] = field(default_factory=dict)
     decrees: dict[str, DecreeFile] = field(default_factory=dict)
     harness: list[dict[str, Any]] = field(default_factory=list)
     problems: list[ReadProblem] = field(default_factory=list)
@@ -83,7 +69,7 @@ class History:
     # unreadable file, or a line skipped (a recovered ledger ignored counts too).
     incomplete: set[str] = field(default_factory=set)
 
-    def all_events(self) -> list[Event]:
+    def all_events(self) -> list[PriestEvent]:
         """Every priest's events merged into one list ordered by t."""
         merged = [e for evs in self.events.values() for e in evs]
         merged.sort(key=_by_time)
@@ -98,7 +84,7 @@ class History:
         return sum(len(evs) for evs in self.events.values())
 
 
-def _by_time(e: Event) -> int:
+def _by_time(e: PriestEvent) -> int:
     return e.t
 
 
@@ -173,21 +159,45 @@ def read_decree(path: Path) -> DecreeFile:
         return DecreeFile(str(path), present=True, problem=str(exc))
 
 
-def read_events(path: Path, name: str, problems: list[ReadProblem]) -> list[Event]:
+def read_events(path: Path, name: str, problems: list[ReadProblem]) -> list[PriestEvent]:
     """A priest's events.jsonl, sorted by t; unusable lines go to `problems` and are skipped."""
     where = str(path)
-    events: list[Event] = []
+    events: list[PriestEvent] = []
     append = events.append
+    from_json = PriestEvent.from_json
     for number, obj in _values(path, where, problems):
-        event = _to_event(obj, name, number)
-        if type(event) is Event:
-            append(event)
-            if event.kind == "started":
-                _check_recovered(event, where, problems)
-        else:
-            problems.append(ReadProblem(where, number, str(event)))
+        event: PriestEvent | None
+        try:
+            event = from_json(obj, number)
+        except RecordError as exc:
+            event = _without_ledger(obj, number, exc, where, problems)
+            if event is None:
+                problems.append(ReadProblem(where, number, exc.reason))
+                continue
+        if event.priest != name:
+            problems.append(ReadProblem(where, number, f"'priest' is {event.priest!r}, not {name!r} "
+                                        "whose file this is"))
+            continue
+        append(event)
     events.sort(key=_by_time)  # stable: ties keep file order, the order of writing
     return events
+
+
+def _without_ledger(obj: Any, number: int, exc: RecordError, where: str,
+                    problems: list[ReadProblem]) -> PriestEvent | None:
+    """A `started` event whose recovered ledger is malformed, read without it; else None.
+
+    The event still counts (it shows the decree held); only its ledger is unusable.
+    """
+    if exc.field not in LEDGER_FIELDS or obj.get("kind") != "started":
+        return None
+    rest = {k: v for k, v in obj.items() if k not in LEDGER_FIELDS}
+    try:
+        event = PriestEvent.from_json(rest, number)
+    except RecordError:
+        return None  # reported for the first reason
+    problems.append(ReadProblem(where, number, f"{exc.reason}; the recovered ledger is ignored"))
+    return event
 
 
 @dataclass(frozen=True)
@@ -198,40 +208,16 @@ class Recovered:
     prev_vote: Vote
 
 
-def recovered_ledger(e: Event) -> Recovered | None:
+def recovered_ledger(e: PriestEvent) -> Recovered | None:
     """What a `started` event says was recovered; None if it names no promise and no vote.
 
-    Fields absent count as the initial ledger; a malformed one raises ValueError.
+    Fields absent (or ignored as malformed when read) count as the initial ledger.
     """
-    get = e.data.get
-    next_bal, prev_vote = get("next_bal", "0"), get("prev_vote", "none")
-    if next_bal == "0" and prev_vote == "none":
-        return None  # the common case, decided without parsing
-    try:
-        promise = parse_ballot(next_bal) if type(next_bal) is str else None
-    except ValueError:
-        promise = None
-    if promise is None:
-        raise ValueError(f"'next_bal' is not a ballot: {next_bal!r}")
-    return Recovered(promise, parse_vote(prev_vote))
-
-
-def parse_vote(text: object) -> Vote:
-    """A `prev_vote` field: the ledger's own vote format (node.ledger.parse_vote)."""
-    if type(text) is not str:
-        raise ValueError(f"'prev_vote' is not a string: {text!r}")
-    try:
-        return ledger_vote(text)
-    except ValueError as exc:
-        raise ValueError(f"'prev_vote': {exc}") from None
-
-
-def _check_recovered(e: Event, where: str, problems: list[ReadProblem]) -> None:
-    # The event still counts (it shows the decree held); only its ledger is unusable.
-    try:
-        recovered_ledger(e)
-    except ValueError as exc:
-        problems.append(ReadProblem(where, e.line, f"{exc}; the recovered ledger is ignored"))
+    next_bal = e.next_bal if e.next_bal is not None else ZERO
+    prev_vote = e.prev_vote if e.prev_vote is not None else NO_VOTE
+    if next_bal.is_zero() and prev_vote.is_none():
+        return None
+    return Recovered(next_bal, prev_vote)
 
 
 def _read_harness(path: Path, problems: list[ReadProblem]) -> list[dict[str, Any]]:
@@ -267,7 +253,7 @@ def _values(path: Path, where: str, problems: list[ReadProblem]) -> Iterator[tup
     # The C scanner decodes one value at a line's start without slicing the text
     # (about twice as fast as json.loads per line); a value that does not end
     # exactly at the newline is not a line of its own.
-    scan = json.JSONDecoder().scan_once
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, undeclared
     find = text.find
     pos, number, size = 0, 0, len(text)
     while pos < size:
@@ -308,55 +294,3 @@ def _decode_lines(lines: list[bytes], where: str, problems: list[ReadProblem]) -
             problems.append(ReadProblem(where, number, "not UTF-8 text"))
             out.append("")  # keeps line numbers; a blank line is skipped
     return out
-
-
-_BALLOTS: dict[str, Ballot] = {}
-
-
-def parse_ballot(text: str) -> Ballot:
-    """Ballot.parse with a cache: a history names few distinct ballots many times."""
-    ballot = _BALLOTS.get(text)
-    if ballot is None:
-        ballot = Ballot.parse(text)
-        if len(_BALLOTS) < 100_000:
-            _BALLOTS[text] = ballot
-    return ballot
-
-
-def _to_event(obj: Any, name: str, number: int) -> Event | str:
-    """An Event, or the reason this JSON value is not one."""
-    if type(obj) is not dict:
-        return "not a JSON object"
-    get = obj.get
-    t, kind, priest = get("t"), get("kind"), get("priest")
-    ballot_text, decree, peer = get("ballot"), get("decree"), get("peer")
-    if type(t) is not int or type(kind) is not str or priest != name:
-        return _bad_header(t, kind, priest, name)
-    ballot = None
-    if ballot_text is not None:
-        if type(ballot_text) is not str:
-            return f"'ballot' is not a string: {ballot_text!r}"
-        ballot = _BALLOTS.get(ballot_text)
-        if ballot is None:
-            try:
-                ballot = parse_ballot(ballot_text)
-            except ValueError:
-                return f"'ballot' is not a ballot: {ballot_text!r}"
-    elif kind in NEEDS_BALLOT:
-        return f"a {kind} event without a ballot"
-    if decree is None:
-        if kind in NEEDS_DECREE:
-            return f"a {kind} event without a decree"
-    elif type(decree) is not int:
-        return f"'decree' is not an int: {decree!r}"
-    if peer is not None and type(peer) is not str:
-        return f"'peer' is not a string: {peer!r}"
-    return Event(t, name, kind, ballot, decree, peer, number, obj)
-
-
-def _bad_header(t: object, kind: object, priest: object, name: str) -> str:
-    if type(t) is not int:
-        return "'t' is not an int"
-    if type(kind) is not str:
-        return "'kind' is not a string"
-    return f"'priest' is {priest!r}, not {name!r} whose file this is"

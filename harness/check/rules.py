@@ -14,7 +14,7 @@ followed by the file and line that recorded it (`beta/events.jsonl:12`).
 A priest makes a vote or promise durable, then records it: a SIGKILL between
 the two leaves it in the ledger only. Each `started` event carries the ledger
 the priest recovered; a vote or promise there that its events never showed is
-taken as evidence (a `voted` or `promised` event, marked `recovered_at`) made
+taken as evidence (a `voted` or `promised` event, noted in `recovered_at`) made
 before that restart, at the earliest possible time: just after the priest's last
 event before it. Learning from such a vote is then not flagged, and a recovered
 vote that breaks a recorded promise still is.
@@ -44,7 +44,6 @@ from typing import TextIO
 
 from harness.check.history import (
     NEEDS_BALLOT,
-    Event,
     History,
     Recovered,
     gc_paused,
@@ -54,6 +53,7 @@ from harness.check.history import (
 from harness.check.verdict import OK, VIOLATION, PriestRow, Verdict, Violation, render
 from node.config import Config
 from node.messages import Ballot
+from node.record import EventKind, PriestEvent
 
 # Events whose ballots make a priest's "ballots seen".
 SEEN_KINDS = NEEDS_BALLOT | {"learned"}
@@ -76,16 +76,19 @@ class _Index:
     config: Config
     history: History
     t0: int
-    by_kind: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    by_kind: dict[str, list[PriestEvent]] = field(default_factory=lambda: defaultdict(list))
     # priest -> its events of CORE_KINDS, in time order
-    core: dict[str, list[Event]] = field(default_factory=dict)
+    core: dict[str, list[PriestEvent]] = field(default_factory=dict)
     # (ballot, decree) -> priest -> its first vote event for that pair
-    tally: dict[tuple[Ballot, int], dict[str, Event]] = field(default_factory=dict)
+    tally: dict[tuple[Ballot, int], dict[str, PriestEvent]] = field(default_factory=dict)
+    # id() of an evidence event -> t of the restart whose recovered ledger shows it
+    # (the events live as long as the index, so their ids stay theirs)
+    recovered_at: dict[int, int] = field(default_factory=dict)
 
-    def cite(self, e: Event) -> str:
+    def cite(self, e: PriestEvent) -> str:
         """An event's time and where it is written: '+1.234567s, beta/events.jsonl:12'."""
-        restart = e.data.get(RECOVERED) if e.kind in EVIDENCE_KINDS else None
-        if type(restart) is int:
+        restart = self.recovered_at.get(id(e)) if e.kind in EVIDENCE_KINDS else None
+        if restart is not None:
             return (f"+{(e.t - self.t0) / 1e9:.6f}s to +{(restart - self.t0) / 1e9:.6f}s "
                     f"(unrecorded; in the ledger recovered at {e.priest}/events.jsonl:{e.line})")
         return f"+{(e.t - self.t0) / 1e9:.6f}s, {e.priest}/events.jsonl:{e.line}"
@@ -109,18 +112,16 @@ def _index(config: Config, history: History) -> _Index:
 
 # --- evidence from recovered ledgers ---------------------------------------------
 
-# The data key that marks an evidence event; its value is the restart's time.
-RECOVERED = "recovered_at"
 EVIDENCE_KINDS = frozenset({"voted", "promised"})
 
 
 def _add_evidence(idx: _Index) -> None:
     """Add the votes and promises that recovered ledgers show and events do not."""
     # Only restarts that recovered a promise or vote cost anything.
-    restarted = {e.priest for e in idx.by_kind["started"] if _recovered(e) is not None}
-    added: list[Event] = []
+    restarted = {e.priest for e in idx.by_kind["started"] if recovered_ledger(e) is not None}
+    added: list[PriestEvent] = []
     for name in sorted(restarted):
-        core, new = _evidence(idx.core[name], idx.history.events[name], idx.t0)
+        core, new = _evidence(idx.core[name], idx.history.events[name], idx.t0, idx.recovered_at)
         if new:
             idx.core[name] = core
             added += new
@@ -132,12 +133,13 @@ def _add_evidence(idx: _Index) -> None:
         idx.by_kind["promised"].sort(key=_time)
 
 
-def _evidence(core: list[Event], events: list[Event], t0: int) -> tuple[list[Event], list[Event]]:
+def _evidence(core: list[PriestEvent], events: list[PriestEvent], t0: int,
+              recovered_at: dict[int, int]) -> tuple[list[PriestEvent], list[PriestEvent]]:
     """A priest's core events with evidence placed just before each restart; and the evidence."""
     voted: set[tuple[Ballot, int]] = set()
     top = (0, "")  # the highest ballot promised or voted in so far
-    out: list[Event] = []
-    added: list[Event] = []
+    out: list[PriestEvent] = []
+    added: list[PriestEvent] = []
     for e in core:
         kind = e.kind
         if kind == "voted":
@@ -145,9 +147,10 @@ def _evidence(core: list[Event], events: list[Event], t0: int) -> tuple[list[Eve
             top = max(top, _key(e))
         elif kind == "promised":
             top = max(top, _key(e))
-        elif kind == "started" and (ledger := _recovered(e)) is not None:
+        elif kind == "started" and (ledger := recovered_ledger(e)) is not None:
             new = _unrecorded(e, ledger, voted, top, _previous(events, e), t0)
             for x in new:
+                recovered_at[id(x)] = e.t
                 if x.kind == "voted":
                     voted.add((_b(x), _d(x)))
                 top = max(top, _key(x))
@@ -157,34 +160,27 @@ def _evidence(core: list[Event], events: list[Event], t0: int) -> tuple[list[Eve
     return out, added
 
 
-def _unrecorded(start: Event, ledger: Recovered, voted: set[tuple[Ballot, int]],
-                top: tuple[int, str], before: Event | None, t0: int) -> list[Event]:
+def _unrecorded(start: PriestEvent, ledger: Recovered, voted: set[tuple[Ballot, int]],
+                top: tuple[int, str], before: PriestEvent | None, t0: int) -> list[PriestEvent]:
     """Evidence events for what `start` recovered beyond what its priest recorded."""
     # The earliest moment the unrecorded write can have happened: just after the
     # priest's last recorded event (it was running then, and nothing later shows).
     t = min(before.t + 1, start.t) if before is not None else t0
-    data = {"pid": before.data.get("pid") if before is not None else None, RECOVERED: start.t}
+    pid = before.pid if before is not None else None
     out = []
     vote = ledger.prev_vote
     if not vote.is_none() and (vote.ballot, vote.decree) not in voted:
-        out.append(Event(t, start.priest, "voted", vote.ballot, vote.decree, None,
-                         start.line, data))
+        out.append(PriestEvent(t, start.priest, EventKind.VOTED, pid, vote.ballot, vote.decree,
+                               line=start.line))
         top = max(top, _order(vote.ballot))
     # A vote in b also promises b; a promise only matters above the highest ballot seen.
     if _order(ledger.next_bal) > top:
-        out.append(Event(t, start.priest, "promised", ledger.next_bal, None, None,
-                         start.line, data))
+        out.append(PriestEvent(t, start.priest, EventKind.PROMISED, pid, ledger.next_bal,
+                               line=start.line))
     return out
 
 
-def _recovered(e: Event) -> Recovered | None:
-    try:
-        return recovered_ledger(e)
-    except ValueError:
-        return None  # reported by history.py when it was read
-
-
-def _previous(events: list[Event], e: Event) -> Event | None:
+def _previous(events: list[PriestEvent], e: PriestEvent) -> PriestEvent | None:
     """The event just before `e` in its priest's time-ordered list, if any."""
     i = bisect_left(events, e.t, key=_time)
     while events[i] is not e:  # ties on t: find e itself
@@ -192,7 +188,7 @@ def _previous(events: list[Event], e: Event) -> Event | None:
     return events[i - 1] if i > 0 else None
 
 
-def _time(e: Event) -> int:
+def _time(e: PriestEvent) -> int:
     return e.t
 
 
@@ -234,9 +230,9 @@ def _learned_different(idx: _Index) -> list[Violation]:
                       tuple(sorted(claims)), (), tuple(times))]
 
 
-def _holdings(idx: _Index) -> dict[str, list[Event]]:
+def _holdings(idx: _Index) -> dict[str, list[PriestEvent]]:
     """Per priest, in time order, the events that show the decree it holds."""
-    held: dict[str, list[Event]] = {}
+    held: dict[str, list[PriestEvent]] = {}
     for name, events in idx.core.items():
         held[name] = [e for e in events if e.kind in HOLDING_KINDS and e.decree is not None]
     return held
@@ -269,7 +265,7 @@ def _malformed(idx: _Index) -> list[Violation]:
 
 def _validity(idx: _Index) -> list[Violation]:
     proposed = {e.decree for e in idx.by_kind["proposed"]}
-    firsts: dict[int, dict[str, Event]] = defaultdict(dict)
+    firsts: dict[int, dict[str, PriestEvent]] = defaultdict(dict)
     for e in idx.by_kind["learned"]:
         if e.decree not in proposed:
             assert e.decree is not None
@@ -294,9 +290,9 @@ def _validity(idx: _Index) -> list[Violation]:
 def _promises(idx: _Index) -> list[Violation]:
     out = []
     for name, events in idx.core.items():
-        promise: Event | None = None
+        promise: PriestEvent | None = None
         top = (0, "")  # the promised ballot as a (round, priest) tuple: fast to compare
-        broken: list[tuple[Event, Event]] = []
+        broken: list[tuple[PriestEvent, PriestEvent]] = []
         for e in events:
             if e.kind == "promised" and _key(e) > top:
                 promise, top = e, _key(e)
@@ -307,9 +303,9 @@ def _promises(idx: _Index) -> list[Violation]:
             more = f" (and {len(broken) - 1} more such votes)" if len(broken) > 1 else ""
             out.append(Violation(
                 "promise_broken",
-                f"{name} promised ballot {p.ballot} at {idx.cite(p)} (pid {p.data.get('pid')}), "
+                f"{name} promised ballot {p.ballot} at {idx.cite(p)} (pid {p.pid}), "
                 f"then voted {v.decree} in the lower ballot {v.ballot} at {idx.cite(v)} "
-                f"(pid {v.data.get('pid')}){more}",
+                f"(pid {v.pid}){more}",
                 (name,), (_d(v),), _ballots(p, v), (p.t, v.t)))
     return out
 
@@ -361,13 +357,13 @@ def _chosen_stays_chosen(idx: _Index) -> list[Violation]:
 def _learning_sound(idx: _Index) -> list[Violation]:
     quorum = idx.config.quorum
     # decree -> the earliest moment a quorum had voted for it in one ballot
-    known: dict[int, tuple[Event, Ballot]] = {}
+    known: dict[int, tuple[PriestEvent, Ballot]] = {}
     for (b, d), voters in idx.tally.items():
         if len(voters) >= quorum:
             last = _quorum_event(voters, quorum)
             if d not in known or last.t < known[d][0].t:
                 known[d] = (last, b)
-    early: dict[int, list[Event]] = defaultdict(list)
+    early: dict[int, list[PriestEvent]] = defaultdict(list)
     for e in idx.by_kind["learned"]:
         assert e.decree is not None
         # `voted` is recorded once the vote is durable, before Voted is sent, so a
@@ -377,8 +373,8 @@ def _learning_sound(idx: _Index) -> list[Violation]:
     return [_unsound(idx, d, events, known.get(d)) for d, events in sorted(early.items())]
 
 
-def _unsound(idx: _Index, d: int, events: list[Event],
-             basis: tuple[Event, Ballot] | None) -> Violation:
+def _unsound(idx: _Index, d: int, events: list[PriestEvent],
+             basis: tuple[PriestEvent, Ballot] | None) -> Violation:
     cites = "; ".join(f"{e.priest} at {idx.cite(e)}" for e in events[:10])
     more = f" and {len(events) - 10} more" if len(events) > 10 else ""
     need = f"{idx.config.quorum} of {len(idx.config.priests)}"
@@ -397,17 +393,17 @@ def _unsound(idx: _Index, d: int, events: list[Event],
 # --- helpers -------------------------------------------------------------------
 
 
-def _b(e: Event) -> Ballot:
+def _b(e: PriestEvent) -> Ballot:
     assert e.ballot is not None  # history.py keeps no such event without one
     return e.ballot
 
 
-def _d(e: Event) -> int:
+def _d(e: PriestEvent) -> int:
     assert e.decree is not None  # history.py keeps no such event without one
     return e.decree
 
 
-def _held(idx: _Index, e: Event) -> str:
+def _held(idx: _Index, e: PriestEvent) -> str:
     """'learned 1001 in ballot 2.gamma at +0.01s, ...' (a Success may carry no ballot)."""
     where = f" in ballot {e.ballot}" if e.ballot is not None and not e.ballot.is_zero() else ""
     return f"{e.kind} {e.decree}{where} at {idx.cite(e)}"
@@ -418,7 +414,7 @@ def _order(b: Ballot) -> tuple[int, str]:
     return (b.round, b.priest)
 
 
-def _key(e: Event) -> tuple[int, str]:
+def _key(e: PriestEvent) -> tuple[int, str]:
     return _order(_b(e))
 
 
@@ -427,26 +423,26 @@ def _tally_order(item: tuple[tuple[Ballot, int], object]) -> tuple[int, str, int
     return (b.round, b.priest, d)
 
 
-def _ballots(*events: Event) -> tuple[str, ...]:
+def _ballots(*events: PriestEvent) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(e.ballot) for e in events if e.ballot is not None))
 
 
-def _group(events: Iterable[Event]) -> dict[Ballot, list[Event]]:
-    groups: dict[Ballot, list[Event]] = defaultdict(list)
+def _group(events: Iterable[PriestEvent]) -> dict[Ballot, list[PriestEvent]]:
+    groups: dict[Ballot, list[PriestEvent]] = defaultdict(list)
     for e in events:
         groups[_b(e)].append(e)
     return groups
 
 
-def _first_per(events: list[Event], key: Callable[[Event], object]) -> list[Event]:
+def _first_per(events: list[PriestEvent], key: Callable[[PriestEvent], object]) -> list[PriestEvent]:
     """The earliest event for each distinct key, in time order."""
-    firsts: dict[object, Event] = {}
+    firsts: dict[object, PriestEvent] = {}
     for e in sorted(events, key=lambda e: e.t):
         firsts.setdefault(key(e), e)
     return list(firsts.values())
 
 
-def _quorum_event(voters: dict[str, Event], quorum: int) -> Event:
+def _quorum_event(voters: dict[str, PriestEvent], quorum: int) -> PriestEvent:
     """The vote that completed a quorum: the quorum-th earliest."""
     return sorted(voters.values(), key=lambda e: e.t)[quorum - 1]
 

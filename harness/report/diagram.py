@@ -10,9 +10,8 @@ from collections.abc import Iterable
 from typing import cast
 
 from harness.check.verdict import NO_PROGRESS, Violation
-from node.messages import LedgerState, Message, Success
-from node.messages import describe as describe_message
-from node.sim import Step, World, describe
+from node.messages import LedgerState, Message, Success, describe_message
+from node.sim import Step, World, describe_step
 
 
 def shorten(world: World, violations: Iterable[Violation]) -> list[Step]:
@@ -115,6 +114,6 @@ def _mark(cells: list[str], s: Step, lane: dict[str, int]) -> None:
 
 def _label(s: Step) -> str:
     if s.kind != "send":
-        return describe(s)
+        return describe_step(s)
     fate = {"lost": "  lost", "duplicated": "  delivered twice"}.get(s.fate, "")
     return f"{describe_message(cast(Message, s.what))}{fate}"

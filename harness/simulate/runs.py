@@ -21,24 +21,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 
-from harness.check.history import DecreeFile, Event, History
+from harness.check.history import DecreeFile, History
 from harness.check.rules import check
 from harness.check.verdict import KINDS, NO_PROGRESS, Violation
 from node.config import Config, PriestAddress
+from node.messages import Timing
+from node.record import PriestEvent
 from node.sim import Faults, World
-from node.synod import Timing
 
 RULES: dict[str, str] = {
     **KINDS,
     NO_PROGRESS: "after the heal phase (network whole, every priest up, one ballot) "
                  "every priest holds a decree",
-}
-FLAW_TEXT = {
-    "same-ballot-numbers": "ballots are numbered last_tried + 1, as in the original, "
-                           "so two priests can begin the same ballot",
-    "forget-promises": "a restarted priest has lost its promise and its vote",
-    "ignore-previous-votes": "a proposer always proposes its own decree, whatever the "
-                             "LastVotes report",
 }
 MAX_STEPS = 200_000  # a run still going after this many steps is stuck: no progress
 POOL_MIN_SEEDS = 64  # below this, starting worker processes costs more than it saves
@@ -118,29 +112,16 @@ def _config(names: tuple[str, ...], timing: Timing, flaws: tuple[str, ...]) -> C
 def to_history(world: World) -> History:
     """The world's recorded events as the History `harness.check.history` reads from files.
 
-    Line numbers are those the events would have in each priest's events.jsonl;
-    `pid` counts the priest's incarnations (1, then 2 after its first restart...).
-    A `started` event carries the ledger the priest recovered, as node.runtime
-    writes it, so the checker sees a vote or promise made durable just before
+    They are the events the priests would have written (`World.events`): line
+    numbers as in each priest's events.jsonl, `pid` counting the priest's
+    incarnations, and a `started` event carrying the ledger the priest
+    recovered, so the checker sees a vote or promise made durable just before
     a crash struck and kept it from being recorded.
     """
     history = History("simulation")
-    events: dict[str, list[Event]] = {name: [] for name in world.names}
-    incarnation = dict.fromkeys(world.names, 0)
-    data: dict[str, dict[str, object]] = {name: {"pid": 0} for name in world.names}
+    events: dict[str, list[PriestEvent]] = {name: [] for name in world.names}
     for e in world.events:
-        name = e.priest
-        mine = events[name]
-        if e.kind == "started":
-            incarnation[name] += 1
-            data[name] = {"pid": incarnation[name]}  # shared by an incarnation's events
-            started = data[name]
-            if e.ledger is not None:
-                started = {**started, "last_tried": str(e.ledger.last_tried),
-                           "next_bal": str(e.ledger.next_bal), "prev_vote": str(e.ledger.prev_vote)}
-            mine.append(Event(e.t, name, e.kind, e.ballot, e.decree, e.peer, len(mine) + 1, started))
-            continue
-        mine.append(Event(e.t, name, e.kind, e.ballot, e.decree, e.peer, len(mine) + 1, data[name]))
+        events[e.priest].append(e)
     history.events = events
     history.decrees = {name: DecreeFile(f"{name}/decree.txt", disk.decree is not None, disk.decree)
                        for name, disk in world.disks.items()}
@@ -237,4 +218,4 @@ def replay_command(setup: Setup, seed: int) -> str:
 
 
 __all__ = ["Setup", "Outcome", "Report", "run_seed", "outcome", "judge", "to_history", "sim_config",
-           "outcomes", "search", "first_failing_seed", "replay_command", "RULES", "FLAW_TEXT"]
+           "outcomes", "search", "first_failing_seed", "replay_command", "RULES"]

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from harness.chaos.executor import execute, load_schedule
-from harness.chaos.plan import SLEEP, Plan, describe, plan_from_args, plan_random
+from harness.chaos.plan import SLEEP, Plan, describe_plan, plan_from_args, plan_random
 from harness.errors import PROG, NotUpError, UsageError
 from harness.supervisor import control
 from harness.supervisor.actions import ACTIONS
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_plan(plan: Plan) -> None:
     try:
-        print("\n".join(describe(plan)), flush=True)
+        print("\n".join(describe_plan(plan)), flush=True)
     except BrokenPipeError:  # `| head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 

@@ -16,10 +16,11 @@ from harness.check.verdict import Violation
 from harness.errors import UsageError
 from harness.output import use_color
 from harness.report.diagram import LEGEND, diagram, shorten
-from harness.simulate.runs import FLAW_TEXT, RULES, Report, Setup, replay_command, run_seed, search
+from harness.simulate.runs import RULES, Report, Setup, replay_command, run_seed, search
 from harness.verbs.args import count_arg, probability
-from node.config import FLAWS, MAX_PRIESTS
-from node.sim import Faults, Step, World, describe
+from node.config import MAX_PRIESTS
+from node.flaws import FLAW_NAMES, FLAWS
+from node.sim import Faults, Step, World, describe_step
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", action="store_true",
                    help="print the whole run as a message diagram, step by step "
                         "(with --seed; with --seeds, for the run that breaks a rule)")
-    p.add_argument("--flaw", action="append", choices=FLAWS, default=[], metavar="NAME",
-                   help=f"a deliberate mistake in the core, repeatable: {', '.join(FLAWS)}")
+    p.add_argument("--flaw", action="append", choices=FLAW_NAMES, default=[], metavar="NAME",
+                   help=f"a deliberate mistake in the core, repeatable: {', '.join(FLAW_NAMES)}")
     p.add_argument("--until", action="append", choices=sorted(RULES), default=[], metavar="RULE",
                    help="search on until a run breaks this rule (repeatable), passing over runs "
                         "that break only others, e.g. --until disagreement")
@@ -106,7 +107,7 @@ def _seeds(args: argparse.Namespace) -> range:
 
 def _warn_flaws(flaws: tuple[str, ...], out: TextIO, color: bool) -> None:
     for flaw in flaws:
-        line = (f"WARNING: flaw {flaw} is ON: {FLAW_TEXT[flaw]}. This core is broken on "
+        line = (f"WARNING: flaw {flaw} is ON: {FLAWS[flaw].teaches}. This core is broken on "
                 "purpose; expect violations.")
         out.write(f"{Fore.YELLOW}{Style.BRIGHT}{line}{Style.RESET_ALL}\n" if color else line + "\n")
 
@@ -197,5 +198,5 @@ def _to_json(report: Report, args: argparse.Namespace, world: World | None,
         }
     if world is not None:
         steps, _ = _trace(world, violations, args.trace)
-        data["trace"] = [f"{s.time:.6f} {describe(s)}" for s in steps]
+        data["trace"] = [f"{s.time:.6f} {describe_step(s)}" for s in steps]
     return data

@@ -24,7 +24,7 @@ from harness.chaos.plan import (
     Plan,
     ScheduleError,
     Step,
-    describe,
+    describe_plan,
     parse_schedule,
     plan_from_args,
     plan_random,
@@ -96,10 +96,10 @@ def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
     names = priest_names(5)
     first = plan_random(names, 7, 10.0, 3.0)
     assert plan_random(names, 7, 10.0, 3.0) == first
-    assert describe(plan_random(names, 7, 10.0, 3.0)) == describe(first)
+    assert describe_plan(plan_random(names, 7, 10.0, 3.0)) == describe_plan(first)
     others = {plan_random(names, seed, 10.0, 3.0).steps for seed in range(8, 18)}
     assert first.steps not in others and len(others) == 10
-    assert first.seed == 7 and any(str(7) in line for line in describe(first)[:1])
+    assert first.seed == 7 and any(str(7) in line for line in describe_plan(first)[:1])
 
 
 def test_a_plan_mixes_every_kind_of_fault_at_about_the_rate_asked() -> None:
@@ -358,7 +358,7 @@ def test_a_trailing_sleep_is_waited_out_and_shown() -> None:
     args = parse("--ballot", "alpha", "--sleep", "2", "--ballot", "beta", "--sleep", "1.5")
     plan = plan_from_args(args.steps, FOUR, "four.yaml")
     assert [s.at for s in plan.steps] == [0.0, 2.0] and plan.span == 3.5
-    assert "over 3.5 s" in describe(plan)[0] and "+3.500s" in describe(plan)[-1]
+    assert "over 3.5 s" in describe_plan(plan)[0] and "+3.500s" in describe_plan(plan)[-1]
     fake = Fake()
     Executor(fake.send, clock=fake.clock, sleep=fake.sleep).run(plan)
     assert fake.now - 100.0 >= 3.5  # the command returns only once the sleep is over

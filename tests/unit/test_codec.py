@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from node.codec import MAX_DATAGRAM, Codec, DatagramError, DropReason
 from node.config import NAME_RE
+from node.flaws import FLAWED_BALLOT_PRIEST
 from node.messages import (
     MAX_DECREE,
     MAX_ROUND,
@@ -30,7 +31,6 @@ from node.messages import (
     Vote,
     Voted,
 )
-from node.synod import FLAWED_BALLOT_PRIEST
 
 ADDRESSES = {"alpha": ("127.0.0.1", 7101), "beta": ("127.0.0.1", 7102),
              "gamma": ("127.0.0.1", 7103)}

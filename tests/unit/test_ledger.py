@@ -31,9 +31,9 @@ from node.messages import (
     ZERO,
     Ballot,
     LedgerState,
+    ProtocolBug,
     Vote,
 )
-from node.synod import ProtocolBug
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_-]{0,31}", fullmatch=True) | st.just("*")
 BALLOTS = st.just(ZERO) | st.builds(Ballot, st.integers(1, MAX_ROUND), NAMES)

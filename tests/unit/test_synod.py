@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.flaws import strategy
 from node.messages import (
     MAX_ROUND,
     NO_VOTE,
@@ -20,16 +21,18 @@ from node.messages import (
     LedgerState,
     NextBallot,
     Persist,
+    ProtocolBug,
     Received,
     Record,
     Send,
     SetTimer,
     Success,
     TimerFired,
+    Timing,
     Vote,
     Voted,
 )
-from node.synod import BACKOFF, RETRANSMIT, Priest, ProtocolBug, Timing
+from node.synod import BACKOFF, RETRANSMIT, Priest
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 
@@ -178,7 +181,7 @@ def test_ballot_times_out_backs_off_with_jitter_and_retries_higher() -> None:
         effects = p.handle(TimerFired(RETRANSMIT))
     assert p.phase == "idle"
     gave_up = [e for e in effects if isinstance(e, Record) and e.kind == "ballot_abandoned"]
-    assert gave_up and gave_up[0].extra.get("gave_up") is True
+    assert gave_up and gave_up[0].gave_up is True
     assert not any(isinstance(e, SetTimer) and e.name == BACKOFF for e in effects)
     assert p.handle(TimerFired(BACKOFF)) == []
 
@@ -383,7 +386,7 @@ def test_a_priest_at_the_round_bound_refuses_a_ballot_and_does_not_crash(
     top = b(MAX_ROUND, "beta")
     ledger = LedgerState(last_tried=top) if where == "last_tried" else (
         LedgerState(next_bal=top) if where == "next_bal" else LedgerState())
-    p = priest(ledger=ledger, flaws=flaws)
+    p = priest(ledger=ledger, strategy=strategy(flaws))
     if where == "seen":
         p.handle(Received(NextBallot("beta", top)))
     if flaws and where != "last_tried":

@@ -27,15 +27,15 @@ def steps(config: str) -> list[tuple[str, list[str]]]:
     return [
         ("Start alpha, beta and gamma only (delta is not started), on empty ledgers",
          ["up", config, "--detach", "--fresh", "--only", "alpha,beta,gamma"]),
-        ("Freeze gamma (SIGSTOP), then Ctrl+Z for alpha: alpha and beta are 2 of 4, no quorum, "
-         "so alpha's ballot stays open -- and alpha crashes (SIGKILL) in the middle of it",
+        (("Freeze gamma (SIGSTOP), then Ctrl+Z for alpha: alpha and beta are 2 of 4, no quorum, "
+         "so alpha's ballot stays open -- and alpha crashes (SIGKILL) in the middle of it"),
          ["chaos", "--pause", "gamma", "--ballot", "alpha", "--sleep", "0.3", "--kill", "alpha"]),
         ("Nothing is decided: no priest holds a decree", ["status"]),
         ("Wake gamma, start delta, and ballot at beta: beta, gamma and delta are 3 of 4, a quorum",
          ["chaos", "--resume", "gamma", "--restart", "delta", "--ballot", "beta",
           "--sleep", "0.5"]),
-        ("alpha comes back on its ledger and begins a ballot: the others answer that the "
-         "decree is already decided, and alpha learns it; nothing changes",
+        (("alpha comes back on its ledger and begins a ballot: the others answer that the "
+         "decree is already decided, and alpha learns it; nothing changes"),
          ["chaos", "--restart", "alpha", "--ballot", "alpha", "--sleep", "0.5"]),
         ("Every priest holds the same decree", ["status"]),
         ("...and the history breaks no rule", ["verify", "--wait", "5"]),

@@ -129,8 +129,8 @@ def render(verdict: Verdict, color: bool) -> str:
         return f"{code}{text}{Style.RESET_ALL}" if color else text
 
     state = "up" if verdict.cluster_up else "down: every priest counts as surviving"
-    lines = [f"cluster {verdict.cluster}: {len(verdict.priests)} priests, quorum "
-             f"{verdict.quorum}, {verdict.events} events read; cluster {state}", ""]
+    lines = [(f"cluster {verdict.cluster}: {len(verdict.priests)} priests, quorum "
+             f"{verdict.quorum}, {verdict.events} events read; cluster {state}"), ""]
     lines += _table(verdict, paint)
     if verdict.problems:
         lines += ["", paint(f"could not read ({len(verdict.problems)}):", Fore.YELLOW)]

@@ -79,7 +79,7 @@ def stop_by_signal(state: RunState) -> dict[str, str]:
     stop_supervisor(state.supervisor)
     stop_orphans(state.priests)
     remove_state(state)
-    return {n: "stopped" for n in running}
+    return dict.fromkeys(running, "stopped")
 
 
 def wipe_data_dir(config: Config) -> list[Path]:

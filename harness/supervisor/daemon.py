@@ -286,7 +286,7 @@ def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> 
     except UserError as e:
         report(to_wire(e))
         code = e.exit_status
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - the detached supervisor's last word: a bug, reported
         traceback.print_exc()
         report(to_wire(InternalError(f"the supervisor failed (this is a bug); traceback in {log}")))
     finally:

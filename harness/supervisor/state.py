@@ -152,7 +152,7 @@ def socket_path(data_dir: Path) -> Path:
 
 
 def private_dir() -> Path:
-    """/tmp/paxos-harness-<uid>, created 0700; refused if someone else owns it."""
+    """/tmp/paxos-harness-<uid>, created 0700; refused if someone else owns it."""  # noqa: S108
     path = Path(tempfile.gettempdir()) / f"paxos-harness-{os.getuid()}"
     try:
         path.mkdir(mode=0o700)

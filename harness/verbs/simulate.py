@@ -128,8 +128,8 @@ def _render(report: Report, args: argparse.Namespace, world: World | None,
     setup, seeds = report.setup, report.seeds
     f = setup.faults
     span = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
-    lines = [f"simulate: {setup.priests} priests, {span}; drop {f.drop}, duplicate {f.duplicate}, "
-             f"crash {f.crash}, partition {f.partition}, {f.ballots} ballots requested per run"]
+    lines = [(f"simulate: {setup.priests} priests, {span}; drop {f.drop}, duplicate {f.duplicate}, "
+             f"crash {f.crash}, partition {f.partition}, {f.ballots} ballots requested per run")]
     # The verdict first, so `| head` shows it; the trace after it.
     if report.failed is not None:
         lines += [""] + _violation_lines(report, violations, paint)

@@ -98,7 +98,7 @@ def test_foreground_up_ctrl_z_starts_a_ballot_and_ctrl_c_stops_everything(harnes
         term.press(b"\x03")  # Ctrl+C
         term.wait_exit(15)
         assert term.proc.returncode == 130, term.screen.decode()
-        gone, alive = psutil.wait_procs(priests, timeout=1)
+        _gone, alive = psutil.wait_procs(priests, timeout=1)
         assert not alive
         assert harness.state() is None
         events = [json.loads(line) for line in
@@ -121,7 +121,7 @@ def test_foreground_up_ctrl_backslash_stops_everything_cleanly(harness) -> None:
         term.press(b"\x1c")  # Ctrl+\: SIGQUIT to the foreground group
         term.wait_exit(15)
         assert term.proc.returncode == 131, term.screen.decode()
-        gone, alive = psutil.wait_procs(priests, timeout=1)
+        _gone, alive = psutil.wait_procs(priests, timeout=1)
         assert not alive
         assert harness.state() is None and not os.path.exists(socket_path)
         events = [json.loads(line) for line in

@@ -149,7 +149,7 @@ def test_priests_exit_when_the_supervisor_is_sigkilled_and_up_clears_the_stale_s
     decree = harness.cwd / "data" / "alpha" / "decree.txt"
     harness.wait_until(decree.exists, what="a decree")
     os.kill(pids.pop("supervisor"), signal.SIGKILL)
-    gone, alive = psutil.wait_procs(procs(pids.values()), timeout=2.0)
+    _gone, alive = psutil.wait_procs(procs(pids.values()), timeout=2.0)
     assert not alive, f"priests outlived their supervisor by 2 s: {alive}"
 
     status = harness.run("status")

@@ -104,10 +104,7 @@ def _flood(cluster: Priests, dst: str, n: int) -> None:
         sock.bind(("127.0.0.1", 0))
         addr = cluster.config.address_of(dst)
         for i in range(n):
-            if i % 7 == 6:
-                data = f"garbage {i} ".encode() * 3
-            else:
-                data = datagram(cluster.config, kinds[i % len(kinds)](i))
+            data = f"garbage {i} ".encode() * 3 if i % 7 == 6 else datagram(cluster.config, kinds[i % len(kinds)](i))
             sock.sendto(data, addr)
             if i % 200 == 199:
                 time.sleep(0.002)  # let the priest keep up, so it reads most of them

@@ -213,7 +213,7 @@ def test_a_refused_runtime_releases_its_port_and_lock(make_config) -> None:
     config = load_config(make_config(3))
     (config.priest_dir("alpha") / "priest.log").mkdir(parents=True)
     fds = set(os.listdir("/proc/self/fd"))
-    with pytest.raises(StartupError, match="priest.log"):
+    with pytest.raises(StartupError, match=r"priest\.log"):
         Runtime(config, "alpha", out=io.StringIO(), color=False)
     assert set(os.listdir("/proc/self/fd")) <= fds  # every descriptor it opened is closed
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -232,9 +232,9 @@ BAD_SCHEDULES = [
     ([{"at": True, "kill": "alpha"}], "s.yaml: entry 1: at: must be a number"),
     ([{"at": float("nan"), "kill": "alpha"}], "entry 1: at: must be a number"),
     ([{"at": 0}], "s.yaml: entry 1: needs exactly one action"),
-    ([{"at": 0, "kill": "alpha", "pause": "beta"}], "entry 1: needs exactly one action "
+    ([{"at": 0, "kill": "alpha", "pause": "beta"}], ("entry 1: needs exactly one action "
                                                     "(ballot, kill, stop, pause, resume, restart)"
-                                                    ", found kill, pause"),
+                                                    ", found kill, pause")),
     ([{"at": 0, "explode": "alpha"}], "s.yaml: entry 1: explode: unknown key"),
     ([{"at": 0, "kill": 3}], "s.yaml: entry 1: kill: must be a priest's name"),
     ([{"at": 0, "kill": "alpha", "note": 5}], "s.yaml: entry 1: note: must be text"),

@@ -96,7 +96,7 @@ def test_only_keeps_config_order_and_names_unknown_priests(here: Path) -> None:
     config = load_config(write_config(here, 4))
     assert cluster.select_priests(config, "gamma, alpha") == ["alpha", "gamma"]
     assert cluster.select_priests(config, None) == ["alpha", "beta", "gamma", "delta"]
-    with pytest.raises(UsageError, match="'omega'.*known: alpha, beta, gamma, delta"):
+    with pytest.raises(UsageError, match=r"'omega'.*known: alpha, beta, gamma, delta"):
         cluster.select_priests(config, "alpha,omega")
     with pytest.raises(UsageError, match="at least one"):
         cluster.select_priests(config, " , ")
@@ -364,7 +364,7 @@ def test_a_request_gets_its_answer(tmp_path: Path) -> None:
 def test_an_error_code_becomes_the_same_class_again(tmp_path: Path, code: str,
                                                    error: type[UserError]) -> None:
     t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no", "code": code})
-    with pytest.raises(error, match="^no$") as e:
+    with pytest.raises(error, match=r"^no$") as e:
         control.request(tmp_path / "c.sock", "kill", "delta")
     t.join()
     assert type(e.value) is error and e.value.exit_status == error.exit_status
@@ -424,7 +424,7 @@ def test_a_supervisor_that_takes_no_request_is_a_control_error(tmp_path: Path) -
     with socket.socket(socket.AF_UNIX) as frozen:
         frozen.bind(str(tmp_path / "c.sock"))
         frozen.listen(1)
-        with pytest.raises(ControlError, match="did not take the request within 0.2 s"):
+        with pytest.raises(ControlError, match=r"did not take the request within 0\.2 s"):
             control.request(tmp_path / "c.sock", "down", ack_timeout=0.2)
 
 

@@ -42,16 +42,16 @@ EXAMPLES: list[tuple[Message, str]] = [
     (NextBallot("alpha", B3),
      '{"v":1,"cluster":"four","type":"NextBallot","src":"alpha","ballot":[3,"alpha"]}'),
     (LastVote("beta", B3, Vote(Ballot(2, "gamma"), 2002)),
-     '{"v":1,"cluster":"four","type":"LastVote","src":"beta","ballot":[3,"alpha"],'
-     '"vote":{"ballot":[2,"gamma"],"decree":2002}}'),
+     ('{"v":1,"cluster":"four","type":"LastVote","src":"beta","ballot":[3,"alpha"],'
+     '"vote":{"ballot":[2,"gamma"],"decree":2002}}')),
     (BeginBallot("alpha", B3, 2002),
-     '{"v":1,"cluster":"four","type":"BeginBallot","src":"alpha","ballot":[3,"alpha"],'
-     '"decree":2002}'),
+     ('{"v":1,"cluster":"four","type":"BeginBallot","src":"alpha","ballot":[3,"alpha"],'
+     '"decree":2002}')),
     (Voted("beta", B3),
      '{"v":1,"cluster":"four","type":"Voted","src":"beta","ballot":[3,"alpha"]}'),
     (Success("alpha", B3, 2002),
-     '{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-     '"decree":2002}'),
+     ('{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+     '"decree":2002}')),
 ]
 
 
@@ -153,14 +153,14 @@ def test_the_largest_legal_message_fits_in_a_datagram() -> None:
         (raw(obj(vote={"ballot": [0, "alpha"], "decree": 0})), "ballot zero must be"),
         (raw(obj(vote=[2, "gamma", 7])), "vote: expected an object"),
         (raw(obj(vote={"ballot": [2, "gamma"], "decree": MAX_DECREE + 1})), "vote decree: 9223"),
-        (b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-         b'"decree":-9223372036854775809}', "decree: -9223372036854775809 out of range"),
-        (b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-         b'"decree":NaN}', "NaN is not a number here"),
-        (b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-         b'"decree":-Infinity}', "-Infinity is not a number here"),
-        (b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-         b'"decree":1e400}', "decree: expected an int, got float"),
+        ((b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+         b'"decree":-9223372036854775809}'), "decree: -9223372036854775809 out of range"),
+        ((b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+         b'"decree":NaN}'), "NaN is not a number here"),
+        ((b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+         b'"decree":-Infinity}'), "-Infinity is not a number here"),
+        ((b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+         b'"decree":1e400}'), "decree: expected an int, got float"),
         (b'{"v":1,"cluster":"four","type":"Voted","src":"alpha","src":"beta","ballot":[3,"alpha"]}',
          "duplicate key 'src'"),
     ],

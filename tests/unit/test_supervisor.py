@@ -225,7 +225,7 @@ def test_actions_that_make_no_sense_are_refused_and_recorded(
 
 def test_an_unknown_priest_is_named_with_the_known_ones(world) -> None:
     sup, _, _, _ = world
-    with pytest.raises(UnknownPriestError, match="'omega'.*alpha, beta, gamma, delta"):
+    with pytest.raises(UnknownPriestError, match=r"'omega'.*alpha, beta, gamma, delta"):
         sup.act("kill", "omega")
 
 
@@ -241,7 +241,7 @@ def test_a_priest_already_gone_is_already_dead_not_an_error(world) -> None:
 
 
 def test_restart_starts_a_new_process_for_a_killed_or_never_started_priest(world) -> None:
-    sup, launcher, _, _ = world
+    sup, _launcher, _, _ = world
     sup.start(["alpha", "beta", "gamma"])
     old = sup.priests["gamma"].pid
     sup.act("kill", "gamma")

@@ -91,7 +91,7 @@ def healthy() -> Run:
     # delta hears it from beta, who learned before a restart: ballot zero, recorded null.
     r.add("delta", "received", "0", 1001, peer="beta", msg="Success")
     r.add("delta", "learned", None, 1001)
-    r.decrees = {n: "1001\n" for n in NAMES}
+    r.decrees = dict.fromkeys(NAMES, "1001\n")
     return r
 
 
@@ -112,7 +112,7 @@ def test_healthy_run_is_agreement(tmp_path: Path) -> None:
     v = verdict_of(tmp_path, healthy())
     assert v.violations == () and v.problems == ()
     assert v.exit_status == 0 and v.decree == 1001
-    assert [p.ballots for p in v.priests][0] == ("1.alpha", "2.gamma")
+    assert next(p.ballots for p in v.priests) == ("1.alpha", "2.gamma")
 
 
 def test_healthy_run_with_live_subset_is_agreement(tmp_path: Path) -> None:
@@ -279,7 +279,7 @@ def test_flawed_marker_used_once_is_healthy(tmp_path: Path) -> None:
         r.add(n, "voted", "1.*", 1001)
     for n in r.names:
         r.add(n, "learned", "1.*", 1001)
-    r.decrees = {n: "1001\n" for n in r.names}
+    r.decrees = dict.fromkeys(r.names, "1001\n")
     data = tmp_path / "data"
     r.write(data)
     v = load_and_check(make_config(data, r.names), None)

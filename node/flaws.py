@@ -130,6 +130,12 @@ FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in (
 FLAW_NAMES: tuple[str, ...] = tuple(FLAWS)
 
 
+def warning(name: str, who: str = "this priest") -> str:
+    """The line that says a flaw is on, wherever it is on: loud, and what it teaches."""
+    return (f"WARNING: flaw {name} is ON: {FLAWS[name].teaches}. {who[0].upper()}{who[1:]} is "
+            "broken on purpose; expect violations.")
+
+
 def strategy(flaws: Iterable[str] = ()) -> Strategy:
     """The correct strategy with each named flaw applied; KeyError for an unknown name."""
     result = CORRECT

@@ -30,6 +30,7 @@ from node.config import Config
 from node.errors import StartupError
 from node.files import APPEND_FLAGS, open_at
 from node.flaws import strategy
+from node.flaws import warning as flaw_warning
 from node.ledger import Ledger, os_error
 from node.messages import (
     MAX_DECREE,
@@ -215,6 +216,8 @@ class Runtime:
         self.events.write(started_event(time.monotonic_ns(), self.name, self.events.pid, recovered,
                                         self.priest.decree, f"listening on {host}:{port}"))
         self.narrator.say(self._startup_line())
+        for flaw in self.config.flaws:
+            self.narrator.say(flaw_warning(flaw), warn=True)
         self._flush()
         if on_ready is not None:
             on_ready()

@@ -159,8 +159,11 @@ def cluster_status(config: Config) -> dict[str, Any]:
         summary = f"cluster {config.cluster} is not up (data in {config.data_dir})"
     if live and not up:
         summary += f"; priests started by hand run: {', '.join(live)}"
+    if config.flaws:
+        summary += f"; FLAWED on purpose: {', '.join(config.flaws)}"
     return {"cluster": config.cluster, "config": config.path, "data_dir": str(config.data_dir),
             "up": up, "supervisor": state.supervisor.pid if up and state else None,
+            "flaws": list(config.flaws),
             "summary": summary, "priests": priests}
 
 

@@ -19,7 +19,8 @@ from harness.report.diagram import LEGEND, diagram, shorten
 from harness.simulate.runs import RULES, Report, Setup, replay_command, run_seed, search
 from harness.verbs.args import count_arg, probability
 from node.config import MAX_PRIESTS
-from node.flaws import FLAW_NAMES, FLAWS
+from node.flaws import FLAW_NAMES
+from node.flaws import warning as flaw_warning
 from node.sim import Faults, Step, World, describe_step
 
 
@@ -107,8 +108,7 @@ def _seeds(args: argparse.Namespace) -> range:
 
 def _warn_flaws(flaws: tuple[str, ...], out: TextIO, color: bool) -> None:
     for flaw in flaws:
-        line = (f"WARNING: flaw {flaw} is ON: {FLAWS[flaw].teaches}. This core is broken on "
-                "purpose; expect violations.")
+        line = flaw_warning(flaw, "this core")
         out.write(f"{Fore.YELLOW}{Style.BRIGHT}{line}{Style.RESET_ALL}\n" if color else line + "\n")
 
 

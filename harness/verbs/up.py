@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from harness.errors import PROG
 from harness.supervisor.cluster import clear_stale, read_priest_files, select_priests, wipe_data_dir
 from harness.supervisor.state import check_current_writable, check_data_dir
 from harness.verbs.args import config_arg
 from node.config import Config, load_config
+from node.flaws import warning as flaw_warning
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     names = select_priests(config, args.only)
+    for flaw in config.flaws:  # loud before anything starts, in both modes
+        print(flaw_warning(flaw, f"cluster {config.cluster}"), file=sys.stderr, flush=True)
     check_data_dir(config.data_dir)
     check_current_writable()  # before any priest starts, not after
     clear_stale(config)

@@ -77,6 +77,13 @@ def test_the_readme_flaw_recipe_breaks_a_real_cluster(harness, no_leaks) -> None
     up = harness.run("up", config, "--detach", "--fresh")
     assert up.returncode == 0, up.stderr
     try:
+        # Loud when on: up, every priest's first lines, status.
+        assert "WARNING: flaw same-ballot-numbers is ON" in up.stderr
+        log = (harness.cwd / "data" / "alpha" / "priest.log").read_text().splitlines()
+        assert "WARNING: flaw same-ballot-numbers is ON" in log[1]
+        status = harness.run("status")
+        assert "FLAWED on purpose: same-ballot-numbers" in status.stdout
+        assert json.loads(harness.run("status", "--json").stdout)["flaws"] == ["same-ballot-numbers"]
         for _ in range(3):  # the README's one round almost always suffices; a learner may repeat
             assert harness.run(*recipe).returncode == 0
             verify = harness.run("verify", "--json")

@@ -37,7 +37,7 @@ def test_up_detach_status_down(harness) -> None:
     config = harness.config(4)
     up = harness.run("up", str(config), "--detach")
     assert up.returncode == 0, up.stderr
-    assert "is up: 4 priests" in up.stdout
+    assert "is up: 4 priests" in up.stdout and "flaw" not in up.stderr
     pids = harness.pids()
     assert sorted(pids) == ["alpha", "beta", "delta", "gamma", "supervisor"]
     priests = procs(pids[n] for n in ("alpha", "beta", "gamma", "delta"))

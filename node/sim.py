@@ -331,7 +331,8 @@ def describe_step(s: Step) -> str:
         return f"{s.priest}: CRASH (keeps only its ledger)"
     if s.kind == "restart":
         ledger, decree = cast(tuple[LedgerState, "int | None"], s.what)
-        return f"{s.priest}: restarts from its ledger {_ledger(ledger)}, decree {decree}"
+        held = f"decree {decree}" if decree is not None else "no decree"
+        return f"{s.priest}: restarts from its ledger {_ledger(ledger)}, {held}"
     if s.kind == "ballot":
         return f"{s.priest}: asked to begin a ballot"
     if s.kind == "partition":

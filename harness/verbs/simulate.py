@@ -15,7 +15,7 @@ from colorama import Fore, Style
 from harness.check.verdict import Violation
 from harness.errors import UsageError
 from harness.output import use_color
-from harness.report.diagram import LEGEND, diagram, shorten
+from harness.report.diagram import diagram, legend, rests_on, shorten
 from harness.simulate.runs import RULES, Report, Setup, replay_command, run_seed, search
 from harness.verbs.args import count_arg, probability
 from node.config import MAX_PRIESTS
@@ -137,8 +137,8 @@ def _render(report: Report, args: argparse.Namespace, world: World | None,
         lines += ["", _passed_over(report, args.until, paint)]
     if world is not None:
         steps, what = _trace(world, violations, args.trace)
-        lines += ["", f"trace of seed {world.seed} ({what}):", f"legend: {LEGEND}"]
-        lines += diagram(world, steps)
+        rows = diagram(world, steps, rests_on(world, violations))
+        lines += ["", f"trace of seed {world.seed} ({what}):", *legend(rows), *rows]
     lines += ["", _summary(report)]
     if report.failed is None and not report.passed_over:
         clean = f"CLEAN (exit 0): {report.runs} runs, no violation"

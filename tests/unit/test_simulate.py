@@ -288,3 +288,15 @@ def test_the_verdict_comes_before_the_trace() -> None:
     verdict = next(i for i, line in enumerate(lines) if line.startswith("VIOLATION"))
     trace = next(i for i, line in enumerate(lines) if line.startswith("trace of seed"))
     assert status == 1 and verdict < trace
+
+
+def test_the_trace_flags_the_steps_the_violation_rests_on_and_explains_its_notation() -> None:
+    status, text = simulate("--seed", "1", "--flaw", "same-ballot-numbers", "--trace", "--jobs", "1")
+    lines = text.splitlines()
+    flagged = [line for line in lines if line.startswith("!")]
+    assert status == 1 and len(flagged) == 2  # the two priests that began ballot 1.*
+    assert all("ledger <- last_tried=1.*" in line for line in flagged)
+    assert any(line.startswith("note: 1.* is round 1 numbered by the flawed") for line in lines)
+    assert "None" not in text  # no Python notation in what a learner reads
+    status, text = simulate("--seed", "1", "--trace", "--jobs", "1")  # the correct core
+    assert not any(line.startswith(("!", "note: 1.*")) for line in text.splitlines())

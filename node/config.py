@@ -11,6 +11,7 @@
       backoff: 0.05          # wait this + random jitter (same again) before retrying
       attempts: 5            # ballots tried per request before giving up
     flaws: []                # optional; deliberate protocol mistakes, for teaching
+    network: relay           # optional; under the harness: relay (faults possible) or direct
 
 Hosts are restricted to loopback (127.0.0.0/8): this is a single-host bench.
 """
@@ -30,9 +31,10 @@ from node.synod import Timing
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_PRIESTS = 255
-TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws"}
+TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws", "network"}
 PRIEST_KEYS = {"host", "port", "propose"}
 FLAWS = ("same-ballot-numbers", "forget-promises", "ignore-previous-votes")
+NETWORKS = ("relay", "direct")  # how priests under the harness reach each other
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Config:
     priests: dict[str, PriestAddress]
     timing: Timing = field(default_factory=Timing)
     flaws: tuple[str, ...] = ()
+    network: str = "relay"
 
     @property
     def names(self) -> list[str]:
@@ -150,7 +153,10 @@ def parse_config(raw: object, path: str, default_cluster: str = "cluster") -> Co
     priests = _parse_priests(raw["priests"], path)
     timing = _parse_timing(raw.get("timing", {}), path)
     flaws = _parse_flaws(raw.get("flaws", []), path)
-    return Config(path, cluster, Path(data_dir), priests, timing, flaws)
+    network = raw.get("network", "relay")
+    if network not in NETWORKS:
+        raise ConfigError(path, "network", f"must be one of {', '.join(NETWORKS)}, got {network!r}")
+    return Config(path, cluster, Path(data_dir), priests, timing, flaws, network)
 
 
 def _parse_priests(raw: object, path: str) -> dict[str, PriestAddress]:

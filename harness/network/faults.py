@@ -43,17 +43,17 @@ class Faults:
         return self == Faults()
 
     def describe(self) -> str:
-        """One line: "whole" or the faults, e.g. "partition alpha,beta | gamma; drop 30%"."""
+        """One line: "no faults" or the faults, e.g. "partition alpha,beta/gamma; drop 30%"."""
         parts = []
         if self.groups:
-            parts.append("partition " + " | ".join(",".join(g) for g in self.groups))
+            parts.append("partition " + "/".join(",".join(g) for g in self.groups))
         if self.drop:
             parts.append(f"drop {self.drop:.0%}")
         if self.duplicate:
             parts.append(f"duplicate {self.duplicate:.0%}")
         if self.delay is not None:
             parts.append(f"delay {self.delay[0]:g}-{self.delay[1]:g} ms")
-        return "; ".join(parts) if parts else "whole (no faults)"
+        return "; ".join(parts) if parts else "no faults"
 
     def to_wire(self) -> dict[str, Any]:
         return {"groups": [list(g) for g in self.groups], "drop": self.drop,

@@ -205,3 +205,112 @@ class RelayProcess:
                     pipe.close()
                 except OSError:
                     pass
+
+
+class RelayNetwork:
+    """The relay under a supervisor: started with the cluster, restarted when it dies, stopped last.
+
+    Implements `harness.supervisor.core.Network`. Records `relay_started` (pid,
+    seed) and `relay_exited` (pid, status) through `record`; a relay that dies
+    is started again after `backoff` seconds (doubling while it keeps dying
+    young), with the faults in force. Its random seed at each start is drawn
+    from `seeds` and recorded.
+    """
+
+    BACKOFF = 0.2
+    MAX_BACKOFF = 5.0
+    YOUNG = 5.0  # a relay that dies younger than this doubles the back-off
+
+    def __init__(self, process: RelayProcess, *, record: Any, seeds: Any,
+                 clock: Any = time.monotonic) -> None:
+        self.process, self.record, self.seeds, self.clock = process, record, seeds, clock
+        self.faults = Faults()
+        self.seed: int | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.backoff = self.BACKOFF
+        self.restart_at: float | None = None
+        self.last_exit: int | None = None
+
+    def start(self) -> int:
+        """Start the relay (StartupError if it cannot bind); its pid."""
+        self.seed = int(self.seeds())
+        pid = self.process.start(self.seed, self.faults)
+        self.started_at = self.clock()
+        self.record("relay_started", pid=pid, seed=self.seed, restarts=self.restarts,
+                    faults=self.faults.to_wire())
+        return pid
+
+    def set(self, faults: Faults, seed: int | None) -> str:
+        self.faults = faults
+        if seed is not None:
+            self.seed = seed
+        try:
+            self.process.set(faults, seed)
+        except RelayDown:
+            return "; the relay is down: in force once it is restarted"
+        return ""
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"relay": self.process.pid, "seed": self.seed,
+                               "restarts": self.restarts, "last_exit": self.last_exit,
+                               "totals": None, "links": {}}
+        try:
+            stats = self.process.stats()
+            out.update(state="running", totals=stats["totals"], links=stats["links"])
+        except RelayDown:
+            out["state"] = "restarting" if self.restart_at is not None else "dead"
+        return out
+
+    # --- hooks for the supervisor's loop -------------------------------------------------
+
+    def waitables(self) -> list[RelayProcess]:
+        return [self.process] if self.process.running() or self.process.proc is not None else []
+
+    def readable(self) -> None:
+        """The relay's stdout is readable: if it died, record it and plan its restart."""
+        pid = self.process.pid
+        status = self.process.exited()
+        if status is None:
+            return
+        self.last_exit = status
+        self.record("relay_exited", pid=pid, status=status)
+        young = self.clock() - self.started_at < self.YOUNG
+        self.backoff = min(self.backoff * 2, self.MAX_BACKOFF) if young else self.BACKOFF
+        self.restart_at = self.clock() + self.backoff
+
+    def wait_timeout(self) -> float | None:
+        """Seconds until a restart is due; None if none is planned."""
+        return None if self.restart_at is None else max(0.0, self.restart_at - self.clock())
+
+    def restart_if_due(self) -> str | None:
+        """Restart the relay if its time has come; a line to say, or None."""
+        if self.restart_at is None or self.clock() < self.restart_at:
+            return None
+        self.restart_at = None
+        self.restarts += 1
+        try:
+            pid = self.start()
+        except StartupError as e:
+            self.record("relay_exited", pid=None, status=None, error=str(e))
+            self.restart_at = self.clock() + self.MAX_BACKOFF
+            return f"the relay did not restart: {e}; trying again in {self.MAX_BACKOFF:g} s"
+        return f"the relay died ({_exit_text(self.last_exit)}); restarted it (pid {pid})"
+
+    def stop(self) -> None:
+        self.restart_at = None
+        pid = self.process.pid
+        status = self.process.stop()
+        if status is not None:
+            self.record("relay_exited", pid=pid, status=status)
+
+
+def _exit_text(status: int | None) -> str:
+    if status is None:
+        return "unknown status"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"

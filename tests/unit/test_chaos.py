@@ -232,8 +232,9 @@ BAD_SCHEDULES = [
     ([{"at": float("nan"), "kill": "alpha"}], "entry 1: at: must be a number"),
     ([{"at": 0}], "s.yaml: entry 1: needs exactly one action"),
     ([{"at": 0, "kill": "alpha", "pause": "beta"}], "entry 1: needs exactly one action "
-                                                    "(ballot, kill, stop, pause, resume, restart)"
-                                                    ", found kill, pause"),
+                                                    "(ballot, kill, stop, pause, resume, restart, "
+                                                    "partition, isolate, drop, duplicate, delay, "
+                                                    "heal), found kill, pause"),
     ([{"at": 0, "explode": "alpha"}], "s.yaml: entry 1: explode: unknown key"),
     ([{"at": 0, "kill": 3}], "s.yaml: entry 1: kill: must be a priest's name"),
     ([{"at": 0, "kill": "alpha", "note": 5}], "s.yaml: entry 1: note: must be text"),
@@ -326,7 +327,8 @@ class Fake:
         assert seconds > 0
         self.now += seconds
 
-    def send(self, action: str, priest: str) -> dict[str, Any]:
+    def send(self, step: Step) -> dict[str, Any]:
+        action, priest = step.action, step.priest
         self.sent.append((round(self.now - 100.0, 6), action, priest))
         self.now += 0.01  # each request takes a moment
         if (action, priest) in self.refuse:
@@ -419,7 +421,7 @@ def test_a_dry_run_prints_the_plan_needs_no_cluster_and_records_nothing(
     schedule = tmp_path / "s.yaml"
     schedule.write_text(yaml.safe_dump([{"at": 0, "kill": "epsilon"}, {"at": 1, "ballot": "beta"}]))
     assert chaos_verb.run(parse(config, "--schedule", str(schedule), "--dry-run")) == 0
-    assert "kill     epsilon" in capsys.readouterr().out
+    assert "kill       epsilon" in capsys.readouterr().out
 
 
 def test_without_a_running_cluster_the_verb_says_so(tmp_path: Path, monkeypatch) -> None:

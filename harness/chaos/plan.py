@@ -76,7 +76,7 @@ class Step:
         """The priest, or the network action's value as text."""
         if self.action not in NETWORK_ACTIONS:
             return self.priest
-        text = "" if self.value is None else str(self.value)
+        text = "network" if self.value is None else str(self.value)
         return text + (f" (seed {self.seed})" if self.seed is not None else "")
 
 

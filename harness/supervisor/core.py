@@ -219,7 +219,7 @@ class Supervisor:
                         outcome=f"refused: {e}")
             raise
         self.faults = faults
-        outcome = f"network {faults.describe()}{note}"
+        outcome = f"network now: {faults.describe()}{note}"
         self.record("network", action=action, value=parsed, seed=seed, faults=faults.to_wire(),
                     outcome=outcome)
         return {"action": action, "priest": None, "value": parsed, "seed": seed, "pid": None,

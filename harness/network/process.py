@@ -78,8 +78,9 @@ class RelayProcess:
                 "seed": seed, "log": str(self.log) if self.log is not None else None,
                 "log_max": self.log_max, "parent": os.getpid(), "faults": faults.to_wire()}
 
-    def start(self, seed: int, faults: Faults = Faults()) -> int:
+    def start(self, seed: int, faults: Faults | None = None) -> int:
         """Start the relay and wait until it is ready; its pid. StartupError if it cannot start."""
+        faults = faults if faults is not None else Faults()
         self.buffer = b""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harness.network.relay"], stdin=subprocess.PIPE,

@@ -66,9 +66,23 @@ class FakeLauncher:
         return {p.name: self.ending.pop(p.name) for p in procs if p.name in self.ending}
 
 
+class FakeNetwork:
+    """A relay that takes every change and remembers it."""
+
+    def __init__(self) -> None:
+        self.sets: list[tuple[Any, int | None]] = []
+
+    def set(self, faults: Any, seed: int | None) -> str:
+        self.sets.append((faults, seed))
+        return ""
+
+    def status(self) -> dict[str, Any]:
+        return {"relay": 99, "state": "running", "totals": None, "links": {}}
+
+
 def supervisor(names: Sequence[str], states: Mapping[str, str] | None = None) -> Supervisor:
     """A Supervisor whose priests are in `states` (default running; killed ones are killed)."""
-    sup = Supervisor(names, FakeLauncher(), clock=lambda: 0.0)
+    sup = Supervisor(names, FakeLauncher(), clock=lambda: 0.0, network=FakeNetwork())
     states = states or {}
     sup.start([n for n in names if states.get(n, RUNNING) != NOT_STARTED])
     for name in names:
@@ -81,7 +95,8 @@ def supervisor(names: Sequence[str], states: Mapping[str, str] | None = None) ->
 
 def replay(plan_steps: Sequence[Step], sup: Supervisor) -> list[dict[str, Any]]:
     """Apply every step to the supervisor; RefusedError at the first it does not accept."""
-    return [sup.act(step.action, step.priest) for step in plan_steps]
+    return [sup.act_network(step.action, step.value, step.seed) if not step.priest
+            else sup.act(step.action, step.priest) for step in plan_steps]
 
 
 def states_of(sup: Supervisor) -> dict[str, str]:
@@ -285,9 +300,9 @@ def test_schedule_files_that_cannot_be_read(text: str | None, message: str,
 SHIPPED_FILES = sorted(p.name for p in SHIPPED.glob("*.yaml"))
 
 
-def test_the_five_schedules_are_shipped() -> None:
+def test_the_six_schedules_are_shipped() -> None:
     assert SHIPPED_FILES == ["crash-during-ballot.yaml", "demo.yaml", "majority-crash.yaml",
-                             "pause-proposer.yaml", "rolling-restart.yaml"]
+                             "partition.yaml", "pause-proposer.yaml", "rolling-restart.yaml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED_FILES)

@@ -11,7 +11,7 @@ from harness.chaos.plan import parse_schedule, plan_random, steps_from_args
 from harness.errors import RefusedError, UnknownPriestError, UsageError
 from harness.network.faults import LOSS, PARTITION, Faults, change, parse_value
 from harness.supervisor.core import Supervisor
-from tests.unit.test_chaos import FakeLauncher
+from tests.unit.test_chaos import FakeLauncher, FakeNetwork
 
 FOUR = ["alpha", "beta", "gamma", "delta"]
 
@@ -91,18 +91,6 @@ def test_a_random_plan_with_network_faults_is_reproducible_and_heals_the_network
     assert tail[0].action == "heal" and tail[-1].action == "ballot"
     # Process faults only: the plan of before, step for step.
     assert not {s.action for s in plan_random(FOUR, 5, 20.0, 3.0).steps} & {"drop", "heal"}
-
-
-class FakeNetwork:
-    def __init__(self) -> None:
-        self.sets: list[tuple[Faults, int | None]] = []
-
-    def set(self, faults: Faults, seed: int | None) -> str:
-        self.sets.append((faults, seed))
-        return ""
-
-    def status(self) -> dict[str, Any]:
-        return {"relay": 99, "state": "running", "totals": None, "links": {}}
 
 
 def test_the_supervisor_changes_the_network_and_records_each_change() -> None:

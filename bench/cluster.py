@@ -67,7 +67,8 @@ def write_config(directory: Path, n: int, cluster: str) -> Path:
     return path
 
 
-def _fork_main(config: Config, name: str, conn: Connection, parent: int) -> None:
+def _fork_main(config: Config, name: str, conn: Connection, parent: int,
+               bind: int | None = None) -> None:
     """A forked priest, set up as the supervisor sets up its children."""
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
@@ -75,7 +76,7 @@ def _fork_main(config: Config, name: str, conn: Connection, parent: int) -> None
         signal.signal(sig, signal.SIG_IGN)  # until the runtime installs its own handlers
     with open(os.devnull, "w") as out:
         code = serve(config, name, out=out, color=False, watch_parent=parent,
-                     on_ready=lambda: conn.send("ready"))
+                     on_ready=lambda: conn.send("ready"), bind=bind)
     sys.exit(code)
 
 
@@ -100,14 +101,17 @@ class Cluster:
 
     # --- starting --------------------------------------------------------
 
-    def start_forked(self, names: list[str] | None = None) -> None:
-        """Fork the named priests (default: all) and wait until every one is ready."""
+    def start_forked(self, names: list[str] | None = None,
+                     bind: dict[str, int] | None = None) -> None:
+        """Fork the named priests (default: all) and wait until every one is ready.
+
+        `bind`: private ports behind a relay (name -> port), as the supervisor passes them."""
         sys.stdout.flush()
         waiting: dict[Connection, str] = {}
         for name in names or self.names:
             r, w = FORK.Pipe(duplex=False)
-            proc = FORK.Process(target=_fork_main, args=(self.config, name, w, os.getpid()),
-                                daemon=True)
+            proc = FORK.Process(target=_fork_main, daemon=True,
+                                args=(self.config, name, w, os.getpid(), (bind or {}).get(name)))
             proc.start()
             w.close()
             self.forked[name] = proc

@@ -12,6 +12,7 @@
       attempts: 5            # ballots tried per request before giving up
     flaws: []                # optional; deliberate protocol mistakes, for teaching
     key_file: keys/four.key  # optional; default <data_dir>/cluster.key; relative to this file
+    network: relay           # optional; under the harness: relay (faults possible) or direct
 
 Hosts are restricted to loopback (127.0.0.0/8): this is a single-host bench.
 """
@@ -32,8 +33,9 @@ from node.messages import Timing
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_PRIESTS = 255
-TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws", "key_file"}
+TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws", "key_file", "network"}
 PRIEST_KEYS = {"host", "port", "propose"}
+NETWORKS = ("relay", "direct")  # how priests under the harness reach each other
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Config:
     timing: Timing = field(default_factory=Timing)
     flaws: tuple[str, ...] = ()
     key_file: Path | None = None  # None: <data_dir>/cluster.key (see node.auth)
+    network: str = "relay"
 
     @property
     def names(self) -> list[str]:
@@ -153,7 +156,10 @@ def parse_config(raw: object, path: str, default_cluster: str = "cluster") -> Co
     timing = _parse_timing(raw.get("timing", {}), path)
     flaws = _parse_flaws(raw.get("flaws", []), path)
     key_file = _parse_key_file(raw.get("key_file"), path)
-    return Config(path, cluster, Path(data_dir), priests, timing, flaws, key_file)
+    network = raw.get("network", "relay")
+    if network not in NETWORKS:
+        raise ConfigError(path, "network", f"must be one of {', '.join(NETWORKS)}, got {network!r}")
+    return Config(path, cluster, Path(data_dir), priests, timing, flaws, key_file, network)
 
 
 def _parse_key_file(raw: object, path: str) -> Path | None:

@@ -132,7 +132,7 @@ class Runtime:
 
     def __init__(self, config: Config, name: str, *, out: TextIO, color: bool,
                  proposal: int | None = None, watch_parent: int | None = None,
-                 messages: bool = True) -> None:
+                 messages: bool = True, bind: int | None = None) -> None:
         me = config.require(name)
         if proposal is not None and (isinstance(proposal, bool)
                                      or not MIN_DECREE <= proposal <= MAX_DECREE):
@@ -148,7 +148,8 @@ class Runtime:
             raise
         self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()},
                            key=key)
-        self.sock = self._bind(me.host, me.port)
+        # `bind`: a private port behind the harness's relay; peers still see me.port.
+        self.sock = self._bind(me.host, me.port if bind is None else bind)
         try:
             self.priest = Priest(
                 name, config.names, ledger=self.ledger.state, decree=self.ledger.decree,
@@ -392,7 +393,7 @@ def _set_parent_death_signal() -> None:
 
 def serve(config: Config, name: str, *, out: TextIO | None = None, color: bool | None = None,
           on_ready: Callable[[], None] | None = None, watch_parent: int | None = None,
-          proposal: int | None = None, messages: bool = True) -> int:
+          proposal: int | None = None, messages: bool = True, bind: int | None = None) -> int:
     """Run priest `name` of `config` until SIGTERM/SIGINT; returns the exit status.
 
     Raises a UserError (StartupError, LedgerError) before `on_ready` if it cannot start.
@@ -400,7 +401,8 @@ def serve(config: Config, name: str, *, out: TextIO | None = None, color: bool |
     """
     stream = out if out is not None else sys.stdout
     runtime = Runtime(config, name, out=stream, color=use_color(stream) if color is None else color,
-                      proposal=proposal, watch_parent=watch_parent, messages=messages)
+                      proposal=proposal, watch_parent=watch_parent, messages=messages,
+                      bind=bind)
     try:
         return runtime.run(on_ready)
     finally:

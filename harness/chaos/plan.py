@@ -1,12 +1,15 @@
-"""Chaos plans: what to do to which priest, and when. Pure: no I/O, no clock, no global random.
+"""Chaos plans: what to do to which priest or to the network, and when. Pure: no I/O, no
+clock, no global random.
 
-A plan is a tuple of `Step`s, each an action on one priest at an offset in
+A plan is a tuple of `Step`s, each an action on one priest (or on the network,
+with a value: a partition, a probability, a delay range) at an offset in
 seconds from the start of the run, in time order. Three sources make one:
 
-- the command line (`--kill delta --sleep 0.5 --ballot alpha`): steps in the
-  order given, `--sleep` moving the offsets of those after it;
-- a schedule file: a YAML list of `{at: SECONDS, <action>: PRIEST}` entries
-  (an optional `note` is shown when the step runs);
+- the command line (`--kill delta --sleep 0.5 --partition alpha,beta/gamma,delta`):
+  steps in the order given, `--sleep` moving the offsets of those after it;
+- a schedule file: a YAML list of `{at: SECONDS, <action>: PRIEST or VALUE}`
+  entries (an optional `note` is shown when the step runs; a network entry may
+  carry a `seed` for the relay's random draws);
 - the random nemesis: a plan drawn in advance from a seed, so the same seed
   (and the same starting states) always gives the same plan.
 
@@ -17,8 +20,11 @@ table of what each action allows (`harness.supervisor.actions`), so every step
 it plans is one the supervisor accepts: it never kills a dead priest, resumes
 only paused ones, restarts only dead ones, asks only running ones for a
 ballot, and (unless majority loss is allowed) keeps a quorum of
-priests running. Every plan ends with a heal phase: every priest restarted and
-resumed, then one ballot, so a correct cluster converges.
+priests running. With network faults in its mix (`faults`), it also cuts,
+isolates, loses, duplicates and delays, each network step with a seed drawn
+from the plan's own. Every plan ends with a heal phase: the network healed
+first, then every priest restarted and resumed, then one ballot, so a correct
+cluster converges.
 """
 
 from __future__ import annotations
@@ -29,13 +35,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.errors import UnknownPriestError, UsageError
-from harness.supervisor.actions import ACTIONS, DOWN, State, allows
+from harness.network.faults import parse_value
+from harness.supervisor.actions import ACTIONS, DOWN, NETWORK_ACTIONS, PRIEST_ACTIONS, State, allows
 
 SLEEP = "sleep"
 
 # What the nemesis mixes, and how often relative to each other.
 WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, "restart": 2.0, "pause": 1.5,
                              "resume": 1.5}
+NETWORK_WEIGHTS: dict[str, float] = {"partition": 1.0, "isolate": 1.0, "drop": 1.0,
+                                     "duplicate": 0.5, "delay": 0.5, "heal": 1.5}
+FAULT_KINDS = ("process", "network")  # what --faults chooses from
 MAX_STEPS = 100_000  # a bound on rate x duration: a plan is printed and kept in memory
 HEAL = "heal"
 
@@ -51,12 +61,23 @@ class ScheduleError(UsageError):
 
 @dataclass(frozen=True)
 class Step:
-    """One action on one priest, `at` seconds after the run starts."""
+    """One action, `at` seconds after the run starts: on `priest`, or on the network with
+    `value` (`priest` is "" then) and an optional `seed` for the relay's draws."""
 
     at: float
     action: str
     priest: str
     note: str = ""
+    value: object = None
+    seed: int | None = None
+
+    @property
+    def what(self) -> str:
+        """The priest, or the network action's value as text."""
+        if self.action not in NETWORK_ACTIONS:
+            return self.priest
+        text = "network" if self.value is None else str(self.value)
+        return text + (f" (seed {self.seed})" if self.seed is not None else "")
 
 
 @dataclass(frozen=True)
@@ -102,11 +123,16 @@ def steps_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
             continue
         if action not in ACTIONS:
             raise UsageError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        if action in NETWORK_ACTIONS:
+            value = parse_value(action, None if arg == [] else arg, names, where="--")
+            steps.append(Step(round(at, 6), action, "", value=value))
+            continue
         _require(str(arg), names, f"--{action}: no priest named {arg!r} in {where}")
         steps.append(Step(round(at, 6), action, str(arg)))
     if not steps:
         raise UsageError("no action given: use --kill, --ballot, --restart, --stop, --pause, "
-                         "--resume, or --schedule FILE, or --random")
+                         "--resume, --partition, --isolate, --drop, --duplicate, --delay, "
+                         "--heal, or --schedule FILE, or --random")
     return tuple(steps)
 
 
@@ -117,7 +143,7 @@ def _require(name: str, names: Sequence[str], message: str) -> None:
 
 # --- schedule files ---------------------------------------------------------------
 
-ENTRY_KEYS = ("at", "note", *ACTIONS)
+ENTRY_KEYS = ("at", "note", "seed", *ACTIONS)
 
 
 def parse_schedule(raw: object, path: str, names: Sequence[str]) -> tuple[Step, ...]:
@@ -144,8 +170,8 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
                             f"got {entry!r}")
     for key in entry:
         if key not in ENTRY_KEYS:
-            raise ScheduleError(path, index, str(key), f"unknown key (expected at, note, and one "
-                                f"of: {', '.join(ACTIONS)})")
+            raise ScheduleError(path, index, str(key), f"unknown key (expected at, note, seed, "
+                                f"and one of: {', '.join(ACTIONS)})")
     at = entry.get("at")
     if "at" not in entry:
         raise ScheduleError(path, index, "at", "missing: the offset in seconds from the start")
@@ -157,15 +183,23 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
         raise ScheduleError(path, index, "", f"needs exactly one action ({', '.join(ACTIONS)}), "
                             f"found {found}")
     action = actions[0]
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise ScheduleError(path, index, "note", f"must be text, got {note!r}")
+    seed = entry.get("seed")
+    if "seed" in entry and (action not in NETWORK_ACTIONS or isinstance(seed, bool)
+                            or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ScheduleError(path, index, "seed", "an integer 0 to 2^63-1, for a network action "
+                            f"only, got {seed!r}")
+    if action in NETWORK_ACTIONS:
+        value = parse_value(action, entry[action], names, where=f"{path}: entry {index}: ")
+        return Step(float(at), action, "", note, value, seed)
     priest = entry[action]
     if not isinstance(priest, str):
         raise ScheduleError(path, index, action, f"must be a priest's name, got {priest!r}")
     if priest not in names:
         raise UnknownPriestError(f"{path}: entry {index}: {action}: no priest named {priest!r} "
                                  f"in the config (known: {', '.join(names)})")
-    note = entry.get("note", "")
-    if not isinstance(note, str):
-        raise ScheduleError(path, index, "note", f"must be text, got {note!r}")
     return Step(float(at), action, priest, note)
 
 
@@ -174,11 +208,13 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
 
 def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *,
                 initial: Mapping[str, str] | None = None,
-                allow_majority_loss: bool = False) -> Plan:
+                allow_majority_loss: bool = False,
+                faults: Sequence[str] = ("process",)) -> Plan:
     """A random plan: about `rate` actions a second for `duration` seconds, then a heal.
 
-    Deterministic in (names, seed, duration, rate, initial, allow_majority_loss).
-    `initial` maps each priest to its supervisor state (default: all running).
+    Deterministic in (names, seed, duration, rate, initial, allow_majority_loss, faults).
+    `initial` maps each priest to its supervisor state (default: all running);
+    `faults` says what the nemesis mixes: "process" faults, "network" faults, or both.
     """
     if duration <= 0 or rate <= 0 or not math.isfinite(duration * rate):
         raise UsageError("--duration and --rate must be positive numbers")
@@ -188,17 +224,47 @@ def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *
     rng = random.Random(seed)
     states = {n: State((initial or {}).get(n, State.RUNNING)) for n in names}
     quorum = len(names) // 2 + 1
+    weights = {**(WEIGHTS if "process" in faults else {}),
+               **(NETWORK_WEIGHTS if "network" in faults and len(names) > 1 else {})}
+    faulty = False  # is the network faulted at this point of the plan?
     steps: list[Step] = []
     at = rng.expovariate(rate)  # Poisson arrivals: irregular gaps, `rate` a second on average
     while at < duration:
-        choice = _pick(rng, states, quorum, allow_majority_loss)
+        choice = _pick(rng, states, quorum, allow_majority_loss, weights, faulty)
         if choice is not None:
             action, name = choice
-            steps.append(Step(round(at, 3), action, name))
-            states[name] = ACTIONS[action].after
+            if action in NETWORK_ACTIONS:
+                steps.append(_network_step(rng, round(at, 3), action, names))
+                faulty = action != "heal"
+            else:
+                steps.append(Step(round(at, 3), action, name))
+                after = ACTIONS[action].after
+                assert after is not None
+                states[name] = after
         at += rng.expovariate(rate)
+    if "network" in faults:
+        steps.append(Step(round(duration, 3), "heal", "", HEAL))
     steps.extend(heal_steps(states, round(duration, 3), rng.choice(list(names))))
     return Plan(tuple(steps), "the random nemesis", seed=seed, duration=duration, rate=rate)
+
+
+def _network_step(rng: random.Random, at: float, action: str, names: Sequence[str]) -> Step:
+    """A network step with a random value and a seed of its own for the relay, both from `rng`."""
+    value: object = None
+    if action == "partition":
+        cut = rng.sample(list(names), rng.randint(1, len(names) // 2))
+        value = ",".join(n for n in names if n in cut)  # the rest form the other group
+    elif action == "isolate":
+        value = rng.choice(list(names))
+    elif action == "drop":
+        value = rng.choice([0.1, 0.2, 0.3, 0.5])
+    elif action == "duplicate":
+        value = rng.choice([0.1, 0.2, 0.3])
+    elif action == "delay":
+        lo = rng.choice([0, 2, 5, 10])
+        value = f"{lo}-{lo + rng.choice([5, 10, 20, 40])}"
+    seed = rng.randrange(2**31) if action != "heal" else None
+    return Step(at, action, "", value=parse_value(action, value, names), seed=seed)
 
 
 def allowed(action: str, name: str, states: Mapping[str, State], quorum: int,
@@ -214,14 +280,18 @@ def allowed(action: str, name: str, states: Mapping[str, State], quorum: int,
 
 
 def _pick(rng: random.Random, states: Mapping[str, State], quorum: int,
-          allow_majority_loss: bool) -> tuple[str, str] | None:
-    """An action the nemesis may take now, and its priest; None if nothing fits."""
+          allow_majority_loss: bool, weights: Mapping[str, float] = WEIGHTS,
+          faulty: bool = False) -> tuple[str, str] | None:
+    """An action the nemesis may take now, and its priest ("" for the network); None if none fits."""
     options = {a: [n for n in states if allowed(a, n, states, quorum, allow_majority_loss)]
-               for a in WEIGHTS}
-    actions = [a for a in WEIGHTS if options[a]]
+               if a in PRIEST_ACTIONS else ([""] if a != "heal" or faulty else [])
+               for a in weights}
+    actions = [a for a in weights if options[a]]
     if not actions:
         return None
-    action = rng.choices(actions, weights=[WEIGHTS[a] for a in actions])[0]
+    action = rng.choices(actions, weights=[weights[a] for a in actions])[0]
+    if action in NETWORK_ACTIONS:
+        return action, ""
     return action, rng.choice(options[action])
 
 
@@ -244,7 +314,7 @@ def describe_plan(plan: Plan) -> list[str]:
     lines = [head]
     for i, step in enumerate(plan.steps, start=1):
         note = f"  # {step.note}" if step.note else ""
-        lines.append(f"{i:>5}  {f'+{step.at:.3f}s':>10}  {step.action:<7}  {step.priest}{note}")
+        lines.append(f"{i:>5}  {f'+{step.at:.3f}s':>10}  {step.action:<9}  {step.what}{note}")
     if plan.steps and plan.end > plan.steps[-1].at:
         lines.append(f"{'':>5}  {f'+{plan.end:.3f}s':>10}  (the end of the last --sleep)")
     return lines

@@ -31,7 +31,7 @@ from node.ledger import LOCK
 PRIEST_FILES = frozenset({"decree.txt", "ledger.log", "priest.log", "events.jsonl",
                           "priest.lock"})
 PRIEST_TEMP = "*.tmp*"  # atomic writes' temp files, left by a crash
-RUN_FILES = ("harness.jsonl", "supervisor.log")
+RUN_FILES = ("harness.jsonl", "supervisor.log", "network.jsonl", "network.jsonl.1")
 DOWN_STATE = "down"  # what `status` shows for every priest when no supervisor runs
 BY_HAND = "by hand"  # ... except a priest that runs all the same, started by hand
 
@@ -141,7 +141,7 @@ def cluster_status(config: Config) -> dict[str, Any]:
     """Everything `status` shows, as plain data (the --json output)."""
     state = read_state(config.data_dir)
     up = state is not None and state.supervisor.alive()
-    live = _live_rows(state) if up and state is not None else _by_hand(config)
+    live, network = _live(state) if up and state is not None else (_by_hand(config), None)
     priests = []
     for name in config.names:
         row = live.get(name) or {"pid": None, "exit_status": None,
@@ -164,18 +164,37 @@ def cluster_status(config: Config) -> dict[str, Any]:
     return {"cluster": config.cluster, "config": config.path, "data_dir": str(config.data_dir),
             "up": up, "supervisor": state.supervisor.pid if up and state else None,
             "flaws": list(config.flaws),
-            "summary": summary, "priests": priests}
+            "summary": summary, "priests": priests, "network": network}
 
 
-def _live_rows(state: RunState) -> dict[str, dict[str, Any]]:
+def _live(state: RunState) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """The priests' rows and the network, from the supervisor."""
     try:
         result = control.request(state.socket, "status", timeout=10.0)
-        return {r["priest"]: r for r in result["priests"]}
+        return {r["priest"]: r for r in result["priests"]}, result.get("network")
     except (NotUpError, ControlError):
         # The supervisor is alive but does not answer: say what the state file knows.
         return {n: {"pid": i.pid, "exit_status": None,
                     "state": State.RUNNING if i.alive() else State.EXITED}
-                for n, i in state.priests.items()}
+                for n, i in state.priests.items()}, None
+
+
+def network_line(network: dict[str, Any] | None) -> str | None:
+    """`status`'s one line on the network, or None when the cluster is down."""
+    if network is None:
+        return None
+    if network["mode"] != "relay":
+        return "network: direct (no relay: network faults are off)"
+    t = network.get("totals")
+    counts = (f"; {t['forwarded']} forwarded, {t['dropped']} dropped, {t['duplicated']} "
+              f"duplicated, {t['delayed']} delayed" if t else "")
+    restarts = f", restarted {network['restarts']}x" if network.get("restarts") else ""
+    if network.get("state") == "running":
+        relay = f"relay pid {network['relay']}{restarts}"
+    else:
+        relay = (f"relay {str(network.get('state', 'dead')).upper()} (it died, exit status "
+                 f"{network.get('last_exit')}; the supervisor restarts it){restarts}")
+    return f"network: {relay} | {network['describe']}{counts.replace('; ', ' | ', 1)}"
 
 
 def _by_hand(config: Config) -> dict[str, dict[str, Any]]:

@@ -17,7 +17,13 @@ hung): the client waits `ACK_TIMEOUT` for it, then up to `timeout` for the answe
 
 A refusal carries the pid of the priest it names when the supervisor knows it.
 
-Operations: status, down, and the actions in `ACTIONS` (each takes "priest").
+    -> {"op": "drop", "arg": 0.3, "seed": 7}
+    <- {"ok": true, "result": {"action": "drop", "priest": null, "value": 0.3, "seed": 7,
+                               "pid": null, "outcome": "network drop 30%"}}
+
+Operations: status, down, and the actions in `ACTIONS`: a priest's action takes
+"priest"; a network action takes "arg" (its value: text, a number, or null for
+heal) and may take "seed" (an int that reseeds the relay's random draws).
 The socket file is created mode 0600 and the peer's uid is checked, so only
 its owner can drive the cluster.
 """
@@ -34,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ControlError, NotUpError, from_wire, to_wire
-from harness.supervisor.actions import ACTIONS
+from harness.supervisor.actions import ACTIONS, NETWORK_ACTIONS
 
 OPS = ("status", "down", *ACTIONS)
 MAX_LINE = 1 << 16
@@ -89,7 +95,13 @@ def decode_request(line: bytes) -> dict[str, Any]:
         raise ControlError(f"request is not JSON: {e}") from None
     if not isinstance(req, dict) or req.get("op") not in OPS:
         raise ControlError(f"unknown request {req!r}; operations: {', '.join(OPS)}")
-    if req["op"] in ACTIONS and not isinstance(req.get("priest"), str):
+    if req["op"] in NETWORK_ACTIONS:
+        seed = req.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ControlError(f"{req['op']}: seed must be an integer, got {seed!r}")
+        if not isinstance(req.get("arg"), str | int | float | type(None)):
+            raise ControlError(f"{req['op']}: arg must be text, a number or null")
+    elif req["op"] in ACTIONS and not isinstance(req.get("priest"), str):
         raise ControlError(f"{req['op']} needs a priest name")
     return req
 
@@ -99,7 +111,8 @@ def encode(obj: object) -> bytes:
 
 
 def request(path: str | Path, op: str, priest: str | None = None, *,
-            timeout: float = CLIENT_TIMEOUT, ack_timeout: float | None = None) -> dict[str, Any]:
+            timeout: float = CLIENT_TIMEOUT, ack_timeout: float | None = None,
+            arg: object = None, seed: int | None = None) -> dict[str, Any]:
     """Send one request to the supervisor at `path` and return its result.
 
     The supervisor must take the request within `ack_timeout` seconds (connect,
@@ -112,6 +125,8 @@ def request(path: str | Path, op: str, priest: str | None = None, *,
     msg: dict[str, Any] = {"op": op}
     if priest is not None:
         msg["priest"] = priest
+    if op in NETWORK_ACTIONS:
+        msg["arg"], msg["seed"] = arg, seed
     if ack_timeout is None:
         ack_timeout = ACK_TIMEOUT if op in ("status", "down") else timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -15,6 +15,9 @@ Rules kept here:
 - A paused priest is resumed (SIGCONT) before it is asked to stop (SIGTERM);
   after `grace` seconds a priest still alive gets SIGKILL.
 - Every action, refused or done, is recorded (`record("chaos", ...)`).
+- A network action changes the network's faults (`harness.network.faults`)
+  through a `Network` (the relay) passed in, and is recorded as
+  `record("network", ...)`; with no network (`network: direct`) it is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.errors import RefusedError, StartupError, UnknownPriestError, UserError, to_wire
-from harness.supervisor.actions import ACTIONS, ALIVE, State, allows
+from harness.network.faults import Faults, change, parse_value
+from harness.supervisor.actions import ACTIONS, ALIVE, NETWORK_ACTIONS, State, allows
 
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 KILL_WAIT = 5.0  # a SIGKILLed process is gone long before this; only a bound
@@ -57,6 +61,18 @@ class Launcher(Protocol):
         ...
 
 
+class Network(Protocol):
+    """The relay, as the supervisor needs it."""
+
+    def set(self, faults: Faults, seed: int | None) -> str:
+        """Apply `faults` (reseeding its random draws if `seed`); a note for the outcome."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The relay's process and counters, for `status`."""
+        ...
+
+
 Record = Callable[..., None]
 
 
@@ -81,8 +97,9 @@ class Supervisor:
 
     def __init__(self, names: Sequence[str], launcher: Launcher, *, clock: Callable[[], float],
                  record: Record = _nothing, on_change: Callable[[], None] = _nothing,
-                 grace: float = DEFAULT_GRACE) -> None:
+                 grace: float = DEFAULT_GRACE, network: Network | None = None) -> None:
         self.priests = {n: Priest(n) for n in names}
+        self.network, self.faults = network, Faults()
         self.launcher, self.clock, self.record = launcher, clock, record
         self.on_change, self.grace = on_change, grace
         self._turn = -1  # the last priest Ctrl+Z asked for a ballot
@@ -166,6 +183,8 @@ class Supervisor:
 
     def act(self, action: str, name: str) -> dict[str, Any]:
         """Do `action` on priest `name`; RefusedError if it makes no sense now."""
+        if action in NETWORK_ACTIONS:
+            return self.act_network(action, name)
         if action not in ACTIONS:
             raise UserError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         p = self.require(name)
@@ -183,6 +202,35 @@ class Supervisor:
                   "outcome": outcome}
         self.record("chaos", **result)
         return result
+
+    def act_network(self, action: str, value: object, seed: int | None = None) -> dict[str, Any]:
+        """Change the network's faults by `action` with `value`; RefusedError without a relay."""
+        names = list(self.priests)
+        try:
+            if self.network is None:
+                raise RefusedError(f"cannot {action}: this cluster runs with `network: direct`, so "
+                                   f"no relay carries its datagrams; remove that line from the "
+                                   f"config (or set network: relay) and bring the cluster up again")
+            parsed = parse_value(action, value, names)
+            faults = change(self.faults, action, parsed, names)
+            note = self.network.set(faults, seed)
+        except UserError as e:
+            self.record("network", action=action, value=value, seed=seed,
+                        outcome=f"refused: {e}")
+            raise
+        self.faults = faults
+        outcome = f"network now: {faults.describe()}{note}"
+        self.record("network", action=action, value=parsed, seed=seed, faults=faults.to_wire(),
+                    outcome=outcome)
+        return {"action": action, "priest": None, "value": parsed, "seed": seed, "pid": None,
+                "outcome": outcome}
+
+    def network_status(self) -> dict[str, Any]:
+        """The network's mode, faults and (through the relay) counters."""
+        if self.network is None:
+            return {"mode": "direct", "faults": None, "describe": "direct (no relay)"}
+        return {"mode": "relay", "faults": self.faults.to_wire(),
+                "describe": self.faults.describe(), **self.network.status()}
 
     def _signal(self, p: Priest, sig: int, state: State, outcome: str) -> str:
         assert p.proc is not None
@@ -233,7 +281,11 @@ class Supervisor:
         """Answer one control request (not `down`, which the event loop owns)."""
         try:
             if req["op"] == "status":
-                return {"ok": True, "result": {"priests": self.status()}}
+                return {"ok": True, "result": {"priests": self.status(),
+                                               "network": self.network_status()}}
+            if req["op"] in NETWORK_ACTIONS:
+                return {"ok": True, "result": self.act_network(req["op"], req.get("arg"),
+                                                               req.get("seed"))}
             return {"ok": True, "result": self.act(req["op"], req["priest"])}
         except UserError as e:
             return to_wire(e)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -32,6 +33,7 @@ from harness.errors import (
     from_wire,
     to_wire,
 )
+from harness.network.process import NETWORK_FILE, RelayNetwork, RelayProcess, private_ports
 from harness.output import Say, use_color
 from harness.supervisor.control import ControlServer
 from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
@@ -75,10 +77,35 @@ class Daemon:
         self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
         fds = [self.wake_r.fileno(), self.wake_w.fileno(), self.server.fileno(), self.events.fd,
                *extra_fds]
-        self.launcher = ForkLauncher(config, quiet=detached, color=color, messages=messages,
-                                     private_fds=lambda: fds + self._client_fds())
+        self.relay, bind = self._relay(config, Path(state.data_dir))
+        self.launcher = ForkLauncher(config, quiet=detached, color=color, bind=bind,
+                                     messages=messages,
+                                     private_fds=lambda: fds + self._client_fds()
+                                     + (self.relay.process.fds() if self.relay else []))
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
-                              record=self.events.record, on_change=self._save)
+                              record=self.events.record, on_change=self._save,
+                              network=self.relay)
+
+    # --- the relay (network: relay): its own process, started first, stopped last ---
+
+    def _relay(self, config: Config, data_dir: Path) -> tuple[RelayNetwork | None, dict[str, int]]:
+        """The relay and the private port of each priest behind it; (None, {}) when direct."""
+        if config.network != "relay":
+            return None, {}
+        bind = private_ports(config)
+        process = RelayProcess(config, bind, log=data_dir / NETWORK_FILE)
+        return RelayNetwork(process, record=self.events.record,
+                            seeds=lambda: secrets.randbelow(2**31)), bind
+
+    def _relay_turn(self, ready: Sequence[object]) -> None:
+        """After a wait: note a relay that died, and restart it when its back-off is over."""
+        if self.relay is None:
+            return
+        if any(fd in ready for fd in self.relay.waitables()):
+            self.relay.readable()
+        line = self.relay.restart_if_due()
+        if line is not None:
+            self.say(line, warn=True)
 
     def _client_fds(self) -> list[int]:
         # A priest started now must not hold another client's connection open.
@@ -96,7 +123,10 @@ class Daemon:
     def start(self, names: Sequence[str]) -> dict[str, int]:
         """Start the priests; StartupError (after stopping the others) if one cannot start."""
         self.events.record("up", cluster=self.config.cluster, priests=list(names),
-                           supervisor=os.getpid(), detached=self.state.detached)
+                           supervisor=os.getpid(), detached=self.state.detached,
+                           network=self.config.network)
+        if self.relay is not None:
+            self.relay.start()  # binds every public address: a taken port stops `up` here
         failed = self.sup.start(names)
         if failed:
             name, reason = next(iter(failed.items()))
@@ -107,11 +137,15 @@ class Daemon:
         """Serve until `down` (0) or a signal (128 + signal); Ctrl+Z asks for a ballot."""
         while True:
             alive = {p.handle.sentinel: p for p in self.sup.alive()}
-            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive],
-                            self.server.wait_timeout())
+            relay = self.relay.waitables() if self.relay is not None else []
+            relay_due = self.relay.wait_timeout() if self.relay is not None else None
+            timeouts = [t for t in (self.server.wait_timeout(), relay_due) if t is not None]
+            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive, *relay],
+                            min(timeouts) if timeouts else None)
             status = self._signals()
             if status is not None:
                 return status
+            self._relay_turn(ready)
             ended = [alive[s] for s in ready if isinstance(s, int) and s in alive]
             if ended:
                 self.sup.reap(ended, 0)
@@ -159,17 +193,19 @@ class Daemon:
     def _answer(self, conn: socket.socket, req: dict[str, Any]) -> None:
         answer = self.sup.handle(req)
         if req["op"] != "status":
+            what = req.get("priest") or ("" if req.get("arg") is None else str(req["arg"]))
             if answer["ok"]:
-                r = answer["result"]
-                self.say(f"{r['action']} {r['priest']}: {r['outcome']}")
+                self.say(f"{req['op']} {what}: {answer['result']['outcome']}")
             else:
-                self.say(f"{req['op']} {req['priest']}: {answer['error']}", warn=True)
+                self.say(f"{req['op']} {what}: {answer['error']}", warn=True)
         self.server.reply(conn, answer)
 
     def close(self) -> None:
         """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""
         self.closing = True
         outcomes = self.sup.teardown()
+        if self.relay is not None:
+            self.relay.stop()
         self.events.record("down", cluster=self.config.cluster, supervisor=os.getpid(),
                            stopped=sorted(outcomes))
         remove_state(self.state)
@@ -208,9 +244,11 @@ def run(config: Config, names: Sequence[str], *, detached: bool = False, out: Te
                         messages=messages)
         pids = daemon.start(names)
         write_current(config)
-        report({"ok": True, "supervisor": os.getpid(), "priests": pids})
+        relay = daemon.relay.process.pid if daemon.relay is not None else None
+        report({"ok": True, "supervisor": os.getpid(), "priests": pids, "relay": relay})
         listed = ", ".join(f"{n} (pid {pid})" for n, pid in pids.items())
-        say(f"cluster {config.cluster} is up: {listed}")
+        network = f"; network: relay (pid {relay})" if relay is not None else "; network: direct"
+        say(f"cluster {config.cluster} is up: {listed}{network}")
         if not detached:
             say("Ctrl+Z: a ballot at the next priest in turn; Ctrl+C: stop every priest")
         return daemon.loop()

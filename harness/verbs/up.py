@@ -57,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
                               messages=not args.quiet)
     answer = start_detached(config, names)
     pids = ", ".join(f"{n} {pid}" for n, pid in answer["priests"].items())
+    relay = answer.get("relay")
+    network = f", relay pid {relay}" if relay is not None else ", network direct"
     print(f"cluster {config.cluster} is up: {len(answer['priests'])} priests ({pids}), "
-          f"supervisor pid {answer['supervisor']}; stop it with `{PROG} down`")
+          f"supervisor pid {answer['supervisor']}{network}; stop it with `{PROG} down`")
     return 0
 
 

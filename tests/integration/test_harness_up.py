@@ -44,15 +44,18 @@ def test_up_detach_status_down(harness) -> None:
     # Each priest leads its own process group; all are children of the supervisor.
     assert all(os.getpgid(p.pid) == p.pid for p in priests)
     assert all(p.ppid() == pids["supervisor"] for p in priests)
-    # Every priest listens on its port once `up` has returned.
-    listening = {c.laddr.port for p in priests for c in p.net_connections(kind="udp4")}
-    ports = {int(line.split("port: ")[1].rstrip("}")) for line in config.read_text().splitlines()
-             if "port:" in line}
-    assert listening == ports
-
+    # Once `up` has returned, the relay listens on every configured port and
+    # each priest on a private port of its own behind it.
     status = harness.run("status", "--json")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
+    relay = psutil.Process(report["network"]["relay"])
+    assert relay.ppid() == pids["supervisor"] and os.getpgid(relay.pid) == relay.pid
+    listening = {c.laddr.port for p in priests for c in p.net_connections(kind="udp4")}
+    ports = {int(line.split("port: ")[1].rstrip("}")) for line in config.read_text().splitlines()
+             if "port:" in line}
+    assert {c.laddr.port for c in relay.net_connections(kind="udp4")} == ports
+    assert len(listening) == 4 and not listening & ports
     assert report["up"] and report["supervisor"] == pids["supervisor"]
     assert {p["priest"]: (p["pid"], p["state"]) for p in report["priests"]} == {
         n: (pids[n], "running") for n in ("alpha", "beta", "gamma", "delta")}
@@ -63,7 +66,7 @@ def test_up_detach_status_down(harness) -> None:
     sock = Path(harness.state()["socket"])
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
 
-    everyone = procs(pids.values())
+    everyone = procs([*pids.values(), relay.pid])
     down = harness.run("down")
     assert down.returncode == 0, down.stderr
     assert "is down" in down.stdout

@@ -67,9 +67,23 @@ class FakeLauncher:
         return {p.name: self.ending.pop(p.name) for p in procs if p.name in self.ending}
 
 
+class FakeNetwork:
+    """A relay that takes every change and remembers it."""
+
+    def __init__(self) -> None:
+        self.sets: list[tuple[Any, int | None]] = []
+
+    def set(self, faults: Any, seed: int | None) -> str:
+        self.sets.append((faults, seed))
+        return ""
+
+    def status(self) -> dict[str, Any]:
+        return {"relay": 99, "state": "running", "totals": None, "links": {}}
+
+
 def supervisor(names: Sequence[str], states: Mapping[str, str] | None = None) -> Supervisor:
     """A Supervisor whose priests are in `states` (default running; killed ones are killed)."""
-    sup = Supervisor(names, FakeLauncher(), clock=lambda: 0.0)
+    sup = Supervisor(names, FakeLauncher(), clock=lambda: 0.0, network=FakeNetwork())
     states = states or {}
     sup.start([n for n in names if states.get(n, RUNNING) != NOT_STARTED])
     for name in names:
@@ -82,7 +96,8 @@ def supervisor(names: Sequence[str], states: Mapping[str, str] | None = None) ->
 
 def replay(plan_steps: Sequence[Step], sup: Supervisor) -> list[dict[str, Any]]:
     """Apply every step to the supervisor; RefusedError at the first it does not accept."""
-    return [sup.act(step.action, step.priest) for step in plan_steps]
+    return [sup.act_network(step.action, step.value, step.seed) if not step.priest
+            else sup.act(step.action, step.priest) for step in plan_steps]
 
 
 def states_of(sup: Supervisor) -> dict[str, str]:
@@ -233,8 +248,9 @@ BAD_SCHEDULES = [
     ([{"at": float("nan"), "kill": "alpha"}], "entry 1: at: must be a number"),
     ([{"at": 0}], "s.yaml: entry 1: needs exactly one action"),
     ([{"at": 0, "kill": "alpha", "pause": "beta"}], ("entry 1: needs exactly one action "
-                                                    "(ballot, kill, stop, pause, resume, restart)"
-                                                    ", found kill, pause")),
+                                                    "(ballot, kill, stop, pause, resume, restart, "
+                                                    "partition, isolate, drop, duplicate, delay, "
+                                                    "heal), found kill, pause")),
     ([{"at": 0, "explode": "alpha"}], "s.yaml: entry 1: explode: unknown key"),
     ([{"at": 0, "kill": 3}], "s.yaml: entry 1: kill: must be a priest's name"),
     ([{"at": 0, "kill": "alpha", "note": 5}], "s.yaml: entry 1: note: must be text"),
@@ -285,10 +301,10 @@ def test_schedule_files_that_cannot_be_read(text: str | None, message: str,
 SHIPPED_FILES = sorted(p.name for p in SHIPPED.glob("*.yaml"))
 
 
-def test_the_five_schedules_are_shipped() -> None:
+def test_the_schedules_are_shipped() -> None:
     assert SHIPPED_FILES == ["bound-by-vote.yaml", "crash-during-ballot.yaml", "demo.yaml",
-                             "duel.yaml", "majority-crash.yaml", "pause-proposer.yaml",
-                             "rolling-restart.yaml"]
+                             "duel.yaml", "majority-crash.yaml", "partition.yaml",
+                             "pause-proposer.yaml", "rolling-restart.yaml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED_FILES)
@@ -329,7 +345,8 @@ class Fake:
         assert seconds > 0
         self.now += seconds
 
-    def send(self, action: str, priest: str) -> dict[str, Any]:
+    def send(self, step: Step) -> dict[str, Any]:
+        action, priest = step.action, step.priest
         self.sent.append((round(self.now - 100.0, 6), action, priest))
         self.now += 0.01  # each request takes a moment
         if (action, priest) in self.refuse:
@@ -435,7 +452,7 @@ def test_a_dry_run_prints_the_plan_needs_no_cluster_and_records_nothing(
     schedule = tmp_path / "s.yaml"
     schedule.write_text(yaml.safe_dump([{"at": 0, "kill": "epsilon"}, {"at": 1, "ballot": "beta"}]))
     assert chaos_verb.run(parse(config, "--schedule", str(schedule), "--dry-run")) == 0
-    assert "kill     epsilon" in capsys.readouterr().out
+    assert "kill       epsilon" in capsys.readouterr().out
 
 
 def test_without_a_running_cluster_the_verb_says_so(tmp_path: Path, monkeypatch) -> None:

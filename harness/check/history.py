@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.record import Record, RecordError
 from harness.supervisor.state import HARNESS_FILE
 from node.config import Config
 from node.ledger import parse_decree
@@ -77,7 +78,7 @@ class History:
     data_dir: str
     events: dict[str, list[Event]] = field(default_factory=dict)
     decrees: dict[str, DecreeFile] = field(default_factory=dict)
-    harness: list[dict[str, Any]] = field(default_factory=list)
+    harness: list[Record] = field(default_factory=list)  # harness.jsonl, sorted by t
     problems: list[ReadProblem] = field(default_factory=list)
     # Priests whose events may be missing: no directory or events.jsonl, an
     # unreadable file, or a line skipped (a recovered ledger ignored counts too).
@@ -234,17 +235,21 @@ def _check_recovered(e: Event, where: str, problems: list[ReadProblem]) -> None:
         problems.append(ReadProblem(where, e.line, f"{exc}; the recovered ledger is ignored"))
 
 
-def _read_harness(path: Path, problems: list[ReadProblem]) -> list[dict[str, Any]]:
+def _read_harness(path: Path, problems: list[ReadProblem]) -> list[Record]:
+    """harness.jsonl's records (`harness.record`), sorted by t; the rest goes to `problems`."""
     where = str(path)
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     for number, obj in _values(path, where, problems):
-        if isinstance(obj, dict) and type(obj.get("t")) is int:
-            records.append(obj)
-        else:
-            problems.append(ReadProblem(where, number, "not a harness event "
-                                        "(a JSON object with an int 't')"))
-    records.sort(key=lambda r: r["t"])
+        try:
+            records.append(Record.from_json(obj))
+        except RecordError as exc:
+            problems.append(ReadProblem(where, number, f"not a harness record: {exc}"))
+    records.sort(key=_record_time)  # stable: ties keep the order of writing
     return records
+
+
+def _record_time(r: Record) -> int:
+    return r.t
 
 
 def _values(path: Path, where: str, problems: list[ReadProblem]) -> Iterator[tuple[int, Any]]:

@@ -14,7 +14,8 @@ Rules kept here:
 - A priest found already gone when signalled is "already dead", not an error.
 - A paused priest is resumed (SIGCONT) before it is asked to stop (SIGTERM);
   after `grace` seconds a priest still alive gets SIGKILL.
-- Every action, refused or done, is recorded (`record("chaos", ...)`).
+- Every action, refused, failed or done, is recorded as a `ChaosAction`
+  (`harness.record`), stamped with the clock's time when it began.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.errors import RefusedError, StartupError, UnknownPriestError, UserError
+from harness.record import ChaosAction, PriestExited, PriestStarted, Record, Result
 
 NOT_STARTED, RUNNING, PAUSED = "not started", "running", "paused"
 KILLED, EXITED = "killed", "exited"  # ended by a signal / ended with an exit status
@@ -59,7 +61,7 @@ class Launcher(Protocol):
         ...
 
 
-Record = Callable[..., None]
+Recorder = Callable[[Record], None]
 
 
 def _nothing(*_args: object, **_kw: object) -> None:
@@ -93,7 +95,7 @@ class Supervisor:
     """The priests of one cluster and the actions on them."""
 
     def __init__(self, names: Sequence[str], launcher: Launcher, *, clock: Callable[[], float],
-                 record: Record = _nothing, on_change: Callable[[], None] = _nothing,
+                 record: Recorder = _nothing, on_change: Callable[[], None] = _nothing,
                  grace: float = DEFAULT_GRACE) -> None:
         self.priests = {n: Priest(n) for n in names}
         self.launcher, self.clock, self.record = launcher, clock, record
@@ -125,7 +127,7 @@ class Supervisor:
         for name, proc in started.items():
             p = self.priests[name]
             p.proc, p.state, p.exit_status = proc, RUNNING, None
-            self.record("priest_started", priest=name, pid=proc.pid)
+            self.record(PriestStarted(t=self._now(), priest=name, pid=proc.pid))
         if started:
             self.on_change()
         return failed
@@ -135,7 +137,7 @@ class Supervisor:
         p = self.priests[name]
         p.state = KILLED if status < 0 else EXITED
         p.exit_status = status
-        self.record("priest_exited", priest=name, pid=p.pid, status=status)
+        self.record(PriestExited(t=self._now(), priest=name, pid=p.pid, status=status))
         self.on_change()
 
     def teardown(self) -> dict[str, str]:
@@ -182,20 +184,27 @@ class Supervisor:
         if action not in ALLOWED:
             raise UserError(f"unknown action {action!r} (known: {', '.join(ALLOWED)})")
         p = self.require(name)
-        pid = p.pid
+        pid, began = p.pid, self._now()
         if p.state not in ALLOWED[action]:
             reason = _refusal(action, p)
-            self.record("chaos", action=action, priest=name, pid=pid, outcome=f"refused: {reason}")
+            self.record(ChaosAction(t=began, action=action, priest=name, pid=pid,
+                                    outcome=f"refused: {reason}", result=Result.REFUSED))
             raise RefusedError(reason, pid=pid)
         try:
             outcome = getattr(self, f"_do_{action}")(p)
         except UserError as e:
-            self.record("chaos", action=action, priest=name, pid=pid, outcome=f"failed: {e}")
+            self.record(ChaosAction(t=began, action=action, priest=name, pid=pid,
+                                    outcome=f"failed: {e}", result=Result.FAILED))
             raise
         result = {"action": action, "priest": name, "pid": p.pid if action == "restart" else pid,
                   "outcome": outcome}
-        self.record("chaos", **result)
+        self.record(ChaosAction(t=began, action=action, priest=name, pid=result["pid"],
+                                outcome=outcome))
         return result
+
+    def _now(self) -> int:
+        """The clock's time in ns: with the real clock (time.monotonic), the events' clock."""
+        return round(self.clock() * 1e9)
 
     def _signal(self, p: Priest, sig: int, state: str, outcome: str) -> str:
         assert p.proc is not None

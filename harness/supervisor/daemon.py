@@ -24,6 +24,7 @@ import psutil
 
 from harness.errors import BUG_STATUS, AlreadyUpError, StartupError, UserError
 from harness.output import Say, use_color
+from harness.record import Down, Up, now
 from harness.supervisor.control import ControlServer
 from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
 from harness.supervisor.launcher import ForkLauncher, code_to_name
@@ -86,8 +87,8 @@ class Daemon:
 
     def start(self, names: Sequence[str]) -> dict[str, int]:
         """Start the priests; StartupError (after stopping the others) if one cannot start."""
-        self.events.record("up", cluster=self.config.cluster, priests=list(names),
-                           supervisor=os.getpid(), detached=self.state.detached)
+        self.events.record(Up(t=now(), cluster=self.config.cluster, priests=tuple(names),
+                              supervisor=os.getpid(), detached=self.state.detached))
         failed = self.sup.start(names)
         if failed:
             name, reason = next(iter(failed.items()))
@@ -162,8 +163,8 @@ class Daemon:
         """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""
         self.closing = True
         outcomes = self.sup.teardown()
-        self.events.record("down", cluster=self.config.cluster, supervisor=os.getpid(),
-                           stopped=sorted(outcomes))
+        self.events.record(Down(t=now(), cluster=self.config.cluster, supervisor=os.getpid(),
+                                stopped=tuple(sorted(outcomes))))
         remove_state(self.state)
         if self.down_conn is not None:
             self.server.reply(self.down_conn, {"ok": True, "result": {"stopped": outcomes}})

@@ -128,8 +128,8 @@ def _add_evidence(idx: _Index) -> None:
         for e in added:
             idx.by_kind[e.kind].append(e)
         # Keep each priest's events in time order (the tally keeps a priest's first vote).
-        idx.by_kind["voted"].sort(key=_time)
-        idx.by_kind["promised"].sort(key=_time)
+        idx.by_kind["voted"].sort(key=_event_time)
+        idx.by_kind["promised"].sort(key=_event_time)
 
 
 def _evidence(core: list[Event], events: list[Event], t0: int) -> tuple[list[Event], list[Event]]:
@@ -141,16 +141,16 @@ def _evidence(core: list[Event], events: list[Event], t0: int) -> tuple[list[Eve
     for e in core:
         kind = e.kind
         if kind == "voted":
-            voted.add((_b(e), _d(e)))
-            top = max(top, _key(e))
+            voted.add((_ballot_of(e), _decree_of(e)))
+            top = max(top, _event_ballot_key(e))
         elif kind == "promised":
-            top = max(top, _key(e))
+            top = max(top, _event_ballot_key(e))
         elif kind == "started" and (ledger := _recovered(e)) is not None:
             new = _unrecorded(e, ledger, voted, top, _previous(events, e), t0)
             for x in new:
                 if x.kind == "voted":
-                    voted.add((_b(x), _d(x)))
-                top = max(top, _key(x))
+                    voted.add((_ballot_of(x), _decree_of(x)))
+                top = max(top, _event_ballot_key(x))
             out += new
             added += new
         out.append(e)
@@ -169,9 +169,9 @@ def _unrecorded(start: Event, ledger: Recovered, voted: set[tuple[Ballot, int]],
     if not vote.is_none() and (vote.ballot, vote.decree) not in voted:
         out.append(Event(t, start.priest, "voted", vote.ballot, vote.decree, None,
                          start.line, data))
-        top = max(top, _order(vote.ballot))
+        top = max(top, _ballot_key(vote.ballot))
     # A vote in b also promises b; a promise only matters above the highest ballot seen.
-    if _order(ledger.next_bal) > top:
+    if _ballot_key(ledger.next_bal) > top:
         out.append(Event(t, start.priest, "promised", ledger.next_bal, None, None,
                          start.line, data))
     return out
@@ -186,13 +186,13 @@ def _recovered(e: Event) -> Recovered | None:
 
 def _previous(events: list[Event], e: Event) -> Event | None:
     """The event just before `e` in its priest's time-ordered list, if any."""
-    i = bisect_left(events, e.t, key=_time)
+    i = bisect_left(events, e.t, key=_event_time)
     while events[i] is not e:  # ties on t: find e itself
         i += 1
     return events[i - 1] if i > 0 else None
 
 
-def _time(e: Event) -> int:
+def _event_time(e: Event) -> int:
     return e.t
 
 
@@ -251,14 +251,14 @@ def _stability(idx: _Index) -> list[Violation]:
             out.append(Violation(
                 "decree_changed",
                 f"{name}'s decree changed: {_held(idx, first)}, then {_held(idx, changed)}",
-                (name,), (_d(first), _d(changed)), _ballots(first, changed),
+                (name,), (_decree_of(first), _decree_of(changed)), _ballots(first, changed),
                 (first.t, changed.t)))
         file = idx.history.decrees[name]
         if first and file.value is not None and file.value != first.decree:
             out.append(Violation(
                 "decree_file_mismatch",
                 f"{file.path} holds {file.value} but {name} {_held(idx, first)}",
-                (name,), (file.value, _d(first)), _ballots(first), (first.t,)))
+                (name,), (file.value, _decree_of(first)), _ballots(first), (first.t,)))
     return out
 
 
@@ -298,9 +298,9 @@ def _promises(idx: _Index) -> list[Violation]:
         top = (0, "")  # the promised ballot as a (round, priest) tuple: fast to compare
         broken: list[tuple[Event, Event]] = []
         for e in events:
-            if e.kind == "promised" and _key(e) > top:
-                promise, top = e, _key(e)
-            elif e.kind == "voted" and promise is not None and _key(e) < top:
+            if e.kind == "promised" and _event_ballot_key(e) > top:
+                promise, top = e, _event_ballot_key(e)
+            elif e.kind == "voted" and promise is not None and _event_ballot_key(e) < top:
                 broken.append((promise, e))
         if broken:
             p, v = broken[0]
@@ -310,13 +310,13 @@ def _promises(idx: _Index) -> list[Violation]:
                 f"{name} promised ballot {p.ballot} at {idx.cite(p)} (pid {p.data.get('pid')}), "
                 f"then voted {v.decree} in the lower ballot {v.ballot} at {idx.cite(v)} "
                 f"(pid {v.data.get('pid')}){more}",
-                (name,), (_d(v),), _ballots(p, v), (p.t, v.t)))
+                (name,), (_decree_of(v),), _ballots(p, v), (p.t, v.t)))
     return out
 
 
 def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
     out = []
-    for ballot, events in _group(idx.by_kind["proposed"]).items():
+    for ballot, events in _by_ballot(idx.by_kind["proposed"]).items():
         if len(events) == 1:
             continue
         firsts = _first_per(events, lambda e: e.decree)
@@ -324,9 +324,9 @@ def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
             cites = "; ".join(f"{e.priest} proposed {e.decree} at {idx.cite(e)}" for e in firsts)
             out.append(Violation(
                 "ballot_two_decrees", f"ballot {ballot} has two decrees: {cites}",
-                tuple(sorted({e.priest for e in firsts})), tuple(_d(e) for e in firsts),
+                tuple(sorted({e.priest for e in firsts})), tuple(_decree_of(e) for e in firsts),
                 (str(ballot),), tuple(e.t for e in firsts)))
-    for ballot, events in _group(idx.by_kind["ballot_started"]).items():
+    for ballot, events in _by_ballot(idx.by_kind["ballot_started"]).items():
         if len(events) == 1:
             continue
         firsts = _first_per(events, lambda e: e.priest)
@@ -347,7 +347,7 @@ def _chosen_stays_chosen(idx: _Index) -> list[Violation]:
     basis = (f"a quorum ({', '.join(sorted(voters))}) voted {d0} in ballot {b0}, "
              f"complete at {idx.cite(_quorum_event(voters, idx.config.quorum))}")
     out = []
-    for (b, d), later in sorted(idx.tally.items(), key=_tally_order):
+    for (b, d), later in sorted(idx.tally.items(), key=_tally_key):
         if b > b0 and d != d0:
             cites = "; ".join(f"{p} at {idx.cite(e)}" for p, e in sorted(later.items()))
             out.append(Violation(
@@ -397,12 +397,14 @@ def _unsound(idx: _Index, d: int, events: list[Event],
 # --- helpers -------------------------------------------------------------------
 
 
-def _b(e: Event) -> Ballot:
+def _ballot_of(e: Event) -> Ballot:
+    """The ballot of an event of a kind that always has one (NEEDS_BALLOT)."""
     assert e.ballot is not None  # history.py keeps no such event without one
     return e.ballot
 
 
-def _d(e: Event) -> int:
+def _decree_of(e: Event) -> int:
+    """The decree of an event of a kind that always has one (NEEDS_DECREE)."""
     assert e.decree is not None  # history.py keeps no such event without one
     return e.decree
 
@@ -414,15 +416,18 @@ def _held(idx: _Index, e: Event) -> str:
 
 
 # Sort keys: a Ballot's own comparison builds two tuples per call; these build one.
-def _order(b: Ballot) -> tuple[int, str]:
+def _ballot_key(b: Ballot) -> tuple[int, str]:
+    """A ballot as (round, priest): compares as the ballot does, faster."""
     return (b.round, b.priest)
 
 
-def _key(e: Event) -> tuple[int, str]:
-    return _order(_b(e))
+def _event_ballot_key(e: Event) -> tuple[int, str]:
+    """The `_ballot_key` of an event's ballot."""
+    return _ballot_key(_ballot_of(e))
 
 
-def _tally_order(item: tuple[tuple[Ballot, int], object]) -> tuple[int, str, int]:
+def _tally_key(item: tuple[tuple[Ballot, int], object]) -> tuple[int, str, int]:
+    """A tally entry ((ballot, decree), voters) as (round, priest, decree), to sort by ballot."""
     (b, d), _ = item
     return (b.round, b.priest, d)
 
@@ -431,10 +436,10 @@ def _ballots(*events: Event) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(e.ballot) for e in events if e.ballot is not None))
 
 
-def _group(events: Iterable[Event]) -> dict[Ballot, list[Event]]:
+def _by_ballot(events: Iterable[Event]) -> dict[Ballot, list[Event]]:
     groups: dict[Ballot, list[Event]] = defaultdict(list)
     for e in events:
-        groups[_b(e)].append(e)
+        groups[_ballot_of(e)].append(e)
     return groups
 
 
@@ -457,7 +462,7 @@ def _rows(idx: _Index, alive: set[str]) -> tuple[PriestRow, ...]:
         seen = {e.ballot for e in idx.core[name] if e.kind in SEEN_KINDS and e.ballot is not None}
         seen.discard(Ballot(0, ""))
         rows.append(PriestRow(name, name in alive, idx.history.decrees[name].value,
-                              tuple(str(b) for b in sorted(seen, key=_order)),
+                              tuple(str(b) for b in sorted(seen, key=_ballot_key)),
                               len(idx.history.events[name])))
     return tuple(rows)
 

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from harness.check.faults import with_faults
 from harness.check.history import (
     NEEDS_BALLOT,
     Event,
@@ -477,6 +478,7 @@ def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
     violations = _final_agreement(idx, survivors)
     for rule in RULES:
         violations += rule(idx)
+    violations = list(with_faults(violations, history.harness, idx.t0))
     proven = [v for v in violations if not _rests_on_missing(idx, v)]
     unproven = [v for v in violations if _rests_on_missing(idx, v)]
     return Verdict(config.cluster, config.quorum, alive is not None,

@@ -36,8 +36,27 @@ OK, VIOLATION, UNVERIFIABLE, WAITING = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
+class FaultBefore:
+    """A fault the harness applied before a violation: `at` seconds after the first event."""
+
+    action: str
+    priest: str
+    at: float
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.priest} {self.at:+.3f} s"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "priest": self.priest, "at": round(self.at, 6)}
+
+
+@dataclass(frozen=True)
 class Violation:
-    """One broken rule with the evidence: priests, decrees, ballots, event times (ns)."""
+    """One broken rule with the evidence: priests, decrees, ballots, event times (ns).
+
+    `after`: the last faults the harness applied in the same run before the
+    earliest evidence (harness.check.faults); `earlier_faults` counts those before them.
+    """
 
     kind: str
     message: str
@@ -45,11 +64,22 @@ class Violation:
     decrees: tuple[int, ...] = ()
     ballots: tuple[str, ...] = ()
     times: tuple[int, ...] = ()
+    after: tuple[FaultBefore, ...] = ()
+    earlier_faults: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "rule": KINDS[self.kind], "message": self.message,
                 "priests": list(self.priests), "decrees": list(self.decrees),
-                "ballots": list(self.ballots), "times": list(self.times)}
+                "ballots": list(self.ballots), "times": list(self.times),
+                "after": [f.to_json() for f in self.after],
+                "earlier_faults": self.earlier_faults}
+
+    def after_line(self) -> str | None:
+        """'after: kill beta +1.204 s, restart beta +1.517 s (and 3 earlier)', or None."""
+        if not self.after:
+            return None
+        earlier = f" (and {self.earlier_faults} earlier)" if self.earlier_faults else ""
+        return f"after: {', '.join(map(str, self.after))}{earlier}"
 
 
 @dataclass(frozen=True)
@@ -166,6 +196,7 @@ def _summary(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
                        "seconds after the first recorded event)", Fore.RED + Style.BRIGHT)]
         for v in verdict.violations[:SHOWN]:
             lines.append(f"  {paint(v.kind, Fore.RED)}: {v.message}")
+            lines += _after(v)
         lines += _more(verdict.violations)
         return lines + _unverifiable(verdict, paint)
     if status == UNVERIFIABLE:
@@ -191,9 +222,15 @@ def _unverifiable(verdict: Verdict, paint: Callable[[str, str], str]) -> list[st
         return []
     lines = [paint(f"  unverifiable ({len(verdict.unverifiable)}): these rest on an absence of "
                    "events, and some priests' events could not be read", Fore.YELLOW)]
-    lines += [f"  {paint(v.kind, Fore.YELLOW)} (unverifiable): {v.message}"
-              for v in verdict.unverifiable[:SHOWN]]
+    for v in verdict.unverifiable[:SHOWN]:
+        lines.append(f"  {paint(v.kind, Fore.YELLOW)} (unverifiable): {v.message}")
+        lines += _after(v)
     return lines + _more(verdict.unverifiable)
+
+
+def _after(v: Violation) -> list[str]:
+    line = v.after_line()
+    return [f"    {line}"] if line else []
 
 
 def _more(items: tuple[object, ...]) -> list[str]:

@@ -17,6 +17,7 @@ import pytest
 from harness.check.history import load_history
 from harness.check.rules import check, load_and_check, run
 from harness.check.verdict import KINDS, Verdict, render
+from harness.record import ChaosAction, Result, Up
 from node.config import Config, parse_config
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
@@ -29,6 +30,7 @@ class Run:
         self.names = names
         self.events: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         self.decrees: dict[str, str] = {}
+        self.harness: list[dict[str, Any]] = []  # harness.jsonl's lines
         self.t = 5_000_000_000
 
     def add(self, priest: str, kind: str, ballot: str | None = None, decree: int | None = None,
@@ -40,6 +42,18 @@ class Run:
                   "text": f"{kind} {ballot} {decree}", **extra}
         self.events[priest].append(record)
         return record
+
+    def up(self) -> None:
+        """The supervisor starts (a new run), 1 ms after the previous line."""
+        self.t += 1_000_000
+        self.harness.append(Up(t=self.t, cluster="four", priests=tuple(self.names),
+                               supervisor=42, detached=True).to_json())
+
+    def fault(self, action: str, priest: str, result: Result = Result.DONE) -> None:
+        """The harness applies (or refuses) one action, 1 ms after the previous line."""
+        self.t += 1_000_000
+        self.harness.append(ChaosAction(t=self.t, action=action, priest=priest, pid=None,
+                                        outcome="as planned", result=result).to_json())
 
     def find(self, priest: str, kind: str, ballot: str | None = None) -> dict[str, Any]:
         return next(e for e in self.events[priest]
@@ -56,6 +70,9 @@ class Run:
             (d / "events.jsonl").write_text(lines)
             if name in self.decrees:
                 (d / "decree.txt").write_text(self.decrees[name])
+        if self.harness:
+            (data_dir / "harness.jsonl").write_text(
+                "".join(json.dumps(r) + "\n" for r in self.harness))
 
 
 def make_config(data_dir: Path, names: list[str] = NAMES) -> Config:
@@ -721,3 +738,78 @@ def test_malformed_recovered_ledger_is_a_problem_not_evidence(tmp_path: Path) ->
     assert v.exit_status == 2
     (p,) = v.problems
     assert p.path.endswith("delta/events.jsonl") and "prev_vote" in p.reason
+
+
+# --- the faults that came before a violation (harness.jsonl) ----------------------
+
+
+def test_a_violation_lists_the_faults_applied_before_it(tmp_path: Path) -> None:
+    r = healthy()
+    r.up()
+    r.fault("kill", "beta")
+    r.fault("pause", "beta", Result.REFUSED)  # refused: nothing was done, not listed
+    r.fault("restart", "beta")
+    later_ballot_votes_otherwise(r)  # chosen_changed: evidence from here on
+    r.fault("kill", "alpha")  # after the evidence: not listed
+    v = verdict_of(tmp_path, r)
+    (x,) = v.violations
+    assert x.kind == "chosen_changed"
+    t0 = r.events["alpha"][0]["t"]  # the first event: the base of every time shown
+    kill, restart = (h["t"] for h in r.harness if h.get("action") in ("kill", "restart")
+                     and h["priest"] == "beta")
+    assert [(f.action, f.priest) for f in x.after] == [("kill", "beta"), ("restart", "beta")]
+    assert [f.at for f in x.after] == [(kill - t0) / 1e9, (restart - t0) / 1e9]
+    line = f"after: kill beta +{(kill - t0) / 1e9:.3f} s, restart beta +{(restart - t0) / 1e9:.3f} s"
+    assert x.after_line() == line and x.earlier_faults == 0
+    assert f"  chosen_changed: {x.message}\n    {line}\n" in render(v, color=False)
+    doc = v.to_json()["violations"][0]
+    assert doc["after"] == [{"action": "kill", "priest": "beta", "at": round((kill - t0) / 1e9, 6)},
+                            {"action": "restart", "priest": "beta",
+                             "at": round((restart - t0) / 1e9, 6)}]
+    assert doc["earlier_faults"] == 0
+
+
+def test_only_the_last_faults_are_listed_and_the_earlier_ones_counted(tmp_path: Path) -> None:
+    r = healthy()
+    r.harness = []
+    for i in range(8):
+        r.fault("ballot", NAMES[i % 4])
+    later_ballot_votes_otherwise(r)
+    (x,) = verdict_of(tmp_path, r).violations
+    assert [f.priest for f in x.after] == ["delta", "alpha", "beta", "gamma", "delta"]
+    assert x.earlier_faults == 3
+    assert (x.after_line() or "").endswith(", ballot delta +0.040 s (and 3 earlier)")
+
+
+def test_faults_of_an_earlier_run_are_not_listed(tmp_path: Path) -> None:
+    r = healthy()
+    r.up()
+    r.fault("kill", "alpha")  # the first run
+    r.up()  # a second `up` on the same data dir: a new run
+    r.fault("kill", "delta")
+    later_ballot_votes_otherwise(r)
+    (x,) = verdict_of(tmp_path, r).violations
+    assert [(f.action, f.priest) for f in x.after] == [("kill", "delta")]
+    assert x.earlier_faults == 0
+
+
+def test_a_violation_of_the_final_files_comes_after_every_fault_of_the_last_run(
+        tmp_path: Path) -> None:
+    r = healthy()
+    r.up()
+    r.fault("stop", "delta")
+    r.fault("restart", "delta")
+    tamper_delta(r)
+    v = verdict_of(tmp_path, r)
+    disagreement = next(x for x in v.violations if x.kind == "disagreement")
+    assert [f.action for f in disagreement.after] == ["stop", "restart"]
+
+
+def test_without_harness_records_a_violation_lists_no_fault(tmp_path: Path) -> None:
+    r = healthy()
+    later_ballot_votes_otherwise(r)
+    v = verdict_of(tmp_path, r)
+    (x,) = v.violations
+    assert x.after == () and x.after_line() is None
+    assert "after:" not in render(v, color=False)
+    assert v.to_json()["violations"][0]["after"] == []

@@ -352,7 +352,8 @@ def test_tampered_decree_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "abc\n", "1001\n1002\n", " 1001\n", "1.5\n", "\xff",
-                                  "1001", "9223372036854775808\n"])
+                                  "1001", "9223372036854775808\n", "01001\n", "+1001\n",
+                                  "-0\n"])
 def test_malformed_decree_file_is_a_violation(tmp_path: Path, text: str) -> None:
     r = healthy()
     r.decrees["gamma"] = text

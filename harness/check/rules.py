@@ -263,6 +263,20 @@ def _stability(idx: _Index) -> list[Violation]:
     return out
 
 
+def _decree_lost(idx: _Index) -> list[Violation]:
+    # A priest records `learned` only once decree.txt is durable, and a `started` or
+    # `reminded` event with a decree read it from that file: absent now, it was lost.
+    out = []
+    for name, events in _holdings(idx).items():
+        file = idx.history.decrees[name]
+        if events and not file.present:
+            first = events[0]
+            out.append(Violation(
+                "decree_lost", f"{name} {_held(idx, first)}, but {file.path} is gone",
+                (name,), (_decree_of(first),), _ballots(first), (first.t,)))
+    return out
+
+
 def _malformed(idx: _Index) -> list[Violation]:
     return [Violation("malformed_decree", f"{f.path}: {f.problem}", (name,))
             for name, f in idx.history.decrees.items() if f.problem is not None]
@@ -504,7 +518,7 @@ def _rests_on_missing(idx: _Index, v: Violation) -> bool:
 
 
 RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
-    _malformed, _learned_different, _stability, _validity, _promises,
+    _malformed, _decree_lost, _learned_different, _stability, _validity, _promises,
     _one_decree_per_ballot, _chosen_stays_chosen, _learning_sound,
 )
 

@@ -20,7 +20,9 @@ KINDS: dict[str, str] = {
     "learned_different": "no two priests ever learned different decrees",
     "decree_changed": "no priest's decree ever changes once learned",
     "decree_file_mismatch": "a priest's decree.txt holds the decree it learned",
-    "malformed_decree": "a decree.txt holds a decimal int and a newline",
+    "malformed_decree": "a decree.txt holds a decree (digits, '-' if negative, no leading zero) "
+                        "and a newline",
+    "decree_lost": "a priest that learned a decree keeps its decree.txt",
     "unproposed_decree": "a learned decree was proposed in some BeginBallot",
     "promise_broken": "no priest votes in a ballot below one it promised (NextBallot answered)",
     "ballot_two_decrees": "one decree per ballot (BeginBallot)",

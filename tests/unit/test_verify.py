@@ -159,6 +159,10 @@ def delta_file_garbled(r: Run) -> None:
     r.decrees["delta"] = "10x1\n"
 
 
+def delta_decree_file_deleted(r: Run) -> None:
+    del r.decrees["delta"]  # after delta recorded `learned`: only a deletion explains it
+
+
 def nobody_proposed(r: Run) -> None:
     r.remove("alpha", "proposed")
     r.remove("gamma", "proposed")
@@ -201,6 +205,8 @@ MUTATIONS: list[tuple[str, Callable[[Run], None], set[str] | None, set[str]]] = 
     ("decree_changed", delta_restarts_holding_1003, None, {"decree_changed"}),
     ("decree_file_mismatch", tamper_delta, {"alpha", "beta", "gamma"}, {"decree_file_mismatch"}),
     ("malformed_decree", delta_file_garbled, {"alpha", "beta", "gamma"}, {"malformed_decree"}),
+    ("decree_lost", delta_decree_file_deleted, None, {"decree_lost"}),
+    ("decree_lost", delta_decree_file_deleted, {"alpha", "beta", "gamma"}, {"decree_lost"}),
     ("unproposed_decree", nobody_proposed, None, {"unproposed_decree"}),
     ("promise_broken", beta_votes_below_promise, None, {"promise_broken"}),
     ("ballot_two_decrees", second_decree_for_ballot, None, {"ballot_two_decrees"}),
@@ -450,7 +456,7 @@ def test_unsound_learning_stays_proven_when_missing_events_cannot_explain_it(
     r.add("alpha", "voted", "1.alpha", 7, peer="alpha")
     r.add("alpha", "learned", "1.alpha", 7)  # on its own vote: one of a quorum of three
     r.add("delta", "learned", None, 9)  # never proposed, never voted
-    r.decrees = {"alpha": "7\n"}
+    r.decrees = {"alpha": "7\n", "delta": "9\n"}
     data = tmp_path / "data"
     r.write(data)
     garble(data, "delta")
@@ -581,6 +587,7 @@ class FakeTime:
 def test_run_waits_until_the_decree_appears(tmp_path: Path) -> None:
     r = healthy()
     del r.decrees["delta"]
+    r.remove("delta", "learned")  # delta has not learned yet
     data = tmp_path / "data"
     r.write(data)
     fake = FakeTime(lambda n: (data / "delta" / "decree.txt").write_text("1001\n"))
@@ -600,6 +607,7 @@ def test_run_waits_until_the_decree_appears(tmp_path: Path) -> None:
 def test_run_gives_up_after_wait_with_last_status(tmp_path: Path) -> None:
     r = healthy()
     del r.decrees["delta"]
+    r.remove("delta", "learned")  # delta has not learned yet
     data = tmp_path / "data"
     r.write(data)
     fake = FakeTime()

@@ -348,5 +348,6 @@ class Ledger:
         self.close()
 
 
-__all__ = ["Ledger", "read_ledger", "read_decree", "parse_decree", "parse_vote", "os_error",
-           "atomic_write_text", "parse_decree_text", "encode_record", "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]
+__all__ = ["Ledger", "read_ledger", "read_decree", "parse_decree", "parse_decree_text", "parse_vote",
+           "os_error", "atomic_write_text", "encode_record", "decode_record", "HEADER", "LEDGER",
+           "DECREE", "LOCK", "COMPACT_AFTER"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import RunFilesError
 from harness.record import Record, RecordError
 from harness.supervisor.state import HARNESS_FILE
 from node.config import Config
@@ -140,6 +141,9 @@ def _load_priest(directory: Path, name: str, history: History) -> None:
     decree_path = directory / DECREE_FILE
     history.decrees[name] = DecreeFile(str(decree_path), present=False)
     if not directory.is_dir():
+        if directory.exists():  # a file in the way: no run leaves this, so no verdict either
+            raise RunFilesError(f"{directory}: not a directory, so priest {name}'s events and "
+                                "decree.txt cannot be read; move that file away and verify again")
         # Never started, or removed: the checker cannot tell, so its events count as missing.
         history.incomplete.add(name)
         history.problems.append(ReadProblem(str(directory), None, f"no directory for priest {name} "

@@ -194,14 +194,19 @@ def read_ledger(directory: Path) -> tuple[LedgerState, int | None]:
 
     A missing ledger.log reads as the initial state. Raises LedgerError.
     """
-    path = directory / LEDGER
     try:
-        data = path.read_bytes()
+        state = read_ledger_file(directory / LEDGER)
     except FileNotFoundError:
         state = LedgerState()
-    else:
-        state = _parse_log(path, data)[0]
     return state, read_decree(directory / DECREE)
+
+
+def read_ledger_file(path: Path) -> LedgerState:
+    """The state a ledger.log holds, read-only (a torn final record is dropped, as on open).
+
+    LedgerError if it is corrupt; OSError (FileNotFoundError...) if it cannot be read.
+    """
+    return _parse_log(path, path.read_bytes())[0]
 
 
 def _lock(directory: Path) -> int:
@@ -348,6 +353,6 @@ class Ledger:
         self.close()
 
 
-__all__ = ["Ledger", "read_ledger", "read_decree", "parse_decree", "parse_decree_text", "parse_vote",
-           "os_error", "atomic_write_text", "encode_record", "decode_record", "HEADER", "LEDGER",
-           "DECREE", "LOCK", "COMPACT_AFTER"]
+__all__ = ["Ledger", "read_ledger", "read_ledger_file", "read_decree", "parse_decree",
+           "parse_decree_text", "parse_vote", "os_error", "atomic_write_text", "encode_record",
+           "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]

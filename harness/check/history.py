@@ -1,9 +1,11 @@
 """What a run left on disk, read into plain data for the checker (`harness.check.rules`).
 
-For every priest of a config: `<data_dir>/<name>/events.jsonl` and `decree.txt`;
-for the cluster: `<data_dir>/harness.jsonl`. Nothing here judges the run; it
-only reads, and reports every line or file it cannot use (by file and line)
-instead of failing. Formats: docs/formats.md.
+For every priest of a config: `<data_dir>/<name>/events.jsonl`, `decree.txt`
+and `ledger.log`; for the cluster: `<data_dir>/harness.jsonl` (its records:
+`harness.record`). Nothing here judges the run; it only reads, and reports
+every line or file it cannot use (by file and line) instead of failing; only
+a file where a priest's directory belongs stops it (RunFilesError, exit 2).
+Formats: docs/formats.md.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from harness.errors import RunFilesError
 from harness.record import Record, RecordError
 from harness.supervisor.state import HARNESS_FILE
 from node.config import Config
-from node.ledger import parse_decree
+from node.errors import LedgerError
+from node.ledger import LEDGER, parse_decree
 from node.ledger import parse_vote as ledger_vote
-from node.messages import Ballot, Vote
+from node.ledger import read_ledger_file as ledger_state
+from node.messages import Ballot, LedgerState, Vote
 
 EVENTS_FILE = "events.jsonl"
 DECREE_FILE = "decree.txt"
+LEDGER_FILE = LEDGER
 
 # Kinds whose meaning the checker relies on: their ballot (and decree) must be there.
 # (A `learned` may have no ballot: a Success from a priest that learned before its
@@ -72,6 +77,19 @@ class DecreeFile:
     problem: str | None = None  # set when present but a priest would refuse it
 
 
+@dataclass(frozen=True)
+class LedgerFile:
+    """A priest's ledger.log as a restart would recover it now; `state` None if unreadable.
+
+    An absent file is the initial state: a priest started on that directory would
+    begin from nothing promised and nothing voted.
+    """
+
+    path: str
+    state: LedgerState | None
+    present: bool = True
+
+
 @dataclass
 class History:
     """Everything the checker reads: per-priest events (sorted by t), decree files, problems."""
@@ -79,6 +97,9 @@ class History:
     data_dir: str
     events: dict[str, list[Event]] = field(default_factory=dict)
     decrees: dict[str, DecreeFile] = field(default_factory=dict)
+    # Read after the events, so a running priest's ledger is at least as new as they are.
+    # Empty when there are no files (a simulated run): nothing to compare.
+    ledgers: dict[str, LedgerFile] = field(default_factory=dict)
     harness: list[Record] = field(default_factory=list)  # harness.jsonl, sorted by t
     problems: list[ReadProblem] = field(default_factory=list)
     # Priests whose events may be missing: no directory or events.jsonl, an
@@ -158,6 +179,20 @@ def _load_priest(directory: Path, name: str, history: History) -> None:
     if len(history.problems) > known:
         history.incomplete.add(name)
     history.decrees[name] = read_decree(decree_path)
+    history.ledgers[name] = read_ledger_file(directory / LEDGER_FILE, history.problems)
+
+
+def read_ledger_file(path: Path, problems: list[ReadProblem]) -> LedgerFile:
+    """ledger.log read as its priest would read it (node.ledger); what fails goes to `problems`."""
+    try:
+        return LedgerFile(str(path), ledger_state(path))
+    except FileNotFoundError:
+        return LedgerFile(str(path), LedgerState(), present=False)
+    except OSError as exc:
+        problems.append(ReadProblem(str(path), None, f"cannot read: {exc.strerror or exc}"))
+    except LedgerError as exc:  # its message names the file and the line
+        problems.append(ReadProblem(str(path), None, str(exc).removeprefix(f"{path}: ")))
+    return LedgerFile(str(path), None)
 
 
 def read_decree(path: Path) -> DecreeFile:

@@ -54,7 +54,7 @@ from harness.check.history import (
 )
 from harness.check.verdict import OK, VIOLATION, PriestRow, Verdict, Violation, render
 from node.config import Config
-from node.messages import Ballot
+from node.messages import NO_VOTE, ZERO, Ballot, Vote
 
 # Events whose ballots make a priest's "ballots seen".
 SEEN_KINDS = NEEDS_BALLOT | {"learned"}
@@ -275,6 +275,83 @@ def _decree_lost(idx: _Index) -> list[Violation]:
                 "decree_lost", f"{name} {_held(idx, first)}, but {file.path} is gone",
                 (name,), (_decree_of(first),), _ballots(first), (first.t,)))
     return out
+
+
+def _ledger_lost(idx: _Index) -> list[Violation]:
+    out = []
+    for name, events in idx.core.items():
+        loss = _first_loss(idx, name, events)
+        if loss is not None:
+            out.append(loss)
+    return out
+
+
+def _first_loss(idx: _Index, name: str, events: list[Event]) -> Violation | None:
+    """The first ledger of `name` (recovered at a restart, or on disk now) below its events.
+
+    A priest records a promise or vote only once its ledger holds it durably, and a
+    ledger's promise and vote never go down: a restart that recovers less, or a
+    ledger.log that holds less, has lost what the priest promised.
+    """
+    promise: Event | None = None  # the highest ballot promised or voted in so far
+    vote: Event | None = None  # the vote in the highest ballot so far
+    for e in events:
+        if e.kind in EVIDENCE_KINDS:
+            if promise is None or _event_ballot_key(e) > _event_ballot_key(promise):
+                promise = e
+            if e.kind == "voted" and (vote is None or
+                                      _event_ballot_key(e) > _event_ballot_key(vote)):
+                vote = e
+        elif e.kind == "started" and ("next_bal" in e.data or "prev_vote" in e.data):
+            # (A `started` without its ledger says nothing of it: not a loss.)
+            try:
+                recovered = recovered_ledger(e) or Recovered(ZERO, NO_VOTE)
+            except ValueError:
+                continue  # reported by history.py when it was read
+            lost = _lost(idx, recovered.next_bal, recovered.prev_vote, promise, vote)
+            if lost:
+                return _ledger_violation(
+                    idx, name, f"{name} restarted at {idx.cite(e)} recovering "
+                    f"{_ledger_text(recovered.next_bal, recovered.prev_vote)}", lost, (e.t,))
+    file = idx.history.ledgers.get(name)
+    if file is None or file.state is None:
+        return None
+    lost = _lost(idx, file.state.next_bal, file.state.prev_vote, promise, vote)
+    if not lost:
+        return None
+    holds = "is gone (a restart would recover nothing)" if not file.present else \
+        f"holds {_ledger_text(file.state.next_bal, file.state.prev_vote)} (what a restart " \
+        "would recover)"
+    return _ledger_violation(idx, name, f"{file.path} {holds}", lost, ())
+
+
+def _lost(idx: _Index, next_bal: Ballot, prev_vote: Vote, promise: Event | None,
+          vote: Event | None) -> list[Event]:
+    """The recorded promise and vote that a ledger of (next_bal, prev_vote) no longer holds."""
+    lost = []
+    if promise is not None and _ballot_key(next_bal) < _event_ballot_key(promise):
+        lost.append(promise)
+    if vote is not None and (prev_vote.is_none() or
+                             _ballot_key(prev_vote.ballot) < _event_ballot_key(vote)):
+        if vote is not promise:
+            lost.append(vote)
+    return lost
+
+
+def _ledger_text(next_bal: Ballot, prev_vote: Vote) -> str:
+    return f"next_bal={next_bal} prev_vote={prev_vote}"
+
+
+def _ledger_violation(idx: _Index, name: str, what: str, lost: list[Event],
+                      times: tuple[int, ...]) -> Violation:
+    def said(e: Event) -> str:
+        if e.kind == "voted":
+            return f"voted {e.decree} in ballot {e.ballot} at {idx.cite(e)}"
+        return f"promised ballot {e.ballot} at {idx.cite(e)}"
+
+    return Violation("ledger_lost", f"{what}, but {name} had {' and '.join(map(said, lost))}",
+                     (name,), tuple(_decree_of(e) for e in lost if e.kind == "voted"),
+                     _ballots(*lost), times)
 
 
 def _malformed(idx: _Index) -> list[Violation]:
@@ -518,7 +595,7 @@ def _rests_on_missing(idx: _Index, v: Violation) -> bool:
 
 
 RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
-    _malformed, _decree_lost, _learned_different, _stability, _validity, _promises,
+    _malformed, _decree_lost, _ledger_lost, _learned_different, _stability, _validity, _promises,
     _one_decree_per_ballot, _chosen_stays_chosen, _learning_sound,
 )
 

@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "malformed_decree": "a decree.txt holds a decree (digits, '-' if negative, no leading zero) "
                         "and a newline",
     "decree_lost": "a priest that learned a decree keeps its decree.txt",
+    "ledger_lost": "a priest's ledger keeps every promise and vote it recorded (across restarts)",
     "unproposed_decree": "a learned decree was proposed in some BeginBallot",
     "promise_broken": "no priest votes in a ballot below one it promised (NextBallot answered)",
     "ballot_two_decrees": "one decree per ballot (BeginBallot)",

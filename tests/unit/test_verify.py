@@ -19,6 +19,8 @@ from harness.check.rules import check, load_and_check, run
 from harness.check.verdict import KINDS, Verdict, render
 from harness.record import ChaosAction, Result, Up
 from node.config import Config, parse_config
+from node.ledger import HEADER, encode_record, parse_vote
+from node.messages import NO_VOTE, ZERO, Ballot, LedgerState, Vote
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 
@@ -31,6 +33,8 @@ class Run:
         self.events: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         self.decrees: dict[str, str] = {}
         self.harness: list[dict[str, Any]] = []  # harness.jsonl's lines
+        # ledger.log's text per priest, or None for no file; by default, what its events show
+        self.ledgers: dict[str, str | None] = {}
         self.t = 5_000_000_000
 
     def add(self, priest: str, kind: str, ballot: str | None = None, decree: int | None = None,
@@ -70,9 +74,34 @@ class Run:
             (d / "events.jsonl").write_text(lines)
             if name in self.decrees:
                 (d / "decree.txt").write_text(self.decrees[name])
+            ledger = self.ledgers.get(name, ledger_text(self.events[name]))
+            if ledger is not None:
+                (d / "ledger.log").write_text(ledger)
         if self.harness:
             (data_dir / "harness.jsonl").write_text(
                 "".join(json.dumps(r) + "\n" for r in self.harness))
+
+
+def ledger_text(events: list[dict[str, Any]]) -> str:
+    """The ledger.log a priest with these events holds: its highest promise and vote."""
+    state = LedgerState()
+    for e in sorted(events, key=lambda e: e["t"]):
+        if e["kind"] == "started" and "next_bal" in e:  # a recovered ledger
+            try:
+                next_bal, vote = Ballot.parse(e["next_bal"]), parse_vote(e["prev_vote"])
+            except (ValueError, TypeError):
+                continue  # a test of a malformed one
+            state = LedgerState(state.last_tried, max(state.next_bal, next_bal),
+                                max(state.prev_vote, vote, key=lambda v: v.ballot))
+        elif e["kind"] in ("promised", "voted"):
+            ballot = Ballot.parse(e["ballot"])
+            vote = Vote(ballot, e["decree"]) if e["kind"] == "voted" else NO_VOTE
+            state = LedgerState(state.last_tried, max(state.next_bal, ballot),
+                                max(state.prev_vote, vote, key=lambda v: v.ballot))
+        elif e["kind"] == "ballot_started":
+            state = LedgerState(max(state.last_tried, Ballot.parse(e["ballot"])), state.next_bal,
+                                state.prev_vote)
+    return HEADER + encode_record(state) + "\n"
 
 
 def make_config(data_dir: Path, names: list[str] = NAMES) -> Config:
@@ -163,6 +192,20 @@ def delta_decree_file_deleted(r: Run) -> None:
     del r.decrees["delta"]  # after delta recorded `learned`: only a deletion explains it
 
 
+def delta_ledger_header_only(r: Run) -> None:
+    r.ledgers["delta"] = HEADER  # while delta's events show its promise and vote in 2.gamma
+
+
+def delta_ledger_deleted(r: Run) -> None:
+    r.ledgers["delta"] = None
+
+
+def delta_restarts_with_an_empty_ledger(r: Run) -> None:
+    r.add("delta", "stopped")
+    r.add("delta", "started", None, 1001, last_tried="0", next_bal="0", prev_vote="none",
+          pid=999)
+
+
 def nobody_proposed(r: Run) -> None:
     r.remove("alpha", "proposed")
     r.remove("gamma", "proposed")
@@ -206,6 +249,9 @@ MUTATIONS: list[tuple[str, Callable[[Run], None], set[str] | None, set[str]]] = 
     ("decree_file_mismatch", tamper_delta, {"alpha", "beta", "gamma"}, {"decree_file_mismatch"}),
     ("malformed_decree", delta_file_garbled, {"alpha", "beta", "gamma"}, {"malformed_decree"}),
     ("decree_lost", delta_decree_file_deleted, None, {"decree_lost"}),
+    ("ledger_lost", delta_ledger_header_only, None, {"ledger_lost"}),
+    ("ledger_lost", delta_ledger_deleted, None, {"ledger_lost"}),
+    ("ledger_lost", delta_restarts_with_an_empty_ledger, None, {"ledger_lost"}),
     ("decree_lost", delta_decree_file_deleted, {"alpha", "beta", "gamma"}, {"decree_lost"}),
     ("unproposed_decree", nobody_proposed, None, {"unproposed_decree"}),
     ("promise_broken", beta_votes_below_promise, None, {"promise_broken"}),
@@ -822,3 +868,47 @@ def test_without_harness_records_a_violation_lists_no_fault(tmp_path: Path) -> N
     assert x.after == () and x.after_line() is None
     assert "after:" not in render(v, color=False)
     assert v.to_json()["violations"][0]["after"] == []
+
+
+# --- a ledger that lost what its priest recorded ------------------------------------
+
+
+def test_a_header_only_ledger_names_the_promise_and_the_vote_it_lost(tmp_path: Path) -> None:
+    r = healthy()
+    delta_ledger_header_only(r)
+    v = verdict_of(tmp_path, r)
+    (x,) = v.violations
+    assert x.kind == "ledger_lost" and x.priests == ("delta",) and x.decrees == (1001,)
+    assert x.ballots == ("2.gamma",) and x.times == ()
+    assert "delta/ledger.log holds next_bal=0 prev_vote=none (what a restart would recover)" \
+        in x.message
+    assert "but delta had promised ballot 2.gamma at +" in x.message
+    assert "voted 1001 in ballot 2.gamma at +" in x.message
+    assert "delta/events.jsonl:" in x.message
+    assert v.exit_status == 1
+
+
+def test_a_restart_that_recovered_less_is_dated_by_the_restart(tmp_path: Path) -> None:
+    r = healthy()
+    delta_restarts_with_an_empty_ledger(r)
+    restart = r.events["delta"][-1]["t"]
+    (x,) = verdict_of(tmp_path, r).violations
+    assert x.kind == "ledger_lost" and x.times == (restart,)
+    assert x.message.startswith("delta restarted at +") and "recovering next_bal=0 " \
+        "prev_vote=none, but delta had promised ballot 2.gamma" in x.message
+
+
+def test_a_ledger_above_the_events_is_no_loss(tmp_path: Path) -> None:
+    r = healthy()
+    r.ledgers["delta"] = HEADER + encode_record(
+        LedgerState(ZERO, Ballot(9, "alpha"), Vote(Ballot(9, "alpha"), 1001))) + "\n"
+    assert verdict_of(tmp_path, r).exit_status == 0
+
+
+def test_a_corrupt_ledger_is_a_problem_not_a_loss(tmp_path: Path) -> None:
+    r = healthy()
+    r.ledgers["delta"] = HEADER + "v1 this is not a record\nv1 nor this\n"
+    v = verdict_of(tmp_path, r)
+    assert v.violations == () and v.exit_status == 0
+    (problem,) = v.problems
+    assert problem.path.endswith("delta/ledger.log") and "line 2: bad record" in problem.reason

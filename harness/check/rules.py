@@ -295,14 +295,16 @@ def _first_loss(idx: _Index, name: str, events: list[Event]) -> Violation | None
     """
     promise: Event | None = None  # the highest ballot promised or voted in so far
     vote: Event | None = None  # the vote in the highest ballot so far
+    promise_key = vote_key = (0, "")  # their ballots, as _ballot_key gives them
     for e in events:
-        if e.kind in EVIDENCE_KINDS:
-            if promise is None or _event_ballot_key(e) > _event_ballot_key(promise):
-                promise = e
-            if e.kind == "voted" and (vote is None or
-                                      _event_ballot_key(e) > _event_ballot_key(vote)):
-                vote = e
-        elif e.kind == "started" and ("next_bal" in e.data or "prev_vote" in e.data):
+        kind = e.kind
+        if kind == "promised" or kind == "voted":
+            key = _event_ballot_key(e)
+            if key > promise_key:
+                promise, promise_key = e, key
+            if kind == "voted" and key > vote_key:
+                vote, vote_key = e, key
+        elif kind == "started" and ("next_bal" in e.data or "prev_vote" in e.data):
             # (A `started` without its ledger says nothing of it: not a loss.)
             try:
                 recovered = recovered_ledger(e) or Recovered(ZERO, NO_VOTE)

@@ -313,8 +313,9 @@ def _first_loss(idx: _Index, name: str, events: list[Event]) -> Violation | None
             lost = _lost(idx, recovered.next_bal, recovered.prev_vote, promise, vote)
             if lost:
                 return _ledger_violation(
-                    idx, name, f"{name} restarted at {idx.cite(e)} recovering "
-                    f"{_ledger_text(recovered.next_bal, recovered.prev_vote)}", lost, (e.t,))
+                    idx, name, f"{name} recovered "
+                    f"{_ledger_text(recovered.next_bal, recovered.prev_vote)} when it restarted "
+                    f"at {idx.cite(e)}", lost, (e.t,))
     file = idx.history.ledgers.get(name)
     if file is None or file.state is None:
         return None

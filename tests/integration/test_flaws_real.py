@@ -43,3 +43,29 @@ def test_same_ballot_numbers_breaks_a_real_cluster_and_verify_says_so(
         assert status == 1 and "ballot_reused" in kinds, verdict
     else:
         assert status == 0 and not kinds and len(set(held.values())) == 1, verdict
+
+
+@pytest.mark.parametrize("flawed", [True, False])
+def test_forget_promises_shows_at_the_first_restart_as_a_lost_ledger(
+        make_config, tmp_path: Path, no_leaks, flawed: bool) -> None:
+    extra = "flaws: [forget-promises]\n" if flawed else ""
+    path = make_config(4, extra=extra)
+    priests = Priests(load_config(path), tmp_path)
+    try:
+        names = priests.config.names
+        for name in names:
+            priests.start(name)
+        priests.ballot("alpha")
+        held = priests.wait_decrees(names)
+        assert None not in held.values(), held
+        priests.kill("beta")  # beta had promised and voted in alpha's ballot
+        priests.start("beta")
+    finally:
+        priests.stop_all()
+    status, verdict = _verify(path, tmp_path)
+    if flawed:
+        (lost,) = verdict["violations"]
+        assert status == 1 and lost["kind"] == "ledger_lost" and lost["priests"] == ["beta"]
+        assert "recovered next_bal=0 prev_vote=none" in lost["message"], lost
+    else:
+        assert status == 0, verdict

@@ -894,8 +894,9 @@ def test_a_restart_that_recovered_less_is_dated_by_the_restart(tmp_path: Path) -
     restart = r.events["delta"][-1]["t"]
     (x,) = verdict_of(tmp_path, r).violations
     assert x.kind == "ledger_lost" and x.times == (restart,)
-    assert x.message.startswith("delta restarted at +") and "recovering next_bal=0 " \
-        "prev_vote=none, but delta had promised ballot 2.gamma" in x.message
+    assert x.message.startswith("delta recovered next_bal=0 prev_vote=none when it restarted "
+                                "at +")
+    assert ", but delta had promised ballot 2.gamma" in x.message
 
 
 def test_a_ledger_above_the_events_is_no_loss(tmp_path: Path) -> None:

@@ -19,6 +19,17 @@ before that restart, at the earliest possible time: just after the priest's last
 event before it. Learning from such a vote is then not flagged, and a recovered
 vote that breaks a recorded promise still is.
 
+Lost files. A priest writes decree.txt and makes each promise and vote durable
+before it records them, so a recorded `learned` without a decree.txt is
+`decree_lost`, and a ledger below the promises and votes recorded before it
+(ledger.log on disk now, or what a `started` event recovered) is `ledger_lost`.
+Both are proven by the evidence present (exit 1): nothing the priest did can
+explain them, only a file removed or emptied behind its back, or a priest
+that forgets (the forget-promises flaw).
+
+Faults. Each violation then carries the faults the harness applied before its
+earliest evidence in the same run (`harness.check.faults`, from harness.jsonl).
+
 Missing evidence. Most rules are proven by events that are there (two decrees
 learned, a vote below a promise). Two rest on an absence: `unproposed_decree`
 (no BeginBallot for d) and `unsound_learning` (no quorum voted d in time).

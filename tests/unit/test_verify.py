@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -913,3 +914,11 @@ def test_a_corrupt_ledger_is_a_problem_not_a_loss(tmp_path: Path) -> None:
     assert v.violations == () and v.exit_status == 0
     (problem,) = v.problems
     assert problem.path.endswith("delta/ledger.log") and "line 2: bad record" in problem.reason
+
+
+def test_the_readme_lists_every_violation_verify_reports() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("| violation | rule |", 1)[1].split("\n\n", 1)[0]
+    listed = {kind for line in table.splitlines()[2:]
+              for kind in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
+    assert listed == set(KINDS)

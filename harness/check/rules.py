@@ -321,7 +321,7 @@ def _first_loss(idx: _Index, name: str, events: list[Event]) -> Violation | None
                 recovered = recovered_ledger(e) or Recovered(ZERO, NO_VOTE)
             except ValueError:
                 continue  # reported by history.py when it was read
-            lost = _lost(idx, recovered.next_bal, recovered.prev_vote, promise, vote)
+            lost = _lost(recovered.next_bal, recovered.prev_vote, promise, vote)
             if lost:
                 return _ledger_violation(
                     idx, name, f"{name} recovered "
@@ -330,7 +330,7 @@ def _first_loss(idx: _Index, name: str, events: list[Event]) -> Violation | None
     file = idx.history.ledgers.get(name)
     if file is None or file.state is None:
         return None
-    lost = _lost(idx, file.state.next_bal, file.state.prev_vote, promise, vote)
+    lost = _lost(file.state.next_bal, file.state.prev_vote, promise, vote)
     if not lost:
         return None
     holds = "is gone (a restart would recover nothing)" if not file.present else \
@@ -339,16 +339,15 @@ def _first_loss(idx: _Index, name: str, events: list[Event]) -> Violation | None
     return _ledger_violation(idx, name, f"{file.path} {holds}", lost, ())
 
 
-def _lost(idx: _Index, next_bal: Ballot, prev_vote: Vote, promise: Event | None,
+def _lost(next_bal: Ballot, prev_vote: Vote, promise: Event | None,
           vote: Event | None) -> list[Event]:
     """The recorded promise and vote that a ledger of (next_bal, prev_vote) no longer holds."""
     lost = []
     if promise is not None and _ballot_key(next_bal) < _event_ballot_key(promise):
         lost.append(promise)
-    if vote is not None and (prev_vote.is_none() or
-                             _ballot_key(prev_vote.ballot) < _event_ballot_key(vote)):
-        if vote is not promise:
-            lost.append(vote)
+    if vote is not None and not any(x is vote for x in lost) and (
+            prev_vote.is_none() or _ballot_key(prev_vote.ballot) < _event_ballot_key(vote)):
+        lost.append(vote)  # (a vote that is also the highest promise is named once)
     return lost
 
 

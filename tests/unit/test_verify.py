@@ -922,3 +922,15 @@ def test_the_readme_lists_every_violation_verify_reports() -> None:
     listed = {kind for line in table.splitlines()[2:]
               for kind in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
     assert listed == set(KINDS)
+
+
+def test_a_lost_vote_is_named_when_the_promise_it_made_is_kept(tmp_path: Path) -> None:
+    # delta's only record is its vote in 2.gamma (no `promised` for it); its ledger
+    # still promises 2.gamma but has no vote: the vote alone is lost.
+    r = Run()
+    r.add("delta", "started", None, None, last_tried="0", next_bal="0", prev_vote="none")
+    r.add("delta", "voted", "2.gamma", 1001, peer="gamma")
+    r.ledgers["delta"] = HEADER + encode_record(LedgerState(ZERO, Ballot(2, "gamma"))) + "\n"
+    (x,) = verdict_of(tmp_path, r, alive=set()).violations
+    assert x.kind == "ledger_lost" and x.decrees == (1001,)
+    assert "but delta had voted 1001 in ballot 2.gamma" in x.message

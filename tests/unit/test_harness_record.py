@@ -1,4 +1,4 @@
-"""harness.jsonl's records: round trips, old files, bad lines, and the documented table."""
+"""harness.jsonl's records (harness/record.py): round trips, old files, bad lines, the documented table."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The harness's errors: one tree, mapped to exit statuses in one place (`exit_status`).
 
 Exit statuses (DESIGN.md): 2 for what the user typed (usage, config, an
-unknown priest); 1 for a circumstance that stops the command (the cluster is
-already up or not up, a priest that cannot start, an action that makes no
-sense in the priests' current state). Anything else is a bug: 70.
+unknown priest) or a run's files that cannot be read as a run; 1 for a
+circumstance that stops the command (the cluster is already up or not up, a
+priest that cannot start, an action that makes no sense in the priests'
+current state). Anything else is a bug: 70.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from node.errors import ConfigError, LedgerError, StartupError, UserError
 
 __all__ = [
     "AlreadyUpError", "ConfigError", "ControlError", "InternalError", "LedgerError", "NotUpError",
-    "RefusedError", "StartupError", "UnknownPriestError", "UsageError", "UserError", "BUG_STATUS", "PROG",
+    "RefusedError", "RunFilesError", "StartupError", "UnknownPriestError", "UsageError",
+    "UserError", "BUG_STATUS", "PROG",
 ]
 
 PROG = "paxos-harness"  # the command, as messages name it
@@ -60,6 +62,12 @@ class InternalError(UserError):
     """A failure of the harness itself (a bug), reported by a process that caught it."""
 
     exit_status = BUG_STATUS
+
+
+class RunFilesError(UserError):
+    """What a run left cannot be read as a run: a priest's directory is a file, say."""
+
+    exit_status = 2
 
 
 class ControlError(UserError):

@@ -51,7 +51,8 @@ COMPACT_AFTER = 1000
 TEMP_PREFIXES = (LEDGER + ".tmp", DECREE + ".tmp")
 
 _RECORD = re.compile(r"(v1 last_tried=(\S+) next_bal=(\S+) prev_vote=(\S+)) crc=([0-9a-f]{8})")
-_INT = re.compile(r"-?[0-9]+")
+# A decree as written: optional minus, no leading zero, no "-0" (what str(int) gives).
+_DECREE = re.compile(r"-?[1-9][0-9]{0,18}|0")
 
 
 # --- records ---------------------------------------------------------------
@@ -76,11 +77,12 @@ def parse_vote(text: str) -> Vote:
     if text == "none":
         return NO_VOTE
     decree_text, sep, ballot_text = text.partition("@")
-    if not sep or not _INT.fullmatch(decree_text):
+    if not sep:
         raise ValueError(f"not a vote: {text!r}")
-    decree = int(decree_text)
-    if not MIN_DECREE <= decree <= MAX_DECREE:
-        raise ValueError(f"decree out of range: {text!r}")
+    try:
+        decree = parse_decree_text(decree_text)
+    except ValueError as exc:
+        raise ValueError(f"not a vote: {text!r} ({exc})") from None
     vote = Vote(Ballot.parse(ballot_text), decree)
     if vote.is_none() or str(vote) != text:
         raise ValueError(f"not a vote: {text!r}")
@@ -161,15 +163,27 @@ def atomic_write_text(path: Path, text: str, *, sync: bool = True) -> None:
         os.close(dir_fd)
 
 
-def parse_decree(data: bytes) -> int:
-    """The decree in decree.txt's bytes: a decimal int and a newline; ValueError otherwise."""
-    text = data.decode("ascii", errors="replace")
-    if not text.endswith("\n") or not _INT.fullmatch(text[:-1]):
-        raise ValueError(f"not a decree (a decimal int and a newline): {text[:40]!r}")
+def parse_decree_text(text: str) -> int:
+    """A decree as the ledger and decree.txt spell it, the one rule for both; ValueError otherwise.
+
+    Exactly what `str(decree)` writes: decimal digits, a leading `-` for a negative
+    decree, no `+`, no leading zero, no `-0`, no space; in the signed 64-bit range.
+    """
+    if not _DECREE.fullmatch(text):
+        raise ValueError(f"not a decree (decimal digits, a '-' if negative, no '+', "
+                         f"no leading zero): {text[:40]!r}")
     decree = int(text)
     if not MIN_DECREE <= decree <= MAX_DECREE:
         raise ValueError(f"decree out of the signed 64-bit range: {decree}")
     return decree
+
+
+def parse_decree(data: bytes) -> int:
+    """The decree in decree.txt's bytes: `parse_decree_text` and a newline; ValueError otherwise."""
+    text = data.decode("ascii", errors="replace")
+    if not text.endswith("\n"):
+        raise ValueError(f"not a decree (no newline at its end): {text[:40]!r}")
+    return parse_decree_text(text[:-1])
 
 
 def read_decree(path: Path) -> int | None:
@@ -195,14 +209,19 @@ def read_ledger(directory: Path) -> tuple[LedgerState, int | None]:
 
     A missing ledger.log reads as the initial state. Raises LedgerError.
     """
-    path = directory / LEDGER
     try:
-        data = path.read_bytes()
+        state = read_ledger_file(directory / LEDGER)
     except FileNotFoundError:
         state = LedgerState()
-    else:
-        state = _parse_log(path, data)[0]
     return state, read_decree(directory / DECREE)
+
+
+def read_ledger_file(path: Path) -> LedgerState:
+    """The state a ledger.log holds, read-only (a torn final record is dropped, as on open).
+
+    LedgerError if it is corrupt; OSError (FileNotFoundError...) if it cannot be read.
+    """
+    return _parse_log(path, path.read_bytes())[0]
 
 
 def _lock(dir_fd: int, directory: Path) -> int:
@@ -373,5 +392,6 @@ class Ledger:
         self.close()
 
 
-__all__ = ["Ledger", "read_ledger", "read_decree", "parse_decree", "parse_vote", "os_error",
-           "atomic_write_text", "encode_record", "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]
+__all__ = ["Ledger", "read_ledger", "read_ledger_file", "read_decree", "parse_decree",
+           "parse_decree_text", "parse_vote", "os_error", "atomic_write_text", "encode_record",
+           "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]

@@ -29,6 +29,7 @@ from harness.chaos.plan import (
 )
 from harness.errors import PROG, NotUpError, RefusedError, UsageError, UserError
 from harness.output import use_color
+from harness.record import ChaosEnd, ChaosStart, now
 from harness.supervisor import control
 from harness.supervisor.state import RunState, record_event
 from node.config import load_yaml
@@ -192,8 +193,9 @@ def execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> in
         live.line(f"chaos: random plan, seed {plan.seed}: {len(plan.steps)} actions over "
                   f"{plan.span:g} s (replay with --random --seed {plan.seed} "
                   f"--duration {plan.duration:g} --rate {plan.rate:g})")
-    record_event(data_dir, "chaos_start", source=plan.source, seed=plan.seed,
-                 steps=len(plan.steps), duration=plan.duration, rate=plan.rate)
+    record_event(data_dir, ChaosStart(t=now(), source=plan.source, seed=plan.seed,
+                                      steps=len(plan.steps), duration=plan.duration,
+                                      rate=plan.rate))
     executor = Executor(lambda step: send(state, step), live=live, keep_going=keep_going)
     started = time.monotonic()
     outcome = "interrupted"
@@ -202,9 +204,10 @@ def execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> in
         outcome = "done" if executor.refused == 0 else "refused"
     finally:
         elapsed = time.monotonic() - started
-        record_event(data_dir, "chaos_end", source=plan.source, seed=plan.seed,
-                     done=len(executor.results) - executor.refused, refused=executor.refused,
-                     elapsed=round(elapsed, 3), outcome=outcome)
+        record_event(data_dir, ChaosEnd(t=now(), source=plan.source, seed=plan.seed,
+                                        done=len(executor.results) - executor.refused,
+                                        refused=executor.refused, elapsed=round(elapsed, 3),
+                                        outcome=outcome))
     live.line(_summary(results, len(plan.steps), elapsed, plan.seed))
     if executor.refused:
         first = next(r for r in results if not r.ok)

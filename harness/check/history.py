@@ -1,9 +1,11 @@
 """What a run left on disk, read into plain data for the checker (`harness.check.rules`).
 
-For every priest of a config: `<data_dir>/<name>/events.jsonl` and `decree.txt`;
-for the cluster: `<data_dir>/harness.jsonl`. Nothing here judges the run; it
-only reads, and reports every line or file it cannot use (by file and line)
-instead of failing. Formats: docs/formats.md.
+For every priest of a config: `<data_dir>/<name>/events.jsonl`, `decree.txt`
+and `ledger.log`; for the cluster: `<data_dir>/harness.jsonl` (its records:
+`harness.record`). Nothing here judges the run; it only reads, and reports
+every line or file it cannot use (by file and line) instead of failing; only
+a file where a priest's directory belongs stops it (RunFilesError, exit 2).
+Formats: docs/formats.md.
 """
 
 from __future__ import annotations
@@ -16,14 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import RunFilesError
+from harness.record import Record
+from harness.record import RecordError as HarnessRecordError
 from harness.supervisor.state import HARNESS_FILE
 from node.config import Config
-from node.ledger import parse_decree
-from node.messages import NO_VOTE, ZERO, Ballot, Vote
+from node.errors import LedgerError
+from node.ledger import LEDGER, parse_decree
+from node.ledger import read_ledger_file as ledger_state
+from node.messages import NO_VOTE, ZERO, Ballot, LedgerState, Vote
 from node.record import KINDS, LEDGER_FIELDS, PriestEvent, RecordError
 
 EVENTS_FILE = "events.jsonl"
 DECREE_FILE = "decree.txt"
+LEDGER_FILE = LEDGER
 
 # Kinds whose meaning the checker relies on: their ballot (and decree) must be there
 # (node.record refuses such an event without them). A `learned` may have no ballot:
@@ -56,6 +64,19 @@ class DecreeFile:
     problem: str | None = None  # set when present but a priest would refuse it
 
 
+@dataclass(frozen=True)
+class LedgerFile:
+    """A priest's ledger.log as a restart would recover it now; `state` None if unreadable.
+
+    An absent file is the initial state: a priest started on that directory would
+    begin from nothing promised and nothing voted.
+    """
+
+    path: str
+    state: LedgerState | None
+    present: bool = True
+
+
 @dataclass
 class History:
     """Everything the checker reads: per-priest events (sorted by t), decree files, problems."""
@@ -63,7 +84,10 @@ class History:
     data_dir: str
     events: dict[str, list[PriestEvent]] = field(default_factory=dict)
     decrees: dict[str, DecreeFile] = field(default_factory=dict)
-    harness: list[dict[str, Any]] = field(default_factory=list)
+    # Read after the events, so a running priest's ledger is at least as new as they are.
+    # Empty when there are no files (a simulated run): nothing to compare.
+    ledgers: dict[str, LedgerFile] = field(default_factory=dict)
+    harness: list[Record] = field(default_factory=list)  # harness.jsonl, sorted by t
     problems: list[ReadProblem] = field(default_factory=list)
     # Priests whose events may be missing: no directory or events.jsonl, an
     # unreadable file, or a line skipped (a recovered ledger ignored counts too).
@@ -125,6 +149,9 @@ def _load_priest(directory: Path, name: str, history: History) -> None:
     decree_path = directory / DECREE_FILE
     history.decrees[name] = DecreeFile(str(decree_path), present=False)
     if not directory.is_dir():
+        if directory.exists():  # a file in the way: no run leaves this, so no verdict either
+            raise RunFilesError(f"{directory}: not a directory, so priest {name}'s events and "
+                                "decree.txt cannot be read; move that file away and verify again")
         # Never started, or removed: the checker cannot tell, so its events count as missing.
         history.incomplete.add(name)
         history.problems.append(ReadProblem(str(directory), None, f"no directory for priest {name} "
@@ -139,6 +166,20 @@ def _load_priest(directory: Path, name: str, history: History) -> None:
     if len(history.problems) > known:
         history.incomplete.add(name)
     history.decrees[name] = read_decree(decree_path)
+    history.ledgers[name] = read_ledger_file(directory / LEDGER_FILE, history.problems)
+
+
+def read_ledger_file(path: Path, problems: list[ReadProblem]) -> LedgerFile:
+    """ledger.log read as its priest would read it (node.ledger); what fails goes to `problems`."""
+    try:
+        return LedgerFile(str(path), ledger_state(path))
+    except FileNotFoundError:
+        return LedgerFile(str(path), LedgerState(), present=False)
+    except OSError as exc:
+        problems.append(ReadProblem(str(path), None, f"cannot read: {exc.strerror or exc}"))
+    except LedgerError as exc:  # its message names the file and the line
+        problems.append(ReadProblem(str(path), None, str(exc).removeprefix(f"{path}: ")))
+    return LedgerFile(str(path), None)
 
 
 def read_decree(path: Path) -> DecreeFile:
@@ -220,17 +261,21 @@ def recovered_ledger(e: PriestEvent) -> Recovered | None:
     return Recovered(next_bal, prev_vote)
 
 
-def _read_harness(path: Path, problems: list[ReadProblem]) -> list[dict[str, Any]]:
+def _read_harness(path: Path, problems: list[ReadProblem]) -> list[Record]:
+    """harness.jsonl's records (`harness.record`), sorted by t; the rest goes to `problems`."""
     where = str(path)
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     for number, obj in _values(path, where, problems):
-        if isinstance(obj, dict) and type(obj.get("t")) is int:
-            records.append(obj)
-        else:
-            problems.append(ReadProblem(where, number, "not a harness event "
-                                        "(a JSON object with an int 't')"))
-    records.sort(key=lambda r: r["t"])
+        try:
+            records.append(Record.from_json(obj))
+        except HarnessRecordError as exc:
+            problems.append(ReadProblem(where, number, f"not a harness record: {exc}"))
+    records.sort(key=_record_time)  # stable: ties keep the order of writing
     return records
+
+
+def _record_time(r: Record) -> int:
+    return r.t
 
 
 def _values(path: Path, where: str, problems: list[ReadProblem]) -> Iterator[tuple[int, Any]]:

@@ -19,6 +19,17 @@ before that restart, at the earliest possible time: just after the priest's last
 event before it. Learning from such a vote is then not flagged, and a recovered
 vote that breaks a recorded promise still is.
 
+Lost files. A priest writes decree.txt and makes each promise and vote durable
+before it records them, so a recorded `learned` without a decree.txt is
+`decree_lost`, and a ledger below the promises and votes recorded before it
+(ledger.log on disk now, or what a `started` event recovered) is `ledger_lost`.
+Both are proven by the evidence present (exit 1): nothing the priest did can
+explain them, only a file removed or emptied behind its back, or a priest
+that forgets (the forget-promises flaw).
+
+Faults. Each violation then carries the faults the harness applied before its
+earliest evidence in the same run (`harness.check.faults`, from harness.jsonl).
+
 Missing evidence. Most rules are proven by events that are there (two decrees
 learned, a vote below a promise). Two rest on an absence: `unproposed_decree`
 (no BeginBallot for d) and `unsound_learning` (no quorum voted d in time).
@@ -42,6 +53,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from harness.check.faults import with_faults
 from harness.check.history import (
     NEEDS_BALLOT,
     History,
@@ -52,7 +64,7 @@ from harness.check.history import (
 )
 from harness.check.verdict import OK, VIOLATION, PriestRow, Verdict, Violation, render
 from node.config import Config
-from node.messages import Ballot
+from node.messages import NO_VOTE, ZERO, Ballot, Vote
 from node.record import EventKind, PriestEvent
 
 # Events whose ballots make a priest's "ballots seen".
@@ -129,8 +141,8 @@ def _add_evidence(idx: _Index) -> None:
         for e in added:
             idx.by_kind[e.kind].append(e)
         # Keep each priest's events in time order (the tally keeps a priest's first vote).
-        idx.by_kind["voted"].sort(key=_time)
-        idx.by_kind["promised"].sort(key=_time)
+        idx.by_kind["voted"].sort(key=_event_time)
+        idx.by_kind["promised"].sort(key=_event_time)
 
 
 def _evidence(core: list[PriestEvent], events: list[PriestEvent], t0: int,
@@ -143,17 +155,17 @@ def _evidence(core: list[PriestEvent], events: list[PriestEvent], t0: int,
     for e in core:
         kind = e.kind
         if kind == "voted":
-            voted.add((_b(e), _d(e)))
-            top = max(top, _key(e))
+            voted.add((_ballot_of(e), _decree_of(e)))
+            top = max(top, _event_ballot_key(e))
         elif kind == "promised":
-            top = max(top, _key(e))
+            top = max(top, _event_ballot_key(e))
         elif kind == "started" and (ledger := recovered_ledger(e)) is not None:
             new = _unrecorded(e, ledger, voted, top, _previous(events, e), t0)
             for x in new:
                 recovered_at[id(x)] = e.t
                 if x.kind == "voted":
-                    voted.add((_b(x), _d(x)))
-                top = max(top, _key(x))
+                    voted.add((_ballot_of(x), _decree_of(x)))
+                top = max(top, _event_ballot_key(x))
             out += new
             added += new
         out.append(e)
@@ -172,9 +184,9 @@ def _unrecorded(start: PriestEvent, ledger: Recovered, voted: set[tuple[Ballot, 
     if not vote.is_none() and (vote.ballot, vote.decree) not in voted:
         out.append(PriestEvent(t, start.priest, EventKind.VOTED, pid, vote.ballot, vote.decree,
                                line=start.line))
-        top = max(top, _order(vote.ballot))
+        top = max(top, _ballot_key(vote.ballot))
     # A vote in b also promises b; a promise only matters above the highest ballot seen.
-    if _order(ledger.next_bal) > top:
+    if _ballot_key(ledger.next_bal) > top:
         out.append(PriestEvent(t, start.priest, EventKind.PROMISED, pid, ledger.next_bal,
                                line=start.line))
     return out
@@ -182,13 +194,13 @@ def _unrecorded(start: PriestEvent, ledger: Recovered, voted: set[tuple[Ballot, 
 
 def _previous(events: list[PriestEvent], e: PriestEvent) -> PriestEvent | None:
     """The event just before `e` in its priest's time-ordered list, if any."""
-    i = bisect_left(events, e.t, key=_time)
+    i = bisect_left(events, e.t, key=_event_time)
     while events[i] is not e:  # ties on t: find e itself
         i += 1
     return events[i - 1] if i > 0 else None
 
 
-def _time(e: PriestEvent) -> int:
+def _event_time(e: PriestEvent) -> int:
     return e.t
 
 
@@ -247,15 +259,107 @@ def _stability(idx: _Index) -> list[Violation]:
             out.append(Violation(
                 "decree_changed",
                 f"{name}'s decree changed: {_held(idx, first)}, then {_held(idx, changed)}",
-                (name,), (_d(first), _d(changed)), _ballots(first, changed),
+                (name,), (_decree_of(first), _decree_of(changed)), _ballots(first, changed),
                 (first.t, changed.t)))
         file = idx.history.decrees[name]
         if first and file.value is not None and file.value != first.decree:
             out.append(Violation(
                 "decree_file_mismatch",
                 f"{file.path} holds {file.value} but {name} {_held(idx, first)}",
-                (name,), (file.value, _d(first)), _ballots(first), (first.t,)))
+                (name,), (file.value, _decree_of(first)), _ballots(first), (first.t,)))
     return out
+
+
+def _decree_lost(idx: _Index) -> list[Violation]:
+    # A priest records `learned` only once decree.txt is durable, and a `started` or
+    # `reminded` event with a decree read it from that file: absent now, it was lost.
+    out = []
+    for name, events in _holdings(idx).items():
+        file = idx.history.decrees[name]
+        if events and not file.present:
+            first = events[0]
+            out.append(Violation(
+                "decree_lost", f"{name} {_held(idx, first)}, but {file.path} is gone",
+                (name,), (_decree_of(first),), _ballots(first), (first.t,)))
+    return out
+
+
+def _ledger_lost(idx: _Index) -> list[Violation]:
+    out = []
+    for name, events in idx.core.items():
+        loss = _first_loss(idx, name, events)
+        if loss is not None:
+            out.append(loss)
+    return out
+
+
+def _first_loss(idx: _Index, name: str, events: list[PriestEvent]) -> Violation | None:
+    """The first ledger of `name` (recovered at a restart, or on disk now) below its events.
+
+    A priest records a promise or vote only once its ledger holds it durably, and a
+    ledger's promise and vote never go down: a restart that recovers less, or a
+    ledger.log that holds less, has lost what the priest promised.
+    """
+    promise: PriestEvent | None = None  # the highest ballot promised or voted in so far
+    vote: PriestEvent | None = None  # the vote in the highest ballot so far
+    promise_key = vote_key = (0, "")  # their ballots, as _ballot_key gives them
+    for e in events:
+        kind = e.kind
+        if kind == "promised" or kind == "voted":
+            key = _event_ballot_key(e)
+            if key > promise_key:
+                promise, promise_key = e, key
+            if kind == "voted" and key > vote_key:
+                vote, vote_key = e, key
+        elif kind == "started" and (e.next_bal is not None or e.prev_vote is not None):
+            # (A `started` without its ledger says nothing of it: not a loss.)
+            recovered = recovered_ledger(e) or Recovered(ZERO, NO_VOTE)
+            lost = _lost(recovered.next_bal, recovered.prev_vote, promise, vote)
+            if lost:
+                return _ledger_violation(
+                    idx, name, f"{name} recovered "
+                    f"{_ledger_text(recovered.next_bal, recovered.prev_vote)} when it restarted "
+                    f"at {idx.cite(e)}", lost, (e.t,))
+    file = idx.history.ledgers.get(name)
+    if file is None or file.state is None:
+        return None
+    lost = _lost(file.state.next_bal, file.state.prev_vote, promise, vote)
+    if not lost:
+        return None
+    if not file.present:
+        holds = "is gone (a restart would recover nothing)"
+    else:
+        holds = (f"holds {_ledger_text(file.state.next_bal, file.state.prev_vote)} "
+                 "(what a restart would recover)")
+    return _ledger_violation(idx, name, f"{file.path} {holds}", lost, ())
+
+
+def _lost(next_bal: Ballot, prev_vote: Vote, promise: PriestEvent | None,
+          vote: PriestEvent | None) -> list[PriestEvent]:
+    """The recorded promise and vote that a ledger of (next_bal, prev_vote) no longer holds."""
+    lost = []
+    if promise is not None and _ballot_key(next_bal) < _event_ballot_key(promise):
+        lost.append(promise)
+    if vote is not None and not any(x is vote for x in lost) and (
+            prev_vote.is_none() or _ballot_key(prev_vote.ballot) < _event_ballot_key(vote)):
+        lost.append(vote)  # (a vote that is also the highest promise is named once)
+    return lost
+
+
+def _ledger_text(next_bal: Ballot, prev_vote: Vote) -> str:
+    return f"next_bal={next_bal} prev_vote={prev_vote}"
+
+
+def _ledger_violation(idx: _Index, name: str, what: str, lost: list[PriestEvent],
+                      times: tuple[int, ...]) -> Violation:
+    def said(e: PriestEvent) -> str:
+        if e.kind == "voted":
+            return f"voted {e.decree} in ballot {e.ballot} at {idx.cite(e)}"
+        return f"promised ballot {e.ballot} at {idx.cite(e)}"
+
+    return Violation("ledger_lost", f"{what}, but {name} had {' and '.join(map(said, lost))}",
+                     (name,), tuple(_decree_of(e) for e in lost if e.kind == "voted"),
+                     _ballots(*lost), times)
 
 
 def _malformed(idx: _Index) -> list[Violation]:
@@ -294,9 +398,9 @@ def _promises(idx: _Index) -> list[Violation]:
         top = (0, "")  # the promised ballot as a (round, priest) tuple: fast to compare
         broken: list[tuple[PriestEvent, PriestEvent]] = []
         for e in events:
-            if e.kind == "promised" and _key(e) > top:
-                promise, top = e, _key(e)
-            elif e.kind == "voted" and promise is not None and _key(e) < top:
+            if e.kind == "promised" and _event_ballot_key(e) > top:
+                promise, top = e, _event_ballot_key(e)
+            elif e.kind == "voted" and promise is not None and _event_ballot_key(e) < top:
                 broken.append((promise, e))
         if broken:
             p, v = broken[0]
@@ -306,13 +410,13 @@ def _promises(idx: _Index) -> list[Violation]:
                 f"{name} promised ballot {p.ballot} at {idx.cite(p)} (pid {p.pid}), "
                 f"then voted {v.decree} in the lower ballot {v.ballot} at {idx.cite(v)} "
                 f"(pid {v.pid}){more}",
-                (name,), (_d(v),), _ballots(p, v), (p.t, v.t)))
+                (name,), (_decree_of(v),), _ballots(p, v), (p.t, v.t)))
     return out
 
 
 def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
     out = []
-    for ballot, events in _group(idx.by_kind["proposed"]).items():
+    for ballot, events in _by_ballot(idx.by_kind["proposed"]).items():
         if len(events) == 1:
             continue
         firsts = _first_per(events, lambda e: e.decree)
@@ -320,9 +424,9 @@ def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
             cites = "; ".join(f"{e.priest} proposed {e.decree} at {idx.cite(e)}" for e in firsts)
             out.append(Violation(
                 "ballot_two_decrees", f"ballot {ballot} has two decrees: {cites}",
-                tuple(sorted({e.priest for e in firsts})), tuple(_d(e) for e in firsts),
+                tuple(sorted({e.priest for e in firsts})), tuple(_decree_of(e) for e in firsts),
                 (str(ballot),), tuple(e.t for e in firsts)))
-    for ballot, events in _group(idx.by_kind["ballot_started"]).items():
+    for ballot, events in _by_ballot(idx.by_kind["ballot_started"]).items():
         if len(events) == 1:
             continue
         firsts = _first_per(events, lambda e: e.priest)
@@ -343,7 +447,7 @@ def _chosen_stays_chosen(idx: _Index) -> list[Violation]:
     basis = (f"a quorum ({', '.join(sorted(voters))}) voted {d0} in ballot {b0}, "
              f"complete at {idx.cite(_quorum_event(voters, idx.config.quorum))}")
     out = []
-    for (b, d), later in sorted(idx.tally.items(), key=_tally_order):
+    for (b, d), later in sorted(idx.tally.items(), key=_tally_key):
         if b > b0 and d != d0:
             cites = "; ".join(f"{p} at {idx.cite(e)}" for p, e in sorted(later.items()))
             out.append(Violation(
@@ -393,12 +497,14 @@ def _unsound(idx: _Index, d: int, events: list[PriestEvent],
 # --- helpers -------------------------------------------------------------------
 
 
-def _b(e: PriestEvent) -> Ballot:
+def _ballot_of(e: PriestEvent) -> Ballot:
+    """The ballot of an event of a kind that always has one (NEEDS_BALLOT)."""
     assert e.ballot is not None  # history.py keeps no such event without one
     return e.ballot
 
 
-def _d(e: PriestEvent) -> int:
+def _decree_of(e: PriestEvent) -> int:
+    """The decree of an event of a kind that always has one (NEEDS_DECREE)."""
     assert e.decree is not None  # history.py keeps no such event without one
     return e.decree
 
@@ -410,15 +516,18 @@ def _held(idx: _Index, e: PriestEvent) -> str:
 
 
 # Sort keys: a Ballot's own comparison builds two tuples per call; these build one.
-def _order(b: Ballot) -> tuple[int, str]:
+def _ballot_key(b: Ballot) -> tuple[int, str]:
+    """A ballot as (round, priest): compares as the ballot does, faster."""
     return (b.round, b.priest)
 
 
-def _key(e: PriestEvent) -> tuple[int, str]:
-    return _order(_b(e))
+def _event_ballot_key(e: PriestEvent) -> tuple[int, str]:
+    """The `_ballot_key` of an event's ballot."""
+    return _ballot_key(_ballot_of(e))
 
 
-def _tally_order(item: tuple[tuple[Ballot, int], object]) -> tuple[int, str, int]:
+def _tally_key(item: tuple[tuple[Ballot, int], object]) -> tuple[int, str, int]:
+    """A tally entry ((ballot, decree), voters) as (round, priest, decree), to sort by ballot."""
     (b, d), _ = item
     return (b.round, b.priest, d)
 
@@ -427,10 +536,10 @@ def _ballots(*events: PriestEvent) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(e.ballot) for e in events if e.ballot is not None))
 
 
-def _group(events: Iterable[PriestEvent]) -> dict[Ballot, list[PriestEvent]]:
+def _by_ballot(events: Iterable[PriestEvent]) -> dict[Ballot, list[PriestEvent]]:
     groups: dict[Ballot, list[PriestEvent]] = defaultdict(list)
     for e in events:
-        groups[_b(e)].append(e)
+        groups[_ballot_of(e)].append(e)
     return groups
 
 
@@ -453,7 +562,7 @@ def _rows(idx: _Index, alive: set[str]) -> tuple[PriestRow, ...]:
         seen = {e.ballot for e in idx.core[name] if e.kind in SEEN_KINDS and e.ballot is not None}
         seen.discard(Ballot(0, ""))
         rows.append(PriestRow(name, name in alive, idx.history.decrees[name].value,
-                              tuple(str(b) for b in sorted(seen, key=_order)),
+                              tuple(str(b) for b in sorted(seen, key=_ballot_key)),
                               len(idx.history.events[name])))
     return tuple(rows)
 
@@ -468,6 +577,7 @@ def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
     violations = _final_agreement(idx, survivors)
     for rule in RULES:
         violations += rule(idx)
+    violations = list(with_faults(violations, history.harness, idx.t0))
     proven = [v for v in violations if not _rests_on_missing(idx, v)]
     unproven = [v for v in violations if _rests_on_missing(idx, v)]
     return Verdict(config.cluster, config.quorum, alive is not None,
@@ -493,7 +603,7 @@ def _rests_on_missing(idx: _Index, v: Violation) -> bool:
 
 
 RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
-    _malformed, _learned_different, _stability, _validity, _promises,
+    _malformed, _decree_lost, _ledger_lost, _learned_different, _stability, _validity, _promises,
     _one_decree_per_ballot, _chosen_stays_chosen, _learning_sound,
 )
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.errors import StartupError
 from harness.network.faults import Faults
+from harness.record import RelayExited, RelayStarted, now
 from node.config import Config
 
 READY_TIMEOUT = 10.0
@@ -238,8 +239,8 @@ class RelayNetwork:
         self.seed = int(self.seeds())
         pid = self.process.start(self.seed, self.faults)
         self.started_at = self.clock()
-        self.record("relay_started", pid=pid, seed=self.seed, restarts=self.restarts,
-                    faults=self.faults.to_wire())
+        self.record(RelayStarted(t=now(), pid=pid, seed=self.seed, restarts=self.restarts,
+                                 faults=self.faults.to_wire()))
         return pid
 
     def set(self, faults: Faults, seed: int | None) -> str:
@@ -276,7 +277,7 @@ class RelayNetwork:
         if status is None:
             return
         self.last_exit = status
-        self.record("relay_exited", pid=pid, status=status)
+        self.record(RelayExited(t=now(), pid=pid, status=status))
         young = self.clock() - self.started_at < self.YOUNG
         self.backoff = min(self.backoff * 2, self.MAX_BACKOFF) if young else self.BACKOFF
         self.restart_at = self.clock() + self.backoff
@@ -294,7 +295,7 @@ class RelayNetwork:
         try:
             pid = self.start()
         except StartupError as e:
-            self.record("relay_exited", pid=None, status=None, error=str(e))
+            self.record(RelayExited(t=now(), pid=None, status=None, error=str(e)))
             self.restart_at = self.clock() + self.MAX_BACKOFF
             return f"the relay did not restart: {e}; trying again in {self.MAX_BACKOFF:g} s"
         return f"the relay died ({_exit_text(self.last_exit)}); restarted it (pid {pid})"
@@ -304,7 +305,7 @@ class RelayNetwork:
         pid = self.process.pid
         status = self.process.stop()
         if status is not None:
-            self.record("relay_exited", pid=pid, status=status)
+            self.record(RelayExited(t=now(), pid=pid, status=status))
 
 
 def _exit_text(status: int | None) -> str:

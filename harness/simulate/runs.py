@@ -5,10 +5,11 @@ class the priest processes run, joined by a network that loses, duplicates,
 delays and partitions, with crashes between any two effects, then a heal
 phase (network whole, every priest up, one ballot). After each run the checks
 of `harness.check.rules` -- the same code that judges real runs -- judge its
-history, and every priest must hold a decree after the heal ("no progress"
-otherwise). The first run that breaks a rule ends the search: exit 1, its
-seed, the rule, and its steps as a message diagram (`harness.report.diagram`),
-shortened to the steps that matter (`--trace` for all of them).
+history (all but `ledger_lost`: see NOT_JUDGED), and every priest must hold a
+decree after the heal ("no progress" otherwise). The first run that breaks a
+rule ends the search: exit 1, its seed, the rule, and its steps as a message
+diagram (`harness.report.diagram`), shortened to the steps that matter
+(`--trace` for all of them).
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ from node.messages import Timing
 from node.record import PriestEvent
 from node.sim import Faults, World
 
+# Not judged here: a simulated disk loses nothing, so only the forget-promises flaw can
+# lower a ledger, by design; the search is for what that breaks (a broken promise, a
+# changed decree), which the loss itself, found at the first restart, would hide.
+NOT_JUDGED = frozenset({"ledger_lost"})
 RULES: dict[str, str] = {
-    **KINDS,
+    **{kind: rule for kind, rule in KINDS.items() if kind not in NOT_JUDGED},
     NO_PROGRESS: "after the heal phase (network whole, every priest up, one ballot) "
                  "every priest holds a decree",
 }
@@ -86,7 +91,7 @@ def judge(world: World) -> tuple[Violation, ...]:
     """The verify checks on the run's history, then the heal phase's promise of progress."""
     alive = {name for name, priest in world.priests.items() if priest is not None}
     verdict = check(sim_config(world), to_history(world), alive)
-    found = list(verdict.violations)
+    found = [v for v in verdict.violations if v.kind not in NOT_JUDGED]
     if not world.finished:
         found.append(Violation(NO_PROGRESS, f"the run was still going after {MAX_STEPS} steps"))
     elif verdict.waiting:

@@ -14,10 +14,11 @@ Rules kept here:
 - A priest found already gone when signalled is "already dead", not an error.
 - A paused priest is resumed (SIGCONT) before it is asked to stop (SIGTERM);
   after `grace` seconds a priest still alive gets SIGKILL.
-- Every action, refused or done, is recorded (`record("chaos", ...)`).
+- Every action, refused, failed or done, is recorded as a `ChaosAction`
+  (`harness.record`), stamped with the clock's time when it began.
 - A network action changes the network's faults (`harness.network.faults`)
-  through a `Network` (the relay) passed in, and is recorded as
-  `record("network", ...)`; with no network (`network: direct`) it is refused.
+  through a `Network` (the relay) passed in, and is recorded as a
+  `NetworkChange`; with no network (`network: direct`) it is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 
 from harness.errors import RefusedError, StartupError, UnknownPriestError, UserError, to_wire
 from harness.network.faults import Faults, change, parse_value
+from harness.record import ChaosAction, NetworkChange, PriestExited, PriestStarted, Record, Result
 from harness.supervisor.actions import ACTIONS, ALIVE, NETWORK_ACTIONS, State, allows
 
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
@@ -73,7 +75,7 @@ class Network(Protocol):
         ...
 
 
-Record = Callable[..., None]
+Recorder = Callable[[Record], None]
 
 
 def _nothing(*_args: object, **_kw: object) -> None:
@@ -96,7 +98,7 @@ class Supervisor:
     """The priests of one cluster and the actions on them."""
 
     def __init__(self, names: Sequence[str], launcher: Launcher, *, clock: Callable[[], float],
-                 record: Record = _nothing, on_change: Callable[[], None] = _nothing,
+                 record: Recorder = _nothing, on_change: Callable[[], None] = _nothing,
                  grace: float = DEFAULT_GRACE, network: Network | None = None) -> None:
         self.priests = {n: Priest(n) for n in names}
         self.network, self.faults = network, Faults()
@@ -129,7 +131,7 @@ class Supervisor:
         for name, proc in started.items():
             p = self.priests[name]
             p.proc, p.state, p.exit_status = proc, State.RUNNING, None
-            self.record("priest_started", priest=name, pid=proc.pid)
+            self.record(PriestStarted(t=self._now(), priest=name, pid=proc.pid))
         if started:
             self.on_change()
         return failed
@@ -139,7 +141,7 @@ class Supervisor:
         p = self.priests[name]
         p.state = State.KILLED if status < 0 else State.EXITED
         p.exit_status = status
-        self.record("priest_exited", priest=name, pid=p.pid, status=status)
+        self.record(PriestExited(t=self._now(), priest=name, pid=p.pid, status=status))
         self.on_change()
 
     def teardown(self) -> dict[str, str]:
@@ -188,24 +190,28 @@ class Supervisor:
         if action not in ACTIONS:
             raise UserError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         p = self.require(name)
-        pid = p.pid
+        pid, began = p.pid, self._now()
         if not allows(action, p.state):
             reason = _refusal(action, p)
-            self.record("chaos", action=action, priest=name, pid=pid, outcome=f"refused: {reason}")
+            self.record(ChaosAction(t=began, action=action, priest=name, pid=pid,
+                                    outcome=f"refused: {reason}", result=Result.REFUSED))
             raise RefusedError(reason, pid=pid)
         try:
             outcome = getattr(self, f"_do_{action}")(p)
         except UserError as e:
-            self.record("chaos", action=action, priest=name, pid=pid, outcome=f"failed: {e}")
+            self.record(ChaosAction(t=began, action=action, priest=name, pid=pid,
+                                    outcome=f"failed: {e}", result=Result.FAILED))
             raise
         result = {"action": action, "priest": name, "pid": p.pid if action == "restart" else pid,
                   "outcome": outcome}
-        self.record("chaos", **result)
+        self.record(ChaosAction(t=began, action=action, priest=name, pid=result["pid"],
+                                outcome=outcome))
         return result
 
     def act_network(self, action: str, value: object, seed: int | None = None) -> dict[str, Any]:
         """Change the network's faults by `action` with `value`; RefusedError without a relay."""
         names = list(self.priests)
+        began = self._now()
         try:
             if self.network is None:
                 raise RefusedError(f"cannot {action}: this cluster runs with `network: direct`, so "
@@ -215,13 +221,13 @@ class Supervisor:
             faults = change(self.faults, action, parsed, names)
             note = self.network.set(faults, seed)
         except UserError as e:
-            self.record("network", action=action, value=value, seed=seed,
-                        outcome=f"refused: {e}")
+            self.record(NetworkChange(t=began, action=action, value=value, seed=seed,
+                                      outcome=f"refused: {e}", result=Result.REFUSED))
             raise
         self.faults = faults
         outcome = f"network now: {faults.describe()}{note}"
-        self.record("network", action=action, value=parsed, seed=seed, faults=faults.to_wire(),
-                    outcome=outcome)
+        self.record(NetworkChange(t=began, action=action, value=parsed, seed=seed,
+                                  outcome=outcome, faults=faults.to_wire()))
         return {"action": action, "priest": None, "value": parsed, "seed": seed, "pid": None,
                 "outcome": outcome}
 
@@ -231,6 +237,10 @@ class Supervisor:
             return {"mode": "direct", "faults": None, "describe": "direct (no relay)"}
         return {"mode": "relay", "faults": self.faults.to_wire(),
                 "describe": self.faults.describe(), **self.network.status()}
+
+    def _now(self) -> int:
+        """The clock's time in ns: with the real clock (time.monotonic), the events' clock."""
+        return round(self.clock() * 1e9)
 
     def _signal(self, p: Priest, sig: int, state: State, outcome: str) -> str:
         assert p.proc is not None

@@ -35,6 +35,7 @@ from harness.errors import (
 )
 from harness.network.process import NETWORK_FILE, RelayNetwork, RelayProcess, private_ports
 from harness.output import Say, use_color
+from harness.record import Down, Up, now
 from harness.supervisor.control import ControlServer
 from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
 from harness.supervisor.launcher import ForkLauncher, code_to_name
@@ -122,9 +123,9 @@ class Daemon:
 
     def start(self, names: Sequence[str]) -> dict[str, int]:
         """Start the priests; StartupError (after stopping the others) if one cannot start."""
-        self.events.record("up", cluster=self.config.cluster, priests=list(names),
-                           supervisor=os.getpid(), detached=self.state.detached,
-                           network=self.config.network)
+        self.events.record(Up(t=now(), cluster=self.config.cluster, priests=tuple(names),
+                              supervisor=os.getpid(), detached=self.state.detached,
+                              network=self.config.network))
         if self.relay is not None:
             self.relay.start()  # binds every public address: a taken port stops `up` here
         failed = self.sup.start(names)
@@ -206,8 +207,8 @@ class Daemon:
         outcomes = self.sup.teardown()
         if self.relay is not None:
             self.relay.stop()
-        self.events.record("down", cluster=self.config.cluster, supervisor=os.getpid(),
-                           stopped=sorted(outcomes))
+        self.events.record(Down(t=now(), cluster=self.config.cluster, supervisor=os.getpid(),
+                                stopped=tuple(sorted(outcomes))))
         remove_state(self.state)
         if self.down_conn is not None:
             self.server.reply(self.down_conn, {"ok": True, "result": {"stopped": outcomes}})

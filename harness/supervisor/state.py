@@ -7,8 +7,8 @@
   (pid dead, or reused by another process) is stale: `down` and `up` clear it.
 - `logs/current.json` (relative to the working directory): the cluster last
   brought up from here, so commands without CONFIG act on it.
-- `<data_dir>/harness.jsonl`: the supervisor's and chaos's events, one JSON
-  object a line, appended by `EventFile` (the one writer of that format).
+- `<data_dir>/harness.jsonl`: the supervisor's and chaos's records (their
+  types: `harness.record`), one JSON object a line, appended by `EventFile`.
 
 Both are replaced atomically (temp file + rename) but not fsynced: they
 describe running processes, and a machine crash that could lose them also
@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import psutil
 
 from harness.errors import NotUpError, UserError
+from harness.record import Record
 from node.config import Config, load_config
 from node.errors import ConfigError
 from node.ledger import atomic_write_text
@@ -186,20 +186,19 @@ class EventFile:
     def __init__(self, path: Path) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def record(self, kind: str, **fields: object) -> None:
-        """Append one event of `kind`."""
-        line = json.dumps({"t": time.monotonic_ns(), "kind": kind, **fields}) + "\n"
-        os.write(self.fd, line.encode())
+    def record(self, record: Record) -> None:
+        """Append one record (its type and fields: `harness.record`)."""
+        os.write(self.fd, (json.dumps(record.to_json()) + "\n").encode())
 
     def close(self) -> None:
         os.close(self.fd)
 
 
-def record_event(data_dir: Path, kind: str, **fields: object) -> None:
-    """Append one event to `<data_dir>/harness.jsonl` (open, write, close)."""
+def record_event(data_dir: Path, record: Record) -> None:
+    """Append one record to `<data_dir>/harness.jsonl` (open, write, close)."""
     events = EventFile(data_dir / HARNESS_FILE)
     try:
-        events.record(kind, **fields)
+        events.record(record)
     finally:
         events.close()
 

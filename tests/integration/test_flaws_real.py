@@ -93,3 +93,29 @@ def test_the_readme_flaw_recipe_breaks_a_real_cluster(harness, no_leaks) -> None
         assert verify.returncode == 1 and "ballot_reused" in kinds, verify.stdout
     finally:
         assert harness.run("down").returncode == 0
+
+
+@pytest.mark.parametrize("flawed", [True, False])
+def test_forget_promises_shows_at_the_first_restart_as_a_lost_ledger(
+        make_config, tmp_path: Path, no_leaks, flawed: bool) -> None:
+    extra = "flaws: [forget-promises]\n" if flawed else ""
+    path = make_config(4, extra=extra)
+    priests = Priests(load_config(path), tmp_path)
+    try:
+        names = priests.config.names
+        for name in names:
+            priests.start(name)
+        priests.ballot("alpha")
+        held = priests.wait_decrees(names)
+        assert None not in held.values(), held
+        priests.kill("beta")  # beta had promised and voted in alpha's ballot
+        priests.start("beta")
+    finally:
+        priests.stop_all()
+    status, verdict = _verify(path, tmp_path)
+    if flawed:
+        (lost,) = verdict["violations"]
+        assert status == 1 and lost["kind"] == "ledger_lost" and lost["priests"] == ["beta"]
+        assert "recovered next_bal=0 prev_vote=none" in lost["message"], lost
+    else:
+        assert status == 0, verdict

@@ -243,6 +243,18 @@ def test_a_data_dir_that_is_a_file(here: Path, capsys, argv: list[str]) -> None:
     assert status in (1, 2) and one_line(err, "data", "not a directory"), err
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_verify_names_a_priest_directory_that_is_a_file(here: Path, capsys,
+                                                        as_json: bool) -> None:
+    (here / "c.yaml").write_text("data_dir: data\npriests:\n  alpha: {port: 7001}\n"
+                                 "  beta: {port: 7002}\n")
+    (here / "data" / "alpha").mkdir(parents=True)
+    (here / "data" / "beta").write_text("a file where beta's directory belongs")
+    argv = ["verify", "c.yaml", "--json"] if as_json else ["verify", "c.yaml"]
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == "" and one_line(err, "data/beta", "not a directory"), err
+
+
 def test_logs_that_is_a_file(here: Path, capsys) -> None:
     path = write_config(here, 2)
     (here / "logs").write_text("a file")

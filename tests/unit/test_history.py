@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.check.history import Recovered, load_history, read_decree, recovered_ledger
+from harness.record import Kind, Up
 from node import ledger
 from node.config import Config, parse_config
 from node.errors import LedgerError
@@ -189,13 +190,20 @@ def test_decree_file_absent_or_unreadable(tmp_path: Path) -> None:
 def test_harness_events(tmp_path: Path) -> None:
     config = config_for(tmp_path, ("alpha",))
     assert load_history(config).harness == []
+    down = {"t": 9, "kind": "down", "cluster": "c", "supervisor": 1, "stopped": ["alpha"]}
+    up = {"t": 3, "kind": "up", "cluster": "c", "priests": ["alpha"], "supervisor": 1,
+          "detached": True}
     (tmp_path / "harness.jsonl").write_text(
-        json.dumps({"t": 9, "kind": "down"}) + "\n" + "junk\n"
-        + json.dumps({"t": 3, "kind": "up"}) + "\n" + json.dumps({"kind": "chaos"}) + "\n")
+        json.dumps(down) + "\n" + "junk\n" + json.dumps(up) + "\n"
+        + json.dumps({"kind": "chaos"}) + "\n" + json.dumps({"t": 4, "kind": "up"}) + "\n")
     h = load_history(config)
-    assert [r["kind"] for r in h.harness] == ["up", "down"]
+    assert [r.KIND for r in h.harness] == [Kind.UP, Kind.DOWN]
+    assert h.harness[0] == Up(t=3, cluster="c", priests=("alpha",), supervisor=1, detached=True)
     harness_problems = [(p.line, p.reason) for p in h.problems if p.path.endswith("harness.jsonl")]
-    assert [n for n, _ in harness_problems] == [2, 4]
+    assert harness_problems == [
+        (2, "not a JSON line: 'junk'"),
+        (4, "not a harness record: 't' is not an int"),
+        (5, "not a harness record: no 'cluster' (every up record has one)")]
 
 
 def test_started_carries_the_recovered_ledger(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from node.ledger import (
     atomic_write_text,
     decode_record,
     encode_record,
+    parse_decree,
+    parse_decree_text,
     parse_vote,
     read_ledger,
 )
@@ -255,7 +257,8 @@ def test_leftover_temp_files_are_removed_on_open(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "abc\n", "12", "1 2\n", "+12\n", " 12\n", "12\n\n",
-                                  "１２\n", "1_000\n", "9223372036854775808\n"])
+                                  "１２\n", "1_000\n", "9223372036854775808\n", "012\n",
+                                  "-0\n", "-012\n", "00\n", "12 \n", "12\r\n"])
 def test_malformed_decree_file_is_an_error_naming_it(tmp_path: Path, text: str) -> None:
     (tmp_path / DECREE).write_text(text)
     with pytest.raises(LedgerError, match=DECREE):
@@ -354,6 +357,24 @@ def test_unusable_ledger_releases_the_lock(tmp_path: Path) -> None:
     (tmp_path / LEDGER).rmdir()
     with Ledger.open(tmp_path) as ledger:  # the failed open left no lock behind
         assert ledger.state == LedgerState()
+
+
+@pytest.mark.parametrize("text", ["0", "7", "-7", "1001", "9223372036854775807",
+                                  "-9223372036854775808"])
+def test_a_decree_is_spelled_one_way_in_decree_txt_and_in_a_vote(text: str) -> None:
+    assert parse_decree_text(text) == int(text) and str(int(text)) == text
+    assert parse_decree(f"{text}\n".encode()) == int(text)
+    assert parse_vote(f"{text}@1.alpha").decree == int(text)
+
+
+@pytest.mark.parametrize("text", ["01001", "+1001", "-0", "00", " 1", "1e3", "0x10", ""])
+def test_any_other_spelling_of_a_decree_is_refused_by_both(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_decree_text(text)
+    with pytest.raises(ValueError):
+        parse_decree(f"{text}\n".encode())
+    with pytest.raises(ValueError):
+        parse_vote(f"{text}@1.alpha")
 
 
 @pytest.mark.parametrize("text", ["none", "5@1.alpha", "-9223372036854775808@281474976710655.b"])

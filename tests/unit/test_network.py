@@ -10,6 +10,7 @@ import pytest
 from harness.chaos.plan import parse_schedule, plan_random, steps_from_args
 from harness.errors import RefusedError, UnknownPriestError, UsageError
 from harness.network.faults import LOSS, PARTITION, Faults, change, parse_value
+from harness.record import NetworkChange, Record, Result
 from harness.supervisor.core import Supervisor
 from tests.unit.test_chaos import FakeLauncher, FakeNetwork
 
@@ -94,31 +95,31 @@ def test_a_random_plan_with_network_faults_is_reproducible_and_heals_the_network
 
 
 def test_the_supervisor_changes_the_network_and_records_each_change() -> None:
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[Record] = []
     net = FakeNetwork()
-    sup = Supervisor(FOUR, FakeLauncher(), clock=lambda: 0.0, network=net,
-                     record=lambda kind, **kw: events.append((kind, kw)))
+    sup = Supervisor(FOUR, FakeLauncher(), clock=lambda: 0.0, network=net, record=events.append)
     result = sup.handle({"op": "drop", "arg": "0.3", "seed": 9})
     assert result["ok"] and result["result"]["outcome"] == "network now: drop 30%"
     assert net.sets == [(Faults(drop=0.3), 9)]
-    assert events[-1] == ("network", {"action": "drop", "value": 0.3, "seed": 9,
-                                      "faults": Faults(drop=0.3).to_wire(),
-                                      "outcome": "network now: drop 30%"})
+    assert events[-1] == NetworkChange(t=0, action="drop", value=0.3, seed=9,
+                                       faults=Faults(drop=0.3).to_wire(),
+                                       outcome="network now: drop 30%")
     bad = sup.handle({"op": "partition", "arg": "alpha,omega"})
     assert not bad["ok"] and bad["code"] == "unknown_priest"
-    assert events[-1][1]["outcome"].startswith("refused: ")
+    last = events[-1]
+    assert isinstance(last, NetworkChange) and last.outcome.startswith("refused: ")
+    assert last.result is Result.REFUSED and not last.applied
     status = sup.handle({"op": "status"})["result"]["network"]
     assert status["mode"] == "relay" and status["describe"] == "drop 30%"
 
 
 def test_without_a_relay_network_actions_are_refused() -> None:
-    events: list[tuple[str, dict[str, Any]]] = []
-    sup = Supervisor(FOUR, FakeLauncher(), clock=lambda: 0.0,
-                     record=lambda kind, **kw: events.append((kind, kw)))
+    events: list[Record] = []
+    sup = Supervisor(FOUR, FakeLauncher(), clock=lambda: 0.0, record=events.append)
     with pytest.raises(RefusedError) as e:
         sup.act_network("heal", None)
     assert "network: direct" in str(e.value) and "\n" not in str(e.value)
-    assert events[-1][0] == "network" and sup.network_status()["mode"] == "direct"
+    assert isinstance(events[-1], NetworkChange) and sup.network_status()["mode"] == "direct"
 
 
 def test_the_config_says_relay_or_direct() -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.errors import UnknownPriestError, UsageError
 from harness.network.faults import parse_value
@@ -48,6 +48,11 @@ NETWORK_WEIGHTS: dict[str, float] = {"partition": 1.0, "isolate": 1.0, "drop": 1
 FAULT_KINDS = ("process", "network")  # what --faults chooses from
 MAX_STEPS = 100_000  # a bound on rate x duration: a plan is printed and kept in memory
 HEAL = "heal"
+# A single-decree cluster decides in its first ballot, so a random plan opens with
+# the decision: contending ballots with faults among them, in the first WINDOW s.
+WINDOW = 0.3
+WINDOW_NOTE = "decision window"
+WINDOW_MIN_DURATION = 1.0  # a shorter plan has no window
 
 
 class ScheduleError(UsageError):
@@ -90,6 +95,7 @@ class Plan:
     duration: float | None = None
     rate: float | None = None
     end: float = 0.0  # the run lasts at least this long: a trailing `--sleep` waits it out
+    window: float = 0.0  # a random plan's decision window: its first `window` seconds
 
     @property
     def span(self) -> float:
@@ -228,7 +234,11 @@ def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *
                **(NETWORK_WEIGHTS if "network" in faults and len(names) > 1 else {})}
     faulty = False  # is the network faulted at this point of the plan?
     steps: list[Step] = []
-    at = rng.expovariate(rate)  # Poisson arrivals: irregular gaps, `rate` a second on average
+    window = WINDOW if duration >= WINDOW_MIN_DURATION else 0.0
+    if window:
+        faulty = _decision_window(rng, states, quorum, allow_majority_loss, weights, names,
+                                  steps)
+    at = window + rng.expovariate(rate)  # Poisson arrivals: `rate` a second on average
     while at < duration:
         choice = _pick(rng, states, quorum, allow_majority_loss, weights, faulty)
         if choice is not None:
@@ -245,7 +255,45 @@ def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *
     if "network" in faults:
         steps.append(Step(round(duration, 3), "heal", "", HEAL))
     steps.extend(heal_steps(states, round(duration, 3), rng.choice(list(names))))
-    return Plan(tuple(steps), "the random nemesis", seed=seed, duration=duration, rate=rate)
+    return Plan(tuple(steps), "the random nemesis", seed=seed, duration=duration, rate=rate,
+                window=window)
+
+
+def _decision_window(rng: random.Random, states: dict[str, State], quorum: int,
+                     allow_majority_loss: bool, weights: Mapping[str, float],
+                     names: Sequence[str], steps: list[Step]) -> bool:
+    """The plan's first WINDOW s: 2-3 ballots at different priests, 2-3 faults among them.
+
+    Appends the steps (in time order, each allowed in the states before it) and
+    updates `states`; True if it left the network faulted.
+    """
+    faults = {a: w for a, w in weights.items() if a != "ballot"}
+    slots = ["ballot"] * rng.randint(2, 3) + ["fault"] * (rng.randint(2, 3) if faults else 0)
+    rng.shuffle(slots)
+    times = sorted(round(rng.uniform(0.0, WINDOW), 3) for _ in slots)
+    balloted: set[str] = set()
+    faulty = False
+    for at, slot in zip(times, slots, strict=True):
+        if slot == "ballot":
+            free = [n for n in names if states[n] == State.RUNNING and n not in balloted]
+            if free:
+                proposer = rng.choice(free)
+                balloted.add(proposer)
+                steps.append(Step(at, "ballot", proposer, WINDOW_NOTE))
+            continue
+        choice = _pick(rng, states, quorum, allow_majority_loss, faults, faulty)
+        if choice is None:
+            continue
+        action, name = choice
+        if action in NETWORK_ACTIONS:
+            steps.append(replace(_network_step(rng, at, action, names), note=WINDOW_NOTE))
+            faulty = action != "heal"
+        else:
+            steps.append(Step(at, action, name, WINDOW_NOTE))
+            after = ACTIONS[action].after
+            assert after is not None
+            states[name] = after
+    return faulty
 
 
 def _network_step(rng: random.Random, at: float, action: str, names: Sequence[str]) -> Step:
@@ -312,6 +360,10 @@ def describe_plan(plan: Plan) -> list[str]:
     if plan.seed is not None:
         head += f", seed {plan.seed} (--duration {plan.duration:g} --rate {plan.rate:g})"
     lines = [head]
+    if plan.window:
+        lines.append(f"decision window: +0.000 to +{plan.window:.3f}s, ballots at several priests "
+                     "with faults among them; a single decree is decided here, so the later "
+                     "faults strike a cluster that has decided and test that it stays so")
     for i, step in enumerate(plan.steps, start=1):
         note = f"  # {step.note}" if step.note else ""
         lines.append(f"{i:>5}  {f'+{step.at:.3f}s':>10}  {step.action:<9}  {step.what}{note}")

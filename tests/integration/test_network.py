@@ -191,16 +191,19 @@ def test_network_faults_in_schedules_and_random_plans(harness) -> None:
     first = harness.run("chaos", str(config), *args, "--dry-run")
     again = harness.run("chaos", str(config), *args, "--dry-run")
     assert first.returncode == 0 and first.stdout == again.stdout
-    steps = [line.split()[2] for line in first.stdout.splitlines()[1:]]
+    steps = [line.split()[2] for line in first.stdout.splitlines()[1:]
+               if line.split()[0].isdigit()]
     assert {"partition", "isolate", "drop"} & set(steps) and {"kill", "ballot"} & set(steps)
     heal = steps.index("heal", len(steps) - len(FOUR) - 2)
     assert all(s in ("restart", "resume", "ballot") for s in steps[heal + 1:])  # network first
     process = harness.run("chaos", str(config), *args, "--faults", "process", "--dry-run")
     assert not {"partition", "isolate", "drop", "duplicate", "delay", "heal"} & {
-        line.split()[2] for line in process.stdout.splitlines()[1:]}
+        line.split()[2] for line in process.stdout.splitlines()[1:]
+        if line.split()[0].isdigit()}
     done = harness.run("chaos", str(config), *args)
     assert done.returncode == 0, done.stdout + done.stderr
-    planned = [line.split()[2:4] for line in first.stdout.splitlines()[1:]]
+    planned = [line.split()[2:4] for line in first.stdout.splitlines()[1:]
+               if line.split()[0].isdigit()]
     applied = [line.split()[1:3] for line in done.stdout.splitlines()[1:-1]]
     assert applied == planned
     seeded = [r for r in records(harness, "harness.jsonl") if r["kind"] == "network"

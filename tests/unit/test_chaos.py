@@ -21,6 +21,8 @@ from harness import cli
 from harness.chaos.executor import Executor, Live, load_schedule
 from harness.chaos.plan import (
     HEAL,
+    WINDOW,
+    WINDOW_NOTE,
     Plan,
     ScheduleError,
     Step,
@@ -463,3 +465,20 @@ def test_without_a_running_cluster_the_verb_says_so(tmp_path: Path, monkeypatch)
     assert "is not up" in str(e.value) and "up" in str(e.value) and e.value.exit_status == 1
     with pytest.raises(UnknownPriestError):  # a name error wins: nothing is checked twice
         chaos_verb.run(parse(config, "--kill", "omega"))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_random_plan_opens_with_the_decision_contended_and_faulted(seed: int) -> None:
+    plan = plan_random(priest_names(5), seed, 5.0, 2.0)
+    window = [s for s in plan.steps if s.at <= WINDOW and s.note == WINDOW_NOTE]
+    ballots = [s.priest for s in window if s.action == "ballot"]
+    assert len(ballots) >= 2 and len(set(ballots)) == len(ballots)  # contending proposers
+    assert any(s.action != "ballot" for s in window)  # and faults among them
+    assert plan.steps[0].note == WINDOW_NOTE and plan.window == WINDOW
+    assert "decision window" in describe_plan(plan)[1]
+    assert not any(s.note == WINDOW_NOTE for s in plan.steps if s.at > WINDOW)
+
+
+def test_a_plan_too_short_for_a_window_has_none() -> None:
+    plan = plan_random(priest_names(5), 1, 0.5, 2.0)
+    assert plan.window == 0.0 and not any(s.note == WINDOW_NOTE for s in plan.steps)

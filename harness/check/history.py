@@ -92,6 +92,7 @@ class History:
     # Priests whose events may be missing: no directory or events.jsonl, an
     # unreadable file, or a line skipped (a recovered ledger ignored counts too).
     incomplete: set[str] = field(default_factory=set)
+    absent: set[str] = field(default_factory=set)  # priests with no directory at all
 
     def all_events(self) -> list[PriestEvent]:
         """Every priest's events merged into one list ordered by t."""
@@ -154,6 +155,7 @@ def _load_priest(directory: Path, name: str, history: History) -> None:
                                 "decree.txt cannot be read; move that file away and verify again")
         # Never started, or removed: the checker cannot tell, so its events count as missing.
         history.incomplete.add(name)
+        history.absent.add(name)
         history.problems.append(ReadProblem(str(directory), None, f"no directory for priest {name} "
                                             "(never started, or removed)"))
         return

@@ -580,9 +580,10 @@ def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
     violations = list(with_faults(violations, history.harness, idx.t0))
     proven = [v for v in violations if not _rests_on_missing(idx, v)]
     unproven = [v for v in violations if _rests_on_missing(idx, v)]
+    nothing = bool(config.names) and history.absent >= set(config.names) and not history.harness
     return Verdict(config.cluster, config.quorum, alive is not None,
                    _rows(idx, set(survivors)), tuple(proven), tuple(history.problems),
-                   history.event_count(), tuple(unproven))
+                   history.event_count(), tuple(unproven), nothing)
 
 
 def _rests_on_missing(idx: _Index, v: Violation) -> bool:
@@ -619,8 +620,8 @@ def run(config: Config, *, alive_fn: Callable[[], set[str] | None], wait: float,
         sleep: Callable[[float], None] = time.sleep, interval: float = 0.2) -> int:
     """Check until the verdict is 0 or 1 or `wait` seconds pass; print it; return its status.
 
-    Exit statuses: 0 agreement, 1 a proven violation, 2 cannot verify (a violation rests
-    only on unreadable evidence), 3 not yet learned (see the module's docstring).
+    Exit statuses: 0 agreement, 1 a proven violation, 3 not yet learned, 4 cannot verify
+    (a violation rests only on unreadable evidence), 5 nothing ran (see the module's docstring).
     """
     deadline = clock() + max(wait, 0.0)
     while True:

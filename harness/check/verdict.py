@@ -35,7 +35,8 @@ KINDS: dict[str, str] = {
 # verify checks: in a real run such a priest is only waiting (exit 3).
 NO_PROGRESS = "no_progress"
 
-OK, VIOLATION, UNVERIFIABLE, WAITING = 0, 1, 2, 3
+# Exit statuses of `verify`; 2 is a usage or config error (harness.errors).
+OK, VIOLATION, WAITING, UNVERIFIABLE, NOTHING = 0, 1, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Verdict:
     events: int
     # Violations that rest only on evidence that could not be read: not proven.
     unverifiable: tuple[Violation, ...] = ()
+    nothing: bool = False  # no priest of the cluster ever ran here: nothing to judge
 
     @property
     def waiting(self) -> tuple[str, ...]:
@@ -128,17 +130,20 @@ class Verdict:
 
     @property
     def exit_status(self) -> int:
-        """1 a proven violation; 2 only unverifiable ones; 3 a survivor has no decree yet; else 0."""
+        """1 a proven violation; 4 only unverifiable ones; 3 a survivor has no decree yet;
+        5 nothing ran; else 0."""
         if self.violations:
             return VIOLATION
         if self.unverifiable:
             return UNVERIFIABLE
+        if self.nothing:
+            return NOTHING
         return WAITING if self.waiting else OK
 
     @property
     def status(self) -> str:
         return {OK: "agreement", VIOLATION: "violation", UNVERIFIABLE: "unverifiable",
-                WAITING: "waiting"}[self.exit_status]
+                WAITING: "waiting", NOTHING: "nothing"}[self.exit_status]
 
     def to_json(self) -> dict[str, Any]:
         """The verdict as plain JSON data, for scripts (`verify --json`)."""
@@ -209,9 +214,13 @@ def _summary(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
         return lines + _unverifiable(verdict, paint)
     if status == UNVERIFIABLE:
         n = len(verdict.unverifiable)
-        return [paint(f"CANNOT VERIFY (exit 2): no violation is proven, but {n} would be one "
+        return [paint(f"CANNOT VERIFY (exit 4): no violation is proven, but {n} would be one "
                       "unless the unreadable evidence (above) explains it",
                       Fore.YELLOW + Style.BRIGHT)] + _unverifiable(verdict, paint)
+    if status == NOTHING:
+        return [paint(f"NOTHING TO CHECK (exit 5): no priest of cluster {verdict.cluster} has "
+                      "run here (no priest directory); bring it up with `paxos-harness up`",
+                      Fore.YELLOW + Style.BRIGHT)]
     if status == WAITING:
         return [paint(f"NOT YET (exit 3): no violation, but {', '.join(verdict.waiting)} "
                       "hold no decree yet", Fore.YELLOW + Style.BRIGHT)]

@@ -478,3 +478,11 @@ def test_nobody_listening_is_not_up(tmp_path: Path) -> None:
         control.request(tmp_path / "none.sock", "status")
     with pytest.raises(ControlError, match="not JSON"):
         control.decode_request(b"{")
+
+
+def test_verify_with_no_cluster_to_check_is_its_own_status_not_a_violation(here: Path,
+                                                                           capsys) -> None:
+    status, out, err = run(capsys, "verify")
+    assert status == 5 and out == "" and err.count("\n") == 1 and "logs/current.json" in err
+    status, out, _ = run(capsys, "verify", str(write_config(here, 3)))  # nothing ran here
+    assert status == 5 and "NOTHING TO CHECK (exit 5)" in out

@@ -471,9 +471,9 @@ def test_lost_votes_are_missing_evidence(tmp_path: Path) -> None:
     # nor shown unsound: delta's events are gone, not shown absent.
     assert v.violations == ()
     assert {x.kind for x in v.unverifiable} == {"unsound_learning"}
-    assert v.exit_status == 2 and v.status == "unverifiable"
+    assert v.exit_status == 4 and v.status == "unverifiable"
     text = render(v, color=False)
-    assert "CANNOT VERIFY (exit 2)" in text and "could not read" in text
+    assert "CANNOT VERIFY (exit 4)" in text and "could not read" in text
     assert "unsound_learning (unverifiable)" in text
     doc = v.to_json()
     assert doc["status"] == "unverifiable" and doc["violations"] == []
@@ -496,7 +496,7 @@ def test_unproposed_decree_with_unreadable_lines_is_unverifiable(tmp_path: Path)
     garble(data, "alpha")  # alpha may have proposed it in the line that was lost
     v = load_and_check(config, None)
     assert v.violations == () and [x.kind for x in v.unverifiable] == ["unproposed_decree"]
-    assert v.exit_status == 2
+    assert v.exit_status == 4
 
 
 def test_unsound_learning_stays_proven_when_missing_events_cannot_explain_it(
@@ -549,10 +549,18 @@ def test_corrupt_and_torn_lines_are_reported_and_skipped(tmp_path: Path) -> None
     assert "beta/events.jsonl:3" in text
 
 
-def test_empty_data_dir_cluster_down(tmp_path: Path) -> None:
+def test_empty_data_dir_is_nothing_to_check_not_a_violation(tmp_path: Path) -> None:
     v = load_and_check(make_config(tmp_path / "nothing"), None)
-    assert v.exit_status == 3 and set(v.waiting) == set(NAMES)
+    assert v.exit_status == 5 and v.status == "nothing" and set(v.waiting) == set(NAMES)
     assert len(v.problems) == len(NAMES)
+    assert "NOTHING TO CHECK (exit 5)" in render(v, color=False)
+    r = healthy()  # one priest's directory is enough to judge what ran
+    r.write(tmp_path / "data")
+    for name in NAMES[1:]:
+        for f in (tmp_path / "data" / name).iterdir():
+            f.unlink()
+        (tmp_path / "data" / name).rmdir()
+    assert load_and_check(make_config(tmp_path / "data"), None).exit_status != 5
 
 
 def test_check_is_pure_over_the_history(tmp_path: Path) -> None:
@@ -797,7 +805,7 @@ def test_malformed_recovered_ledger_is_a_problem_not_evidence(tmp_path: Path) ->
     v = verdict_of(tmp_path, r, alive={"gamma"})
     # Without delta's recovered vote, learning rests on evidence that could not be read.
     assert v.violations == () and {x.kind for x in v.unverifiable} == {"unsound_learning"}
-    assert v.exit_status == 2
+    assert v.exit_status == 4
     (p,) = v.problems
     assert p.path.endswith("delta/events.jsonl") and "prev_vote" in p.reason
 

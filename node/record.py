@@ -75,6 +75,7 @@ class PriestEvent(NamedTuple):
     promised: Ballot | None = None
     conflict: bool | None = None
     dropped: tuple[tuple[str, int], ...] | None = None  # stopped: (reason, count) pairs
+    wall: int | None = None  # started: time.time_ns() at the instant of `t` (priest.log's clock)
     # Not written: the line of its priest's events.jsonl it was read from (or, in a
     # simulation, would have been written at); 0 when unknown.
     line: int = 0
@@ -184,7 +185,8 @@ KINDS: dict[EventKind, KindSpec] = {
     EventKind.BALLOT_ABANDONED: KindSpec("core", _CORE, ("gave_up",)),
     EventKind.IGNORED: KindSpec("core", _CORE, ("promised", "conflict")),
     EventKind.REMINDED: KindSpec("core", _CORE),
-    EventKind.STARTED: KindSpec("runtime", ("last_tried", "next_bal", "prev_vote", "decree", "text")),
+    EventKind.STARTED: KindSpec("runtime", ("last_tried", "next_bal", "prev_vote", "decree", "text"),
+                                ("wall",)),
     EventKind.SENT: KindSpec("runtime", _MESSAGE, ("decree", "vote")),
     EventKind.RECEIVED: KindSpec("runtime", _MESSAGE, ("decree", "vote")),
     EventKind.DROPPED: KindSpec("runtime", ("reason", "detail", "addr", "suppressed")),
@@ -300,7 +302,7 @@ def _list(value: tuple[str, ...]) -> list[str]:
 
 _BALLOT_FIELDS = ("ballot", "last_tried", "next_bal", "promised")
 _READ: dict[str, Any] = {
-    "pid": _int, "decree": _int, "suppressed": _int,
+    "pid": _int, "decree": _int, "suppressed": _int, "wall": _int,
     "peer": _str, "text": _str, "msg": _str, "reason": _str, "detail": _str, "addr": _str,
     "vote": _vote, "prev_vote": _vote, "quorum": _names, "gave_up": _bool, "conflict": _bool,
     "dropped": _counts,
@@ -329,7 +331,7 @@ def recorded(r: Record, t: int, priest: str, pid: int | None, line: int = 0) -> 
     # Positional: this is built for every step a priest takes.
     return PriestEvent(t, priest, r.kind, pid, ballot, r.decree, r.peer, r.text, None, None, None,
                        None, None, None, None, None, None, r.quorum, r.gave_up, r.promised,
-                       r.conflict, None, line)
+                       r.conflict, None, None, line)
 
 
 def message_event(kind: EventKind, m: Message, peer: str, t: int, priest: str,
@@ -341,9 +343,13 @@ def message_event(kind: EventKind, m: Message, peer: str, t: int, priest: str,
 
 
 def started_event(t: int, priest: str, pid: int | None, ledger: LedgerState, decree: int | None,
-                  text: str | None = None, line: int = 0) -> PriestEvent:
-    """A `started` event: the ledger and decree the priest recovered from disk."""
+                  text: str | None = None, line: int = 0, wall: int | None = None) -> PriestEvent:
+    """A `started` event: the ledger and decree the priest recovered from disk.
+
+    `wall`, time.time_ns() taken with `t`, maps this process's `t` to the clock
+    priest.log prints (None in a simulation, which has no such clock).
+    """
     return PriestEvent(t, priest, EventKind.STARTED, pid, decree=decree, text=text,
                        last_tried=ledger.last_tried, next_bal=ledger.next_bal,
-                       prev_vote=ledger.prev_vote, line=line)
+                       prev_vote=ledger.prev_vote, line=line, wall=wall)
 

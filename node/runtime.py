@@ -215,7 +215,8 @@ class Runtime:
         recovered = self.priest.ledger
         host, port = self.sock.getsockname()
         self.events.write(started_event(time.monotonic_ns(), self.name, self.events.pid, recovered,
-                                        self.priest.decree, f"listening on {host}:{port}"))
+                                        self.priest.decree, f"listening on {host}:{port}",
+                                        wall=time.time_ns()))
         self.narrator.say(self._startup_line())
         for flaw in self.config.flaws:
             self.narrator.say(flaw_warning(flaw), warn=True)

@@ -93,6 +93,7 @@ class History:
     # unreadable file, or a line skipped (a recovered ledger ignored counts too).
     incomplete: set[str] = field(default_factory=set)
     absent: set[str] = field(default_factory=set)  # priests with no directory at all
+    files: bool = True  # False for a simulated run: no events.jsonl to cite, no priest.log
 
     def all_events(self) -> list[PriestEvent]:
         """Every priest's events merged into one list ordered by t."""

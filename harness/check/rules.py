@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -96,20 +96,39 @@ class _Index:
     # id() of an evidence event -> t of the restart whose recovered ledger shows it
     # (the events live as long as the index, so their ids stay theirs)
     recovered_at: dict[int, int] = field(default_factory=dict)
+    # priest -> (t, wall - t) of each of its starts that said its wall clock, in time order
+    clocks: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     def cite(self, e: PriestEvent) -> str:
-        """An event's time and where it is written: '+1.234567s, beta/events.jsonl:12'."""
+        """An event's time, on priest.log's clock too, and where it is written:
+        '+1.234567s (12:31:07.123 in beta's priest.log), beta/events.jsonl:12'."""
         restart = self.recovered_at.get(id(e)) if e.kind in EVIDENCE_KINDS else None
+        where = f"{e.priest}/events.jsonl:{e.line}" if self.history.files else "its start"
         if restart is not None:
             return (f"+{(e.t - self.t0) / 1e9:.6f}s to +{(restart - self.t0) / 1e9:.6f}s "
-                    f"(unrecorded; in the ledger recovered at {e.priest}/events.jsonl:{e.line})")
-        return f"+{(e.t - self.t0) / 1e9:.6f}s, {e.priest}/events.jsonl:{e.line}"
+                    f"(unrecorded; in the ledger recovered at {where})")
+        if not self.history.files:
+            return f"+{(e.t - self.t0) / 1e9:.6f}s"
+        return f"+{(e.t - self.t0) / 1e9:.6f}s{self._log_time(e)}, {where}"
+
+    def _log_time(self, e: PriestEvent) -> str:
+        """' (12:31:07.123 in beta's priest.log)': where to look in its narration; '' if unknown."""
+        starts = self.clocks.get(e.priest)
+        if not starts:
+            return ""
+        i = bisect_right(starts, (e.t, 1 << 62)) - 1
+        offset = starts[max(i, 0)][1]
+        wall = (e.t + offset) / 1e9
+        clock = time.strftime("%H:%M:%S", time.localtime(wall))
+        return f" ({clock}.{int(wall * 1000) % 1000:03d} in {e.priest}'s priest.log)"
 
 
 def _index(config: Config, history: History) -> _Index:
     idx = _Index(config, history, history.first_time() or 0)
     by_kind = idx.by_kind
     for name, events in history.events.items():
+        idx.clocks[name] = [(e.t, e.wall - e.t) for e in events
+                            if e.kind == "started" and e.wall is not None]
         core = idx.core[name] = [e for e in events if e.kind in CORE_KINDS]
         for e in core:
             by_kind[e.kind].append(e)

@@ -123,7 +123,7 @@ def to_history(world: World) -> History:
     recovered, so the checker sees a vote or promise made durable just before
     a crash struck and kept it from being recorded.
     """
-    history = History("simulation")
+    history = History("simulation", files=False)
     events: dict[str, list[PriestEvent]] = {name: [] for name in world.names}
     for e in world.events:
         events[e.priest].append(e)

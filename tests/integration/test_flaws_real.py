@@ -89,8 +89,17 @@ def test_the_readme_flaw_recipe_breaks_a_real_cluster(harness, no_leaks) -> None
             verify = harness.run("verify", "--json")
             if verify.returncode == 1:
                 break
-        kinds = {v["kind"] for v in json.loads(verify.stdout)["violations"]}
+        violations = json.loads(verify.stdout)["violations"]
+        kinds = {v["kind"] for v in violations}
         assert verify.returncode == 1 and "ballot_reused" in kinds, verify.stdout
+        # The evidence gives each event's time as its priest's narration shows it, too.
+        cited = re.findall(r"\((\d\d:\d\d:\d\d\.\d{3}) in (\w+)'s priest\.log\)",
+                           " ".join(v["message"] for v in violations))
+        assert cited
+        for stamp, priest in cited:
+            log = (harness.cwd / "data" / priest / "priest.log").read_text().splitlines()
+            stamps = [line.split(" | ", 1)[1][:12] for line in log if " | " in line]
+            assert min(abs(_ms(stamp) - _ms(s)) for s in stamps) <= 5, (stamp, priest)
     finally:
         assert harness.run("down").returncode == 0
 
@@ -119,3 +128,9 @@ def test_forget_promises_shows_at_the_first_restart_as_a_lost_ledger(
         assert "recovered next_bal=0 prev_vote=none" in lost["message"], lost
     else:
         assert status == 0, verdict
+
+
+def _ms(stamp: str) -> int:
+    """HH:MM:SS.mmm as milliseconds since midnight."""
+    hours, minutes, seconds = stamp.split(":")
+    return round((int(hours) * 3600 + int(minutes) * 60 + float(seconds)) * 1000)

@@ -125,7 +125,7 @@ FULL: dict[str, object] = {
     "next_bal": Ballot(4, "beta"), "prev_vote": Vote(B, 2002), "reason": "bad JSON",
     "addr": "127.0.0.1:9", "suppressed": 3, "quorum": ("alpha", "beta", "gamma"), "gave_up": True,
     "promised": Ballot(5, "beta"), "conflict": True, "detail": "not JSON: b'\\x00'",
-    "dropped": (("bad_tag", 2), ("malformed", 1)),
+    "dropped": (("bad_tag", 2), ("malformed", 1)), "wall": 1_764_400_000_000_000_000,
 }
 
 
@@ -175,7 +175,7 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
     "next_bal": BALLOTS, "prev_vote": VOTES, "reason": TEXT, "addr": TEXT,
     "suppressed": st.integers(0, 10**6), "quorum": st.lists(TEXT, max_size=5).map(tuple),
     "gave_up": st.booleans(), "promised": BALLOTS, "conflict": st.booleans(), "detail": TEXT,
-    "dropped": st.dictionaries(TEXT, st.integers(0, 10**9), max_size=4).map(
+    "wall": st.integers(0, 2**63), "dropped": st.dictionaries(TEXT, st.integers(0, 10**9), max_size=4).map(
         lambda d: tuple(sorted(d.items()))),
 }
 

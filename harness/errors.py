@@ -12,9 +12,9 @@ from __future__ import annotations
 from node.errors import ConfigError, LedgerError, StartupError, UserError
 
 __all__ = [
-    "AlreadyUpError", "ConfigError", "ControlError", "InternalError", "LedgerError", "NotUpError",
-    "RefusedError", "RunFilesError", "StartupError", "UnknownPriestError", "UsageError",
-    "UserError", "BUG_STATUS", "PROG",
+    "AlreadyUpError", "BusyError", "ConfigError", "ControlError", "InternalError", "LedgerError",
+    "LinkError", "NotUpError", "RefusedError", "RunFilesError", "StartupError", "UnknownPriestError",
+    "UsageError", "UserError", "BUG_STATUS", "PROG",
 ]
 
 PROG = "paxos-harness"  # the command, as messages name it
@@ -37,6 +37,10 @@ class AlreadyUpError(UserError):
     """`up` on a cluster whose supervisor is running."""
 
     exit_status = 1
+
+
+class BusyError(AlreadyUpError):
+    """Another command holds the cluster's run lock: an `up` is bringing it up right now."""
 
 
 class NotUpError(UserError):
@@ -68,6 +72,12 @@ class RunFilesError(UserError):
     """What a run left cannot be read as a run: a priest's directory is a file, say."""
 
     exit_status = 2
+
+
+class LinkError(UserError):
+    """A run file's name holds a symbolic link, or anything else but a regular file."""
+
+    exit_status = 1
 
 
 class ControlError(UserError):

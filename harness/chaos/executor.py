@@ -27,7 +27,7 @@ from harness.chaos.plan import (
     Step,
     parse_schedule,
 )
-from harness.errors import PROG, NotUpError, RefusedError, UsageError, UserError
+from harness.errors import PROG, ControlError, NotUpError, RefusedError, UsageError, UserError
 from harness.output import use_color
 from harness.record import ChaosEnd, ChaosStart, now
 from harness.supervisor import control
@@ -158,8 +158,8 @@ class Executor:
     def _apply(self, step: Step, start: float) -> Result:
         try:
             answer = self.send(step)
-        except NotUpError:
-            raise  # the supervisor is gone: nothing more can be done
+        except (NotUpError, ControlError):
+            raise  # the supervisor is gone, frozen or unreachable: nothing more can be done
         except UserError as e:
             pid = e.pid if isinstance(e, RefusedError) else None
             return Result(step, self.clock() - start, pid, str(e), False)
@@ -182,7 +182,7 @@ def load_schedule(path: str, names: Sequence[str]) -> tuple[Step, ...]:
 def send(state: RunState, step: Step) -> dict[str, Any]:
     """One step as a control request: a priest's action, or a network action with its value."""
     return control.request(state.socket, step.action, step.priest or None, arg=step.value,
-                           seed=step.seed)
+                           seed=step.seed, owner=state.supervisor.pid)
 
 
 def execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> int:

@@ -1,4 +1,4 @@
-"""What the verbs do to a cluster as a whole: select, clear, wipe, stop by signal, report.
+"""What the verbs do to a cluster as a whole: select, lock, clear, stop by signal, report.
 
 `up`, `down` and `status` share these; each reads the run state
 (`harness.supervisor.state`) and talks to a running supervisor over its
@@ -7,33 +7,31 @@ control socket (`harness.supervisor.control`).
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import PROG, AlreadyUpError, ControlError, NotUpError, UsageError, UserError
+from harness.errors import (
+    PROG,
+    AlreadyUpError,
+    BusyError,
+    ControlError,
+    NotUpError,
+    UsageError,
+    UserError,
+)
 from harness.supervisor import control
 from harness.supervisor.actions import ALIVE, State
-from harness.supervisor.state import (
-    SOCKET_NAME,
-    STATE_FILE,
-    RunState,
-    read_state,
-    remove_state,
-)
+from harness.supervisor.files import RunLock
+from harness.supervisor.state import RunState, read_state, remove_state
+from harness.supervisor.wipe import wipe_data_dir
 from node.config import Config
 from node.ledger import LOCK
 
-# What --fresh may remove: the files a priest writes in its directory, and the run files.
-PRIEST_FILES = frozenset({"decree.txt", "ledger.log", "priest.log", "events.jsonl",
-                          "priest.lock"})
-PRIEST_TEMP = "*.tmp*"  # atomic writes' temp files, left by a crash
-RUN_FILES = ("harness.jsonl", "supervisor.log", "network.jsonl", "network.jsonl.1")
 DOWN_STATE = "down"  # what `status` shows for every priest when no supervisor runs
 BY_HAND = "by hand"  # ... except a priest that runs all the same, started by hand
+__all__ = ["wipe_data_dir"]  # --fresh lives in harness.supervisor.wipe; the verbs find it here
 
 
 def select_priests(config: Config, only: str | None) -> list[str]:
@@ -48,6 +46,27 @@ def select_priests(config: Config, only: str | None) -> list[str]:
             raise UsageError(f"--only: no priest named {name!r} in {config.path} "
                              f"(known: {', '.join(config.names)})")
     return [n for n in config.names if n in wanted]
+
+
+def take_run_lock(config: Config) -> RunLock:
+    """The cluster's run lock; AlreadyUpError (or BusyError) saying who holds it if taken.
+
+    `up` takes it before it looks at the run state and holds it through
+    --fresh's wipe and the start, and the supervisor holds it for its life: an
+    `up` that cannot take it has looked at nothing and changed nothing.
+    """
+    from harness.supervisor.daemon import already_up
+
+    lock = RunLock.take(config.data_dir)
+    if lock is not None:
+        return lock
+    state = read_state(config.data_dir)
+    if state is not None and state.supervisor.alive():
+        raise AlreadyUpError(f"{already_up(config, state)}; nothing was changed")
+    pid = RunLock.holder(config.data_dir)
+    raise BusyError(f"another `{PROG} up` (pid {pid or '?'}) is bringing cluster "
+                    f"{config.cluster} up right now, data in {config.data_dir}; nothing was "
+                    f"changed; once it is up, `{PROG} status {config.path}` shows it")
 
 
 def clear_stale(config: Config) -> int | None:
@@ -82,66 +101,12 @@ def stop_by_signal(state: RunState) -> dict[str, str]:
     return dict.fromkeys(running, "stopped")
 
 
-def wipe_data_dir(config: Config) -> list[Path]:
-    """Remove what the harness put in the data dir (--fresh): priests' directories, run files.
-
-    Each priest's directory goes only if it holds nothing but files a priest
-    writes; otherwise UsageError naming it, and nothing is removed. Other
-    entries of the data dir are never touched. Returns what was removed.
-    """
-    files: list[Path] = []
-    dirs: list[Path] = []
-    for name in config.names:
-        directory = config.priest_dir(name)
-        if not directory.exists() and not directory.is_symlink():
-            continue
-        files += _priest_files(config, directory)
-        dirs.append(directory)
-    files += _run_files(config.data_dir)
-    for path in files:
-        path.unlink(missing_ok=True)
-    for directory in dirs:
-        directory.rmdir()
-    return files + dirs
-
-
-def _priest_files(config: Config, directory: Path) -> list[Path]:
-    """The files in a priest's directory; UsageError if anything else is there."""
-    where = f"--fresh: refusing to remove {directory}"
-    fix = f"move it away or point data_dir in {config.path} elsewhere"
-    if directory.is_symlink() or not directory.is_dir():
-        raise UsageError(f"{where}: it is not a priest's directory; {fix}")
-    found = []
-    for entry in sorted(directory.iterdir()):
-        mode = entry.lstat().st_mode
-        ours = entry.name in PRIEST_FILES or fnmatch.fnmatch(entry.name, PRIEST_TEMP)
-        if not (ours and stat.S_ISREG(mode)):
-            raise UsageError(f"{where}: it holds {entry.name}, which no priest writes; {fix}")
-        found.append(entry)
-    return found
-
-
-def _run_files(data_dir: Path) -> list[Path]:
-    """The harness's own files in `data_dir` (supervisor.json only if its supervisor is gone)."""
-    found = [data_dir / n for n in RUN_FILES if (data_dir / n).is_file()
-             and not (data_dir / n).is_symlink()]
-    sock = data_dir / SOCKET_NAME
-    if sock.is_socket():
-        found.append(sock)
-    state = read_state(data_dir) if data_dir.is_dir() else None
-    if state is not None and not state.supervisor.alive():
-        found.append(data_dir / STATE_FILE)
-    if data_dir.is_dir():
-        found += [e for e in sorted(data_dir.glob(STATE_FILE + ".tmp*")) if e.is_file()
-                  and not e.is_symlink()]
-    return found
-
-
 def cluster_status(config: Config) -> dict[str, Any]:
     """Everything `status` shows, as plain data (the --json output)."""
     state = read_state(config.data_dir)
     up = state is not None and state.supervisor.alive()
-    live, network = _live(state) if up and state is not None else (_by_hand(config), None)
+    live, network, problems = (_live(state) if up and state is not None
+                               else (_by_hand(config), None, []))
     priests = []
     for name in config.names:
         row = live.get(name) or {"pid": None, "exit_status": None,
@@ -152,6 +117,9 @@ def cluster_status(config: Config) -> dict[str, Any]:
                         "last_ballot": ballot, "problem": problem})
     if up and state is not None:
         summary = f"cluster {config.cluster} is up (supervisor pid {state.supervisor.pid})"
+        if not config.data_dir.is_dir():
+            summary += (f"; its data dir {config.data_dir} is gone (found by its run record); "
+                        f"`{PROG} down` still stops it")
     elif state is not None:
         summary = (f"cluster {config.cluster} is not up: its supervisor (pid "
                    f"{state.supervisor.pid}) died; `{PROG} down` clears what it left")
@@ -164,19 +132,20 @@ def cluster_status(config: Config) -> dict[str, Any]:
     return {"cluster": config.cluster, "config": config.path, "data_dir": str(config.data_dir),
             "up": up, "supervisor": state.supervisor.pid if up and state else None,
             "flaws": list(config.flaws),
-            "summary": summary, "priests": priests, "network": network}
+            "summary": summary, "priests": priests, "network": network, "problems": problems}
 
 
-def _live(state: RunState) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
-    """The priests' rows and the network, from the supervisor."""
+def _live(state: RunState) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """The priests' rows, the network, and what the supervisor could not write."""
     try:
         result = control.request(state.socket, "status", timeout=10.0)
-        return {r["priest"]: r for r in result["priests"]}, result.get("network")
+        return ({r["priest"]: r for r in result["priests"]}, result.get("network"),
+                list(result.get("problems", [])))
     except (NotUpError, ControlError):
         # The supervisor is alive but does not answer: say what the state file knows.
-        return {n: {"pid": i.pid, "exit_status": None,
-                    "state": State.RUNNING if i.alive() else State.EXITED}
-                for n, i in state.priests.items()}, None
+        return ({n: {"pid": i.pid, "exit_status": None,
+                     "state": State.RUNNING if i.alive() else State.EXITED}
+                 for n, i in state.priests.items()}, None, [])
 
 
 def network_line(network: dict[str, Any] | None) -> str | None:

@@ -33,13 +33,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ControlError, NotUpError, from_wire, to_wire
+import psutil
+
+from harness.errors import ControlError, LinkError, NotUpError, from_wire, to_wire
 from harness.supervisor.actions import ACTIONS, NETWORK_ACTIONS
 
 OPS = ("status", "down", *ACTIONS)
@@ -51,7 +54,21 @@ ACK = b"\n"
 
 
 def listen(path: Path) -> socket.socket:
-    """Bind a non-blocking listening socket at `path`, readable by its owner only."""
+    """Bind a non-blocking listening socket at `path`, readable by its owner only.
+
+    A socket left there by a supervisor that died is replaced; anything else
+    (a link, a file) is refused, not removed.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISLNK(mode):
+        raise LinkError(f"{path}: a symbolic link, where the supervisor binds its control "
+                        f"socket; it does not bind through links: remove it")
+    if mode is not None and not stat.S_ISSOCK(mode):
+        raise LinkError(f"{path}: not a socket, where the supervisor binds its control "
+                        f"socket; move it away")
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # the file is born 0600: no window where others may connect
@@ -112,15 +129,18 @@ def encode(obj: object) -> bytes:
 
 def request(path: str | Path, op: str, priest: str | None = None, *,
             timeout: float = CLIENT_TIMEOUT, ack_timeout: float | None = None,
-            arg: object = None, seed: int | None = None) -> dict[str, Any]:
+            arg: object = None, seed: int | None = None,
+            owner: int | None = None) -> dict[str, Any]:
     """Send one request to the supervisor at `path` and return its result.
 
     The supervisor must take the request within `ack_timeout` seconds (connect,
-    send, acknowledgement; default ACK_TIMEOUT for status and down, which must
-    fail fast when it is frozen, and `timeout` for actions, which may queue
-    behind another client's restart), then may take up to `timeout` to answer. Raises
-    NotUpError if nobody listens, RefusedError/UnknownPriestError when the
-    supervisor refuses, ControlError when the exchange fails or times out.
+    send, acknowledgement; default ACK_TIMEOUT). An action may queue behind
+    another client's restart, so when the supervisor's pid `owner` is given,
+    the client waits on past ACK_TIMEOUT, up to `timeout`, as long as that
+    process is not stopped (SIGSTOP) or gone; a frozen one is said at once.
+    Then the supervisor may take up to `timeout` to answer. Raises NotUpError
+    if nobody listens, RefusedError/UnknownPriestError when the supervisor
+    refuses, ControlError when the exchange fails or times out.
     """
     msg: dict[str, Any] = {"op": op}
     if priest is not None:
@@ -128,21 +148,24 @@ def request(path: str | Path, op: str, priest: str | None = None, *,
     if op in NETWORK_ACTIONS:
         msg["arg"], msg["seed"] = arg, seed
     if ack_timeout is None:
-        ack_timeout = ACK_TIMEOUT if op in ("status", "down") else timeout
+        ack_timeout = ACK_TIMEOUT
+    patience = timeout if owner is not None else ack_timeout
+    deadline = time.monotonic() + patience
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(ack_timeout)
         try:
             sock.connect(os.fspath(path))
         except (FileNotFoundError, ConnectionRefusedError):
             raise NotUpError(f"no supervisor listens on {path}") from None
+        except TimeoutError:
+            raise ControlError(_not_taken(path, ack_timeout, owner)) from None
         except OSError as e:
             raise ControlError(f"{path}: cannot connect: {e}") from None
         try:
             sock.sendall(encode(msg))
-            first = sock.recv(4096)
+            first = _acknowledgement(sock, deadline, owner)
         except TimeoutError:
-            raise ControlError(f"{path}: the supervisor did not take the request within "
-                               f"{ack_timeout:g} s") from None
+            raise ControlError(_not_taken(path, ack_timeout, owner)) from None
         except OSError as e:
             raise ControlError(f"{path}: cannot send request: {e}") from None
         if not first:
@@ -151,6 +174,45 @@ def request(path: str | Path, op: str, priest: str | None = None, *,
     if reply.get("ok"):
         return dict(reply.get("result") or {})
     raise from_wire(reply)
+
+
+def _acknowledgement(sock: socket.socket, deadline: float, owner: int | None) -> bytes:
+    """The first bytes of the answer; TimeoutError once the supervisor cannot be waited for."""
+    while True:
+        try:
+            return sock.recv(4096)
+        except TimeoutError:
+            if owner is None or time.monotonic() >= deadline or not _working(owner):
+                raise
+
+
+def _working(pid: int) -> bool:
+    """True if `pid` runs or sleeps: busy, say with another client's restart, not frozen."""
+    try:
+        return psutil.Process(pid).status() not in FROZEN
+    except psutil.Error:
+        return False
+
+
+FROZEN = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE,
+          psutil.STATUS_DEAD)
+
+
+def _not_taken(path: str | Path, ack_timeout: float, owner: int | None) -> str:
+    """Why a request was not taken, and what to do about it."""
+    if owner is None:
+        return f"{path}: the supervisor did not take the request within {ack_timeout:g} s"
+    status: str
+    try:
+        status = psutil.Process(owner).status()
+    except psutil.Error:
+        status = "gone"
+    if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+        return (f"the supervisor (pid {owner}) is stopped (SIGSTOP?) and did not take the "
+                f"request within {ack_timeout:g} s; nothing was done: resume it with "
+                f"`kill -CONT {owner}`, or stop the cluster with `paxos-harness down`")
+    return (f"the supervisor (pid {owner}, {status}) did not take the request; nothing was "
+            f"done: stop the cluster with `paxos-harness down`")
 
 
 def _decode_reply(line: bytes, path: str | Path) -> dict[str, Any]:

@@ -35,9 +35,10 @@ from harness.errors import (
 )
 from harness.network.process import NETWORK_FILE, RelayNetwork, RelayProcess, private_ports
 from harness.output import Say, use_color
-from harness.record import Down, Up, now
+from harness.record import Down, Record, Up, now
 from harness.supervisor.control import ControlServer
 from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
+from harness.supervisor.files import RunLock, open_file
 from harness.supervisor.launcher import ForkLauncher, code_to_name
 from harness.supervisor.state import (
     HARNESS_FILE,
@@ -51,6 +52,7 @@ from harness.supervisor.state import (
     socket_path,
     write_current,
 )
+from harness.supervisor.wipe import SUPERVISOR_LOG_HEADER
 from node.config import Config
 
 # --- the event loop ------------------------------------------------------------
@@ -59,11 +61,42 @@ from node.config import Config
 SIGNAL_EXITS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGQUIT: 131}
 
 
+class Unwritten:
+    """What the supervisor could not write (a full disk, a deleted data dir): said, never fatal.
+
+    A run file that cannot be written is an expected condition: the supervisor
+    keeps supervising, says once what it could not write and why (and again
+    when the reason changes), says when writing works again, and lists what is
+    failing in every `status` answer.
+    """
+
+    def __init__(self, say: Say) -> None:
+        self.say = say
+        self.failing: dict[str, str] = {}  # what -> why
+
+    def attempt(self, what: str, write: Callable[[], None], lost: str = "") -> bool:
+        """Run `write`; on an OSError or a refused file, say so (once) and return False."""
+        try:
+            write()
+        except (OSError, UserError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            if self.failing.get(what) != why:
+                self.failing[what] = why
+                self.say(f"cannot write {what}{lost}: {why}; supervising on", warn=True)
+            return False
+        if self.failing.pop(what, None) is not None:
+            self.say(f"{what} is written again")
+        return True
+
+    def problems(self) -> list[str]:
+        return [f"cannot write {what}: {why}" for what, why in self.failing.items()]
+
+
 class Daemon:
     """One running supervisor: signals, the control socket and priest exits, in one loop."""
 
     def __init__(self, config: Config, state: RunState, say: Say, *, detached: bool,
-                 color: bool | None, extra_fds: Sequence[int] = (), messages: bool = True) -> None:
+                 color: bool | None, messages: bool = True) -> None:
         self.config, self.state, self.say = config, state, say
         self.pending: list[int] = []
         self.down_conn: socket.socket | None = None
@@ -76,16 +109,12 @@ class Daemon:
             signal.signal(sig, self._on_signal)
         self.server = ControlServer(Path(state.socket))
         self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
-        fds = [self.wake_r.fileno(), self.wake_w.fileno(), self.server.fileno(), self.events.fd,
-               *extra_fds]
+        self.unwritten = Unwritten(say)
         self.relay, bind = self._relay(config, Path(state.data_dir))
         self.launcher = ForkLauncher(config, quiet=detached, color=color, bind=bind,
-                                     messages=messages,
-                                     private_fds=lambda: fds + self._client_fds()
-                                     + (self.relay.process.fds() if self.relay else []))
+                                     messages=messages)
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
-                              record=self.events.record, on_change=self._save,
-                              network=self.relay)
+                              record=self._record, on_change=self._save, network=self.relay)
 
     # --- the relay (network: relay): its own process, started first, stopped last ---
 
@@ -95,7 +124,7 @@ class Daemon:
             return None, {}
         bind = private_ports(config)
         process = RelayProcess(config, bind, log=data_dir / NETWORK_FILE)
-        return RelayNetwork(process, record=self.events.record,
+        return RelayNetwork(process, record=self._record,
                             seeds=lambda: secrets.randbelow(2**31)), bind
 
     def _relay_turn(self, ready: Sequence[object]) -> None:
@@ -108,10 +137,6 @@ class Daemon:
         if line is not None:
             self.say(line, warn=True)
 
-    def _client_fds(self) -> list[int]:
-        # A priest started now must not hold another client's connection open.
-        return [c.fileno() for c in self.server.clients]
-
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.pending.append(signum)
 
@@ -119,11 +144,15 @@ class Daemon:
         if self.closing:
             return  # teardown: the file goes away in a moment; skip one write per exit
         self.state.priests = {p.name: Identity(p.pid, p.create_time) for p in self.sup.alive()}
-        save_state(self.state)
+        self.unwritten.attempt("the run state (supervisor.json)", lambda: save_state(self.state))
+
+    def _record(self, record: Record) -> None:
+        self.unwritten.attempt(HARNESS_FILE, lambda: self.events.record(record),
+                               f" (a {record.KIND} record is lost)")
 
     def start(self, names: Sequence[str]) -> dict[str, int]:
         """Start the priests; StartupError (after stopping the others) if one cannot start."""
-        self.events.record(Up(t=now(), cluster=self.config.cluster, priests=tuple(names),
+        self._record(Up(t=now(), cluster=self.config.cluster, priests=tuple(names),
                               supervisor=os.getpid(), detached=self.state.detached,
                               network=self.config.network))
         if self.relay is not None:
@@ -193,6 +222,8 @@ class Daemon:
 
     def _answer(self, conn: socket.socket, req: dict[str, Any]) -> None:
         answer = self.sup.handle(req)
+        if req["op"] == "status" and answer["ok"]:
+            answer["result"]["problems"] = self.unwritten.problems()
         if req["op"] != "status":
             what = req.get("priest") or ("" if req.get("arg") is None else str(req["arg"]))
             if answer["ok"]:
@@ -207,7 +238,7 @@ class Daemon:
         outcomes = self.sup.teardown()
         if self.relay is not None:
             self.relay.stop()
-        self.events.record(Down(t=now(), cluster=self.config.cluster, supervisor=os.getpid(),
+        self._record(Down(t=now(), cluster=self.config.cluster, supervisor=os.getpid(),
                                 stopped=tuple(sorted(outcomes))))
         remove_state(self.state)
         if self.down_conn is not None:
@@ -221,13 +252,26 @@ class Daemon:
 
 def run(config: Config, names: Sequence[str], *, detached: bool = False, out: TextIO | None = None,
         color: bool | None = None, report: Callable[[dict[str, Any]], None] = _nothing,
-        messages: bool = True,
-        extra_fds: Sequence[int] = ()) -> int:
+        messages: bool = True, lock: RunLock | None = None) -> int:
     """Be the supervisor of `names`: start them, then serve until `down` or a signal.
 
-    Raises AlreadyUpError if a run state exists, StartupError if a priest cannot start
-    (nothing is left running then).
+    Holds the cluster's run `lock` (taken here if not given) until it has
+    removed its run state. Raises AlreadyUpError if the cluster is up,
+    StartupError if a priest cannot start (nothing is left running then).
     """
+    from harness.supervisor.cluster import take_run_lock
+
+    held = lock if lock is not None else take_run_lock(config)
+    try:
+        return _supervise(config, names, detached=detached, out=out, color=color, report=report,
+                          messages=messages)
+    finally:
+        held.release()
+
+
+def _supervise(config: Config, names: Sequence[str], *, detached: bool, out: TextIO | None,
+               color: bool | None, report: Callable[[dict[str, Any]], None],
+               messages: bool = True) -> int:
     stream = out if out is not None else sys.stdout
     say = Say(stream, use_color(stream) if color is None else color)
     data_dir = config.data_dir.resolve()
@@ -241,8 +285,7 @@ def run(config: Config, names: Sequence[str], *, detached: bool = False, out: Te
         raise AlreadyUpError(already_up(config, read_state(data_dir))) from None
     daemon: Daemon | None = None
     try:
-        daemon = Daemon(config, state, say, detached=detached, color=color, extra_fds=extra_fds,
-                        messages=messages)
+        daemon = Daemon(config, state, say, detached=detached, color=color, messages=messages)
         pids = daemon.start(names)
         write_current(config)
         relay = daemon.relay.process.pid if daemon.relay is not None else None
@@ -286,22 +329,26 @@ class _Report:
         self.fd = None
 
 
-def start_detached(config: Config, names: Sequence[str]) -> dict[str, Any]:
+def start_detached(config: Config, names: Sequence[str], lock: RunLock) -> dict[str, Any]:
     """Fork a background supervisor for `names`; its report once every priest is ready.
 
-    Raises the supervisor's own error (already up, a priest that cannot start).
+    The supervisor inherits the run `lock` and holds it for its life. Raises
+    the supervisor's own error, of its own type (already up, a priest that
+    cannot start).
     """
     data_dir = config.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "supervisor.log"
+    log_fd = open_supervisor_log(log)
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the supervisor
         os.close(r)
-        _detached_main(config, names, w, log)
+        _detached_main(config, names, w, log, log_fd, lock)
     os.close(w)
+    os.close(log_fd)
     with os.fdopen(r, "rb") as f:
         line = f.readline()
     try:
@@ -315,13 +362,15 @@ def start_detached(config: Config, names: Sequence[str]) -> dict[str, Any]:
     return answer
 
 
-def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> NoReturn:
+def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path, log_fd: int,
+                   lock: RunLock) -> NoReturn:
     report = _Report(fd)
     code = BUG_STATUS
     try:
         os.setsid()  # no terminal: its Ctrl+C, Ctrl+Z and hangup no longer reach us
-        _redirect_stdio(log)
-        code = run(config, names, detached=True, color=False, report=report, extra_fds=[fd])
+        lock.claim()  # the lock file names the supervisor now
+        _redirect_stdio(log_fd)
+        code = run(config, names, detached=True, color=False, report=report, lock=lock)
     except UserError as e:
         report(to_wire(e))
         code = e.exit_status
@@ -334,14 +383,34 @@ def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path) -> 
         os._exit(code)
 
 
-def _redirect_stdio(log: Path) -> None:
+def open_supervisor_log(path: Path) -> int:
+    """supervisor.log for appending: created with its header, or one that starts with it.
+
+    The header is how `--fresh` knows the file is ours; a supervisor.log
+    without it is someone else's, and neither written to nor removed.
+    """
+    fd = open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # a planted link: refused
+    header = SUPERVISOR_LOG_HEADER.encode()
+    try:
+        if os.fstat(fd).st_size == 0:
+            os.write(fd, header)
+        elif os.pread(fd, len(header), 0) != header:
+            raise UserError(f"{path}: not a log paxos-harness wrote (it does not start with "
+                            f"its header), where a detached supervisor writes its output; "
+                            f"move it away")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _redirect_stdio(log_fd: int) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
 
 
 def stop_orphans(priests: dict[str, Identity], grace: float = DEFAULT_GRACE) -> list[str]:

@@ -31,17 +31,19 @@ class ForkLauncher:
     """Priests as forked multiprocessing children: no fresh interpreter, so starting is fast.
 
     Each child moves to its own process group first, so the terminal's Ctrl+C and
-    Ctrl+Z reach the supervisor only. A child counts as started when it sends
-    "ready" on its pipe (socket bound, signal handlers installed), never earlier.
+    Ctrl+Z reach the supervisor only, and closes every descriptor it inherited
+    but its standard streams and its own pipe (not the supervisor's sockets,
+    files and locks, nor its siblings' pipes). A child counts as started when it
+    sends "ready" on its pipe (socket bound, signal handlers installed), never earlier.
     """
 
     def __init__(self, config: Config, *, quiet: bool, color: bool | None,
-                 private_fds: Callable[[], list[int]], ready_timeout: float = 10.0,
-                 messages: bool = True, bind: dict[str, int] | None = None) -> None:
+                 ready_timeout: float = 10.0, messages: bool = True,
+                 bind: dict[str, int] | None = None) -> None:
         from node.runtime import serve  # imported before forking: children start warm
 
         self.config, self.quiet, self.color = config, quiet, color
-        self.private_fds, self.ready_timeout = private_fds, ready_timeout
+        self.ready_timeout = ready_timeout
         self.bind = bind or {}  # name -> private port behind the relay (none: the configured one)
         self._serve = functools.partial(serve, messages=messages)
         self._ctx = multiprocessing.get_context("fork")
@@ -52,7 +54,7 @@ class ForkLauncher:
         waiting: dict[Connection, tuple[str, BaseProcess]] = {}
         for name in names:
             r, w = self._ctx.Pipe(duplex=False)
-            close = self.private_fds() + [c.fileno() for c in waiting] + [r.fileno()]
+            close = [fd for fd in _open_fds() if fd > 2 and fd != w.fileno()]
             proc = self._ctx.Process(
                 target=_priest_main, name=f"priest {name}", daemon=True,
                 args=(self._serve, self.config, name, w, os.getpid(), self.quiet, self.color,
@@ -127,7 +129,7 @@ def _settle(pid: int, *, stopped: bool, timeout: float = 1.0) -> None:
 def _priest_main(serve: Callable[..., int], config: Config, name: str, conn: Connection,
                  parent: int, quiet: bool, color: bool | None, close: list[int],
                  bind: int | None = None) -> None:
-    """The priest child: own process group, the supervisor's plumbing closed, then serve."""
+    """The priest child: own process group, the supervisor's descriptors closed, then serve."""
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
     # Until the runtime installs its own handlers (before it says ready), a stray
@@ -148,10 +150,43 @@ def _priest_main(serve: Callable[..., int], config: Config, name: str, conn: Con
     except UserError as e:
         _send(conn, e.message)
         code = e.exit_status
+    except OSError as e:
+        # It could not write (a full disk): it stops here, with one line, not a traceback.
+        # Its ledger is crash-safe, so `chaos --restart` brings it back once space is back.
+        reason = f"priest {name} stopped: cannot write: {_describe(e)}"
+        _send(conn, reason)
+        _tell(f"{reason}; restart it once that is fixed")
+        code = 1
     except BaseException as e:
         _send(conn, f"crashed (this is a bug): {type(e).__name__}: {e}")
         raise
     sys.exit(code)
+
+
+def _open_fds() -> list[int]:
+    """Every descriptor this process has open, as the kernel lists them.
+
+    The priest child closes all of them but its own pipe: a list of what to
+    close (the control socket, a client's connection, a sibling's pipe, a lock)
+    always misses something; a snapshot of everything cannot. Taken just
+    before the fork, it leaves alone what multiprocessing opens during the fork
+    itself (the pipe by which the supervisor sees the child end).
+    """
+    return [int(fd) for fd in os.listdir("/proc/self/fd")]
+
+
+def _describe(e: OSError) -> str:
+    where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+    return f"{where}{e.strerror or e}"
+
+
+def _tell(line: str) -> None:
+    """One line on stderr, if stderr can take it (it may be on the full disk too)."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _send(conn: Connection, message: str) -> None:

@@ -5,12 +5,15 @@
   a format version, the supervisor's pid and start time, the control socket's
   path and each priest's pid and start time. A file whose supervisor is gone
   (pid dead, or reused by another process) is stale: `down` and `up` clear it.
+- the run record, `<private dir>/<cluster key>.json`: the same contents, kept
+  outside the data dir, so that `status` and `down` still find a cluster whose
+  data dir was deleted while it ran (see `harness.supervisor.files`).
 - `logs/current.json` (relative to the working directory): the cluster last
   brought up from here, so commands without CONFIG act on it.
 - `<data_dir>/harness.jsonl`: the supervisor's and chaos's records (their
   types: `harness.record`), one JSON object a line, appended by `EventFile`.
 
-Both are replaced atomically (temp file + rename) but not fsynced: they
+Each is replaced atomically (temp file + rename), never through a link, but not fsynced: they
 describe running processes, and a machine crash that could lose them also
 ends those processes, which makes the state stale anyway. Skipping the
 fsyncs keeps `up` fast.
@@ -19,10 +22,9 @@ fsyncs keeps `up` fast.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import tempfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,17 @@ import psutil
 
 from harness.errors import NotUpError, UserError
 from harness.record import Record
+from harness.supervisor.files import (
+    check_not_link,
+    cluster_key,
+    open_file,
+    private_dir,
+    private_path,
+    read_text,
+    write_atomic,
+)
 from node.config import Config, load_config
 from node.errors import ConfigError
-from node.ledger import atomic_write_text
 
 FORMAT = 1
 STATE_FILE = "supervisor.json"
@@ -99,32 +109,63 @@ def state_path(data_dir: Path) -> Path:
     return data_dir / STATE_FILE
 
 
+def record_path(data_dir: Path) -> Path:
+    """The run record: supervisor.json's copy outside the data dir, keyed by the data dir."""
+    return private_path(data_dir, ".json")
+
+
 def create_state(state: RunState) -> None:
-    """Create supervisor.json exclusively; FileExistsError if a run state is there."""
-    path = state_path(Path(state.data_dir))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create supervisor.json exclusively, and the run record; FileExistsError if one is there."""
+    data_dir = Path(state.data_dir)
+    path = state_path(data_dir)
+    check_not_link(path)
+    fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(state.to_json())
+    write_atomic(record_path(data_dir), state.to_json(), 0o600)
 
 
 def save_state(state: RunState) -> None:
-    """Replace supervisor.json atomically with `state`."""
-    atomic_write(state_path(Path(state.data_dir)), state.to_json())
+    """Replace supervisor.json and the run record with `state`; the first failure is raised.
+
+    Both are tried: the run record is still written when the data dir is gone or full.
+    """
+    data_dir = Path(state.data_dir)
+    failure: Exception | None = None
+    for path in (state_path(data_dir), record_path(data_dir)):
+        try:
+            write_atomic(path, state.to_json(), 0o600)
+        except (OSError, UserError) as e:
+            failure = failure or e
+    if failure is not None:
+        raise failure
 
 
 def read_state(data_dir: Path) -> RunState | None:
-    """The run state in `data_dir`, or None if there is none."""
+    """The run state of the cluster in `data_dir` (or its run record, if the data dir lost it)."""
     path = state_path(data_dir)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
-        return None
+        return _read_record(data_dir)
     except NotADirectoryError:
         raise UserError(f"{data_dir}: data_dir is not a directory; point data_dir at a "
                         f"directory (or remove that file)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read the run state: {_why(e)}") from None
     return RunState.from_json(text, path)
+
+
+def _read_record(data_dir: Path) -> RunState | None:
+    """The run record of `data_dir` if supervisor.json is missing (say, the data dir was deleted)."""
+    path = record_path(data_dir)
+    try:
+        state = RunState.from_json(read_text(path), path)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read the run record: {_why(e)}") from None
+    return state if Path(state.data_dir) == data_dir.resolve() else None
 
 
 def check_data_dir(data_dir: Path) -> None:
@@ -135,9 +176,23 @@ def check_data_dir(data_dir: Path) -> None:
 
 
 def remove_state(state: RunState) -> None:
-    """Remove supervisor.json and the control socket of `state`."""
-    state_path(Path(state.data_dir)).unlink(missing_ok=True)
-    Path(state.socket).unlink(missing_ok=True)
+    """Remove supervisor.json, the run record and the control socket of `state`.
+
+    The socket's path is removed only if a socket is there: never a link or a
+    file that someone put in its place.
+    """
+    data_dir = Path(state.data_dir)
+    paths = [state_path(data_dir), record_path(data_dir)]
+    try:
+        if stat.S_ISSOCK(os.lstat(state.socket).st_mode):
+            paths.append(Path(state.socket))
+    except OSError:
+        pass
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except NotADirectoryError:
+            pass
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -147,26 +202,7 @@ def socket_path(data_dir: Path) -> Path:
         return path
     # Deep data dirs (pytest's tmp paths) overflow sun_path: use a directory of
     # our own under /tmp, keyed by the data dir, recorded in supervisor.json.
-    digest = hashlib.sha256(os.fsencode(data_dir.resolve())).hexdigest()[:20]
-    return private_dir() / f"{digest}.sock"
-
-
-def private_dir() -> Path:
-    """/tmp/paxos-harness-<uid>, created 0700; refused if someone else owns it."""  # noqa: S108
-    path = Path(tempfile.gettempdir()) / f"paxos-harness-{os.getuid()}"
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    st = path.lstat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077 or path.is_symlink():
-        raise UserError(f"{path}: must be a directory owned by you with mode 0700")
-    return path
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Temp file and rename, no fsync (see the module's docstring)."""
-    atomic_write_text(path, text, sync=False)
+    return private_dir() / f"{cluster_key(data_dir)}.sock"
 
 
 def _why(e: BaseException) -> str:
@@ -184,7 +220,7 @@ class EventFile:
     """
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
     def record(self, record: Record) -> None:
         """Append one record (its type and fields: `harness.record`)."""
@@ -212,7 +248,7 @@ def write_current(config: Config) -> None:
               "cluster": config.cluster, "data_dir": str(config.data_dir.resolve())}
     try:
         CURRENT.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(CURRENT, json.dumps(record, indent=1) + "\n")
+        write_atomic(CURRENT, json.dumps(record, indent=1) + "\n")
     except OSError as e:
         raise UserError(f"{CURRENT}: cannot record the current cluster: {_why(e)}; "
                         f"{CURRENT.parent} must be a directory you can write") from None
@@ -224,6 +260,7 @@ def check_current_writable() -> None:
     if parent.exists() and not parent.is_dir():
         raise UserError(f"{parent}: not a directory, but {CURRENT} records the current "
                         f"cluster there; move {parent} away")
+    check_not_link(CURRENT)
     if CURRENT.is_dir():
         raise UserError(f"{CURRENT}: a directory; remove it")
 
@@ -241,7 +278,7 @@ def read_current() -> Current:
     """logs/current.json; NotUpError if missing, UserError naming the fix if unusable."""
     fix = f"pass CONFIG, or delete {CURRENT}"
     try:
-        record = json.loads(CURRENT.read_text(encoding="utf-8"))
+        record = json.loads(read_text(CURRENT))
     except FileNotFoundError:
         raise NotUpError(f"no cluster has been brought up from this directory ({CURRENT} is "
                          f"missing): pass CONFIG, or run `paxos-harness up CONFIG`") from None

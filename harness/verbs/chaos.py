@@ -147,7 +147,7 @@ def _random_plan(args: argparse.Namespace, config: Config, state: RunState | Non
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     initial = None
     if state is not None:  # plan from the real states, so that no step is refused
-        rows = control.request(state.socket, "status")["priests"]
+        rows = control.request(state.socket, "status", owner=state.supervisor.pid)["priests"]
         initial = {r["priest"]: r["state"] for r in rows}
     kinds = args.faults
     if kinds is None:

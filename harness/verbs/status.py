@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         for p in report["priests"]:
             if p["problem"]:
                 print(f"{p['priest']}: {p['problem']}")
+        for problem in report["problems"]:
+            print(f"supervisor: {problem}")
     return 0 if report["up"] else 1
 
 

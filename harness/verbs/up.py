@@ -6,7 +6,13 @@ import argparse
 import sys
 
 from harness.errors import PROG
-from harness.supervisor.cluster import clear_stale, read_priest_files, select_priests, wipe_data_dir
+from harness.supervisor.cluster import (
+    clear_stale,
+    read_priest_files,
+    select_priests,
+    take_run_lock,
+    wipe_data_dir,
+)
 from harness.supervisor.state import check_current_writable, check_data_dir
 from harness.verbs.args import config_arg
 from node.config import Config, load_config
@@ -35,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     to start a ballot (SIGTSTP) and says which one. With --detach it returns as
     soon as every priest listens and leaves the supervisor in the background.
     Priests recover from their ledgers in the data dir unless --fresh.
-    Exit 1 if the cluster is already up or a priest cannot start (then nothing
-    is left running); 2 for a bad config or option.
+    Exit 1 if the cluster is already up, or another `up` of it is under way, or
+    a priest cannot start (then nothing is left running); 2 for a bad config or
+    option. An `up` that finds the cluster up or coming up changes nothing.
     """
     from harness.supervisor.daemon import run as run_supervisor
     from harness.supervisor.daemon import start_detached
@@ -47,15 +54,21 @@ def run(args: argparse.Namespace) -> int:
         print(flaw_warning(flaw, f"cluster {config.cluster}"), file=sys.stderr, flush=True)
     check_data_dir(config.data_dir)
     check_current_writable()  # before any priest starts, not after
-    clear_stale(config)
-    if args.fresh:
-        wipe_data_dir(config)
-    else:
-        _say_what_is_resumed(config, names)
-    if not args.detach:
-        return run_supervisor(config, names, color=False if args.no_color else None,
-                              messages=not args.quiet)
-    answer = start_detached(config, names)
+    # One critical section from the check to the start: a second `up` that comes
+    # now finds the lock taken, and never wipes what this one starts.
+    lock = take_run_lock(config)
+    try:
+        clear_stale(config)
+        if args.fresh:
+            wipe_data_dir(config)
+        else:
+            _say_what_is_resumed(config, names)
+        if not args.detach:
+            return run_supervisor(config, names, lock=lock,
+                                  color=False if args.no_color else None, messages=not args.quiet)
+        answer = start_detached(config, names, lock)
+    finally:
+        lock.close()  # ours; a detached supervisor holds its own copy for its life
     pids = ", ".join(f"{n} {pid}" for n, pid in answer["priests"].items())
     relay = answer.get("relay")
     network = f", relay pid {relay}" if relay is not None else ", network direct"

@@ -37,10 +37,11 @@ from harness.supervisor.state import (
     socket_path,
     write_current,
 )
+from harness.supervisor.wipe import SUPERVISOR_LOG_HEADER
 from harness.verbs import VERBS
 from harness.verbs import status as status_verb
 from node.config import load_config
-from node.ledger import Ledger
+from node.ledger import HEADER, Ledger
 from node.messages import Ballot, LedgerState, Vote
 from tests.conftest import write_config
 
@@ -176,10 +177,25 @@ def test_an_unexpected_exception_is_one_line_saying_bug_and_where_the_traceback_
 
 
 def a_priest_dir(directory: Path) -> None:
+    """What a priest leaves in its directory, contents and all (and a crash's temp file)."""
+    name = directory.name
     directory.mkdir(parents=True)
-    for name in ("decree.txt", "ledger.log", "priest.log", "events.jsonl", "priest.lock",
-                 "ledger.log.tmpab12cd"):
-        (directory / name).write_text("x\n")
+    files = {"decree.txt": "1001\n",
+             "ledger.log": HEADER + "v1 last_tried=1.alpha next_bal=1.alpha prev_vote=none "
+                                    "crc=00000000\n",
+             "priest.log": f"{name:>8} | 12:00:00.000 begins ballot 1.{name}\n"
+                           f"{name:>8} | 12:00:00.001 votes",  # torn by a crash
+             "events.jsonl": f'{{"t":1,"priest":"{name}","pid":7,"kind":"started"}}\n{{"t":',
+             "priest.lock": "4242\n",
+             "ledger.log.tmpab12cd": HEADER[:9]}
+    for file, text in files.items():
+        (directory / file).write_text(text)
+
+
+def run_files(directory: Path) -> None:
+    """What the harness leaves in a data dir."""
+    (directory / "harness.jsonl").write_text('{"t": 1, "kind": "up"}\n{"t": 2, "kind": "down"}\n')
+    (directory / "supervisor.log").write_text(SUPERVISOR_LOG_HEADER + "anything at all\n")
 
 
 def test_fresh_removes_only_what_the_harness_wrote(here: Path) -> None:
@@ -190,13 +206,13 @@ def test_fresh_removes_only_what_the_harness_wrote(here: Path) -> None:
     (victim / "harness.jsonl.bak").write_text("mine")
     (victim / "ledger.log").write_text("not in a priest's directory: not ours")
     a_priest_dir(victim / "alpha")
-    for name in ("harness.jsonl", "supervisor.log"):
-        (victim / name).write_text("{}\n")
+    run_files(victim)
+    (victim / "cluster.key").write_text("secret\n")
     (here / "c.yaml").write_text(f"data_dir: {victim}\npriests:\n  alpha: {{port: 7001}}\n"
                                  f"  beta: {{port: 7002}}\n")
     cluster.wipe_data_dir(load_config("c.yaml"))
     assert sorted(p.name for p in victim.iterdir()) == [
-        "harness.jsonl.bak", "ledger.log", "notes.txt", "photos"]
+        "cluster.key", "harness.jsonl.bak", "ledger.log", "notes.txt", "photos"]
     assert (victim / "photos" / "cat.jpg").read_text() == "meow"
 
 
@@ -207,12 +223,56 @@ def test_fresh_refuses_a_priest_dir_holding_anything_else_and_removes_nothing(
     a_priest_dir(here / "alpha")
     a_priest_dir(here / "beta")
     (here / "beta" / "thesis.tex").write_text("years of work")
-    (here / "harness.jsonl").write_text("{}\n")
+    run_files(here)
     before = sorted(str(p) for p in here.rglob("*"))
     status, out, err = run(capsys, "up", "c.yaml", "--fresh", "--detach")
     assert status == 2 and out == "" and err.count("\n") == 1
     assert "beta" in err and "thesis.tex" in err and "refusing to remove" in err
     assert sorted(str(p) for p in here.rglob("*")) == before
+
+
+USERS_FILES = {  # a file of the user's under a name the harness uses: path -> contents
+    "supervisor.log": "my notes on the run\n",
+    "harness.jsonl": '{"t": 1, "kind": "up"}\nmy own line\n',
+    "beta/priest.log": "    beta | 12:00:00.000 begins\nthe day I ran it\n",
+    "beta/events.jsonl": '{"t":1,"priest":"alpha","pid":7,"kind":"started"}\n',  # not beta's
+    "beta/ledger.log": "v1 last_tried=1.beta\n",  # no header
+    "beta/decree.txt": "1001 (the answer)\n",
+    "beta/priest.lock": "mine\n",
+    "beta/ledger.log.tmp1234": "draft\n",
+}
+
+
+@pytest.mark.parametrize("file", sorted(USERS_FILES))
+def test_fresh_refuses_a_users_file_under_a_name_the_harness_uses(here: Path, capsys,
+                                                                   file: str) -> None:
+    (here / "c.yaml").write_text("data_dir: .\npriests:\n  alpha: {port: 7001}\n"
+                                 "  beta: {port: 7002}\n")
+    a_priest_dir(here / "alpha")
+    a_priest_dir(here / "beta")
+    run_files(here)
+    (here / file).write_text(USERS_FILES[file])
+    before = {str(p): p.read_bytes() for p in here.rglob("*") if p.is_file()}
+    status, out, err = run(capsys, "up", "c.yaml", "--fresh", "--detach")
+    assert status == 2 and out == "" and err.count("\n") == 1, err
+    assert file in err and "refusing to remove" in err and "nothing was removed" in err
+    assert {str(p): p.read_bytes() for p in here.rglob("*") if p.is_file()} == before
+
+
+def test_fresh_refuses_while_a_priest_started_by_hand_holds_its_directory(here: Path) -> None:
+    import fcntl
+    import os
+
+    (here / "c.yaml").write_text("data_dir: .\npriests:\n  alpha: {port: 7001}\n")
+    a_priest_dir(here / "alpha")
+    fd = os.open(here / "alpha" / "priest.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(UsageError, match="a priest is running on it"):
+            cluster.wipe_data_dir(load_config("c.yaml"))
+    finally:
+        os.close(fd)
+    assert (here / "alpha" / "ledger.log").exists()
 
 
 def test_fresh_refuses_a_priest_name_that_is_a_file(here: Path) -> None:

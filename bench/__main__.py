@@ -14,18 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ballots, floors, simulation, starts
+from bench import ballots, floors, network, simulation, starts
 from bench.cluster import BenchError
 from bench.report import Entry, table, write_json
 from bench.starts import Skipped
 from bench.stats import Figure, Target, median
 from node.sim import Faults
 
-ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory"]
+ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory", "network"]
 REFERENCE = ballots.REFERENCE
 REFERENCE_PATH = "4 x atomic_write + 2.5 x udp_rtt"  # the critical path the targets use
 LEDGER_PATH = "3 x ledger_persist + 2 x atomic_write + 2.5 x udp_rtt"  # this ledger's own
 APPEND_PATH = "5 x fdatasync_append + 2.5 x udp_rtt"  # every write an fdatasync'd append
+# Every datagram of a 4-priest ballot signed and verified once: NextBallot, LastVote,
+# BeginBallot, Voted, Success, 3 of each over UDP (the leader's own go in memory).
+TAG_PATH = "15 x datagram_tag"
 PATHS = {REFERENCE: REFERENCE_PATH}
 
 
@@ -64,9 +67,10 @@ def floor_figures(samples: dict[str, list[float]]) -> list[Figure]:
         REFERENCE: evaluate(REFERENCE_PATH, m),
         "this ledger's path": evaluate(LEDGER_PATH, m),
         "append-only path": evaluate(APPEND_PATH, m),
+        "tags of a 4-priest ballot": evaluate(TAG_PATH, m),
     }
     paths = {REFERENCE: REFERENCE_PATH, "this ledger's path": LEDGER_PATH,
-             "append-only path": APPEND_PATH}
+             "append-only path": APPEND_PATH, "tags of a 4-priest ballot": TAG_PATH}
     out += [Figure("floor", f"{name}: {paths[name]}", "s", [value], notes={"derived": True})
             for name, value in derived.items()]
     return out
@@ -100,6 +104,8 @@ def run_rows(rows: list[str], plan: Plan, workdir: Path) -> list[Entry]:
         "start": lambda: start_row(workdir, plan, have_supervisor),
         "sim": lambda: sim_row(plan),
         "memory": lambda: starts.memory(workdir, have_supervisor),
+        "network": lambda: [*network.ballots(workdir, plan.ballots),
+                            *network.forwarding(workdir, plan.events)],
     }
     entries: list[Entry] = []
     for row in rows:

@@ -48,7 +48,7 @@ def _phases(cluster: Cluster, proposer: str, t0: int, learned: dict[str, int]) -
     """Where one ballot's time went, in seconds from the signal."""
     def first(kind: str) -> float | None:
         found = cluster.events(proposer, kind, t0)
-        return (found[0]["t"] - t0) * NS if found else None
+        return (found[0].t - t0) * NS if found else None
 
     return {"ballot_started": first("ballot_started") or 0.0, "proposed": first("proposed") or 0.0,
             "proposer_learned": (learned[proposer] - t0) * NS,

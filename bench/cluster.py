@@ -9,7 +9,6 @@ run in a `finally`, so neither an error nor Ctrl+C leaves one behind.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -20,9 +19,9 @@ import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
 
 from node.config import Config, load_config
+from node.record import PriestEvent, RecordError
 from node.runtime import (
     serve,  # imported before forking: children start warm, as the supervisor's do
 )
@@ -68,7 +67,8 @@ def write_config(directory: Path, n: int, cluster: str) -> Path:
     return path
 
 
-def _fork_main(config: Config, name: str, conn: Connection, parent: int) -> None:
+def _fork_main(config: Config, name: str, conn: Connection, parent: int,
+               bind: int | None = None) -> None:
     """A forked priest, set up as the supervisor sets up its children."""
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
@@ -76,7 +76,7 @@ def _fork_main(config: Config, name: str, conn: Connection, parent: int) -> None
         signal.signal(sig, signal.SIG_IGN)  # until the runtime installs its own handlers
     with open(os.devnull, "w") as out:
         code = serve(config, name, out=out, color=False, watch_parent=parent,
-                     on_ready=lambda: conn.send("ready"))
+                     on_ready=lambda: conn.send("ready"), bind=bind)
     sys.exit(code)
 
 
@@ -101,14 +101,17 @@ class Cluster:
 
     # --- starting --------------------------------------------------------
 
-    def start_forked(self, names: list[str] | None = None) -> None:
-        """Fork the named priests (default: all) and wait until every one is ready."""
+    def start_forked(self, names: list[str] | None = None,
+                     bind: dict[str, int] | None = None) -> None:
+        """Fork the named priests (default: all) and wait until every one is ready.
+
+        `bind`: private ports behind a relay (name -> port), as the supervisor passes them."""
         sys.stdout.flush()
         waiting: dict[Connection, str] = {}
         for name in names or self.names:
             r, w = FORK.Pipe(duplex=False)
-            proc = FORK.Process(target=_fork_main, args=(self.config, name, w, os.getpid()),
-                                daemon=True)
+            proc = FORK.Process(target=_fork_main, daemon=True,
+                                args=(self.config, name, w, os.getpid(), (bind or {}).get(name)))
             proc.start()
             w.close()
             self.forked[name] = proc
@@ -185,21 +188,21 @@ class Cluster:
         except (FileNotFoundError, ValueError):
             return None
 
-    def events(self, name: str, kind: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+    def events(self, name: str, kind: str | None = None, since: int = 0) -> list[PriestEvent]:
         """The priest's events.jsonl records (of `kind`, at or after monotonic ns `since`)."""
         path = self.config.priest_dir(name) / "events.jsonl"
         try:
-            lines = path.read_bytes().splitlines()
+            lines = path.read_text().splitlines()
         except FileNotFoundError:
             return []
         out = []
         for line in lines:
             try:
-                record = json.loads(line)
-            except ValueError:
+                event = PriestEvent.from_line(line)
+            except RecordError:
                 continue  # a line being written right now
-            if (kind is None or record.get("kind") == kind) and record.get("t", 0) >= since:
-                out.append(record)
+            if (kind is None or event.kind == kind) and event.t >= since:
+                out.append(event)
         return out
 
     def learned_at(self, names: list[str], since: int, timeout: float = 10.0) -> dict[str, int]:
@@ -219,7 +222,7 @@ class Cluster:
             for n in names:
                 found = self.events(n, "learned", since)
                 if found:
-                    times[n] = found[0]["t"]
+                    times[n] = found[0].t
             if len(times) < len(names):
                 if time.monotonic() > deadline:
                     raise BenchError(f"{self.path}: decree.txt without a 'learned' event")

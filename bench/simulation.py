@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from node.messages import BallotRequested, Message, Received, Send
+from node.messages import BallotRequested, EventKind, Message, Received, Send
 from node.sim import Faults, World
 from node.synod import Priest
 
@@ -21,7 +21,7 @@ NAMES = [f"p{i}" for i in range(1, 6)]
 def _world_ballots(seed: int, faults: Faults) -> int:
     world = World(5, seed, faults=faults)
     world.run()
-    return sum(1 for e in world.history if e["kind"] == "ballot_started")
+    return sum(1 for e in world.events if e.kind is EventKind.BALLOT_STARTED)
 
 
 def world_rate(duration: float, faults: Faults, seed0: int = 0) -> float:

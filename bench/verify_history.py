@@ -20,6 +20,8 @@ from pathlib import Path
 
 from harness.check.rules import load_and_check
 from node.config import Config, parse_config
+from node.ledger import HEADER, LEDGER, encode_record
+from node.messages import ZERO, Ballot, LedgerState, Vote
 
 DECREE = 1001
 NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"]
@@ -91,11 +93,16 @@ def build(data_dir: Path, n_events: int, n_priests: int) -> tuple[Config, int]:
     ballot(w, names, r, names)
     for p in names:
         w.add(p, "learned", f"{r}.{names[r % n_priests]}", DECREE)
-    for p in names:
+    final = Ballot(r, names[r % n_priests])
+    for i, p in enumerate(names):
         d = data_dir / p
         d.mkdir(parents=True)
         (d / "events.jsonl").write_text("\n".join(w.lines[p]) + "\n")
         (d / "decree.txt").write_text(f"{DECREE}\n")
+        # Its ledger, as a real run leaves it: the last ballot it led, the final promise and vote.
+        led = max((k for k in range(1, r + 1) if k % n_priests == i), default=0)
+        state = LedgerState(Ballot(led, p) if led else ZERO, final, Vote(final, DECREE))
+        (d / LEDGER).write_text(HEADER + encode_record(state) + "\n")
     priests = {p: {"port": 7300 + i} for i, p in enumerate(names)}
     config = parse_config({"data_dir": str(data_dir), "priests": priests}, "bench.yaml", "bench")
     return config, w.count

@@ -7,7 +7,8 @@
 
 Exit statuses: 0 success; 1 a check failed or the command could not be done in
 the cluster's present state (already up, not up, a priest that cannot start);
-2 usage or config error; 3 not yet agreed (verify); 70 an internal error (a bug);
+2 usage or config error; for verify also 3 not yet agreed, 4 cannot verify, 5 nothing to
+check; 70 an internal error (a bug);
 141 the reader of the output went away (`| head`), which is not an error to report.
 Every error a user can cause is one line on stderr.
 """

@@ -1,9 +1,10 @@
 """The harness's errors: one tree, mapped to exit statuses in one place (`exit_status`).
 
 Exit statuses (DESIGN.md): 2 for what the user typed (usage, config, an
-unknown priest); 1 for a circumstance that stops the command (the cluster is
-already up or not up, a priest that cannot start, an action that makes no
-sense in the priests' current state). Anything else is a bug: 70.
+unknown priest) or a run's files that cannot be read as a run; 1 for a
+circumstance that stops the command (the cluster is already up or not up, a
+priest that cannot start, an action that makes no sense in the priests'
+current state). Anything else is a bug: 70.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from node.errors import ConfigError, LedgerError, StartupError, UserError
 
 __all__ = [
-    "AlreadyUpError", "BusyError", "ConfigError", "ControlError", "LedgerError", "LinkError", "NotUpError",
-    "RefusedError", "StartupError", "UnknownPriestError", "UsageError", "UserError", "BUG_STATUS", "PROG",
+    "AlreadyUpError", "BusyError", "ConfigError", "ControlError", "InternalError", "LedgerError",
+    "LinkError", "NotUpError", "RefusedError", "RunFilesError", "StartupError", "UnknownPriestError",
+    "UsageError", "UserError", "BUG_STATUS", "PROG",
 ]
 
 PROG = "paxos-harness"  # the command, as messages name it
@@ -60,6 +62,18 @@ class RefusedError(UserError):
         self.pid = pid
 
 
+class InternalError(UserError):
+    """A failure of the harness itself (a bug), reported by a process that caught it."""
+
+    exit_status = BUG_STATUS
+
+
+class RunFilesError(UserError):
+    """What a run left cannot be read as a run: a priest's directory is a file, say."""
+
+    exit_status = 2
+
+
 class LinkError(UserError):
     """A run file's name holds a symbolic link, or anything else but a regular file."""
 
@@ -70,3 +84,41 @@ class ControlError(UserError):
     """The supervisor could not be reached or answered nonsense on its control socket."""
 
     exit_status = 1
+
+
+# --- errors across the control socket ------------------------------------------------
+# The supervisor answers a request it cannot do with the error's code; the client
+# raises the same class again. Nothing matches message text.
+
+CODES: dict[str, type[UserError]] = {
+    "already_up": AlreadyUpError,
+    "not_up": NotUpError,
+    "refused": RefusedError,
+    "unknown_priest": UnknownPriestError,
+    "startup": StartupError,
+    "ledger": LedgerError,
+    "config": ConfigError,
+    "usage": UsageError,
+    "control": ControlError,
+    "internal": InternalError,
+    "error": UserError,
+}
+_CODE_OF = {cls: code for code, cls in CODES.items()}
+
+
+def to_wire(error: UserError) -> dict[str, object]:
+    """A failed answer carrying `error`: its code, its one line, and a refusal's pid."""
+    code = next(_CODE_OF[c] for c in type(error).__mro__ if c in _CODE_OF)
+    return {"ok": False, "code": code, "error": error.message,
+            "pid": error.pid if isinstance(error, RefusedError) else None}
+
+
+def from_wire(answer: dict[str, object]) -> UserError:
+    """The error a failed answer carries, rebuilt as the class the supervisor raised."""
+    cls = CODES.get(str(answer.get("code")), ControlError)
+    error = cls.__new__(cls)
+    UserError.__init__(error, str(answer.get("error", "refused")))
+    if isinstance(error, RefusedError):
+        pid = answer.get("pid")
+        error.pid = pid if isinstance(pid, int) else None
+    return error

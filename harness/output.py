@@ -19,6 +19,7 @@ STATE_STYLES = {
     "exited": Fore.RED,
     "down": Style.DIM,
     "not started": Style.DIM,
+    "by hand": Fore.GREEN,
 }
 
 

@@ -1,18 +1,24 @@
 """Bytes <-> the five messages: the datagram format of docs/formats.md, strictly.
 
-A datagram is one compact UTF-8 JSON object of at most 512 bytes. `decode`
-checks everything a peer could get wrong (size, encoding, keys, types, ranges,
-sender name and source address) and raises `DatagramError` with a short reason,
-never anything else: a misbehaving peer is dropped, it cannot stop a priest.
+A datagram is one compact UTF-8 JSON object, a space, and its tag: the
+HMAC-SHA256 of the JSON bytes under the cluster's key, as 64 lowercase hex
+digits; at most 512 bytes in all. `decode` checks the tag first (with
+hmac.compare_digest), then everything a peer could get wrong (size, encoding,
+keys, types, ranges, sender name and source address) and raises
+`DatagramError` with one of the fixed `DropReason`s and a short text, never
+anything else: a misbehaving peer is dropped, it cannot stop a priest.
 `encode` refuses a message we should never have built with a `ValueError`.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, NoReturn
 
+from node.flaws import FLAWED_BALLOT_PRIEST
 from node.messages import (
     MAX_DECREE,
     MAX_ROUND,
@@ -28,9 +34,10 @@ from node.messages import (
     Vote,
     Voted,
 )
-from node.synod import FLAWED_BALLOT_PRIEST
 
-MAX_DATAGRAM = 512
+MAX_DATAGRAM = 512  # bytes, tag included
+TAG_HEX = 64  # HMAC-SHA256 as lowercase hex
+TAG_SEP = b" "
 VERSION = 1
 COMMON_KEYS = ("v", "cluster", "type", "src")
 # The keys each type carries beyond the common ones.
@@ -44,16 +51,36 @@ TYPE_KEYS: dict[str, tuple[str, ...]] = {
 VOTE_KEYS = ("ballot", "decree")
 
 
-class DatagramError(Exception):
-    """A peer's datagram that breaks the format; `reason` says how, in a few words."""
+class DropReason(StrEnum):
+    """Why a datagram was dropped: a fixed set, so no peer can invent a new one.
 
-    def __init__(self, reason: str) -> None:
+    The runtime keys its rate limit and its counters on these; the peer-chosen
+    details go only into the (length-bounded) text of a logged line.
+    """
+
+    TOO_LARGE = "too_large"          # over MAX_DATAGRAM bytes
+    BAD_TAG = "bad_tag"              # no valid HMAC tag under the cluster's key
+    NOT_JSON = "not_json"            # not UTF-8, not a JSON object, duplicate keys
+    BAD_VERSION = "bad_version"      # another format version
+    OTHER_CLUSTER = "other_cluster"  # another cluster's name
+    UNKNOWN_TYPE = "unknown_type"    # not one of the five messages
+    MALFORMED = "malformed"          # missing/extra keys, wrong types, out-of-range numbers
+    UNKNOWN_SENDER = "unknown_sender"  # src is not a priest of the config
+    FORGED_SENDER = "forged_sender"  # src's configured address is not where it came from
+
+
+class DatagramError(Exception):
+    """A peer's datagram that breaks the format: `kind` is the fixed reason, `reason`
+    says how in a few words (it may quote the peer, cut short)."""
+
+    def __init__(self, reason: str, kind: DropReason = DropReason.MALFORMED) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
-def _fail(reason: str) -> NoReturn:
-    raise DatagramError(reason)
+def _fail(reason: str, kind: DropReason = DropReason.MALFORMED) -> NoReturn:
+    raise DatagramError(reason, kind)
 
 
 def _show(value: object) -> str:
@@ -63,14 +90,14 @@ def _show(value: object) -> str:
 
 
 def _no_constant(name: str) -> NoReturn:
-    _fail(f"{name} is not a number here")
+    _fail(f"{name} is not a number here", DropReason.NOT_JSON)
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            _fail(f"duplicate key {_show(key)}")
+            _fail(f"duplicate key {_show(key)}", DropReason.NOT_JSON)
         obj[key] = value
     return obj
 
@@ -100,19 +127,32 @@ def _exact_keys(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
 class Codec:
     """Encodes and strictly decodes the datagrams of one cluster."""
 
-    def __init__(self, cluster: str, addresses: Mapping[str, tuple[str, int]]) -> None:
+    def __init__(self, cluster: str, addresses: Mapping[str, tuple[str, int]], *,
+                 key: bytes) -> None:
         self.cluster = cluster
         self.addresses = {name: (host, port) for name, (host, port) in addresses.items()}
+        self._key = bytes(key)
+
+    def tag(self, body: bytes) -> bytes:
+        """The tag of a datagram's JSON bytes: HMAC-SHA256 under the key, in hex."""
+        return hmac.digest(self._key, body, "sha256").hex().encode()
+
+    def sign(self, body: bytes) -> bytes:
+        """The datagram carrying `body`: body, a space, its tag."""
+        return body + TAG_SEP + self.tag(body)
 
     def encode(self, message: Message) -> bytes:
-        """Compact JSON bytes; ValueError if the message could not be decoded back."""
+        """The signed datagram; ValueError if the message could not be decoded back."""
         try:
             obj = self._to_json(message)
-            data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+            body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
         except (AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"cannot encode {message!r}: {exc}") from None
+        data = self.sign(body)
         try:
-            back = self.decode(data)
+            if len(data) > MAX_DATAGRAM:
+                _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})", DropReason.TOO_LARGE)
+            back = self._decode_body(body, None)  # our own tag needs no check
         except DatagramError as exc:
             raise ValueError(f"cannot encode {message!r}: {exc.reason}") from None
         if back != message:
@@ -122,18 +162,32 @@ class Codec:
     def decode(self, data: bytes, addr: tuple[str, int] | None = None) -> Message:
         """The message in `data`, sent from `addr` (None: skip the sender check)."""
         if len(data) > MAX_DATAGRAM:
-            _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})")
+            _fail(f"too large ({len(data)} bytes > {MAX_DATAGRAM})", DropReason.TOO_LARGE)
+        return self._decode_body(self.verify(bytes(data)), addr)
+
+    def _decode_body(self, body: bytes, addr: tuple[str, int] | None) -> Message:
         try:
-            text = bytes(data).decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
-            _fail("not UTF-8")
+            _fail("not UTF-8", DropReason.NOT_JSON)
         try:
             obj = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_no_constant)
         except (ValueError, RecursionError):
-            _fail("not JSON")
+            _fail("not JSON", DropReason.NOT_JSON)
         if not isinstance(obj, dict):
-            _fail(f"not a JSON object but a {type(obj).__name__}")
+            _fail(f"not a JSON object but a {type(obj).__name__}", DropReason.NOT_JSON)
         return self._message(obj, addr)
+
+    def verify(self, data: bytes) -> bytes:
+        """The JSON bytes of a datagram whose tag is right; DatagramError (BAD_TAG) otherwise."""
+        cut = len(data) - TAG_HEX - len(TAG_SEP)
+        if cut < 0 or data[cut:cut + len(TAG_SEP)] != TAG_SEP:
+            _fail("no tag (every datagram ends with a space and its HMAC-SHA256 in hex)",
+                  DropReason.BAD_TAG)
+        body = data[:cut]
+        if not hmac.compare_digest(self.tag(body), data[cut + len(TAG_SEP):]):
+            _fail("wrong tag (not signed with this cluster's key)", DropReason.BAD_TAG)
+        return body
 
     # --- decoding, one check at a time ----------------------------------
 
@@ -142,12 +196,12 @@ class Codec:
             if key not in obj:
                 _fail(f"missing key {key!r}")
         if not _is_int(obj["v"]) or obj["v"] != VERSION:
-            _fail(f"wrong version {_show(obj['v'])} (expected {VERSION})")
+            _fail(f"wrong version {_show(obj['v'])} (expected {VERSION})", DropReason.BAD_VERSION)
         if obj["cluster"] != self.cluster:
-            _fail(f"other cluster {_show(obj['cluster'])}")
+            _fail(f"other cluster {_show(obj['cluster'])}", DropReason.OTHER_CLUSTER)
         kind = obj["type"]
         if not isinstance(kind, str) or kind not in TYPE_KEYS:
-            _fail(f"unknown type {_show(kind)}")
+            _fail(f"unknown type {_show(kind)}", DropReason.UNKNOWN_TYPE)
         _exact_keys(obj, COMMON_KEYS + TYPE_KEYS[kind], "")
         src = self._sender(obj["src"], addr)
         # Success may carry ballot zero: a restarted priest keeps its decree, not the ballot.
@@ -165,12 +219,12 @@ class Codec:
 
     def _sender(self, src: object, addr: tuple[str, int] | None) -> str:
         if not isinstance(src, str) or src not in self.addresses:
-            _fail(f"unknown sender {_show(src)}")
+            _fail(f"unknown sender {_show(src)}", DropReason.UNKNOWN_SENDER)
         if addr is not None:
             host, port = self.addresses[src]
             if tuple(addr[:2]) != (host, port):
                 _fail(f"forged sender: datagram from {addr[0]}:{addr[1]} claims to be {src} "
-                      f"(configured at {host}:{port})")
+                      f"(configured at {host}:{port})", DropReason.FORGED_SENDER)
         return src
 
     def _ballot(self, raw: object, what: str, zero_ok: bool) -> Ballot:
@@ -211,4 +265,4 @@ class Codec:
         return obj
 
 
-__all__ = ["Codec", "DatagramError", "MAX_DATAGRAM"]
+__all__ = ["Codec", "DatagramError", "DropReason", "MAX_DATAGRAM"]

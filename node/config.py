@@ -11,6 +11,8 @@
       backoff: 0.05          # wait this + random jitter (same again) before retrying
       attempts: 5            # ballots tried per request before giving up
     flaws: []                # optional; deliberate protocol mistakes, for teaching
+    key_file: keys/four.key  # optional; default <data_dir>/cluster.key; relative to this file
+    network: relay           # optional; under the harness: relay (faults possible) or direct
 
 Hosts are restricted to loopback (127.0.0.0/8): this is a single-host bench.
 """
@@ -26,13 +28,14 @@ from typing import Any
 import yaml
 
 from node.errors import ConfigError
-from node.synod import Timing
+from node.flaws import FLAW_NAMES
+from node.messages import Timing
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_PRIESTS = 255
-TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws"}
+TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws", "key_file", "network"}
 PRIEST_KEYS = {"host", "port", "propose"}
-FLAWS = ("same-ballot-numbers", "forget-promises", "ignore-previous-votes")
+NETWORKS = ("relay", "direct")  # how priests under the harness reach each other
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Config:
     priests: dict[str, PriestAddress]
     timing: Timing = field(default_factory=Timing)
     flaws: tuple[str, ...] = ()
+    key_file: Path | None = None  # None: <data_dir>/cluster.key (see node.auth)
+    network: str = "relay"
 
     @property
     def names(self) -> list[str]:
@@ -150,7 +155,22 @@ def parse_config(raw: object, path: str, default_cluster: str = "cluster") -> Co
     priests = _parse_priests(raw["priests"], path)
     timing = _parse_timing(raw.get("timing", {}), path)
     flaws = _parse_flaws(raw.get("flaws", []), path)
-    return Config(path, cluster, Path(data_dir), priests, timing, flaws)
+    key_file = _parse_key_file(raw.get("key_file"), path)
+    network = raw.get("network", "relay")
+    if network not in NETWORKS:
+        raise ConfigError(path, "network", f"must be one of {', '.join(NETWORKS)}, got {network!r}")
+    return Config(path, cluster, Path(data_dir), priests, timing, flaws, key_file, network)
+
+
+def _parse_key_file(raw: object, path: str) -> Path | None:
+    """key_file: a path, relative to the config file's directory (not to where one runs)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
+        raise ConfigError(path, "key_file", f"must be a path to the cluster's key file, got {raw!r}")
+    if raw.endswith("/"):
+        raise ConfigError(path, "key_file", f"must name a file, not a directory: {raw!r}")
+    return Path(path).parent / raw
 
 
 def _parse_priests(raw: object, path: str) -> dict[str, PriestAddress]:
@@ -228,8 +248,8 @@ def _parse_flaws(raw: object, path: str) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise ConfigError(path, "flaws", "must be a list")
     for flaw in raw:
-        if flaw not in FLAWS:
-            raise ConfigError(path, "flaws", f"unknown flaw {flaw!r} (known: {', '.join(FLAWS)})")
+        if flaw not in FLAW_NAMES:
+            raise ConfigError(path, "flaws", f"unknown flaw {flaw!r} (known: {', '.join(FLAW_NAMES)})")
     for i, flaw in enumerate(raw):
         if flaw in raw[:i]:
             raise ConfigError(path, "flaws", f"{flaw!r} is listed twice")

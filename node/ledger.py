@@ -25,14 +25,22 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 import zlib
 from pathlib import Path
 from types import TracebackType
 
 from node.errors import LedgerError, StartupError
-from node.messages import MAX_DECREE, MIN_DECREE, NO_VOTE, Ballot, LedgerState, Vote
-from node.synod import ProtocolBug
+from node.files import atomic_write_at, open_at, open_dir, read_at
+from node.messages import (
+    MAX_DECREE,
+    MIN_DECREE,
+    NO_VOTE,
+    Ballot,
+    LedgerState,
+    ProtocolBug,
+    RoundOutOfRange,
+    Vote,
+)
 
 LEDGER = "ledger.log"
 DECREE = "decree.txt"
@@ -43,7 +51,8 @@ COMPACT_AFTER = 1000
 TEMP_PREFIXES = (LEDGER + ".tmp", DECREE + ".tmp")
 
 _RECORD = re.compile(r"(v1 last_tried=(\S+) next_bal=(\S+) prev_vote=(\S+)) crc=([0-9a-f]{8})")
-_INT = re.compile(r"-?[0-9]+")
+# A decree as written: optional minus, no leading zero, no "-0" (what str(int) gives).
+_DECREE = re.compile(r"-?[1-9][0-9]{0,18}|0")
 
 
 # --- records ---------------------------------------------------------------
@@ -68,25 +77,35 @@ def parse_vote(text: str) -> Vote:
     if text == "none":
         return NO_VOTE
     decree_text, sep, ballot_text = text.partition("@")
-    if not sep or not _INT.fullmatch(decree_text):
+    if not sep:
         raise ValueError(f"not a vote: {text!r}")
-    decree = int(decree_text)
-    if not MIN_DECREE <= decree <= MAX_DECREE:
-        raise ValueError(f"decree out of range: {text!r}")
+    try:
+        decree = parse_decree_text(decree_text)
+    except ValueError as exc:
+        raise ValueError(f"not a vote: {text!r} ({exc})") from None
     vote = Vote(Ballot.parse(ballot_text), decree)
     if vote.is_none() or str(vote) != text:
         raise ValueError(f"not a vote: {text!r}")
     return vote
 
 
+class DamagedRecord(ValueError):
+    """A line that is not a whole record (no match, or its CRC fails): what a torn append leaves."""
+
+
 def decode_record(line: str) -> LedgerState:
-    """Inverse of `encode_record`; ValueError for anything it would not write."""
+    """Inverse of `encode_record`; ValueError for anything it would not write.
+
+    DamagedRecord (a ValueError) when the line is not a whole record; a plain
+    ValueError when a whole, CRC-valid record holds what a ledger must not
+    (a round above MAX_ROUND, a non-canonical spelling): that is no torn write.
+    """
     match = _RECORD.fullmatch(line)
     if not match:
-        raise ValueError("not a ledger record")
+        raise DamagedRecord("not a ledger record")
     text, last_tried, next_bal, prev_vote, crc = match.groups()
     if _crc(text) != crc:
-        raise ValueError(f"crc mismatch (record says {crc}, text gives {_crc(text)})")
+        raise DamagedRecord(f"crc mismatch (record says {crc}, text gives {_crc(text)})")
     state = LedgerState(Ballot.parse(last_tried), Ballot.parse(next_bal), parse_vote(prev_vote))
     # Only the one canonical spelling is accepted ("01.alpha", "5@0" are not).
     if encode_record(state) != line:
@@ -111,12 +130,19 @@ def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
         try:
             state = decode_record(raw.decode())
         except ValueError as e:  # UnicodeDecodeError is a ValueError
-            if number == len(lines) + 1 and not tail:
+            torn = isinstance(e, (DamagedRecord, UnicodeDecodeError))
+            if torn and number == len(lines) + 1 and not tail:
                 # A complete last line with a bad CRC: an append cut by a power cut
                 # (length synced, data not). It was never fdatasynced, so nothing
                 # that depended on it was sent: drop it like an incomplete line.
+                # A line whose CRC holds was written whole: never dropped.
                 return state, number - 2, good, True
-            raise LedgerError(f"{path}: line {number}: bad record: {e}") from None
+            hint = ""
+            if isinstance(e, RoundOutOfRange):
+                hint = ("; a round this high comes only from a forged datagram that an older "
+                        "version accepted, and no ballot can follow it: stop the cluster and "
+                        "start it afresh (paxos-harness up --fresh)")
+            raise LedgerError(f"{path}: line {number}: bad record: {e}{hint}") from None
         good += len(raw) + 1
     return state, len(lines), good, bool(tail)
 
@@ -124,43 +150,40 @@ def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
 # --- files -----------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_text(path: Path, text: str, *, sync: bool = True) -> None:
     """Replace `path` by `text` so a crash leaves the old or the new file, never a mix.
 
     Temp file in the same directory, write, fsync, os.replace, fsync the directory.
     """
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+    path = Path(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    if sync:
-        _fsync_dir(path.parent)
+        atomic_write_at(dir_fd, path.name, text.encode("utf-8"), path.parent, sync=sync)
+    finally:
+        os.close(dir_fd)
 
 
-def parse_decree(data: bytes) -> int:
-    """The decree in decree.txt's bytes: a decimal int and a newline; ValueError otherwise."""
-    text = data.decode("ascii", errors="replace")
-    if not text.endswith("\n") or not _INT.fullmatch(text[:-1]):
-        raise ValueError(f"not a decree (a decimal int and a newline): {text[:40]!r}")
+def parse_decree_text(text: str) -> int:
+    """A decree as the ledger and decree.txt spell it, the one rule for both; ValueError otherwise.
+
+    Exactly what `str(decree)` writes: decimal digits, a leading `-` for a negative
+    decree, no `+`, no leading zero, no `-0`, no space; in the signed 64-bit range.
+    """
+    if not _DECREE.fullmatch(text):
+        raise ValueError(f"not a decree (decimal digits, a '-' if negative, no '+', "
+                         f"no leading zero): {text[:40]!r}")
     decree = int(text)
     if not MIN_DECREE <= decree <= MAX_DECREE:
         raise ValueError(f"decree out of the signed 64-bit range: {decree}")
     return decree
+
+
+def parse_decree(data: bytes) -> int:
+    """The decree in decree.txt's bytes: `parse_decree_text` and a newline; ValueError otherwise."""
+    text = data.decode("ascii", errors="replace")
+    if not text.endswith("\n"):
+        raise ValueError(f"not a decree (no newline at its end): {text[:40]!r}")
+    return parse_decree_text(text[:-1])
 
 
 def read_decree(path: Path) -> int | None:
@@ -168,6 +191,12 @@ def read_decree(path: Path) -> int | None:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        return None
+    return _decree_of(path, data)
+
+
+def _decree_of(path: Path, data: bytes | None) -> int | None:
+    if data is None:
         return None
     try:
         return parse_decree(data)
@@ -180,18 +209,23 @@ def read_ledger(directory: Path) -> tuple[LedgerState, int | None]:
 
     A missing ledger.log reads as the initial state. Raises LedgerError.
     """
-    path = directory / LEDGER
     try:
-        data = path.read_bytes()
+        state = read_ledger_file(directory / LEDGER)
     except FileNotFoundError:
         state = LedgerState()
-    else:
-        state = _parse_log(path, data)[0]
     return state, read_decree(directory / DECREE)
 
 
-def _lock(directory: Path) -> int:
-    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def read_ledger_file(path: Path) -> LedgerState:
+    """The state a ledger.log holds, read-only (a torn final record is dropped, as on open).
+
+    LedgerError if it is corrupt; OSError (FileNotFoundError...) if it cannot be read.
+    """
+    return _parse_log(path, path.read_bytes())[0]
+
+
+def _lock(dir_fd: int, directory: Path) -> int:
+    fd = open_at(dir_fd, LOCK, os.O_RDWR | os.O_CREAT, directory)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -213,19 +247,25 @@ def os_error(exc: OSError, fallback: Path) -> StartupError:
     return StartupError(f"{os.fsdecode(path)}: cannot use it: {reason}")
 
 
+def _checked(directory: Path) -> int:
+    """How many final components of a priest's directory must not be links: the priest's own
+    and the data dir (every component of a relative path); see node.files."""
+    return len(directory.parts) if not directory.is_absolute() else 2
+
+
 # --- the ledger --------------------------------------------------------------
 
 
 class Ledger:
     """An open priest directory: the recovered state, the decree, and the lock."""
 
-    def __init__(self, directory: Path, sync: bool, lock_fd: int | None,
-                 compact_after: int) -> None:
+    def __init__(self, directory: Path, dir_fd: int, sync: bool, compact_after: int) -> None:
         self.directory = directory
+        self.dir_fd: int | None = dir_fd  # every file is opened relative to it, never via a link
         self.path = directory / LEDGER
         self.sync = sync
         self.compact_after = compact_after
-        self._lock_fd = lock_fd
+        self._lock_fd: int | None = None
         self._fd: int | None = None
         self.records = 0
         self.state = LedgerState()
@@ -246,32 +286,46 @@ class Ledger:
 
     @classmethod
     def _open(cls, directory: Path, sync: bool, lock: bool, compact_after: int) -> Ledger:
-        if not directory.is_dir():
-            directory.mkdir(parents=True, exist_ok=True)
-            if sync:
-                _fsync_dir(directory.parent)  # so the new directory survives a power cut
-        ledger = cls(directory, sync, _lock(directory) if lock else None, compact_after)
+        # The data dir and this directory: created if missing, never through a link.
+        ledger = cls(directory, open_dir(directory, sync=sync, checked=_checked(directory)),
+                     sync, compact_after)
         try:
+            if lock:
+                ledger._lock_fd = _lock(ledger.fd, directory)
             ledger._recover()
         except BaseException:
             ledger.close()
             raise
         return ledger
 
+    @property
+    def fd(self) -> int:
+        """The descriptor of the priest's directory (ProtocolBug once closed)."""
+        if self.dir_fd is None:
+            raise ProtocolBug(f"{self.directory}: used after close")
+        return self.dir_fd
+
     def _recover(self) -> None:
-        for leftover in self.directory.iterdir():
-            if leftover.name.startswith(TEMP_PREFIXES):
-                leftover.unlink(missing_ok=True)
-        if not self.path.exists():
-            atomic_write_text(self.path, HEADER, sync=self.sync)
-        self.state, self.records, good, torn = _parse_log(self.path, self.path.read_bytes())
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        for leftover in os.listdir(self.fd):
+            if leftover.startswith(TEMP_PREFIXES):
+                try:
+                    os.unlink(leftover, dir_fd=self.fd)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise OSError(exc.errno, exc.strerror, str(self.directory / leftover)) from None
+        data = read_at(self.fd, LEDGER, self.directory)
+        if data is None:
+            atomic_write_at(self.fd, LEDGER, HEADER.encode(), self.directory, sync=self.sync)
+            data = HEADER.encode()
+        self.state, self.records, good, torn = _parse_log(self.path, data)
+        self._fd = open_at(self.fd, LEDGER, os.O_WRONLY | os.O_APPEND, self.directory)
         if torn:
             # Cut the torn append away so the next record starts on a clean line.
             os.ftruncate(self._fd, good)
             if self.sync:
                 os.fsync(self._fd)
-        self.decree = read_decree(self.directory / DECREE)
+        self.decree = _decree_of(self.directory / DECREE, read_at(self.fd, DECREE, self.directory))
 
     def persist(self, state: LedgerState) -> None:
         """Append `state` as a record and make it durable (fdatasync) before returning."""
@@ -296,10 +350,11 @@ class Ledger:
             self._compact(line)
 
     def _compact(self, last_line: str) -> None:
-        atomic_write_text(self.path, HEADER + last_line + "\n", sync=self.sync)
+        atomic_write_at(self.fd, LEDGER, (HEADER + last_line + "\n").encode(), self.directory,
+                        sync=self.sync)
         assert self._fd is not None
         os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._fd = open_at(self.fd, LEDGER, os.O_WRONLY | os.O_APPEND, self.directory)
         self.records = 1
 
     def write_decree(self, decree: int) -> None:
@@ -314,7 +369,7 @@ class Ledger:
             return
         if isinstance(decree, bool) or not MIN_DECREE <= decree <= MAX_DECREE:
             raise ProtocolBug(f"{self.directory / DECREE}: not a decree: {decree!r}")
-        atomic_write_text(self.directory / DECREE, f"{decree}\n", sync=self.sync)
+        atomic_write_at(self.fd, DECREE, f"{decree}\n".encode(), self.directory, sync=self.sync)
         self.decree = decree
 
     def close(self) -> None:
@@ -325,6 +380,9 @@ class Ledger:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the only descriptor releases the flock
             self._lock_fd = None
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+            self.dir_fd = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -334,5 +392,6 @@ class Ledger:
         self.close()
 
 
-__all__ = ["Ledger", "read_ledger", "read_decree", "parse_decree", "parse_vote", "os_error",
-           "atomic_write_text", "encode_record", "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]
+__all__ = ["Ledger", "read_ledger", "read_ledger_file", "read_decree", "parse_decree",
+           "parse_decree_text", "parse_vote", "os_error", "atomic_write_text", "encode_record",
+           "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]

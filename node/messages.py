@@ -2,17 +2,44 @@
 
 Everything here is a frozen dataclass: plain data, no behaviour beyond ordering
 and formatting. The core (`node.synod`) consumes events and produces effects;
-the runtime and the simulator apply effects and produce events.
+the runtime and the simulator apply effects and produce events. This module
+imports nothing from the project: the core, the codec, the ledger, the config
+and the run record (`node.record`) all build on it, never on the core.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 
-# Bounds every number in the protocol must respect (checked by the codec).
-MAX_ROUND = 2**62
+# Bounds every number in the protocol must respect (checked by the codec and the ledger).
+# A ballot's round is at most MAX_ROUND = 2^48 - 1: a million ballots a second
+# for eight years. The headroom is deliberate: round + 1 (a priest's next ballot),
+# round + timing.attempts, and 1000 * 255 + round (the default proposal) all stay
+# far inside a signed 64-bit int, and below 2^53, so every JSON reader (a float
+# one too) reads a round exactly. A priest never goes above it: once a round
+# reaches the bound it refuses to begin a ballot (see node.synod), it never crashes.
+MAX_ROUND = 2**48 - 1
 MIN_DECREE = -(2**63)
 MAX_DECREE = 2**63 - 1
+
+
+class RoundOutOfRange(ValueError):
+    """A ballot round above MAX_ROUND (or below 1) where a real ballot belongs."""
+
+
+class ProtocolBug(AssertionError):
+    """An invariant of our own is broken: stop loudly, never continue."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Protocol timing in seconds; see node.config for the YAML keys."""
+
+    retransmit: float = 0.02
+    ballot_timeout: float = 0.5
+    backoff: float = 0.05
+    attempts: int = 5
 
 
 @dataclass(frozen=True, order=True)
@@ -43,9 +70,11 @@ class Ballot:
         round_text, sep, priest = text.partition(".")
         if not sep or not priest or not round_text.isdigit():
             raise ValueError(f"not a ballot: {text!r}")
+        if len(round_text) > 20:  # int() of a huge digit string is slow; no round is that long
+            raise RoundOutOfRange(f"ballot round out of range 1..{MAX_ROUND}: {text[:30]!r}...")
         ballot = cls(int(round_text), priest)
         if ballot.round < 1 or ballot.round > MAX_ROUND:
-            raise ValueError(f"ballot round out of range: {text!r}")
+            raise RoundOutOfRange(f"ballot round {ballot.round} out of range 1..{MAX_ROUND}: {text!r}")
         return ballot
 
 
@@ -137,7 +166,7 @@ Message = NextBallot | LastVote | BeginBallot | Voted | Success
 MESSAGE_TYPES: tuple[type, ...] = (NextBallot, LastVote, BeginBallot, Voted, Success)
 
 
-def describe(m: Message) -> str:
+def describe_message(m: Message) -> str:
     """A message as the paper would write it: NextBallot(3.alpha), LastVote(3.alpha, 7@2.beta)..."""
     if isinstance(m, LastVote):
         return f"LastVote({m.ballot}, {m.vote})"
@@ -147,6 +176,28 @@ def describe(m: Message) -> str:
 
 
 # --- events: what happens to a priest --------------------------------------
+# (`Event` is what the core is fed; `EventKind` names what a priest records.)
+
+
+class EventKind(StrEnum):
+    """What a line of a priest's events.jsonl records; see `node.record` and docs/formats.md."""
+
+    # From the Synod core, as `Record` effects:
+    BALLOT_STARTED = "ballot_started"  # a proposer began `ballot` (after persisting last_tried)
+    PROMISED = "promised"  # an acceptor promised `ballot` (after persisting next_bal)
+    PROPOSED = "proposed"  # a proposer put `decree` to `ballot` (BeginBallot follows)
+    VOTED = "voted"  # an acceptor voted `decree` in `ballot` (after persisting prev_vote)
+    LEARNED = "learned"  # a priest learned `decree` (after writing decree.txt)
+    BALLOT_ABANDONED = "ballot_abandoned"  # a proposer gave `ballot` up (timeout, higher ballot)
+    IGNORED = "ignored"  # a message that was stale, refused or contradictory
+    REMINDED = "reminded"  # a priest holding the decree told others with Success
+    # From the runtime:
+    STARTED = "started"  # the process started, with what it recovered from disk
+    SENT = "sent"  # a message left (or went to the priest itself)
+    RECEIVED = "received"  # a message arrived, decoded and valid
+    DROPPED = "dropped"  # a datagram was dropped, with why
+    STOPPED = "stopped"  # the process is stopping, with why
+
 
 
 @dataclass(frozen=True)
@@ -217,30 +268,21 @@ class Learn:
 
 @dataclass(frozen=True)
 class Record:
-    """A step worth narrating and recording in events.jsonl.
+    """A step worth narrating and recording in events.jsonl (as a `node.record.PriestEvent`).
 
-    kind is one of the EVENT_KINDS below; `text` is the narration in the
-    paper's words; the other fields are filled when they apply.
+    `text` is the narration in the paper's words; the other fields are filled
+    when they apply (ZERO: no ballot).
     """
 
-    kind: str
+    kind: EventKind
     text: str
     ballot: Ballot = ZERO
     decree: int | None = None
     peer: str | None = None
-    extra: dict[str, object] = field(default_factory=dict, compare=False)
+    quorum: tuple[str, ...] | None = None  # proposed: the priests whose LastVotes it counted
+    gave_up: bool | None = None  # ballot_abandoned: no attempt is left
+    promised: Ballot | None = None  # ignored: the promise that keeps it out of the ballot
+    conflict: bool | None = None  # ignored: a Success for another decree than the one held
 
 
 Effect = Persist | Send | SetTimer | CancelTimer | Learn | Record
-
-# Kinds of Record the core emits. The runtime adds: "started", "recovered",
-# "sent", "received", "dropped", "stopped".
-EVENT_KINDS = (
-    "ballot_started",    # proposer began `ballot` (after persisting last_tried)
-    "promised",          # acceptor promised `ballot` (after persisting next_bal)
-    "proposed",          # proposer chose `decree` for `ballot` (BeginBallot follows)
-    "voted",             # acceptor voted `decree` in `ballot` (after persisting prev_vote)
-    "learned",           # priest learned `decree` in `ballot` (after writing decree.txt)
-    "ballot_abandoned",  # proposer gave up `ballot` (timeout or a higher ballot seen)
-    "ignored",           # a message was stale or irrelevant; peer and reason given
-)

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TextIO
 
 from colorama import Fore, Style
 
+from node.messages import EventKind
+
 PRIEST_COLORS = [Fore.CYAN, Fore.MAGENTA, Fore.YELLOW, Fore.BLUE, Fore.GREEN, Fore.RED,
                  Fore.LIGHTCYAN_EX, Fore.LIGHTMAGENTA_EX, Fore.LIGHTYELLOW_EX, Fore.LIGHTBLUE_EX]
-KIND_STYLES = {
-    "sent": Style.DIM,
-    "received": Style.DIM,
-    "ballot_started": Style.BRIGHT,
-    "promised": Fore.CYAN,
-    "proposed": Style.BRIGHT + Fore.YELLOW,
-    "voted": Fore.YELLOW,
-    "learned": Style.BRIGHT + Fore.GREEN,
-    "ballot_abandoned": Fore.RED,
-    "ignored": Style.DIM + Fore.YELLOW,
-    "reminded": Fore.GREEN,
+MESSAGE_KINDS = frozenset({EventKind.SENT, EventKind.RECEIVED})  # `->`/`<-` lines; the rest are steps
+KIND_STYLES: dict[EventKind, str] = {
+    EventKind.SENT: Style.DIM,
+    EventKind.RECEIVED: Style.DIM,
+    EventKind.BALLOT_STARTED: Style.BRIGHT,
+    EventKind.PROMISED: Fore.CYAN,
+    EventKind.PROPOSED: Style.BRIGHT + Fore.YELLOW,
+    EventKind.VOTED: Fore.YELLOW,
+    EventKind.LEARNED: Style.BRIGHT + Fore.GREEN,
+    EventKind.BALLOT_ABANDONED: Fore.RED,
+    EventKind.IGNORED: Style.DIM + Fore.YELLOW,
+    EventKind.REMINDED: Fore.GREEN,
 }
 
 
@@ -42,10 +44,12 @@ class Narrator:
     priest.log before what it narrates, in one write(2) per batch.
     """
 
-    def __init__(self, name: str, index: int, out: TextIO, color: bool, log_path: Path) -> None:
+    def __init__(self, name: str, index: int, out: TextIO, color: bool, log_fd: int, *,
+                 messages: bool = True) -> None:
         self.name, self.out, self.color = name, out, color
+        self.messages = messages  # False: message lines go to priest.log only, not to `out`
         self.prefix = f"{priest_color(index)}{name:>8}{Style.RESET_ALL}" if color else f"{name:>8}"
-        self.log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.log_fd = log_fd  # priest.log, opened by the runtime (never through a link)
         self.plain: list[str] = []
         self.shown: list[str] = []
         self._second = -1
@@ -58,12 +62,14 @@ class Narrator:
             self._second, self._clock = second, time.strftime("%H:%M:%S", time.localtime(now))
         return f"{self._clock}.{int(now * 1000) % 1000:03d}"
 
-    def say(self, text: str, *, kind: str = "", warn: bool = False) -> None:
+    def say(self, text: str, *, kind: EventKind | None = None, warn: bool = False) -> None:
         stamp = self._stamp()
         plain = f"{self.name:>8} | {stamp} {text}\n"
         self.plain.append(plain)
+        if not self.messages and kind in MESSAGE_KINDS:
+            return
         if self.color:
-            style = Fore.RED if warn else KIND_STYLES.get(kind, "")
+            style = Fore.RED if warn else (KIND_STYLES.get(kind, "") if kind else "")
             plain = f"{self.prefix} | {Style.DIM}{stamp}{Style.RESET_ALL} {style}{text}{Style.RESET_ALL}\n"
         self.shown.append(plain)
 

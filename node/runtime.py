@@ -13,7 +13,6 @@ SIGINT end it cleanly.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import select
@@ -23,22 +22,24 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import TextIO
 
-from node.codec import Codec, DatagramError
+from node.auth import cluster_key
+from node.codec import Codec, DatagramError, DropReason
 from node.config import Config
 from node.errors import StartupError
+from node.files import APPEND_FLAGS, open_at
+from node.flaws import strategy
+from node.flaws import warning as flaw_warning
 from node.ledger import Ledger, os_error
 from node.messages import (
     MAX_DECREE,
     MIN_DECREE,
     BallotRequested,
-    BeginBallot,
     CancelTimer,
     Effect,
     Event,
-    LastVote,
+    EventKind,
     Learn,
     Message,
     Persist,
@@ -46,38 +47,75 @@ from node.messages import (
     Record,
     Send,
     SetTimer,
-    Success,
     TimerFired,
-    describe,
+    describe_message,
 )
 from node.output import Narrator, use_color
+from node.record import PriestEvent, message_event, recorded, started_event
 from node.synod import Priest
 
+EVENTS = "events.jsonl"
+PRIEST_LOG = "priest.log"
 PARENT_CHECK = 0.25  # seconds between checks that the supervisor still lives
-DROP_LOG_INTERVAL = 1.0  # at most one log line per drop reason per interval
+# Drop logging, whatever a flood holds: per reason (a fixed DropReason) at most
+# one line a second, and over all reasons at most DROP_LOG_BURST lines at once,
+# then DROP_LOG_RATE a second. A logged drop is two lines (priest.log and
+# events.jsonl) of at most ~600 bytes together, so a flood adds at most ~6 KB
+# at once and ~1.2 KB a second, however many datagrams it sends.
+DROP_LOG_INTERVAL = 1.0
+DROP_LOG_BURST = 10
+DROP_LOG_RATE = 2.0
+DROP_DETAIL_MAX = 160  # characters of a drop's detail text kept in a logged line
 
 
-def _message_fields(m: Message) -> dict[str, object]:
-    fields: dict[str, object] = {"msg": type(m).__name__, "ballot": str(m.ballot)}
-    if isinstance(m, (BeginBallot, Success)):
-        fields["decree"] = m.decree
-    if isinstance(m, LastVote):
-        fields["vote"] = str(m.vote)
-    return fields
+class DropLimiter:
+    """Counts every dropped datagram by reason and says which ones to log (see DROP_LOG_*).
+
+    Its tables are keyed by DropReason, so they never hold more than its few members.
+    """
+
+    def __init__(self, interval: float = DROP_LOG_INTERVAL, burst: int = DROP_LOG_BURST,
+                 rate: float = DROP_LOG_RATE) -> None:
+        self.interval, self.burst, self.rate = interval, burst, rate
+        self.tokens = float(burst)
+        self.refilled: float | None = None
+        self.last_logged: dict[DropReason, float] = {}
+        self.suppressed: dict[DropReason, int] = {}
+        self.counts: dict[DropReason, int] = {}
+
+    def drop(self, reason: DropReason, now: float) -> int | None:
+        """Count one drop at `now`; the number suppressed since the last logged one to log it, else None."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        if self.refilled is not None:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        last = self.last_logged.get(reason)
+        if (last is not None and now - last < self.interval) or self.tokens < 1.0:
+            self.suppressed[reason] = self.suppressed.get(reason, 0) + 1
+            return None
+        self.tokens -= 1.0
+        self.last_logged[reason] = now
+        return self.suppressed.pop(reason, 0)
 
 
 class EventLog:
-    """events.jsonl: one JSON object per line, buffered until `flush()` (one write(2))."""
+    """events.jsonl: one `PriestEvent` per line, buffered until `flush()` (one write(2))."""
 
-    def __init__(self, path: Path, priest: str) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.head = f'{{"t":%d,"priest":{json.dumps(priest)},"pid":{os.getpid()},"kind":'
+    def __init__(self, fd: int, priest: str) -> None:
+        self.fd = fd  # opened by the runtime, never through a link
+        self.priest, self.pid = priest, os.getpid()
         self.lines: list[str] = []
 
-    def write(self, kind: str, **fields: object) -> None:
-        body = json.dumps(fields, separators=(",", ":"))[1:] if fields else "}"
-        sep = "," if fields else ""
-        self.lines.append(self.head % time.monotonic_ns() + f'"{kind}"{sep}{body}\n')
+    def write(self, event: PriestEvent) -> None:
+        self.lines.append(event.to_line())
+
+    def record(self, r: Record) -> None:
+        """The event of a core's `Record` effect, stamped now."""
+        self.write(recorded(r, time.monotonic_ns(), self.priest, self.pid))
+
+    def message(self, kind: EventKind, m: Message, peer: str) -> None:
+        """A `sent` or `received` event, stamped now."""
+        self.write(message_event(kind, m, peer, time.monotonic_ns(), self.priest, self.pid))
 
     def flush(self) -> None:
         if self.lines:
@@ -93,7 +131,8 @@ class Runtime:
     """A priest's event loop. Build it, call `run()`; `close()` releases everything."""
 
     def __init__(self, config: Config, name: str, *, out: TextIO, color: bool,
-                 proposal: int | None = None, watch_parent: int | None = None) -> None:
+                 proposal: int | None = None, watch_parent: int | None = None,
+                 messages: bool = True, bind: int | None = None) -> None:
         me = config.require(name)
         if proposal is not None and (isinstance(proposal, bool)
                                      or not MIN_DECREE <= proposal <= MAX_DECREE):
@@ -102,17 +141,25 @@ class Runtime:
         self.config, self.name = config, name
         self.directory = config.priest_dir(name)
         self.ledger = Ledger.open(self.directory)  # LedgerError/StartupError: refuse to start
-        self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()})
-        self.sock = self._bind(me.host, me.port)
+        try:
+            key = cluster_key(config)  # created if absent; StartupError if unusable
+        except BaseException:
+            self.ledger.close()
+            raise
+        self.codec = Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()},
+                           key=key)
+        # `bind`: a private port behind the harness's relay; peers still see me.port.
+        self.sock = self._bind(me.host, me.port if bind is None else bind)
         try:
             self.priest = Priest(
                 name, config.names, ledger=self.ledger.state, decree=self.ledger.decree,
                 proposal=proposal if proposal is not None else me.propose, index=me.index,
-                timing=config.timing, flaws=config.flaws,
+                timing=config.timing, strategy=strategy(config.flaws),
             )
-            self.events = EventLog(self.directory / "events.jsonl", name)
+            self.events = EventLog(open_at(self.ledger.fd, EVENTS, APPEND_FLAGS, self.directory), name)
             try:
-                self.narrator = Narrator(name, me.index, out, color, self.directory / "priest.log")
+                log_fd = open_at(self.ledger.fd, PRIEST_LOG, APPEND_FLAGS, self.directory)
+                self.narrator = Narrator(name, me.index, out, color, log_fd, messages=messages)
             except BaseException:
                 self.events.close()
                 raise
@@ -129,7 +176,7 @@ class Runtime:
         self.pending: deque[str] = deque()  # signals seen, handled in the loop
         self.rng = random.Random()  # jitter only; the core itself is deterministic
         self.watch_parent = watch_parent
-        self.drops: dict[str, tuple[float, int]] = {}  # reason -> (last logged, suppressed)
+        self.drops = DropLimiter()
         self.stopping = False
 
     def _bind(self, host: str, port: int) -> socket.socket:
@@ -166,11 +213,13 @@ class Runtime:
     def run(self, on_ready: Callable[[], None] | None = None) -> int:
         wake = self.install_signals()
         recovered = self.priest.ledger
-        self.events.write("started", last_tried=str(recovered.last_tried),
-                          next_bal=str(recovered.next_bal), prev_vote=str(recovered.prev_vote),
-                          decree=self.priest.decree,
-                          text=f"listening on {self.sock.getsockname()[0]}:{self.sock.getsockname()[1]}")
+        host, port = self.sock.getsockname()
+        self.events.write(started_event(time.monotonic_ns(), self.name, self.events.pid, recovered,
+                                        self.priest.decree, f"listening on {host}:{port}",
+                                        wall=time.time_ns()))
         self.narrator.say(self._startup_line())
+        for flaw in self.config.flaws:
+            self.narrator.say(flaw_warning(flaw), warn=True)
         self._flush()
         if on_ready is not None:
             on_ready()
@@ -213,7 +262,9 @@ class Runtime:
     def _stop(self, why: str) -> None:
         if not self.stopping:
             self.stopping = True
-            self.events.write("stopped", text=why)
+            dropped = tuple((reason.value, n) for reason, n in sorted(self.drops.counts.items()))
+            self.events.write(PriestEvent(time.monotonic_ns(), self.name, EventKind.STOPPED,
+                                          self.events.pid, text=why, dropped=dropped))
             self.narrator.say(f"stops: {why}")
 
     def _receive_all(self) -> None:
@@ -227,7 +278,7 @@ class Runtime:
             try:
                 message = self.codec.decode(data, addr)
             except DatagramError as exc:
-                self._dropped(exc.reason, addr)
+                self._dropped(exc, addr)
                 continue
             self._dispatch(Received(message))
 
@@ -238,17 +289,20 @@ class Runtime:
                 del self.timers[name]
                 self._dispatch(TimerFired(name))
 
-    def _dropped(self, reason: str, addr: tuple[str, int]) -> None:
-        now = time.monotonic()
-        last, suppressed = self.drops.get(reason, (-DROP_LOG_INTERVAL, 0))
-        if now - last < DROP_LOG_INTERVAL:
-            self.drops[reason] = (last, suppressed + 1)
+    def _dropped(self, error: DatagramError, addr: tuple[str, int]) -> None:
+        suppressed = self.drops.drop(error.kind, time.monotonic())
+        if suppressed is None:
             return
-        self.drops[reason] = (now, 0)
+        detail = error.reason
+        if len(detail) > DROP_DETAIL_MAX:
+            detail = detail[:DROP_DETAIL_MAX - 3] + "..."
         more = f" ({suppressed} more like it dropped since)" if suppressed else ""
         where = f"{addr[0]}:{addr[1]}"
-        self.events.write("dropped", reason=reason, addr=where, suppressed=suppressed)
-        self.narrator.say(f"drops a datagram from {where}: {reason}{more}", warn=True)
+        self.events.write(PriestEvent(time.monotonic_ns(), self.name, EventKind.DROPPED,
+                                      self.events.pid, reason=error.kind.value, detail=detail,
+                                      addr=where, suppressed=suppressed))
+        self.narrator.say(f"drops a datagram from {where}: {error.kind.value}: {detail}{more}",
+                          warn=True)
 
     # --- effects -------------------------------------------------------
 
@@ -296,23 +350,20 @@ class Runtime:
         self.outbox.clear()
 
     def _record(self, r: Record) -> None:
-        fields: dict[str, object] = {"ballot": None if r.ballot.is_zero() else str(r.ballot),
-                                     "decree": r.decree, "peer": r.peer, "text": r.text}
-        fields.update(r.extra)
-        self.events.write(r.kind, **fields)
+        self.events.record(r)
         self.narrator.say(r.text, kind=r.kind)
 
     def _send(self, dst: str, message: Message) -> None:
-        self.events.write("sent", peer=dst, **_message_fields(message))
-        self.narrator.say(f"-> {describe(message)} to {dst}", kind="sent")
+        self.events.message(EventKind.SENT, message, dst)
+        self.narrator.say(f"-> {describe_message(message)} to {dst}", kind=EventKind.SENT)
         if dst == self.name:
             self.inbox.append(message)
             return
         self.outbox.append((self.codec.encode(message), self.config.address_of(dst)))
 
     def _log_received(self, m: Message) -> None:
-        self.events.write("received", peer=m.src, **_message_fields(m))
-        self.narrator.say(f"<- {describe(m)} from {m.src}", kind="received")
+        self.events.message(EventKind.RECEIVED, m, m.src)
+        self.narrator.say(f"<- {describe_message(m)} from {m.src}", kind=EventKind.RECEIVED)
 
     def close(self) -> None:
         self._flush()
@@ -343,14 +394,16 @@ def _set_parent_death_signal() -> None:
 
 def serve(config: Config, name: str, *, out: TextIO | None = None, color: bool | None = None,
           on_ready: Callable[[], None] | None = None, watch_parent: int | None = None,
-          proposal: int | None = None) -> int:
+          proposal: int | None = None, messages: bool = True, bind: int | None = None) -> int:
     """Run priest `name` of `config` until SIGTERM/SIGINT; returns the exit status.
 
     Raises a UserError (StartupError, LedgerError) before `on_ready` if it cannot start.
+    With `messages` False the terminal shows only the steps (priest.log keeps everything).
     """
     stream = out if out is not None else sys.stdout
     runtime = Runtime(config, name, out=stream, color=use_color(stream) if color is None else color,
-                      proposal=proposal, watch_parent=watch_parent)
+                      proposal=proposal, watch_parent=watch_parent, messages=messages,
+                      bind=bind)
     try:
         return runtime.run(on_ready)
     finally:

@@ -12,13 +12,19 @@ crash and restart. Then the heal phase: the network is whole, every priest is
 up, nothing fails any more, and one ballot is requested; after it every
 priest must hold the decree.
 
-The world records a history in the shape of events.jsonl (t is virtual time
-in ns, strictly increasing), so the checker that reads real runs
-(harness.verify) can judge simulated ones too, and a list of steps (sends,
-ledger writes, crashes...) from which a trace or a message diagram is drawn.
+The world records the very events a priest writes to events.jsonl
+(`node.record.PriestEvent`; t is virtual time in ns, strictly increasing), so
+the checker that reads real runs (harness.verify) judges simulated ones too,
+and a list of steps (sends, ledger writes, crashes...) from which a trace or a
+message diagram is drawn.
 
 Speed matters here (thousands of runs a minute), so the loop keeps plain
-tuples in its queue and its logs and builds dicts and text only when asked.
+tuples in its queue and its logs and builds events and text only when asked.
+Messages pass as the frozen message values, not through the codec: the
+simulated network is honest (it loses, duplicates and delays, it never
+forges), so datagram bytes and their HMAC tags would add time and nothing
+the core could notice. The codec, tags included, is tested on its own
+(tests/unit/test_codec.py) and by the real-process tests.
 """
 
 from __future__ import annotations
@@ -29,12 +35,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
+from node.flaws import strategy
 from node.messages import (
-    Ballot,
     BallotRequested,
     CancelTimer,
     Effect,
-    Event,
+    EventKind,
     Learn,
     LedgerState,
     Message,
@@ -44,8 +50,10 @@ from node.messages import (
     Send,
     SetTimer,
     TimerFired,
+    Timing,
 )
-from node.synod import Priest, Timing
+from node.record import PriestEvent, recorded, started_event
+from node.synod import Priest
 
 
 @dataclass(frozen=True)
@@ -87,18 +95,6 @@ class Step(NamedTuple):
     fate: str = ""
 
 
-class HistoryEvent(NamedTuple):
-    """One recorded event: what `history` turns into an events.jsonl-shaped dict."""
-
-    t: int
-    priest: str
-    kind: str
-    ballot: Ballot | None
-    decree: int | None
-    peer: str | None
-    ledger: LedgerState | None = None  # "started": the ledger recovered from disk
-
-
 # Queue item kinds, ordered by (time, seq) in the heap.
 _DELIVER, _TIMER, _BALLOT, _RESTART, _HEAL = range(5)
 
@@ -112,6 +108,7 @@ class World:
         self.names = list(names) if names else [f"p{i}" for i in range(1, n + 1)]
         self.rng = random.Random(seed)
         self.seed, self.faults, self.timing, self.flaws = seed, faults, timing, tuple(flaws)
+        self.strategy = strategy(self.flaws)
         self.horizon = horizon
         self.disks = {name: Disk() for name in self.names}
         self.priests: dict[str, Priest | None] = {name: self._boot(name) for name in self.names}
@@ -122,23 +119,24 @@ class World:
         self.seq = 0
         self.healed = False
         self.cut: set[str] = set()  # priests on the minority side of a partition
-        # Recorded events as (time, priest, kind, ballot, decree, peer, ledger): see `events`.
-        self.raw_events: list[tuple[float, str, str, Ballot | None, int | None, str | None,
-                                    LedgerState | None]] = []
-        self._events: list[HistoryEvent] = []
+        # Recorded events as (time, priest, what): a Record effect of the core, or the
+        # (ledger, decree) a start recovered. `events` turns them into PriestEvents.
+        self.raw_events: list[tuple[float, str, Record | tuple[LedgerState, int | None]]] = []
+        self._events: list[PriestEvent] = []
         self.raw_steps: list[tuple[object, ...]] = []  # Step fields as plain tuples (cheap)
         self.stats = {"messages": 0, "dropped": 0, "duplicated": 0, "crashes": 0, "steps": 0,
                       "ballots": 0, "requests": 0}
         self.finished = False  # the queue drained before max_steps
         for name in self.names:  # as a real priest does when its process starts
-            self._event(name, "started", None, None, None, LedgerState())
+            self.raw_events.append((self.now, name, (LedgerState(), None)))
 
     # --- set-up ----------------------------------------------------------
 
     def _boot(self, name: str) -> Priest:
         disk = self.disks[name]
         return Priest(name, self.names, ledger=disk.ledger, decree=disk.decree,
-                      index=self.names.index(name) + 1, timing=self.timing, flaws=self.flaws)
+                      index=self.names.index(name) + 1, timing=self.timing,
+                      strategy=self.strategy)
 
     def _push(self, delay: float, kind: int, priest: str, payload: Any = None) -> None:
         self.seq += 1
@@ -207,7 +205,7 @@ class World:
         self.priests[name] = self._boot(name)
         disk = self.disks[name]
         self.raw_steps.append((self.now, "restart", name, None, (disk.ledger, disk.decree), ""))
-        self._event(name, "started", None, disk.decree, None, disk.ledger)
+        self.raw_events.append((self.now, name, (disk.ledger, disk.decree)))
 
     def _crash(self, name: str) -> None:
         self.priests[name] = None
@@ -228,10 +226,9 @@ class World:
             if type(effect) is Send:
                 self._send(name, effect.dst, effect.message)
             elif type(effect) is Record:
-                if effect.kind == "ballot_started":
+                if effect.kind is EventKind.BALLOT_STARTED:
                     self.stats["ballots"] += 1
-                self.raw_events.append((self.now, name, effect.kind, effect.ballot, effect.decree,
-                                        effect.peer, None))
+                self.raw_events.append((self.now, name, effect))
             else:
                 self._effect(name, effect)
 
@@ -271,38 +268,39 @@ class World:
         heapq.heappush(self.queue, (now + f.max_delay * rnd(), self.seq, _DELIVER, dst, message))
         self.raw_steps.append((now, "send", src, dst, message, fate))
 
-    def _event(self, name: str, kind: str, ballot: Ballot | None, decree: int | None,
-               peer: str | None, ledger: LedgerState | None = None) -> None:
-        self.raw_events.append((self.now, name, kind, ballot, decree, peer, ledger))
-
     # --- results -------------------------------------------------------------
 
     @property
-    def events(self) -> list[HistoryEvent]:
-        """The recorded events in order; t is virtual time in ns, nudged to strictly increase."""
+    def events(self) -> list[PriestEvent]:
+        """The recorded events in order, as each priest's events.jsonl would hold them.
+
+        t is virtual time in ns, nudged to strictly increase; `pid` counts the
+        priest's incarnations (1, then 2 after its first restart...); `line` is
+        the event's line in its priest's file.
+        """
         if len(self._events) != len(self.raw_events):
-            out, last = [], -1
-            for now, *rest in self.raw_events:
+            out: list[PriestEvent] = []
+            last = -1
+            incarnation = dict.fromkeys(self.names, 0)
+            lines = dict.fromkeys(self.names, 0)
+            for now, name, what in self.raw_events:
                 t = int(now * 1e9)
                 last = t if t > last else last + 1
-                out.append(HistoryEvent(last, *rest))  # type: ignore[arg-type]
+                lines[name] += 1
+                if type(what) is Record:
+                    out.append(recorded(what, last, name, incarnation[name], lines[name]))
+                else:
+                    ledger, decree = cast(tuple[LedgerState, "int | None"], what)
+                    incarnation[name] += 1
+                    out.append(started_event(last, name, incarnation[name], ledger, decree,
+                                             line=lines[name]))
             self._events = out
         return self._events
 
     @property
     def history(self) -> list[dict[str, object]]:
-        """The recorded events as events.jsonl-shaped dicts (t, priest, kind, ballot, decree...)."""
-        out: list[dict[str, object]] = []
-        for e in self.events:
-            if e.ledger is not None:  # "started", with what it recovered, as node.runtime writes it
-                ledger = e.ledger
-                out.append({"t": e.t, "priest": e.priest, "kind": e.kind,
-                            "last_tried": str(ledger.last_tried), "next_bal": str(ledger.next_bal),
-                            "prev_vote": str(ledger.prev_vote), "decree": e.decree})
-            else:
-                out.append({"t": e.t, "priest": e.priest, "kind": e.kind, "ballot": str(e.ballot),
-                            "decree": e.decree, "peer": e.peer})
-        return out
+        """The recorded events as the JSON objects of events.jsonl lines."""
+        return [e.to_json() for e in self.events]
 
     @property
     def steps(self) -> list[Step]:
@@ -312,13 +310,13 @@ class World:
     @property
     def trace(self) -> list[str]:
         """The steps as text lines, one per step, prefixed by virtual time in seconds."""
-        return [f"{s.time:9.4f}  {describe(s)}" for s in self.steps]
+        return [f"{s.time:9.4f}  {describe_step(s)}" for s in self.steps]
 
     def decrees(self) -> dict[str, int | None]:
         return {name: disk.decree for name, disk in self.disks.items()}
 
 
-def describe(s: Step) -> str:
+def describe_step(s: Step) -> str:
     """One step in words: 'p1 -> p3  NextBallot ballot=1.p1', 'p2: CRASH'..."""
     if s.kind == "send":
         m = s.what
@@ -333,7 +331,8 @@ def describe(s: Step) -> str:
         return f"{s.priest}: CRASH (keeps only its ledger)"
     if s.kind == "restart":
         ledger, decree = cast(tuple[LedgerState, "int | None"], s.what)
-        return f"{s.priest}: restarts from its ledger {_ledger(ledger)}, decree {decree}"
+        held = f"decree {decree}" if decree is not None else "no decree"
+        return f"{s.priest}: restarts from its ledger {_ledger(ledger)}, {held}"
     if s.kind == "ballot":
         return f"{s.priest}: asked to begin a ballot"
     if s.kind == "partition":
@@ -352,4 +351,4 @@ def run_world(n: int, seed: int, **kw: object) -> World:
     return world
 
 
-__all__ = ["World", "Faults", "Disk", "Step", "HistoryEvent", "describe", "run_world", "Event"]
+__all__ = ["World", "Faults", "Disk", "Step", "describe_step", "run_world"]

@@ -45,9 +45,18 @@ Rules kept here beyond the paper's sketch:
   take part in a ballot below its promise answers with the LastVote of that
   promise, so the leader learns how high it must go (the paper's priests
   just stay silent, and a leader far behind could never catch up).
+- Ballot rounds never exceed MAX_ROUND (the codec refuses higher ones); a
+  priest whose next ballot would have to go above it refuses to begin one
+  and says so, it does not crash.
 - A priest that holds a decree never changes it; it answers any ballot
   message (NextBallot, LastVote, BeginBallot, Voted) with `Success`, so
   stragglers learn at the next ballot anywhere.
+
+Four choices are made by the `Strategy` the priest is given (`node.flaws`):
+how a ballot is numbered, what a start recovers from the ledger, which
+previous vote binds the proposal, and whether a second decree in a ballot
+voted in is a contradiction. The default is correct; a teaching flaw is a
+strategy that answers one of them wrongly, so no flaw is named here.
 
 Glossary (paper -> the usual modern name)
     NextBallot  -> prepare (1a)      LastVote -> promise (1b)
@@ -58,10 +67,11 @@ Glossary (paper -> the usual modern name)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from node.flaws import CORRECT, Strategy
 from node.messages import (
-    NO_VOTE,
+    MAX_ROUND,
     ZERO,
     Ballot,
     BallotRequested,
@@ -69,18 +79,21 @@ from node.messages import (
     CancelTimer,
     Effect,
     Event,
+    EventKind,
     LastVote,
     Learn,
     LedgerState,
     Message,
     NextBallot,
     Persist,
+    ProtocolBug,
     Received,
     Record,
     Send,
     SetTimer,
     Success,
     TimerFired,
+    Timing,
     Vote,
     Voted,
 )
@@ -88,22 +101,6 @@ from node.messages import (
 FRESH_LEDGER = LedgerState()  # nothing tried, promised or voted
 RETRANSMIT = "retransmit"
 BACKOFF = "backoff"
-# The ballot "priest" a flawed priest uses: every flawed priest shares it.
-FLAWED_BALLOT_PRIEST = "*"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Protocol timing in seconds; see node.config for the YAML keys."""
-
-    retransmit: float = 0.02
-    ballot_timeout: float = 0.5
-    backoff: float = 0.05
-    attempts: int = 5
-
-
-class ProtocolBug(AssertionError):
-    """An invariant of our own is broken: stop loudly, never continue."""
 
 
 class Priest:
@@ -119,8 +116,8 @@ class Priest:
         decree_ballot: Ballot = ZERO,
         proposal: int | None = None,
         index: int = 1,
-        timing: Timing = Timing(),
-        flaws: Sequence[str] = (),
+        timing: Timing = Timing(),  # noqa: B008 (frozen: one shared default is safe)
+        strategy: Strategy = CORRECT,
     ) -> None:
         if name not in priests:
             raise ProtocolBug(f"priest {name!r} is not in its own config {list(priests)}")
@@ -130,9 +127,8 @@ class Priest:
         self.index = index
         self.proposal = proposal
         self.timing = timing
-        self.flaws = frozenset(flaws)
-        if "forget-promises" in self.flaws:
-            ledger = LedgerState(last_tried=ledger.last_tried)  # the flaw: lose promise and vote
+        self.strategy = strategy
+        ledger = strategy.recover(ledger)
         self.ledger = ledger
         self.decree = decree
         self.decree_ballot = decree_ballot
@@ -141,7 +137,7 @@ class Priest:
         self.phase = "idle"  # idle | polling (awaiting LastVote) | voting (awaiting Voted)
         self.last_votes: dict[str, Vote] = {}
         self.voters: set[str] = set()
-        self.chosen = 0
+        self.proposed_decree = 0  # what this priest proposes in its ballot (BeginBallot)
         self.ticks = 0
         self.attempts_left = 0
         self.highest_seen = max(ledger.last_tried, ledger.next_bal, ledger.prev_vote.ballot)
@@ -169,67 +165,67 @@ class Priest:
     def _on_ballot_requested(self) -> list[Effect]:
         if self.decree is not None:
             text = f"the decree is already {self.decree}: no ballot needed; Success to every priest"
-            effects: list[Effect] = [Record("reminded", text, self.decree_ballot, self.decree)]
+            effects: list[Effect] = [Record(EventKind.REMINDED, text, self.decree_ballot, self.decree)]
             return effects + self._success_to(self._others())
         if self.phase != "idle":
-            return [Record("ignored", f"ballot {self.ballot} is already in progress", self.ballot)]
+            return [Record(EventKind.IGNORED, f"ballot {self.ballot} is already in progress", self.ballot)]
         self.attempts_left = self.timing.attempts
         return [CancelTimer(BACKOFF)] + self._start_ballot()
 
-    def _next_ballot_number(self) -> Ballot:
-        if "same-ballot-numbers" in self.flaws:
-            # The original's mistake: last_tried + 1, which another priest may pick too.
-            return Ballot(self.ledger.last_tried.round + 1, FLAWED_BALLOT_PRIEST)
-        top = max(self.ledger.last_tried.round, self.ledger.next_bal.round, self.highest_seen.round)
-        return Ballot(top + 1, self.name)
-
     def _start_ballot(self) -> list[Effect]:
-        b = self._next_ballot_number()
+        b = self.strategy.next_ballot(self.name, self.ledger, self.highest_seen)
+        if b.round > MAX_ROUND:
+            # Only a round forged up to the bound gets here (no run of ballots
+            # reaches 2^48). No ballot can follow it: say so, never crash.
+            top = max(self.ledger.last_tried, self.ledger.next_bal, self.highest_seen)
+            self.phase, self.attempts_left = "idle", 0
+            text = (f"cannot begin a ballot: it would have to be above {top}, and no ballot "
+                    f"round may exceed {MAX_ROUND}")
+            return [Record(EventKind.IGNORED, text, top, promised=top)]
         self.ledger = replace(self.ledger, last_tried=b)
         self.ballot, self.phase, self.ticks = b, "polling", 0
         self.last_votes, self.voters = {}, set()
         self.highest_seen = max(self.highest_seen, b)
         return [
             Persist(self.ledger),
-            Record("ballot_started", f"begins ballot {b}: NextBallot({b}) to every priest", b),
+            Record(EventKind.BALLOT_STARTED, f"begins ballot {b}: NextBallot({b}) to every priest", b),
             *[Send(p, NextBallot(self.name, b)) for p in self.priests],
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
     def _on_last_vote(self, m: LastVote) -> list[Effect]:
         if self.phase != "polling" or m.ballot != self.ballot:
-            return [Record("ignored", f"LastVote({m.ballot}) from {m.src} is not for a ballot being polled",
+            return [Record(EventKind.IGNORED, f"LastVote({m.ballot}) from {m.src} is not for a ballot being polled",
                            m.ballot, peer=m.src)]
         if m.src in self.last_votes:
             return []  # a duplicate: already counted
         self.last_votes[m.src] = m.vote
         if len(self.last_votes) < self.quorum:
             return []
-        voted = [v for v in self.last_votes.values() if not v.is_none()]
-        if voted and "ignore-previous-votes" not in self.flaws:
-            top = max(voted, key=lambda v: v.ballot)
-            self.chosen = top.decree
-            why = f"the highest previous vote in the quorum is {top}: it must be {self.chosen}"
+        top = self.strategy.binding_vote(self.last_votes.values())
+        if top is not None:
+            d = top.decree
+            why = f"the highest previous vote in the quorum is {top}: it must be {d}"
         else:
-            self.chosen = self.default_proposal(self.ballot)
-            why = f"no priest of the quorum has voted: free to choose, it proposes {self.chosen}"
-        self.phase, self.voters = "voting", set()
+            d = self.default_proposal(self.ballot)
+            why = f"no priest of the quorum has voted: free to choose, it proposes {d}"
+        self.phase, self.voters, self.proposed_decree = "voting", set(), d
         b = self.ballot
         return [
-            Record("proposed", f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {self.chosen})",
-                   b, self.chosen, extra={"quorum": sorted(self.last_votes)}),
-            *[Send(p, BeginBallot(self.name, b, self.chosen)) for p in self.priests],
+            Record(EventKind.PROPOSED, f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {d})",
+                   b, d, quorum=tuple(sorted(self.last_votes))),
+            *[Send(p, BeginBallot(self.name, b, d)) for p in self.priests],
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
     def _on_voted(self, m: Voted) -> list[Effect]:
         if self.phase != "voting" or m.ballot != self.ballot:
-            return [Record("ignored", f"Voted({m.ballot}) from {m.src} is not for a ballot being voted",
+            return [Record(EventKind.IGNORED, f"Voted({m.ballot}) from {m.src} is not for a ballot being voted",
                            m.ballot, peer=m.src)]
         self.voters.add(m.src)
         if len(self.voters) < self.quorum:
             return []
-        b, d = self.ballot, self.chosen
+        b, d = self.ballot, self.proposed_decree
         effects = self._learn(d, b, f"a quorum ({', '.join(sorted(self.voters))}) voted in ballot {b}")
         # The decree passed the moment a quorum's votes were durable, so Success
         # need not wait for our own decree.txt: the priests write theirs meanwhile.
@@ -251,7 +247,7 @@ class Priest:
             sends: list[Effect] = [Send(p, NextBallot(self.name, self.ballot))
                                    for p in self.priests if p not in self.last_votes]
         else:
-            sends = [Send(p, BeginBallot(self.name, self.ballot, self.chosen))
+            sends = [Send(p, BeginBallot(self.name, self.ballot, self.proposed_decree))
                      for p in self.priests if p not in self.voters]
         return sends + [SetTimer(RETRANSMIT, self.timing.retransmit)]
 
@@ -262,11 +258,11 @@ class Priest:
         effects: list[Effect] = [CancelTimer(RETRANSMIT)]
         if self.attempts_left > 0:
             text = f"abandons ballot {b}: {reason}; retries after a random back-off"
-            effects += [Record("ballot_abandoned", text, b),
+            effects += [Record(EventKind.BALLOT_ABANDONED, text, b),
                         SetTimer(BACKOFF, self.timing.backoff, jitter=self.timing.backoff)]
         else:
             text = f"abandons ballot {b}: {reason}; gives up (Ctrl+Z to try again)"
-            effects.append(Record("ballot_abandoned", text, b, extra={"gave_up": True}))
+            effects.append(Record(EventKind.BALLOT_ABANDONED, text, b, gave_up=True))
         return effects
 
     def _notice(self, b: Ballot) -> list[Effect]:
@@ -286,7 +282,7 @@ class Priest:
             # Whatever a priest is doing in a ballot, the decree is settled: tell it so.
             what = f"{type(m).__name__}({m.ballot}) from {m.src}"
             text = f"{what} comes after the decision: the decree is already {self.decree}; tells it Success"
-            return [Record("reminded", text, m.ballot, self.decree, peer=m.src),
+            return [Record(EventKind.REMINDED, text, m.ballot, self.decree, peer=m.src),
                     *self._success_to([m.src])]
         if isinstance(m, NextBallot):
             return self._notice(m.ballot) + self._on_next_ballot(m)
@@ -307,24 +303,24 @@ class Priest:
             self.ledger = replace(self.ledger, next_bal=b)
             text = (f"promises {m.src} not to vote in any ballot below {b}; "
                     f"its last vote: {self.ledger.prev_vote}")
-            effects += [Persist(self.ledger), Record("promised", text, b, peer=m.src)]
+            effects += [Persist(self.ledger), Record(EventKind.PROMISED, text, b, peer=m.src)]
         return effects + [Send(m.src, LastVote(self.name, b, self.ledger.prev_vote))]
 
     def _on_begin_ballot(self, m: BeginBallot) -> list[Effect]:
         b, d = m.ballot, m.decree
         prev = self.ledger.prev_vote
-        if prev.ballot == b and (prev.decree == d or "same-ballot-numbers" not in self.flaws):
-            if prev.decree != d:
-                return [Record("ignored", f"BeginBallot({b}, {d}) from {m.src} contradicts "
-                                          f"BeginBallot({b}, {prev.decree}): one decree per ballot",
-                               b, d, peer=m.src)]
+        if prev.ballot == b and prev.decree == d:
             return [Send(m.src, Voted(self.name, b))]  # a duplicate: vote already durable
+        if self.strategy.contradicts(prev, b, d):
+            return [Record(EventKind.IGNORED, f"BeginBallot({b}, {d}) from {m.src} contradicts "
+                                      f"BeginBallot({b}, {prev.decree}): one decree per ballot",
+                           b, d, peer=m.src)]
         if b < self.ledger.next_bal:
             return self._refuse(m)
         self.ledger = replace(self.ledger, next_bal=b, prev_vote=Vote(b, d))
         return [
             Persist(self.ledger),
-            Record("voted", f"votes for decree {d} in ballot {b}", b, d, peer=m.src),
+            Record(EventKind.VOTED, f"votes for decree {d} in ballot {b}", b, d, peer=m.src),
             Send(m.src, Voted(self.name, b)),
         ]
 
@@ -339,7 +335,7 @@ class Priest:
         promise = self.ledger.next_bal
         text = (f"takes no part in ballot {m.ballot} of {m.src}: it promised {promise}; "
                 f"tells {m.src} so")
-        return [Record("ignored", text, m.ballot, peer=m.src, extra={"promised": str(promise)}),
+        return [Record(EventKind.IGNORED, text, m.ballot, peer=m.src, promised=promise),
                 Send(m.src, LastVote(self.name, promise, self.ledger.prev_vote))]
 
     # --- learner -------------------------------------------------------
@@ -355,7 +351,7 @@ class Priest:
             # Never overwrite: a decree once written is final. A peer is wrong.
             text = (f"Success({m.decree}) from {m.src} contradicts the decree it holds, "
                     f"{self.decree}: refused")
-            return [Record("ignored", text, m.ballot, m.decree, peer=m.src, extra={"conflict": True})]
+            return [Record(EventKind.IGNORED, text, m.ballot, m.decree, peer=m.src, conflict=True)]
         return []
 
     def _learn(self, d: int, b: Ballot, why: str) -> list[Effect]:
@@ -370,7 +366,7 @@ class Priest:
             Learn(d, b),
             CancelTimer(RETRANSMIT),
             CancelTimer(BACKOFF),
-            Record("learned", f"{why}: the decree is {d}", b, d),
+            Record(EventKind.LEARNED, f"{why}: the decree is {d}", b, d),
         ]
 
     # --- helpers -------------------------------------------------------
@@ -383,4 +379,4 @@ class Priest:
         return [Send(p, Success(self.name, self.decree_ballot, self.decree)) for p in dsts]
 
 
-__all__ = ["Priest", "Timing", "ProtocolBug", "NO_VOTE", "RETRANSMIT", "BACKOFF"]
+__all__ = ["Priest", "FRESH_LEDGER", "RETRANSMIT", "BACKOFF"]

@@ -1,7 +1,8 @@
-"""The demo behind `make demo`: the original's scenario on configs/four.yaml, then a crash.
+"""The demo behind `make demo`: a ballot that fails, one that decides, one that only learns.
 
-    up (3 of 4) -> a ballot -> the 4th joins and learns -> a priest is killed
-    mid-run and restarted -> verify -> down (always, even on failure or Ctrl+C)
+    up (3 of 4) -> a ballot with no quorum whose proposer crashes mid-ballot ->
+    the 4th joins, a ballot at another priest decides -> the crashed priest
+    comes back and only learns -> verify -> down (always, even on failure or Ctrl+C)
 
 Each step is a real `paxos-harness` command, printed before it runs, so the
 output doubles as a tutorial. `scripts/demo.py [CONFIG]` runs it on another
@@ -24,34 +25,40 @@ DEFAULT_CONFIG = "configs/four.yaml"
 def steps(config: str) -> list[tuple[str, list[str]]]:
     """The demo's steps: a title and the paxos-harness arguments of each."""
     return [
-        ("Start alpha, beta and gamma only (delta is 'down'), in the background",
+        ("Start alpha, beta and gamma only (delta is not started), on empty ledgers",
          ["up", config, "--detach", "--fresh", "--only", "alpha,beta,gamma"]),
-        ("Ctrl+Z for alpha: it begins a ballot; 3 of 4 is a quorum, so they agree",
-         ["chaos", "--ballot", "alpha", "--sleep", "0.5"]),
-        ("delta has no decree yet", ["status"]),
-        ("Start delta and ballot at delta: it learns the same decree",
-         ["chaos", "--restart", "delta", "--ballot", "delta", "--sleep", "0.5"]),
-        ("Crash beta (SIGKILL), ballot at gamma, restart beta from its ledger, ballot again",
-         ["chaos", "--kill", "beta", "--ballot", "gamma", "--sleep", "0.3", "--restart", "beta",
-          "--ballot", "beta", "--sleep", "0.5"]),
-        ("Pause gamma (SIGSTOP) while alpha ballots, then resume it (SIGCONT)",
-         ["chaos", "--pause", "gamma", "--ballot", "alpha", "--sleep", "0.3", "--resume", "gamma",
-          "--sleep", "0.3"]),
-        ("Every priest holds the same decree, and the history breaks no rule",
-         ["verify", "--wait", "5"]),
+        (("Freeze gamma (SIGSTOP), then Ctrl+Z for alpha: alpha and beta are 2 of 4, no quorum, "
+         "so alpha's ballot stays open -- and alpha crashes (SIGKILL) in the middle of it"),
+         ["chaos", "--pause", "gamma", "--ballot", "alpha", "--sleep", "0.3", "--kill", "alpha"]),
+        ("Nothing is decided: no priest holds a decree", ["status"]),
+        ("Wake gamma, start delta, and ballot at beta: beta, gamma and delta are 3 of 4, a quorum",
+         ["chaos", "--resume", "gamma", "--restart", "delta", "--ballot", "beta",
+          "--sleep", "0.5"]),
+        (("alpha comes back on its ledger and begins a ballot: the others answer that the "
+         "decree is already decided, and alpha learns it; nothing changes"),
+         ["chaos", "--restart", "alpha", "--ballot", "alpha", "--sleep", "0.5"]),
+        ("Every priest holds the same decree", ["status"]),
+        ("...and the history breaks no rule", ["verify", "--wait", "5"]),
     ]
 
 
-def show_first_ballot(data_dir: Path) -> None:
-    """The steps of the first ballot, as alpha narrated them (messages left out)."""
-    log = data_dir / "alpha" / "priest.log"
-    print(f"\n# What alpha saw of the first ballot ({log}, messages omitted)")
+def narration(data_dir: Path, name: str, limit: int) -> list[str]:
+    """The steps `name` narrated in its priest.log (messages left out)."""
+    log = data_dir / name / "priest.log"
     if not log.exists():
-        print("  (no log yet)")
-        return
-    steps = [line for line in log.read_text().splitlines() if " | " in line
+        return ["  (no log yet)"]
+    lines = [line for line in log.read_text().splitlines() if " | " in line
              and not line.split(" | ", 1)[1].split(" ", 1)[-1].startswith(("->", "<-"))]
-    print("\n".join(steps[:9]))
+    return lines[:limit]
+
+
+def show_ballots(data_dir: Path) -> None:
+    """The decisive ballot as beta led it, and the other side of it, as gamma saw it."""
+    for name, what in (("beta", "beta led the ballot that decided"),
+                       ("gamma", "gamma's side: frozen during alpha's ballot, then a voter"),
+                       ("alpha", "alpha: crashed mid-ballot, back on its ledger, learns")):
+        print(f"\n# {what} ({data_dir / name / 'priest.log'}, messages omitted)")
+        print("\n".join(narration(data_dir, name, 12)))
 
 
 def harness(args: list[str]) -> int:
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = code
                 break
         else:
-            show_first_ballot(data_dir)
+            show_ballots(data_dir)
     except KeyboardInterrupt:
         status = 130
     finally:

@@ -29,17 +29,20 @@ from harness.chaos.plan import (
 )
 from harness.errors import PROG, ControlError, NotUpError, RefusedError, UsageError, UserError
 from harness.output import use_color
+from harness.record import ChaosEnd, ChaosStart, now
 from harness.supervisor import control
 from harness.supervisor.state import RunState, record_event
 from node.config import load_yaml
 from node.errors import ConfigError
 
 STYLE = {"kill": Fore.RED, "stop": Fore.RED, "pause": Fore.YELLOW, "resume": Fore.GREEN,
-         "restart": Fore.CYAN, "ballot": Fore.MAGENTA}
+         "restart": Fore.CYAN, "ballot": Fore.MAGENTA, "partition": Fore.BLUE,
+         "isolate": Fore.BLUE, "drop": Fore.BLUE, "duplicate": Fore.BLUE, "delay": Fore.BLUE,
+         "heal": Fore.GREEN}
 PROGRESS_AFTER = 2.0  # plans longer than this get a progress line on a terminal
 TICK = 0.1  # seconds between progress updates while waiting for the next step
 
-Send = Callable[[str, str], dict[str, Any]]
+Send = Callable[[Step], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,11 @@ class Live:
 
     def action(self, r: Result) -> None:
         """Print the line of one action (replacing the progress line)."""
-        pid = f"pid {r.pid}" if r.pid is not None else "pid -"
+        pid = f"pid {r.pid}" if r.pid is not None else ("pid -" if r.step.priest else "")
         note = f"  ({r.step.note})" if r.step.note else ""
         outcome = r.outcome if r.ok else f"REFUSED: {r.outcome}"
         when = f"{f'+{r.elapsed:.3f}s':>9}"
-        action, priest = f"{r.step.action:<7}", f"{r.step.priest:<8}"
+        action, priest = f"{r.step.action:<9}", f"{r.step.what:<8}"
         if self.color:
             style = STYLE.get(r.step.action, "") if r.ok else Fore.RED + Style.BRIGHT
             when = f"{Style.DIM}{when}{Style.RESET_ALL}"
@@ -133,6 +136,8 @@ class Executor:
                 self.live.action(result)
             if not result.ok and not self.keep_going:
                 break
+        else:
+            self._wait_until(start + plan.span, start, plan)  # a trailing --sleep
         if self.live is not None and total:
             self.live.progress(len(self.results), total, self.clock() - start, plan.span,
                                self.refused)
@@ -152,7 +157,7 @@ class Executor:
 
     def _apply(self, step: Step, start: float) -> Result:
         try:
-            answer = self.send(step.action, step.priest)
+            answer = self.send(step)
         except (NotUpError, ControlError):
             raise  # the supervisor is gone, frozen or unreachable: nothing more can be done
         except UserError as e:
@@ -174,6 +179,12 @@ def load_schedule(path: str, names: Sequence[str]) -> tuple[Step, ...]:
     return parse_schedule(raw, path, names)
 
 
+def send(state: RunState, step: Step) -> dict[str, Any]:
+    """One step as a control request: a priest's action, or a network action with its value."""
+    return control.request(state.socket, step.action, step.priest or None, arg=step.value,
+                           seed=step.seed, owner=state.supervisor.pid)
+
+
 def execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> int:
     color = use_color(out)
     live = Live(out, color, progress=color and plan.span > PROGRESS_AFTER)
@@ -182,13 +193,10 @@ def execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> in
         live.line(f"chaos: random plan, seed {plan.seed}: {len(plan.steps)} actions over "
                   f"{plan.span:g} s (replay with --random --seed {plan.seed} "
                   f"--duration {plan.duration:g} --rate {plan.rate:g})")
-    record_event(data_dir, "chaos_start", source=plan.source, seed=plan.seed,
-                 steps=len(plan.steps), duration=plan.duration, rate=plan.rate)
-    def send(action: str, priest: str) -> dict[str, Any]:
-        return control.request(state.socket, action, priest, owner=state.supervisor.pid)
-
-    executor = Executor(send, live=live,
-                        keep_going=keep_going)
+    record_event(data_dir, ChaosStart(t=now(), source=plan.source, seed=plan.seed,
+                                      steps=len(plan.steps), duration=plan.duration,
+                                      rate=plan.rate))
+    executor = Executor(lambda step: send(state, step), live=live, keep_going=keep_going)
     started = time.monotonic()
     outcome = "interrupted"
     try:
@@ -196,13 +204,14 @@ def execute(plan: Plan, state: RunState, *, keep_going: bool, out: TextIO) -> in
         outcome = "done" if executor.refused == 0 else "refused"
     finally:
         elapsed = time.monotonic() - started
-        record_event(data_dir, "chaos_end", source=plan.source, seed=plan.seed,
-                     done=len(executor.results) - executor.refused, refused=executor.refused,
-                     elapsed=round(elapsed, 3), outcome=outcome)
+        record_event(data_dir, ChaosEnd(t=now(), source=plan.source, seed=plan.seed,
+                                        done=len(executor.results) - executor.refused,
+                                        refused=executor.refused, elapsed=round(elapsed, 3),
+                                        outcome=outcome))
     live.line(_summary(results, len(plan.steps), elapsed, plan.seed))
     if executor.refused:
         first = next(r for r in results if not r.ok)
-        print(f"{PROG}: error: {first.step.action} {first.step.priest}: {first.outcome}",
+        print(f"{PROG}: error: {first.step.action} {first.step.what}: {first.outcome}",
               file=sys.stderr)
         return 1
     return 0

@@ -1,23 +1,30 @@
-"""Chaos plans: what to do to which priest, and when. Pure: no I/O, no clock, no global random.
+"""Chaos plans: what to do to which priest or to the network, and when. Pure: no I/O, no
+clock, no global random.
 
-A plan is a tuple of `Step`s, each an action on one priest at an offset in
+A plan is a tuple of `Step`s, each an action on one priest (or on the network,
+with a value: a partition, a probability, a delay range) at an offset in
 seconds from the start of the run, in time order. Three sources make one:
 
-- the command line (`--kill delta --sleep 0.5 --ballot alpha`): steps in the
-  order given, `--sleep` moving the offsets of those after it;
-- a schedule file: a YAML list of `{at: SECONDS, <action>: PRIEST}` entries
-  (an optional `note` is shown when the step runs);
+- the command line (`--kill delta --sleep 0.5 --partition alpha,beta/gamma,delta`):
+  steps in the order given, `--sleep` moving the offsets of those after it;
+- a schedule file: a YAML list of `{at: SECONDS, <action>: PRIEST or VALUE}`
+  entries (an optional `note` is shown when the step runs; a network entry may
+  carry a `seed` for the relay's random draws);
 - the random nemesis: a plan drawn in advance from a seed, so the same seed
   (and the same starting states) always gives the same plan.
 
 The executor that applies a plan is `harness.chaos.executor`.
 
-The nemesis tracks each priest's state (running, paused, down) as it plans, so
-every step it plans is one the supervisor accepts: it never kills a dead
-priest, resumes only paused ones, restarts only dead ones, asks only running
-ones for a ballot, and (unless majority loss is allowed) keeps a quorum of
-priests running. Every plan ends with a heal phase: every priest restarted and
-resumed, then one ballot, so a correct cluster converges.
+The nemesis tracks each priest's state as it plans, with the supervisor's own
+table of what each action allows (`harness.supervisor.actions`), so every step
+it plans is one the supervisor accepts: it never kills a dead priest, resumes
+only paused ones, restarts only dead ones, asks only running ones for a
+ballot, and (unless majority loss is allowed) keeps a quorum of
+priests running. With network faults in its mix (`faults`), it also cuts,
+isolates, loses, duplicates and delays, each network step with a seed drawn
+from the plan's own. Every plan ends with a heal phase: the network healed
+first, then every priest restarted and resumed, then one ballot, so a correct
+cluster converges.
 """
 
 from __future__ import annotations
@@ -25,22 +32,27 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.errors import UnknownPriestError, UsageError
-from harness.supervisor.control import ACTIONS
+from harness.network.faults import parse_value
+from harness.supervisor.actions import ACTIONS, DOWN, NETWORK_ACTIONS, PRIEST_ACTIONS, State, allows
 
 SLEEP = "sleep"
-RUNNING, PAUSED, DOWN = "running", "paused", "down"
 
 # What the nemesis mixes, and how often relative to each other.
 WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, "restart": 2.0, "pause": 1.5,
                              "resume": 1.5}
-# The state a priest is in after each action.
-AFTER = {"ballot": RUNNING, "kill": DOWN, "stop": DOWN, "pause": PAUSED, "resume": RUNNING,
-         "restart": RUNNING}
+NETWORK_WEIGHTS: dict[str, float] = {"partition": 1.0, "isolate": 1.0, "drop": 1.0,
+                                     "duplicate": 0.5, "delay": 0.5, "heal": 1.5}
+FAULT_KINDS = ("process", "network")  # what --faults chooses from
 MAX_STEPS = 100_000  # a bound on rate x duration: a plan is printed and kept in memory
 HEAL = "heal"
+# A single-decree cluster decides in its first ballot, so a random plan opens with
+# the decision: contending ballots with faults among them, in the first WINDOW s.
+WINDOW = 0.3
+WINDOW_NOTE = "decision window"
+WINDOW_MIN_DURATION = 1.0  # a shorter plan has no window
 
 
 class ScheduleError(UsageError):
@@ -54,12 +66,23 @@ class ScheduleError(UsageError):
 
 @dataclass(frozen=True)
 class Step:
-    """One action on one priest, `at` seconds after the run starts."""
+    """One action, `at` seconds after the run starts: on `priest`, or on the network with
+    `value` (`priest` is "" then) and an optional `seed` for the relay's draws."""
 
     at: float
     action: str
     priest: str
     note: str = ""
+    value: object = None
+    seed: int | None = None
+
+    @property
+    def what(self) -> str:
+        """The priest, or the network action's value as text."""
+        if self.action not in NETWORK_ACTIONS:
+            return self.priest
+        text = "network" if self.value is None else str(self.value)
+        return text + (f" (seed {self.seed})" if self.seed is not None else "")
 
 
 @dataclass(frozen=True)
@@ -71,14 +94,24 @@ class Plan:
     seed: int | None = None
     duration: float | None = None
     rate: float | None = None
+    end: float = 0.0  # the run lasts at least this long: a trailing `--sleep` waits it out
+    window: float = 0.0  # a random plan's decision window: its first `window` seconds
 
     @property
     def span(self) -> float:
-        """Seconds from the start to the last step."""
-        return self.steps[-1].at if self.steps else 0.0
+        """Seconds from the start to the last step, or to the end of a trailing sleep."""
+        return max(self.steps[-1].at if self.steps else 0.0, self.end)
 
 
 # --- the command line -----------------------------------------------------------
+
+
+def plan_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
+                   where: str) -> Plan:
+    """The plan of the command line's one-shot actions; a trailing `--sleep` is waited out."""
+    steps = steps_from_args(items, names, where)
+    end = sum(float(arg) for action, arg in items if action == SLEEP)  # type: ignore[arg-type,misc]
+    return Plan(steps, "the command line", end=round(end, 6))
 
 
 def steps_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
@@ -96,11 +129,16 @@ def steps_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
             continue
         if action not in ACTIONS:
             raise UsageError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        if action in NETWORK_ACTIONS:
+            value = parse_value(action, None if arg == [] else arg, names, where="--")
+            steps.append(Step(round(at, 6), action, "", value=value))
+            continue
         _require(str(arg), names, f"--{action}: no priest named {arg!r} in {where}")
         steps.append(Step(round(at, 6), action, str(arg)))
     if not steps:
         raise UsageError("no action given: use --kill, --ballot, --restart, --stop, --pause, "
-                         "--resume, or --schedule FILE, or --random")
+                         "--resume, --partition, --isolate, --drop, --duplicate, --delay, "
+                         "--heal, or --schedule FILE, or --random")
     return tuple(steps)
 
 
@@ -111,7 +149,7 @@ def _require(name: str, names: Sequence[str], message: str) -> None:
 
 # --- schedule files ---------------------------------------------------------------
 
-ENTRY_KEYS = ("at", "note", *ACTIONS)
+ENTRY_KEYS = ("at", "note", "seed", *ACTIONS)
 
 
 def parse_schedule(raw: object, path: str, names: Sequence[str]) -> tuple[Step, ...]:
@@ -138,8 +176,8 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
                             f"got {entry!r}")
     for key in entry:
         if key not in ENTRY_KEYS:
-            raise ScheduleError(path, index, str(key), f"unknown key (expected at, note, and one "
-                                f"of: {', '.join(ACTIONS)})")
+            raise ScheduleError(path, index, str(key), f"unknown key (expected at, note, seed, "
+                                f"and one of: {', '.join(ACTIONS)})")
     at = entry.get("at")
     if "at" not in entry:
         raise ScheduleError(path, index, "at", "missing: the offset in seconds from the start")
@@ -151,34 +189,38 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
         raise ScheduleError(path, index, "", f"needs exactly one action ({', '.join(ACTIONS)}), "
                             f"found {found}")
     action = actions[0]
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise ScheduleError(path, index, "note", f"must be text, got {note!r}")
+    seed = entry.get("seed")
+    if "seed" in entry and (action not in NETWORK_ACTIONS or isinstance(seed, bool)
+                            or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ScheduleError(path, index, "seed", "an integer 0 to 2^63-1, for a network action "
+                            f"only, got {seed!r}")
+    if action in NETWORK_ACTIONS:
+        value = parse_value(action, entry[action], names, where=f"{path}: entry {index}: ")
+        return Step(float(at), action, "", note, value, seed)
     priest = entry[action]
     if not isinstance(priest, str):
         raise ScheduleError(path, index, action, f"must be a priest's name, got {priest!r}")
     if priest not in names:
         raise UnknownPriestError(f"{path}: entry {index}: {action}: no priest named {priest!r} "
                                  f"in the config (known: {', '.join(names)})")
-    note = entry.get("note", "")
-    if not isinstance(note, str):
-        raise ScheduleError(path, index, "note", f"must be text, got {note!r}")
     return Step(float(at), action, priest, note)
 
 
 # --- the random nemesis -------------------------------------------------------------
 
 
-def initial_states(supervisor_states: Mapping[str, str]) -> dict[str, str]:
-    """The planner's view of the supervisor's states: running, paused, or down."""
-    view = {RUNNING: RUNNING, PAUSED: PAUSED}
-    return {name: view.get(state, DOWN) for name, state in supervisor_states.items()}
-
-
 def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *,
                 initial: Mapping[str, str] | None = None,
-                allow_majority_loss: bool = False) -> Plan:
+                allow_majority_loss: bool = False,
+                faults: Sequence[str] = ("process",)) -> Plan:
     """A random plan: about `rate` actions a second for `duration` seconds, then a heal.
 
-    Deterministic in (names, seed, duration, rate, initial, allow_majority_loss).
-    `initial` maps each priest to running/paused/down (default: all running).
+    Deterministic in (names, seed, duration, rate, initial, allow_majority_loss, faults).
+    `initial` maps each priest to its supervisor state (default: all running);
+    `faults` says what the nemesis mixes: "process" faults, "network" faults, or both.
     """
     if duration <= 0 or rate <= 0 or not math.isfinite(duration * rate):
         raise UsageError("--duration and --rate must be positive numbers")
@@ -186,49 +228,125 @@ def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *
         raise UsageError(f"--rate x --duration is {duration * rate:g} actions; at most "
                          f"{MAX_STEPS} in one plan")
     rng = random.Random(seed)
-    states = {n: (initial or {}).get(n, RUNNING) for n in names}
+    states = {n: State((initial or {}).get(n, State.RUNNING)) for n in names}
     quorum = len(names) // 2 + 1
+    weights = {**(WEIGHTS if "process" in faults else {}),
+               **(NETWORK_WEIGHTS if "network" in faults and len(names) > 1 else {})}
+    faulty = False  # is the network faulted at this point of the plan?
     steps: list[Step] = []
-    at = rng.expovariate(rate)  # Poisson arrivals: irregular gaps, `rate` a second on average
+    window = WINDOW if duration >= WINDOW_MIN_DURATION else 0.0
+    if window:
+        faulty = _decision_window(rng, states, quorum, allow_majority_loss, weights, names,
+                                  steps)
+    at = window + rng.expovariate(rate)  # Poisson arrivals: `rate` a second on average
     while at < duration:
-        choice = _pick(rng, states, quorum, allow_majority_loss)
+        choice = _pick(rng, states, quorum, allow_majority_loss, weights, faulty)
         if choice is not None:
             action, name = choice
-            steps.append(Step(round(at, 3), action, name))
-            states[name] = AFTER[action]
+            if action in NETWORK_ACTIONS:
+                steps.append(_network_step(rng, round(at, 3), action, names))
+                faulty = action != "heal"
+            else:
+                steps.append(Step(round(at, 3), action, name))
+                after = ACTIONS[action].after
+                assert after is not None
+                states[name] = after
         at += rng.expovariate(rate)
+    if "network" in faults:
+        steps.append(Step(round(duration, 3), "heal", "", HEAL))
     steps.extend(heal_steps(states, round(duration, 3), rng.choice(list(names))))
-    return Plan(tuple(steps), "the random nemesis", seed=seed, duration=duration, rate=rate)
+    return Plan(tuple(steps), "the random nemesis", seed=seed, duration=duration, rate=rate,
+                window=window)
 
 
-def allowed(action: str, name: str, states: Mapping[str, str], quorum: int,
+def _decision_window(rng: random.Random, states: dict[str, State], quorum: int,
+                     allow_majority_loss: bool, weights: Mapping[str, float],
+                     names: Sequence[str], steps: list[Step]) -> bool:
+    """The plan's first WINDOW s: 2-3 ballots at different priests, 2-3 faults among them.
+
+    Appends the steps (in time order, each allowed in the states before it) and
+    updates `states`; True if it left the network faulted.
+    """
+    faults = {a: w for a, w in weights.items() if a != "ballot"}
+    slots = ["ballot"] * rng.randint(2, 3) + ["fault"] * (rng.randint(2, 3) if faults else 0)
+    rng.shuffle(slots)
+    times = sorted(round(rng.uniform(0.0, WINDOW), 3) for _ in slots)
+    balloted: set[str] = set()
+    faulty = False
+    for at, slot in zip(times, slots, strict=True):
+        if slot == "ballot":
+            free = [n for n in names if states[n] == State.RUNNING and n not in balloted]
+            if free:
+                proposer = rng.choice(free)
+                balloted.add(proposer)
+                steps.append(Step(at, "ballot", proposer, WINDOW_NOTE))
+            continue
+        choice = _pick(rng, states, quorum, allow_majority_loss, faults, faulty)
+        if choice is None:
+            continue
+        action, name = choice
+        if action in NETWORK_ACTIONS:
+            steps.append(replace(_network_step(rng, at, action, names), note=WINDOW_NOTE))
+            faulty = action != "heal"
+        else:
+            steps.append(Step(at, action, name, WINDOW_NOTE))
+            after = ACTIONS[action].after
+            assert after is not None
+            states[name] = after
+    return faulty
+
+
+def _network_step(rng: random.Random, at: float, action: str, names: Sequence[str]) -> Step:
+    """A network step with a random value and a seed of its own for the relay, both from `rng`."""
+    value: object = None
+    if action == "partition":
+        cut = rng.sample(list(names), rng.randint(1, len(names) // 2))
+        value = ",".join(n for n in names if n in cut)  # the rest form the other group
+    elif action == "isolate":
+        value = rng.choice(list(names))
+    elif action == "drop":
+        value = rng.choice([0.1, 0.2, 0.3, 0.5])
+    elif action == "duplicate":
+        value = rng.choice([0.1, 0.2, 0.3])
+    elif action == "delay":
+        lo = rng.choice([0, 2, 5, 10])
+        value = f"{lo}-{lo + rng.choice([5, 10, 20, 40])}"
+    seed = rng.randrange(2**31) if action != "heal" else None
+    return Step(at, action, "", value=parse_value(action, value, names), seed=seed)
+
+
+def allowed(action: str, name: str, states: Mapping[str, State], quorum: int,
             allow_majority_loss: bool) -> bool:
     """True if the nemesis may plan `action` on `name` given every priest's state."""
     state = states[name]
-    if action in ("kill", "pause") and state == RUNNING and not allow_majority_loss:
-        running = sum(1 for s in states.values() if s == RUNNING)
+    leaves = ACTIONS[action].after
+    if state == State.RUNNING and leaves != State.RUNNING and not allow_majority_loss:
+        running = sum(1 for s in states.values() if s == State.RUNNING)
         if running - 1 < quorum:
             return False
-    return state in {"ballot": (RUNNING,), "kill": (RUNNING, PAUSED), "pause": (RUNNING,),
-                     "resume": (PAUSED,), "restart": (DOWN,)}[action]
+    return allows(action, state)
 
 
-def _pick(rng: random.Random, states: Mapping[str, str], quorum: int,
-          allow_majority_loss: bool) -> tuple[str, str] | None:
-    """An action the nemesis may take now, and its priest; None if nothing fits."""
+def _pick(rng: random.Random, states: Mapping[str, State], quorum: int,
+          allow_majority_loss: bool, weights: Mapping[str, float] = WEIGHTS,
+          faulty: bool = False) -> tuple[str, str] | None:
+    """An action the nemesis may take now, and its priest ("" for the network); None if none fits."""
     options = {a: [n for n in states if allowed(a, n, states, quorum, allow_majority_loss)]
-               for a in WEIGHTS}
-    actions = [a for a in WEIGHTS if options[a]]
+               if a in PRIEST_ACTIONS else ([""] if a != "heal" or faulty else [])
+               for a in weights}
+    actions = [a for a in weights if options[a]]
     if not actions:
         return None
-    action = rng.choices(actions, weights=[WEIGHTS[a] for a in actions])[0]
+    action = rng.choices(actions, weights=[weights[a] for a in actions])[0]
+    if action in NETWORK_ACTIONS:
+        return action, ""
     return action, rng.choice(options[action])
 
 
-def heal_steps(states: Mapping[str, str], at: float, proposer: str) -> list[Step]:
+def heal_steps(states: Mapping[str, State], at: float, proposer: str) -> list[Step]:
     """Restart every down priest, resume every paused one, then a ballot at `proposer`."""
-    steps = [Step(at, "restart" if s == DOWN else "resume", n, HEAL)
-             for n, s in states.items() if s != RUNNING]
+    steps = [Step(at, "restart" if s in DOWN else "resume", n, HEAL)
+             for n, s in states.items() if s != State.RUNNING]
     steps.append(Step(at, "ballot", proposer, HEAL))
     return steps
 
@@ -236,13 +354,19 @@ def heal_steps(states: Mapping[str, str], at: float, proposer: str) -> list[Step
 # --- text ----------------------------------------------------------------------------
 
 
-def describe(plan: Plan) -> list[str]:
+def describe_plan(plan: Plan) -> list[str]:
     """The plan as lines of text, one per step (what --dry-run prints)."""
     head = f"chaos plan from {plan.source}: {len(plan.steps)} actions over {plan.span:g} s"
     if plan.seed is not None:
         head += f", seed {plan.seed} (--duration {plan.duration:g} --rate {plan.rate:g})"
     lines = [head]
+    if plan.window:
+        lines.append(f"decision window: +0.000 to +{plan.window:.3f}s, ballots at several priests "
+                     "with faults among them; a single decree is decided here, so the later "
+                     "faults strike a cluster that has decided and test that it stays so")
     for i, step in enumerate(plan.steps, start=1):
         note = f"  # {step.note}" if step.note else ""
-        lines.append(f"{i:>5}  {f'+{step.at:.3f}s':>10}  {step.action:<7}  {step.priest}{note}")
+        lines.append(f"{i:>5}  {f'+{step.at:.3f}s':>10}  {step.action:<9}  {step.what}{note}")
+    if plan.steps and plan.end > plan.steps[-1].at:
+        lines.append(f"{'':>5}  {f'+{plan.end:.3f}s':>10}  (the end of the last --sleep)")
     return lines

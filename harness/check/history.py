@@ -1,9 +1,11 @@
 """What a run left on disk, read into plain data for the checker (`harness.check.rules`).
 
-For every priest of a config: `<data_dir>/<name>/events.jsonl` and `decree.txt`;
-for the cluster: `<data_dir>/harness.jsonl`. Nothing here judges the run; it
-only reads, and reports every line or file it cannot use (by file and line)
-instead of failing. Formats: docs/formats.md.
+For every priest of a config: `<data_dir>/<name>/events.jsonl`, `decree.txt`
+and `ledger.log`; for the cluster: `<data_dir>/harness.jsonl` (its records:
+`harness.record`). Nothing here judges the run; it only reads, and reports
+every line or file it cannot use (by file and line) instead of failing; only
+a file where a priest's directory belongs stops it (RunFilesError, exit 2).
+Formats: docs/formats.md.
 """
 
 from __future__ import annotations
@@ -16,35 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import RunFilesError
+from harness.record import Record
+from harness.record import RecordError as HarnessRecordError
 from harness.supervisor.state import HARNESS_FILE
 from node.config import Config
-from node.ledger import parse_decree
-from node.ledger import parse_vote as ledger_vote
-from node.messages import Ballot, Vote
+from node.errors import LedgerError
+from node.ledger import LEDGER, parse_decree
+from node.ledger import read_ledger_file as ledger_state
+from node.messages import NO_VOTE, ZERO, Ballot, LedgerState, Vote
+from node.record import KINDS, LEDGER_FIELDS, PriestEvent, RecordError
 
 EVENTS_FILE = "events.jsonl"
 DECREE_FILE = "decree.txt"
+LEDGER_FILE = LEDGER
 
-# Kinds whose meaning the checker relies on: their ballot (and decree) must be there.
-# (A `learned` may have no ballot: a Success from a priest that learned before its
-# last restart carries ballot zero, recorded as null.)
-NEEDS_BALLOT = frozenset({"ballot_started", "promised", "proposed", "voted"})
-NEEDS_DECREE = frozenset({"proposed", "voted", "learned"})
-
-
-
-@dataclass(slots=True)
-class Event:
-    """One line of a priest's events.jsonl, decoded; `data` keeps every field."""
-
-    t: int
-    priest: str
-    kind: str
-    ballot: Ballot | None
-    decree: int | None
-    peer: str | None
-    line: int
-    data: dict[str, Any]
+# Kinds whose meaning the checker relies on: their ballot (and decree) must be there
+# (node.record refuses such an event without them). A `learned` may have no ballot:
+# a Success from a priest that learned before its last restart carries ballot zero,
+# recorded as null.
+NEEDS_BALLOT = frozenset(kind for kind, spec in KINDS.items() if "ballot" in spec.required)
+NEEDS_DECREE = frozenset(kind for kind, spec in KINDS.items() if "decree" in spec.required)
 
 
 @dataclass(frozen=True)
@@ -70,20 +64,38 @@ class DecreeFile:
     problem: str | None = None  # set when present but a priest would refuse it
 
 
+@dataclass(frozen=True)
+class LedgerFile:
+    """A priest's ledger.log as a restart would recover it now; `state` None if unreadable.
+
+    An absent file is the initial state: a priest started on that directory would
+    begin from nothing promised and nothing voted.
+    """
+
+    path: str
+    state: LedgerState | None
+    present: bool = True
+
+
 @dataclass
 class History:
     """Everything the checker reads: per-priest events (sorted by t), decree files, problems."""
 
     data_dir: str
-    events: dict[str, list[Event]] = field(default_factory=dict)
+    events: dict[str, list[PriestEvent]] = field(default_factory=dict)
     decrees: dict[str, DecreeFile] = field(default_factory=dict)
-    harness: list[dict[str, Any]] = field(default_factory=list)
+    # Read after the events, so a running priest's ledger is at least as new as they are.
+    # Empty when there are no files (a simulated run): nothing to compare.
+    ledgers: dict[str, LedgerFile] = field(default_factory=dict)
+    harness: list[Record] = field(default_factory=list)  # harness.jsonl, sorted by t
     problems: list[ReadProblem] = field(default_factory=list)
     # Priests whose events may be missing: no directory or events.jsonl, an
     # unreadable file, or a line skipped (a recovered ledger ignored counts too).
     incomplete: set[str] = field(default_factory=set)
+    absent: set[str] = field(default_factory=set)  # priests with no directory at all
+    files: bool = True  # False for a simulated run: no events.jsonl to cite, no priest.log
 
-    def all_events(self) -> list[Event]:
+    def all_events(self) -> list[PriestEvent]:
         """Every priest's events merged into one list ordered by t."""
         merged = [e for evs in self.events.values() for e in evs]
         merged.sort(key=_by_time)
@@ -98,7 +110,7 @@ class History:
         return sum(len(evs) for evs in self.events.values())
 
 
-def _by_time(e: Event) -> int:
+def _by_time(e: PriestEvent) -> int:
     return e.t
 
 
@@ -139,8 +151,12 @@ def _load_priest(directory: Path, name: str, history: History) -> None:
     decree_path = directory / DECREE_FILE
     history.decrees[name] = DecreeFile(str(decree_path), present=False)
     if not directory.is_dir():
+        if directory.exists():  # a file in the way: no run leaves this, so no verdict either
+            raise RunFilesError(f"{directory}: not a directory, so priest {name}'s events and "
+                                "decree.txt cannot be read; move that file away and verify again")
         # Never started, or removed: the checker cannot tell, so its events count as missing.
         history.incomplete.add(name)
+        history.absent.add(name)
         history.problems.append(ReadProblem(str(directory), None, f"no directory for priest {name} "
                                             "(never started, or removed)"))
         return
@@ -153,6 +169,20 @@ def _load_priest(directory: Path, name: str, history: History) -> None:
     if len(history.problems) > known:
         history.incomplete.add(name)
     history.decrees[name] = read_decree(decree_path)
+    history.ledgers[name] = read_ledger_file(directory / LEDGER_FILE, history.problems)
+
+
+def read_ledger_file(path: Path, problems: list[ReadProblem]) -> LedgerFile:
+    """ledger.log read as its priest would read it (node.ledger); what fails goes to `problems`."""
+    try:
+        return LedgerFile(str(path), ledger_state(path))
+    except FileNotFoundError:
+        return LedgerFile(str(path), LedgerState(), present=False)
+    except OSError as exc:
+        problems.append(ReadProblem(str(path), None, f"cannot read: {exc.strerror or exc}"))
+    except LedgerError as exc:  # its message names the file and the line
+        problems.append(ReadProblem(str(path), None, str(exc).removeprefix(f"{path}: ")))
+    return LedgerFile(str(path), None)
 
 
 def read_decree(path: Path) -> DecreeFile:
@@ -173,21 +203,45 @@ def read_decree(path: Path) -> DecreeFile:
         return DecreeFile(str(path), present=True, problem=str(exc))
 
 
-def read_events(path: Path, name: str, problems: list[ReadProblem]) -> list[Event]:
+def read_events(path: Path, name: str, problems: list[ReadProblem]) -> list[PriestEvent]:
     """A priest's events.jsonl, sorted by t; unusable lines go to `problems` and are skipped."""
     where = str(path)
-    events: list[Event] = []
+    events: list[PriestEvent] = []
     append = events.append
+    from_json = PriestEvent.from_json
     for number, obj in _values(path, where, problems):
-        event = _to_event(obj, name, number)
-        if type(event) is Event:
-            append(event)
-            if event.kind == "started":
-                _check_recovered(event, where, problems)
-        else:
-            problems.append(ReadProblem(where, number, str(event)))
+        event: PriestEvent | None
+        try:
+            event = from_json(obj, number)
+        except RecordError as exc:
+            event = _without_ledger(obj, number, exc, where, problems)
+            if event is None:
+                problems.append(ReadProblem(where, number, exc.reason))
+                continue
+        if event.priest != name:
+            problems.append(ReadProblem(where, number, f"'priest' is {event.priest!r}, not {name!r} "
+                                        "whose file this is"))
+            continue
+        append(event)
     events.sort(key=_by_time)  # stable: ties keep file order, the order of writing
     return events
+
+
+def _without_ledger(obj: Any, number: int, exc: RecordError, where: str,
+                    problems: list[ReadProblem]) -> PriestEvent | None:
+    """A `started` event whose recovered ledger is malformed, read without it; else None.
+
+    The event still counts (it shows the decree held); only its ledger is unusable.
+    """
+    if exc.field not in LEDGER_FIELDS or obj.get("kind") != "started":
+        return None
+    rest = {k: v for k, v in obj.items() if k not in LEDGER_FIELDS}
+    try:
+        event = PriestEvent.from_json(rest, number)
+    except RecordError:
+        return None  # reported for the first reason
+    problems.append(ReadProblem(where, number, f"{exc.reason}; the recovered ledger is ignored"))
+    return event
 
 
 @dataclass(frozen=True)
@@ -198,53 +252,33 @@ class Recovered:
     prev_vote: Vote
 
 
-def recovered_ledger(e: Event) -> Recovered | None:
+def recovered_ledger(e: PriestEvent) -> Recovered | None:
     """What a `started` event says was recovered; None if it names no promise and no vote.
 
-    Fields absent count as the initial ledger; a malformed one raises ValueError.
+    Fields absent (or ignored as malformed when read) count as the initial ledger.
     """
-    get = e.data.get
-    next_bal, prev_vote = get("next_bal", "0"), get("prev_vote", "none")
-    if next_bal == "0" and prev_vote == "none":
-        return None  # the common case, decided without parsing
-    try:
-        promise = parse_ballot(next_bal) if type(next_bal) is str else None
-    except ValueError:
-        promise = None
-    if promise is None:
-        raise ValueError(f"'next_bal' is not a ballot: {next_bal!r}")
-    return Recovered(promise, parse_vote(prev_vote))
+    next_bal = e.next_bal if e.next_bal is not None else ZERO
+    prev_vote = e.prev_vote if e.prev_vote is not None else NO_VOTE
+    if next_bal.is_zero() and prev_vote.is_none():
+        return None
+    return Recovered(next_bal, prev_vote)
 
 
-def parse_vote(text: object) -> Vote:
-    """A `prev_vote` field: the ledger's own vote format (node.ledger.parse_vote)."""
-    if type(text) is not str:
-        raise ValueError(f"'prev_vote' is not a string: {text!r}")
-    try:
-        return ledger_vote(text)
-    except ValueError as exc:
-        raise ValueError(f"'prev_vote': {exc}") from None
-
-
-def _check_recovered(e: Event, where: str, problems: list[ReadProblem]) -> None:
-    # The event still counts (it shows the decree held); only its ledger is unusable.
-    try:
-        recovered_ledger(e)
-    except ValueError as exc:
-        problems.append(ReadProblem(where, e.line, f"{exc}; the recovered ledger is ignored"))
-
-
-def _read_harness(path: Path, problems: list[ReadProblem]) -> list[dict[str, Any]]:
+def _read_harness(path: Path, problems: list[ReadProblem]) -> list[Record]:
+    """harness.jsonl's records (`harness.record`), sorted by t; the rest goes to `problems`."""
     where = str(path)
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     for number, obj in _values(path, where, problems):
-        if isinstance(obj, dict) and type(obj.get("t")) is int:
-            records.append(obj)
-        else:
-            problems.append(ReadProblem(where, number, "not a harness event "
-                                        "(a JSON object with an int 't')"))
-    records.sort(key=lambda r: r["t"])
+        try:
+            records.append(Record.from_json(obj))
+        except HarnessRecordError as exc:
+            problems.append(ReadProblem(where, number, f"not a harness record: {exc}"))
+    records.sort(key=_record_time)  # stable: ties keep the order of writing
     return records
+
+
+def _record_time(r: Record) -> int:
+    return r.t
 
 
 def _values(path: Path, where: str, problems: list[ReadProblem]) -> Iterator[tuple[int, Any]]:
@@ -267,7 +301,7 @@ def _values(path: Path, where: str, problems: list[ReadProblem]) -> Iterator[tup
     # The C scanner decodes one value at a line's start without slicing the text
     # (about twice as fast as json.loads per line); a value that does not end
     # exactly at the newline is not a line of its own.
-    scan = json.JSONDecoder().scan_once
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, undeclared
     find = text.find
     pos, number, size = 0, 0, len(text)
     while pos < size:
@@ -308,55 +342,3 @@ def _decode_lines(lines: list[bytes], where: str, problems: list[ReadProblem]) -
             problems.append(ReadProblem(where, number, "not UTF-8 text"))
             out.append("")  # keeps line numbers; a blank line is skipped
     return out
-
-
-_BALLOTS: dict[str, Ballot] = {}
-
-
-def parse_ballot(text: str) -> Ballot:
-    """Ballot.parse with a cache: a history names few distinct ballots many times."""
-    ballot = _BALLOTS.get(text)
-    if ballot is None:
-        ballot = Ballot.parse(text)
-        if len(_BALLOTS) < 100_000:
-            _BALLOTS[text] = ballot
-    return ballot
-
-
-def _to_event(obj: Any, name: str, number: int) -> Event | str:
-    """An Event, or the reason this JSON value is not one."""
-    if type(obj) is not dict:
-        return "not a JSON object"
-    get = obj.get
-    t, kind, priest = get("t"), get("kind"), get("priest")
-    ballot_text, decree, peer = get("ballot"), get("decree"), get("peer")
-    if type(t) is not int or type(kind) is not str or priest != name:
-        return _bad_header(t, kind, priest, name)
-    ballot = None
-    if ballot_text is not None:
-        if type(ballot_text) is not str:
-            return f"'ballot' is not a string: {ballot_text!r}"
-        ballot = _BALLOTS.get(ballot_text)
-        if ballot is None:
-            try:
-                ballot = parse_ballot(ballot_text)
-            except ValueError:
-                return f"'ballot' is not a ballot: {ballot_text!r}"
-    elif kind in NEEDS_BALLOT:
-        return f"a {kind} event without a ballot"
-    if decree is None:
-        if kind in NEEDS_DECREE:
-            return f"a {kind} event without a decree"
-    elif type(decree) is not int:
-        return f"'decree' is not an int: {decree!r}"
-    if peer is not None and type(peer) is not str:
-        return f"'peer' is not a string: {peer!r}"
-    return Event(t, name, kind, ballot, decree, peer, number, obj)
-
-
-def _bad_header(t: object, kind: object, priest: object, name: str) -> str:
-    if type(t) is not int:
-        return "'t' is not an int"
-    if type(kind) is not str:
-        return "'kind' is not a string"
-    return f"'priest' is {priest!r}, not {name!r} whose file this is"

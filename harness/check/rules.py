@@ -14,10 +14,21 @@ followed by the file and line that recorded it (`beta/events.jsonl:12`).
 A priest makes a vote or promise durable, then records it: a SIGKILL between
 the two leaves it in the ledger only. Each `started` event carries the ledger
 the priest recovered; a vote or promise there that its events never showed is
-taken as evidence (a `voted` or `promised` event, marked `recovered_at`) made
+taken as evidence (a `voted` or `promised` event, noted in `recovered_at`) made
 before that restart, at the earliest possible time: just after the priest's last
 event before it. Learning from such a vote is then not flagged, and a recovered
 vote that breaks a recorded promise still is.
+
+Lost files. A priest writes decree.txt and makes each promise and vote durable
+before it records them, so a recorded `learned` without a decree.txt is
+`decree_lost`, and a ledger below the promises and votes recorded before it
+(ledger.log on disk now, or what a `started` event recovered) is `ledger_lost`.
+Both are proven by the evidence present (exit 1): nothing the priest did can
+explain them, only a file removed or emptied behind its back, or a priest
+that forgets (the forget-promises flaw).
+
+Faults. Each violation then carries the faults the harness applied before its
+earliest evidence in the same run (`harness.check.faults`, from harness.jsonl).
 
 Missing evidence. Most rules are proven by events that are there (two decrees
 learned, a vote below a promise). Two rest on an absence: `unproposed_decree`
@@ -36,15 +47,15 @@ from __future__ import annotations
 
 import json
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from harness.check.faults import with_faults
 from harness.check.history import (
     NEEDS_BALLOT,
-    Event,
     History,
     Recovered,
     gc_paused,
@@ -53,7 +64,8 @@ from harness.check.history import (
 )
 from harness.check.verdict import OK, VIOLATION, PriestRow, Verdict, Violation, render
 from node.config import Config
-from node.messages import Ballot
+from node.messages import NO_VOTE, ZERO, Ballot, Vote
+from node.record import EventKind, PriestEvent
 
 # Events whose ballots make a priest's "ballots seen".
 SEEN_KINDS = NEEDS_BALLOT | {"learned"}
@@ -76,25 +88,47 @@ class _Index:
     config: Config
     history: History
     t0: int
-    by_kind: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    by_kind: dict[str, list[PriestEvent]] = field(default_factory=lambda: defaultdict(list))
     # priest -> its events of CORE_KINDS, in time order
-    core: dict[str, list[Event]] = field(default_factory=dict)
+    core: dict[str, list[PriestEvent]] = field(default_factory=dict)
     # (ballot, decree) -> priest -> its first vote event for that pair
-    tally: dict[tuple[Ballot, int], dict[str, Event]] = field(default_factory=dict)
+    tally: dict[tuple[Ballot, int], dict[str, PriestEvent]] = field(default_factory=dict)
+    # id() of an evidence event -> t of the restart whose recovered ledger shows it
+    # (the events live as long as the index, so their ids stay theirs)
+    recovered_at: dict[int, int] = field(default_factory=dict)
+    # priest -> (t, wall - t) of each of its starts that said its wall clock, in time order
+    clocks: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
-    def cite(self, e: Event) -> str:
-        """An event's time and where it is written: '+1.234567s, beta/events.jsonl:12'."""
-        restart = e.data.get(RECOVERED) if e.kind in EVIDENCE_KINDS else None
-        if type(restart) is int:
+    def cite(self, e: PriestEvent) -> str:
+        """An event's time, on priest.log's clock too, and where it is written:
+        '+1.234567s (12:31:07.123 in beta's priest.log), beta/events.jsonl:12'."""
+        restart = self.recovered_at.get(id(e)) if e.kind in EVIDENCE_KINDS else None
+        where = f"{e.priest}/events.jsonl:{e.line}" if self.history.files else "its start"
+        if restart is not None:
             return (f"+{(e.t - self.t0) / 1e9:.6f}s to +{(restart - self.t0) / 1e9:.6f}s "
-                    f"(unrecorded; in the ledger recovered at {e.priest}/events.jsonl:{e.line})")
-        return f"+{(e.t - self.t0) / 1e9:.6f}s, {e.priest}/events.jsonl:{e.line}"
+                    f"(unrecorded; in the ledger recovered at {where})")
+        if not self.history.files:
+            return f"+{(e.t - self.t0) / 1e9:.6f}s"
+        return f"+{(e.t - self.t0) / 1e9:.6f}s{self._log_time(e)}, {where}"
+
+    def _log_time(self, e: PriestEvent) -> str:
+        """' (12:31:07.123 in beta's priest.log)': where to look in its narration; '' if unknown."""
+        starts = self.clocks.get(e.priest)
+        if not starts:
+            return ""
+        i = bisect_right(starts, (e.t, 1 << 62)) - 1
+        offset = starts[max(i, 0)][1]
+        wall = (e.t + offset) / 1e9
+        clock = time.strftime("%H:%M:%S", time.localtime(wall))
+        return f" ({clock}.{int(wall * 1000) % 1000:03d} in {e.priest}'s priest.log)"
 
 
 def _index(config: Config, history: History) -> _Index:
     idx = _Index(config, history, history.first_time() or 0)
     by_kind = idx.by_kind
     for name, events in history.events.items():
+        idx.clocks[name] = [(e.t, e.wall - e.t) for e in events
+                            if e.kind == "started" and e.wall is not None]
         core = idx.core[name] = [e for e in events if e.kind in CORE_KINDS]
         for e in core:
             by_kind[e.kind].append(e)
@@ -109,18 +143,16 @@ def _index(config: Config, history: History) -> _Index:
 
 # --- evidence from recovered ledgers ---------------------------------------------
 
-# The data key that marks an evidence event; its value is the restart's time.
-RECOVERED = "recovered_at"
 EVIDENCE_KINDS = frozenset({"voted", "promised"})
 
 
 def _add_evidence(idx: _Index) -> None:
     """Add the votes and promises that recovered ledgers show and events do not."""
     # Only restarts that recovered a promise or vote cost anything.
-    restarted = {e.priest for e in idx.by_kind["started"] if _recovered(e) is not None}
-    added: list[Event] = []
+    restarted = {e.priest for e in idx.by_kind["started"] if recovered_ledger(e) is not None}
+    added: list[PriestEvent] = []
     for name in sorted(restarted):
-        core, new = _evidence(idx.core[name], idx.history.events[name], idx.t0)
+        core, new = _evidence(idx.core[name], idx.history.events[name], idx.t0, idx.recovered_at)
         if new:
             idx.core[name] = core
             added += new
@@ -128,71 +160,66 @@ def _add_evidence(idx: _Index) -> None:
         for e in added:
             idx.by_kind[e.kind].append(e)
         # Keep each priest's events in time order (the tally keeps a priest's first vote).
-        idx.by_kind["voted"].sort(key=_time)
-        idx.by_kind["promised"].sort(key=_time)
+        idx.by_kind["voted"].sort(key=_event_time)
+        idx.by_kind["promised"].sort(key=_event_time)
 
 
-def _evidence(core: list[Event], events: list[Event], t0: int) -> tuple[list[Event], list[Event]]:
+def _evidence(core: list[PriestEvent], events: list[PriestEvent], t0: int,
+              recovered_at: dict[int, int]) -> tuple[list[PriestEvent], list[PriestEvent]]:
     """A priest's core events with evidence placed just before each restart; and the evidence."""
     voted: set[tuple[Ballot, int]] = set()
     top = (0, "")  # the highest ballot promised or voted in so far
-    out: list[Event] = []
-    added: list[Event] = []
+    out: list[PriestEvent] = []
+    added: list[PriestEvent] = []
     for e in core:
         kind = e.kind
         if kind == "voted":
-            voted.add((_b(e), _d(e)))
-            top = max(top, _key(e))
+            voted.add((_ballot_of(e), _decree_of(e)))
+            top = max(top, _event_ballot_key(e))
         elif kind == "promised":
-            top = max(top, _key(e))
-        elif kind == "started" and (ledger := _recovered(e)) is not None:
+            top = max(top, _event_ballot_key(e))
+        elif kind == "started" and (ledger := recovered_ledger(e)) is not None:
             new = _unrecorded(e, ledger, voted, top, _previous(events, e), t0)
             for x in new:
+                recovered_at[id(x)] = e.t
                 if x.kind == "voted":
-                    voted.add((_b(x), _d(x)))
-                top = max(top, _key(x))
+                    voted.add((_ballot_of(x), _decree_of(x)))
+                top = max(top, _event_ballot_key(x))
             out += new
             added += new
         out.append(e)
     return out, added
 
 
-def _unrecorded(start: Event, ledger: Recovered, voted: set[tuple[Ballot, int]],
-                top: tuple[int, str], before: Event | None, t0: int) -> list[Event]:
+def _unrecorded(start: PriestEvent, ledger: Recovered, voted: set[tuple[Ballot, int]],
+                top: tuple[int, str], before: PriestEvent | None, t0: int) -> list[PriestEvent]:
     """Evidence events for what `start` recovered beyond what its priest recorded."""
     # The earliest moment the unrecorded write can have happened: just after the
     # priest's last recorded event (it was running then, and nothing later shows).
     t = min(before.t + 1, start.t) if before is not None else t0
-    data = {"pid": before.data.get("pid") if before is not None else None, RECOVERED: start.t}
+    pid = before.pid if before is not None else None
     out = []
     vote = ledger.prev_vote
     if not vote.is_none() and (vote.ballot, vote.decree) not in voted:
-        out.append(Event(t, start.priest, "voted", vote.ballot, vote.decree, None,
-                         start.line, data))
-        top = max(top, _order(vote.ballot))
+        out.append(PriestEvent(t, start.priest, EventKind.VOTED, pid, vote.ballot, vote.decree,
+                               line=start.line))
+        top = max(top, _ballot_key(vote.ballot))
     # A vote in b also promises b; a promise only matters above the highest ballot seen.
-    if _order(ledger.next_bal) > top:
-        out.append(Event(t, start.priest, "promised", ledger.next_bal, None, None,
-                         start.line, data))
+    if _ballot_key(ledger.next_bal) > top:
+        out.append(PriestEvent(t, start.priest, EventKind.PROMISED, pid, ledger.next_bal,
+                               line=start.line))
     return out
 
 
-def _recovered(e: Event) -> Recovered | None:
-    try:
-        return recovered_ledger(e)
-    except ValueError:
-        return None  # reported by history.py when it was read
-
-
-def _previous(events: list[Event], e: Event) -> Event | None:
+def _previous(events: list[PriestEvent], e: PriestEvent) -> PriestEvent | None:
     """The event just before `e` in its priest's time-ordered list, if any."""
-    i = bisect_left(events, e.t, key=_time)
+    i = bisect_left(events, e.t, key=_event_time)
     while events[i] is not e:  # ties on t: find e itself
         i += 1
     return events[i - 1] if i > 0 else None
 
 
-def _time(e: Event) -> int:
+def _event_time(e: PriestEvent) -> int:
     return e.t
 
 
@@ -234,9 +261,9 @@ def _learned_different(idx: _Index) -> list[Violation]:
                       tuple(sorted(claims)), (), tuple(times))]
 
 
-def _holdings(idx: _Index) -> dict[str, list[Event]]:
+def _holdings(idx: _Index) -> dict[str, list[PriestEvent]]:
     """Per priest, in time order, the events that show the decree it holds."""
-    held: dict[str, list[Event]] = {}
+    held: dict[str, list[PriestEvent]] = {}
     for name, events in idx.core.items():
         held[name] = [e for e in events if e.kind in HOLDING_KINDS and e.decree is not None]
     return held
@@ -251,15 +278,107 @@ def _stability(idx: _Index) -> list[Violation]:
             out.append(Violation(
                 "decree_changed",
                 f"{name}'s decree changed: {_held(idx, first)}, then {_held(idx, changed)}",
-                (name,), (_d(first), _d(changed)), _ballots(first, changed),
+                (name,), (_decree_of(first), _decree_of(changed)), _ballots(first, changed),
                 (first.t, changed.t)))
         file = idx.history.decrees[name]
         if first and file.value is not None and file.value != first.decree:
             out.append(Violation(
                 "decree_file_mismatch",
                 f"{file.path} holds {file.value} but {name} {_held(idx, first)}",
-                (name,), (file.value, _d(first)), _ballots(first), (first.t,)))
+                (name,), (file.value, _decree_of(first)), _ballots(first), (first.t,)))
     return out
+
+
+def _decree_lost(idx: _Index) -> list[Violation]:
+    # A priest records `learned` only once decree.txt is durable, and a `started` or
+    # `reminded` event with a decree read it from that file: absent now, it was lost.
+    out = []
+    for name, events in _holdings(idx).items():
+        file = idx.history.decrees[name]
+        if events and not file.present:
+            first = events[0]
+            out.append(Violation(
+                "decree_lost", f"{name} {_held(idx, first)}, but {file.path} is gone",
+                (name,), (_decree_of(first),), _ballots(first), (first.t,)))
+    return out
+
+
+def _ledger_lost(idx: _Index) -> list[Violation]:
+    out = []
+    for name, events in idx.core.items():
+        loss = _first_loss(idx, name, events)
+        if loss is not None:
+            out.append(loss)
+    return out
+
+
+def _first_loss(idx: _Index, name: str, events: list[PriestEvent]) -> Violation | None:
+    """The first ledger of `name` (recovered at a restart, or on disk now) below its events.
+
+    A priest records a promise or vote only once its ledger holds it durably, and a
+    ledger's promise and vote never go down: a restart that recovers less, or a
+    ledger.log that holds less, has lost what the priest promised.
+    """
+    promise: PriestEvent | None = None  # the highest ballot promised or voted in so far
+    vote: PriestEvent | None = None  # the vote in the highest ballot so far
+    promise_key = vote_key = (0, "")  # their ballots, as _ballot_key gives them
+    for e in events:
+        kind = e.kind
+        if kind == "promised" or kind == "voted":
+            key = _event_ballot_key(e)
+            if key > promise_key:
+                promise, promise_key = e, key
+            if kind == "voted" and key > vote_key:
+                vote, vote_key = e, key
+        elif kind == "started" and (e.next_bal is not None or e.prev_vote is not None):
+            # (A `started` without its ledger says nothing of it: not a loss.)
+            recovered = recovered_ledger(e) or Recovered(ZERO, NO_VOTE)
+            lost = _lost(recovered.next_bal, recovered.prev_vote, promise, vote)
+            if lost:
+                return _ledger_violation(
+                    idx, name, f"{name} recovered "
+                    f"{_ledger_text(recovered.next_bal, recovered.prev_vote)} when it restarted "
+                    f"at {idx.cite(e)}", lost, (e.t,))
+    file = idx.history.ledgers.get(name)
+    if file is None or file.state is None:
+        return None
+    lost = _lost(file.state.next_bal, file.state.prev_vote, promise, vote)
+    if not lost:
+        return None
+    if not file.present:
+        holds = "is gone (a restart would recover nothing)"
+    else:
+        holds = (f"holds {_ledger_text(file.state.next_bal, file.state.prev_vote)} "
+                 "(what a restart would recover)")
+    return _ledger_violation(idx, name, f"{file.path} {holds}", lost, ())
+
+
+def _lost(next_bal: Ballot, prev_vote: Vote, promise: PriestEvent | None,
+          vote: PriestEvent | None) -> list[PriestEvent]:
+    """The recorded promise and vote that a ledger of (next_bal, prev_vote) no longer holds."""
+    lost = []
+    if promise is not None and _ballot_key(next_bal) < _event_ballot_key(promise):
+        lost.append(promise)
+    if vote is not None and not any(x is vote for x in lost) and (
+            prev_vote.is_none() or _ballot_key(prev_vote.ballot) < _event_ballot_key(vote)):
+        lost.append(vote)  # (a vote that is also the highest promise is named once)
+    return lost
+
+
+def _ledger_text(next_bal: Ballot, prev_vote: Vote) -> str:
+    return f"next_bal={next_bal} prev_vote={prev_vote}"
+
+
+def _ledger_violation(idx: _Index, name: str, what: str, lost: list[PriestEvent],
+                      times: tuple[int, ...]) -> Violation:
+    def said(e: PriestEvent) -> str:
+        if e.kind == "voted":
+            return f"voted {e.decree} in ballot {e.ballot} at {idx.cite(e)}"
+        return f"promised ballot {e.ballot} at {idx.cite(e)}"
+
+    return Violation("ledger_lost", f"{what}, but {name} had {' and '.join(map(said, lost))}",
+                     (name,), tuple(_decree_of(e) for e in lost if e.kind == "voted"),
+                     _ballots(*lost), times)
 
 
 def _malformed(idx: _Index) -> list[Violation]:
@@ -269,7 +388,7 @@ def _malformed(idx: _Index) -> list[Violation]:
 
 def _validity(idx: _Index) -> list[Violation]:
     proposed = {e.decree for e in idx.by_kind["proposed"]}
-    firsts: dict[int, dict[str, Event]] = defaultdict(dict)
+    firsts: dict[int, dict[str, PriestEvent]] = defaultdict(dict)
     for e in idx.by_kind["learned"]:
         if e.decree not in proposed:
             assert e.decree is not None
@@ -294,29 +413,29 @@ def _validity(idx: _Index) -> list[Violation]:
 def _promises(idx: _Index) -> list[Violation]:
     out = []
     for name, events in idx.core.items():
-        promise: Event | None = None
+        promise: PriestEvent | None = None
         top = (0, "")  # the promised ballot as a (round, priest) tuple: fast to compare
-        broken: list[tuple[Event, Event]] = []
+        broken: list[tuple[PriestEvent, PriestEvent]] = []
         for e in events:
-            if e.kind == "promised" and _key(e) > top:
-                promise, top = e, _key(e)
-            elif e.kind == "voted" and promise is not None and _key(e) < top:
+            if e.kind == "promised" and _event_ballot_key(e) > top:
+                promise, top = e, _event_ballot_key(e)
+            elif e.kind == "voted" and promise is not None and _event_ballot_key(e) < top:
                 broken.append((promise, e))
         if broken:
             p, v = broken[0]
             more = f" (and {len(broken) - 1} more such votes)" if len(broken) > 1 else ""
             out.append(Violation(
                 "promise_broken",
-                f"{name} promised ballot {p.ballot} at {idx.cite(p)} (pid {p.data.get('pid')}), "
+                f"{name} promised ballot {p.ballot} at {idx.cite(p)} (pid {p.pid}), "
                 f"then voted {v.decree} in the lower ballot {v.ballot} at {idx.cite(v)} "
-                f"(pid {v.data.get('pid')}){more}",
-                (name,), (_d(v),), _ballots(p, v), (p.t, v.t)))
+                f"(pid {v.pid}){more}",
+                (name,), (_decree_of(v),), _ballots(p, v), (p.t, v.t)))
     return out
 
 
 def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
     out = []
-    for ballot, events in _group(idx.by_kind["proposed"]).items():
+    for ballot, events in _by_ballot(idx.by_kind["proposed"]).items():
         if len(events) == 1:
             continue
         firsts = _first_per(events, lambda e: e.decree)
@@ -324,9 +443,9 @@ def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
             cites = "; ".join(f"{e.priest} proposed {e.decree} at {idx.cite(e)}" for e in firsts)
             out.append(Violation(
                 "ballot_two_decrees", f"ballot {ballot} has two decrees: {cites}",
-                tuple(sorted({e.priest for e in firsts})), tuple(_d(e) for e in firsts),
+                tuple(sorted({e.priest for e in firsts})), tuple(_decree_of(e) for e in firsts),
                 (str(ballot),), tuple(e.t for e in firsts)))
-    for ballot, events in _group(idx.by_kind["ballot_started"]).items():
+    for ballot, events in _by_ballot(idx.by_kind["ballot_started"]).items():
         if len(events) == 1:
             continue
         firsts = _first_per(events, lambda e: e.priest)
@@ -347,7 +466,7 @@ def _chosen_stays_chosen(idx: _Index) -> list[Violation]:
     basis = (f"a quorum ({', '.join(sorted(voters))}) voted {d0} in ballot {b0}, "
              f"complete at {idx.cite(_quorum_event(voters, idx.config.quorum))}")
     out = []
-    for (b, d), later in sorted(idx.tally.items(), key=_tally_order):
+    for (b, d), later in sorted(idx.tally.items(), key=_tally_key):
         if b > b0 and d != d0:
             cites = "; ".join(f"{p} at {idx.cite(e)}" for p, e in sorted(later.items()))
             out.append(Violation(
@@ -361,13 +480,13 @@ def _chosen_stays_chosen(idx: _Index) -> list[Violation]:
 def _learning_sound(idx: _Index) -> list[Violation]:
     quorum = idx.config.quorum
     # decree -> the earliest moment a quorum had voted for it in one ballot
-    known: dict[int, tuple[Event, Ballot]] = {}
+    known: dict[int, tuple[PriestEvent, Ballot]] = {}
     for (b, d), voters in idx.tally.items():
         if len(voters) >= quorum:
             last = _quorum_event(voters, quorum)
             if d not in known or last.t < known[d][0].t:
                 known[d] = (last, b)
-    early: dict[int, list[Event]] = defaultdict(list)
+    early: dict[int, list[PriestEvent]] = defaultdict(list)
     for e in idx.by_kind["learned"]:
         assert e.decree is not None
         # `voted` is recorded once the vote is durable, before Voted is sent, so a
@@ -377,8 +496,8 @@ def _learning_sound(idx: _Index) -> list[Violation]:
     return [_unsound(idx, d, events, known.get(d)) for d, events in sorted(early.items())]
 
 
-def _unsound(idx: _Index, d: int, events: list[Event],
-             basis: tuple[Event, Ballot] | None) -> Violation:
+def _unsound(idx: _Index, d: int, events: list[PriestEvent],
+             basis: tuple[PriestEvent, Ballot] | None) -> Violation:
     cites = "; ".join(f"{e.priest} at {idx.cite(e)}" for e in events[:10])
     more = f" and {len(events) - 10} more" if len(events) > 10 else ""
     need = f"{idx.config.quorum} of {len(idx.config.priests)}"
@@ -397,56 +516,61 @@ def _unsound(idx: _Index, d: int, events: list[Event],
 # --- helpers -------------------------------------------------------------------
 
 
-def _b(e: Event) -> Ballot:
+def _ballot_of(e: PriestEvent) -> Ballot:
+    """The ballot of an event of a kind that always has one (NEEDS_BALLOT)."""
     assert e.ballot is not None  # history.py keeps no such event without one
     return e.ballot
 
 
-def _d(e: Event) -> int:
+def _decree_of(e: PriestEvent) -> int:
+    """The decree of an event of a kind that always has one (NEEDS_DECREE)."""
     assert e.decree is not None  # history.py keeps no such event without one
     return e.decree
 
 
-def _held(idx: _Index, e: Event) -> str:
+def _held(idx: _Index, e: PriestEvent) -> str:
     """'learned 1001 in ballot 2.gamma at +0.01s, ...' (a Success may carry no ballot)."""
     where = f" in ballot {e.ballot}" if e.ballot is not None and not e.ballot.is_zero() else ""
     return f"{e.kind} {e.decree}{where} at {idx.cite(e)}"
 
 
 # Sort keys: a Ballot's own comparison builds two tuples per call; these build one.
-def _order(b: Ballot) -> tuple[int, str]:
+def _ballot_key(b: Ballot) -> tuple[int, str]:
+    """A ballot as (round, priest): compares as the ballot does, faster."""
     return (b.round, b.priest)
 
 
-def _key(e: Event) -> tuple[int, str]:
-    return _order(_b(e))
+def _event_ballot_key(e: PriestEvent) -> tuple[int, str]:
+    """The `_ballot_key` of an event's ballot."""
+    return _ballot_key(_ballot_of(e))
 
 
-def _tally_order(item: tuple[tuple[Ballot, int], object]) -> tuple[int, str, int]:
+def _tally_key(item: tuple[tuple[Ballot, int], object]) -> tuple[int, str, int]:
+    """A tally entry ((ballot, decree), voters) as (round, priest, decree), to sort by ballot."""
     (b, d), _ = item
     return (b.round, b.priest, d)
 
 
-def _ballots(*events: Event) -> tuple[str, ...]:
+def _ballots(*events: PriestEvent) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(e.ballot) for e in events if e.ballot is not None))
 
 
-def _group(events: Iterable[Event]) -> dict[Ballot, list[Event]]:
-    groups: dict[Ballot, list[Event]] = defaultdict(list)
+def _by_ballot(events: Iterable[PriestEvent]) -> dict[Ballot, list[PriestEvent]]:
+    groups: dict[Ballot, list[PriestEvent]] = defaultdict(list)
     for e in events:
-        groups[_b(e)].append(e)
+        groups[_ballot_of(e)].append(e)
     return groups
 
 
-def _first_per(events: list[Event], key: Callable[[Event], object]) -> list[Event]:
+def _first_per(events: list[PriestEvent], key: Callable[[PriestEvent], object]) -> list[PriestEvent]:
     """The earliest event for each distinct key, in time order."""
-    firsts: dict[object, Event] = {}
+    firsts: dict[object, PriestEvent] = {}
     for e in sorted(events, key=lambda e: e.t):
         firsts.setdefault(key(e), e)
     return list(firsts.values())
 
 
-def _quorum_event(voters: dict[str, Event], quorum: int) -> Event:
+def _quorum_event(voters: dict[str, PriestEvent], quorum: int) -> PriestEvent:
     """The vote that completed a quorum: the quorum-th earliest."""
     return sorted(voters.values(), key=lambda e: e.t)[quorum - 1]
 
@@ -457,7 +581,7 @@ def _rows(idx: _Index, alive: set[str]) -> tuple[PriestRow, ...]:
         seen = {e.ballot for e in idx.core[name] if e.kind in SEEN_KINDS and e.ballot is not None}
         seen.discard(Ballot(0, ""))
         rows.append(PriestRow(name, name in alive, idx.history.decrees[name].value,
-                              tuple(str(b) for b in sorted(seen, key=_order)),
+                              tuple(str(b) for b in sorted(seen, key=_ballot_key)),
                               len(idx.history.events[name])))
     return tuple(rows)
 
@@ -472,11 +596,13 @@ def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
     violations = _final_agreement(idx, survivors)
     for rule in RULES:
         violations += rule(idx)
+    violations = list(with_faults(violations, history.harness, idx.t0))
     proven = [v for v in violations if not _rests_on_missing(idx, v)]
     unproven = [v for v in violations if _rests_on_missing(idx, v)]
+    nothing = bool(config.names) and history.absent >= set(config.names) and not history.harness
     return Verdict(config.cluster, config.quorum, alive is not None,
                    _rows(idx, set(survivors)), tuple(proven), tuple(history.problems),
-                   history.event_count(), tuple(unproven))
+                   history.event_count(), tuple(unproven), nothing)
 
 
 def _rests_on_missing(idx: _Index, v: Violation) -> bool:
@@ -497,7 +623,7 @@ def _rests_on_missing(idx: _Index, v: Violation) -> bool:
 
 
 RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
-    _malformed, _learned_different, _stability, _validity, _promises,
+    _malformed, _decree_lost, _ledger_lost, _learned_different, _stability, _validity, _promises,
     _one_decree_per_ballot, _chosen_stays_chosen, _learning_sound,
 )
 
@@ -513,8 +639,8 @@ def run(config: Config, *, alive_fn: Callable[[], set[str] | None], wait: float,
         sleep: Callable[[float], None] = time.sleep, interval: float = 0.2) -> int:
     """Check until the verdict is 0 or 1 or `wait` seconds pass; print it; return its status.
 
-    Exit statuses: 0 agreement, 1 a proven violation, 2 cannot verify (a violation rests
-    only on unreadable evidence), 3 not yet learned (see the module's docstring).
+    Exit statuses: 0 agreement, 1 a proven violation, 3 not yet learned, 4 cannot verify
+    (a violation rests only on unreadable evidence), 5 nothing ran (see the module's docstring).
     """
     deadline = clock() + max(wait, 0.0)
     while True:

@@ -20,7 +20,10 @@ KINDS: dict[str, str] = {
     "learned_different": "no two priests ever learned different decrees",
     "decree_changed": "no priest's decree ever changes once learned",
     "decree_file_mismatch": "a priest's decree.txt holds the decree it learned",
-    "malformed_decree": "a decree.txt holds a decimal int and a newline",
+    "malformed_decree": "a decree.txt holds a decree (digits, '-' if negative, no leading zero) "
+                        "and a newline",
+    "decree_lost": "a priest that learned a decree keeps its decree.txt",
+    "ledger_lost": "a priest's ledger keeps every promise and vote it recorded (across restarts)",
     "unproposed_decree": "a learned decree was proposed in some BeginBallot",
     "promise_broken": "no priest votes in a ballot below one it promised (NextBallot answered)",
     "ballot_two_decrees": "one decree per ballot (BeginBallot)",
@@ -32,12 +35,37 @@ KINDS: dict[str, str] = {
 # verify checks: in a real run such a priest is only waiting (exit 3).
 NO_PROGRESS = "no_progress"
 
-OK, VIOLATION, UNVERIFIABLE, WAITING = 0, 1, 2, 3
+# Exit statuses of `verify`; 2 is a usage or config error (harness.errors).
+OK, VIOLATION, WAITING, UNVERIFIABLE, NOTHING = 0, 1, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class FaultBefore:
+    """A fault the harness applied before a violation: `at` seconds after the first event.
+
+    `priest` is what it struck: a priest, or for a network change its value
+    (`alpha/beta,gamma`, `0.3`, `5-40`; empty for `heal`).
+    """
+
+    action: str
+    priest: str
+    at: float
+
+    def __str__(self) -> str:
+        what = f"{self.action} {self.priest}" if self.priest else self.action  # `heal`: no target
+        return f"{what} {self.at:+.3f} s"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "priest": self.priest, "at": round(self.at, 6)}
 
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken rule with the evidence: priests, decrees, ballots, event times (ns)."""
+    """One broken rule with the evidence: priests, decrees, ballots, event times (ns).
+
+    `after`: the last faults the harness applied in the same run before the
+    earliest evidence (harness.check.faults); `earlier_faults` counts those before them.
+    """
 
     kind: str
     message: str
@@ -45,11 +73,22 @@ class Violation:
     decrees: tuple[int, ...] = ()
     ballots: tuple[str, ...] = ()
     times: tuple[int, ...] = ()
+    after: tuple[FaultBefore, ...] = ()
+    earlier_faults: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "rule": KINDS[self.kind], "message": self.message,
                 "priests": list(self.priests), "decrees": list(self.decrees),
-                "ballots": list(self.ballots), "times": list(self.times)}
+                "ballots": list(self.ballots), "times": list(self.times),
+                "after": [f.to_json() for f in self.after],
+                "earlier_faults": self.earlier_faults}
+
+    def after_line(self) -> str | None:
+        """'after: kill beta +1.204 s, restart beta +1.517 s (and 3 earlier)', or None."""
+        if not self.after:
+            return None
+        earlier = f" (and {self.earlier_faults} earlier)" if self.earlier_faults else ""
+        return f"after: {', '.join(map(str, self.after))}{earlier}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +115,7 @@ class Verdict:
     events: int
     # Violations that rest only on evidence that could not be read: not proven.
     unverifiable: tuple[Violation, ...] = ()
+    nothing: bool = False  # no priest of the cluster ever ran here: nothing to judge
 
     @property
     def waiting(self) -> tuple[str, ...]:
@@ -90,17 +130,20 @@ class Verdict:
 
     @property
     def exit_status(self) -> int:
-        """1 a proven violation; 2 only unverifiable ones; 3 a survivor has no decree yet; else 0."""
+        """1 a proven violation; 4 only unverifiable ones; 3 a survivor has no decree yet;
+        5 nothing ran; else 0."""
         if self.violations:
             return VIOLATION
         if self.unverifiable:
             return UNVERIFIABLE
+        if self.nothing:
+            return NOTHING
         return WAITING if self.waiting else OK
 
     @property
     def status(self) -> str:
         return {OK: "agreement", VIOLATION: "violation", UNVERIFIABLE: "unverifiable",
-                WAITING: "waiting"}[self.exit_status]
+                WAITING: "waiting", NOTHING: "nothing"}[self.exit_status]
 
     def to_json(self) -> dict[str, Any]:
         """The verdict as plain JSON data, for scripts (`verify --json`)."""
@@ -129,8 +172,8 @@ def render(verdict: Verdict, color: bool) -> str:
         return f"{code}{text}{Style.RESET_ALL}" if color else text
 
     state = "up" if verdict.cluster_up else "down: every priest counts as surviving"
-    lines = [f"cluster {verdict.cluster}: {len(verdict.priests)} priests, quorum "
-             f"{verdict.quorum}, {verdict.events} events read; cluster {state}", ""]
+    lines = [(f"cluster {verdict.cluster}: {len(verdict.priests)} priests, quorum "
+             f"{verdict.quorum}, {verdict.events} events read; cluster {state}"), ""]
     lines += _table(verdict, paint)
     if verdict.problems:
         lines += ["", paint(f"could not read ({len(verdict.problems)}):", Fore.YELLOW)]
@@ -166,13 +209,18 @@ def _summary(verdict: Verdict, paint: Callable[[str, str], str]) -> list[str]:
                        "seconds after the first recorded event)", Fore.RED + Style.BRIGHT)]
         for v in verdict.violations[:SHOWN]:
             lines.append(f"  {paint(v.kind, Fore.RED)}: {v.message}")
+            lines += _after(v)
         lines += _more(verdict.violations)
         return lines + _unverifiable(verdict, paint)
     if status == UNVERIFIABLE:
         n = len(verdict.unverifiable)
-        return [paint(f"CANNOT VERIFY (exit 2): no violation is proven, but {n} would be one "
+        return [paint(f"CANNOT VERIFY (exit 4): no violation is proven, but {n} would be one "
                       "unless the unreadable evidence (above) explains it",
                       Fore.YELLOW + Style.BRIGHT)] + _unverifiable(verdict, paint)
+    if status == NOTHING:
+        return [paint(f"NOTHING TO CHECK (exit 5): no priest of cluster {verdict.cluster} has "
+                      "run here (no priest directory); bring it up with `paxos-harness up`",
+                      Fore.YELLOW + Style.BRIGHT)]
     if status == WAITING:
         return [paint(f"NOT YET (exit 3): no violation, but {', '.join(verdict.waiting)} "
                       "hold no decree yet", Fore.YELLOW + Style.BRIGHT)]
@@ -191,9 +239,15 @@ def _unverifiable(verdict: Verdict, paint: Callable[[str, str], str]) -> list[st
         return []
     lines = [paint(f"  unverifiable ({len(verdict.unverifiable)}): these rest on an absence of "
                    "events, and some priests' events could not be read", Fore.YELLOW)]
-    lines += [f"  {paint(v.kind, Fore.YELLOW)} (unverifiable): {v.message}"
-              for v in verdict.unverifiable[:SHOWN]]
+    for v in verdict.unverifiable[:SHOWN]:
+        lines.append(f"  {paint(v.kind, Fore.YELLOW)} (unverifiable): {v.message}")
+        lines += _after(v)
     return lines + _more(verdict.unverifiable)
+
+
+def _after(v: Violation) -> list[str]:
+    line = v.after_line()
+    return [f"    {line}"] if line else []
 
 
 def _more(items: tuple[object, ...]) -> list[str]:

@@ -10,9 +10,8 @@ from collections.abc import Iterable
 from typing import cast
 
 from harness.check.verdict import NO_PROGRESS, Violation
-from node.messages import LedgerState, Message, Success
-from node.messages import describe as describe_message
-from node.sim import Step, World, describe
+from node.messages import LedgerState, Message, Success, describe_message
+from node.sim import Step, World, describe_step
 
 
 def shorten(world: World, violations: Iterable[Violation]) -> list[Step]:
@@ -71,17 +70,48 @@ def _first_copy(s: Step, seen: set[tuple[str, str | None, object]]) -> bool:
 
 
 LEGEND = ("* sends  > < receives  x lost  @ to itself  # ledger written  "
-          "D decree.txt written  X crash  R restart  B ballot requested  : down")
+          "D decree.txt written  X crash  R restart  B ballot requested  : down  "
+          "! a step the violation rests on")
+# Said only when the diagram shows them.
+NOTES = {
+    ".*": "1.* is round 1 numbered by the flawed last_tried + 1: no priest's name in it, so "
+          "two priests' ballots 1.* are the same ballot",
+    "Success(0,": "Success(0, d): sent by a priest that learned d before its last restart; "
+                  "decree.txt keeps the decree, not the ballot that passed it",
+}
 
 
-def diagram(world: World, steps: list[Step]) -> list[str]:
-    """The steps as a message diagram: one lane per priest, one row per step."""
+def legend(rows: Iterable[str]) -> list[str]:
+    """The legend, and a note for each notation the rows use that needs one."""
+    text = "\n".join(rows)
+    return [f"legend: {LEGEND}", *(f"note: {n}" for key, n in NOTES.items() if key in text)]
+
+
+def rests_on(world: World, violations: Iterable[Violation]) -> set[tuple[str, int]]:
+    """(priest, time in us) of the durable steps the violations cite as evidence.
+
+    Microseconds: an event's time is its step's, nudged by a few ns to keep
+    events of one instant in order.
+    """
+    found: set[tuple[str, int]] = set()
+    for v in violations:
+        for t in v.times:
+            found.update((p, t // 1000) for p in v.priests)
+    return found
+
+
+def diagram(world: World, steps: list[Step],
+            marked: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()) -> list[str]:
+    """The steps as a message diagram: one lane per priest, one row per step.
+
+    A step of a priest in `marked` at that time (us) is flagged `!` (see `rests_on`).
+    """
     names = world.names
     width = max(4, max(len(n) for n in names) + 2)
     lane = {name: i * width + width // 2 for i, name in enumerate(names)}
     up = dict.fromkeys(names, True)
     header = "".join(n.center(width) for n in names)
-    rows = [f"{'time (s)':>9}  {header}", f"{'':9}  {'-' * len(header)}"]
+    rows = [f" {'time (s)':>9}  {header}", f" {'':9}  {'-' * len(header)}"]
     for s in steps:
         if s.kind == "crash":
             up[s.priest] = False
@@ -92,11 +122,13 @@ def diagram(world: World, steps: list[Step]) -> list[str]:
         if s.kind in ("restart", "heal"):
             for name in names if s.kind == "heal" else [s.priest]:
                 up[name] = True
-        rows.append(f"{s.time:9.4f}  {''.join(cells)}  {_label(s)}".rstrip())
+        flag = "!" if s.kind in _DURABLE and (s.priest, int(s.time * 1e9) // 1000) in marked else " "
+        rows.append(f"{flag}{s.time:9.4f}  {''.join(cells)}  {_label(s)}".rstrip())
     return rows
 
 
 _MARKS = {"ledger": "#", "decree": "D", "crash": "X", "restart": "R", "ballot": "B"}
+_DURABLE = ("ledger", "decree")  # the steps an event records: what evidence cites
 
 
 def _mark(cells: list[str], s: Step, lane: dict[str, int]) -> None:
@@ -115,6 +147,6 @@ def _mark(cells: list[str], s: Step, lane: dict[str, int]) -> None:
 
 def _label(s: Step) -> str:
     if s.kind != "send":
-        return describe(s)
+        return describe_step(s)
     fate = {"lost": "  lost", "duplicated": "  delivered twice"}.get(s.fate, "")
     return f"{describe_message(cast(Message, s.what))}{fate}"

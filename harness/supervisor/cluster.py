@@ -7,6 +7,7 @@ control socket (`harness.supervisor.control`).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,17 @@ from harness.errors import (
     UserError,
 )
 from harness.supervisor import control
+from harness.supervisor.actions import ALIVE, State
 from harness.supervisor.files import RunLock
 from harness.supervisor.state import RunState, read_state, remove_state
 from harness.supervisor.wipe import wipe_data_dir
 from node.config import Config
+from node.ledger import LOCK
 
+DOWN_STATE = "down"  # what `status` shows for every priest when no supervisor runs
+BY_HAND = "by hand"  # ... except a priest that runs all the same, started by hand
 __all__ = ["wipe_data_dir"]  # --fresh lives in harness.supervisor.wipe; the verbs find it here
+
 
 def select_priests(config: Config, only: str | None) -> list[str]:
     """The priests to start, in config order: all, or those listed in --only."""
@@ -92,20 +98,19 @@ def stop_by_signal(state: RunState) -> dict[str, str]:
     stop_supervisor(state.supervisor)
     stop_orphans(state.priests)
     remove_state(state)
-    return {n: "stopped" for n in running}
+    return dict.fromkeys(running, "stopped")
 
 
 def cluster_status(config: Config) -> dict[str, Any]:
     """Everything `status` shows, as plain data (the --json output)."""
-    from harness.supervisor.core import NOT_STARTED
-
     state = read_state(config.data_dir)
     up = state is not None and state.supervisor.alive()
-    live, problems = _live_rows(state) if up and state is not None else ({}, [])
+    live, network, problems = (_live(state) if up and state is not None
+                               else (_by_hand(config), None, []))
     priests = []
     for name in config.names:
         row = live.get(name) or {"pid": None, "exit_status": None,
-                                 "state": NOT_STARTED if up else "down"}
+                                 "state": State.NOT_STARTED if up else DOWN_STATE}
         decree, ballot, problem = read_priest_files(config.data_dir / name)
         priests.append({"priest": name, "pid": row["pid"], "state": row["state"],
                         "exit_status": row["exit_status"], "decree": decree,
@@ -120,29 +125,83 @@ def cluster_status(config: Config) -> dict[str, Any]:
                    f"{state.supervisor.pid}) died; `{PROG} down` clears what it left")
     else:
         summary = f"cluster {config.cluster} is not up (data in {config.data_dir})"
+    if live and not up:
+        summary += f"; priests started by hand run: {', '.join(live)}"
+    if config.flaws:
+        summary += f"; FLAWED on purpose: {', '.join(config.flaws)}"
     return {"cluster": config.cluster, "config": config.path, "data_dir": str(config.data_dir),
             "up": up, "supervisor": state.supervisor.pid if up and state else None,
-            "summary": summary, "priests": priests, "problems": problems}
+            "flaws": list(config.flaws),
+            "summary": summary, "priests": priests, "network": network, "problems": problems}
 
 
-def _live_rows(state: RunState) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Each priest's row as the supervisor sees it, and what it could not write."""
+def _live(state: RunState) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """The priests' rows, the network, and what the supervisor could not write."""
     try:
         result = control.request(state.socket, "status", timeout=10.0)
-        return {r["priest"]: r for r in result["priests"]}, list(result.get("problems", []))
+        return ({r["priest"]: r for r in result["priests"]}, result.get("network"),
+                list(result.get("problems", [])))
     except (NotUpError, ControlError):
         # The supervisor is alive but does not answer: say what the state file knows.
-        return {n: {"pid": i.pid, "exit_status": None,
-                    "state": "running" if i.alive() else "exited"}
-                for n, i in state.priests.items()}, []
+        return ({n: {"pid": i.pid, "exit_status": None,
+                     "state": State.RUNNING if i.alive() else State.EXITED}
+                 for n, i in state.priests.items()}, None, [])
+
+
+def network_line(network: dict[str, Any] | None) -> str | None:
+    """`status`'s one line on the network, or None when the cluster is down."""
+    if network is None:
+        return None
+    if network["mode"] != "relay":
+        return "network: direct (no relay: network faults are off)"
+    t = network.get("totals")
+    counts = (f"; {t['forwarded']} forwarded, {t['dropped']} dropped, {t['duplicated']} "
+              f"duplicated, {t['delayed']} delayed" if t else "")
+    restarts = f", restarted {network['restarts']}x" if network.get("restarts") else ""
+    if network.get("state") == "running":
+        relay = f"relay pid {network['relay']}{restarts}"
+    else:
+        relay = (f"relay {str(network.get('state', 'dead')).upper()} (it died, exit status "
+                 f"{network.get('last_exit')}; the supervisor restarts it){restarts}")
+    return f"network: {relay} | {network['describe']}{counts.replace('; ', ' | ', 1)}"
+
+
+def _by_hand(config: Config) -> dict[str, dict[str, Any]]:
+    """Rows for the priests that run without a supervisor (started by hand)."""
+    rows = {}
+    for name in config.names:
+        pid = lock_holder(config.priest_dir(name))
+        if pid is not None:
+            rows[name] = {"pid": pid, "exit_status": None, "state": BY_HAND}
+    return rows
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The pid of the process holding `directory`'s priest.lock: a priest running there.
+
+    Read from /proc/locks, so the lock is never taken, not even for an instant
+    (a priest starting then would find it held and refuse to start).
+    """
+    try:
+        st = (directory / LOCK).lstat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:123 0 EOF"; waiters: "->"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
+            return int(fields[4])
+    return None
 
 
 def alive_priests(config: Config) -> set[str] | None:
-    """Names of running or paused priests, or None when the cluster is down."""
+    """Names of running or paused priests (or started by hand), or None when none runs."""
     report = cluster_status(config)
-    if not report["up"]:
+    running = {p["priest"] for p in report["priests"] if p["state"] in (*ALIVE, BY_HAND)}
+    if not report["up"] and not running:
         return None
-    return {p["priest"] for p in report["priests"] if p["state"] in ("running", "paused")}
+    return running
 
 
 def read_priest_files(directory: Path) -> tuple[int | None, str, str | None]:

@@ -13,11 +13,17 @@ hung): the client waits `ACK_TIMEOUT` for it, then up to `timeout` for the answe
     <- {"ok": true, "result": {"action": "kill", "priest": "delta", "pid": 4301,
                                "outcome": "killed (SIGKILL)"}}
     -> {"op": "pause", "priest": "delta"}
-    <- {"ok": false, "error": "cannot pause priest delta: ...", "exit_status": 1, "pid": null}
+    <- {"ok": false, "code": "refused", "error": "cannot pause priest delta: ...", "pid": 4242}
 
 A refusal carries the pid of the priest it names when the supervisor knows it.
 
-Operations: status, down, and the actions in `ACTIONS` (each takes "priest").
+    -> {"op": "drop", "arg": 0.3, "seed": 7}
+    <- {"ok": true, "result": {"action": "drop", "priest": null, "value": 0.3, "seed": 7,
+                               "pid": null, "outcome": "network drop 30%"}}
+
+Operations: status, down, and the actions in `ACTIONS`: a priest's action takes
+"priest"; a network action takes "arg" (its value: text, a number, or null for
+heal) and may take "seed" (an int that reseeds the relay's random draws).
 The socket file is created mode 0600 and the peer's uid is checked, so only
 its owner can drive the cluster.
 """
@@ -36,10 +42,10 @@ from typing import Any
 
 import psutil
 
-from harness.errors import ControlError, LinkError, NotUpError, RefusedError, UnknownPriestError
+from harness.errors import ControlError, LinkError, NotUpError, from_wire, to_wire
+from harness.supervisor.actions import ACTIONS, NETWORK_ACTIONS
 
-ACTIONS = ("ballot", "kill", "stop", "pause", "resume", "restart")
-OPS = ("status", "down") + ACTIONS
+OPS = ("status", "down", *ACTIONS)
 MAX_LINE = 1 << 16
 CLIENT_TIMEOUT = 60.0  # long enough for a stop's grace period or a slow restart
 ACK_TIMEOUT = 2.0  # a supervisor that runs reads a request at once; one that does not, never
@@ -106,7 +112,13 @@ def decode_request(line: bytes) -> dict[str, Any]:
         raise ControlError(f"request is not JSON: {e}") from None
     if not isinstance(req, dict) or req.get("op") not in OPS:
         raise ControlError(f"unknown request {req!r}; operations: {', '.join(OPS)}")
-    if req["op"] in ACTIONS and not isinstance(req.get("priest"), str):
+    if req["op"] in NETWORK_ACTIONS:
+        seed = req.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ControlError(f"{req['op']}: seed must be an integer, got {seed!r}")
+        if not isinstance(req.get("arg"), str | int | float | type(None)):
+            raise ControlError(f"{req['op']}: arg must be text, a number or null")
+    elif req["op"] in ACTIONS and not isinstance(req.get("priest"), str):
         raise ControlError(f"{req['op']} needs a priest name")
     return req
 
@@ -117,6 +129,7 @@ def encode(obj: object) -> bytes:
 
 def request(path: str | Path, op: str, priest: str | None = None, *,
             timeout: float = CLIENT_TIMEOUT, ack_timeout: float | None = None,
+            arg: object = None, seed: int | None = None,
             owner: int | None = None) -> dict[str, Any]:
     """Send one request to the supervisor at `path` and return its result.
 
@@ -132,6 +145,8 @@ def request(path: str | Path, op: str, priest: str | None = None, *,
     msg: dict[str, Any] = {"op": op}
     if priest is not None:
         msg["priest"] = priest
+    if op in NETWORK_ACTIONS:
+        msg["arg"], msg["seed"] = arg, seed
     if ack_timeout is None:
         ack_timeout = ACK_TIMEOUT
     patience = timeout if owner is not None else ack_timeout
@@ -158,11 +173,7 @@ def request(path: str | Path, op: str, priest: str | None = None, *,
         reply = _decode_reply(read_line(sock, timeout, first.removeprefix(ACK)), path)
     if reply.get("ok"):
         return dict(reply.get("result") or {})
-    error = str(reply.get("error", "refused"))
-    if reply.get("exit_status", 1) == 2:
-        raise UnknownPriestError(error)
-    pid = reply.get("pid")
-    raise RefusedError(error, pid=pid if isinstance(pid, int) else None)
+    raise from_wire(reply)
 
 
 def _acknowledgement(sock: socket.socket, deadline: float, owner: int | None) -> bytes:
@@ -191,6 +202,7 @@ def _not_taken(path: str | Path, ack_timeout: float, owner: int | None) -> str:
     """Why a request was not taken, and what to do about it."""
     if owner is None:
         return f"{path}: the supervisor did not take the request within {ack_timeout:g} s"
+    status: str
     try:
         status = psutil.Process(owner).status()
     except psutil.Error:
@@ -267,7 +279,7 @@ class ControlServer:
                 done.append((conn, req))
             except (ControlError, OSError) as e:
                 self.clients.pop(conn, None)
-                self.reply(conn, {"ok": False, "error": str(e), "exit_status": 2})
+                self.reply(conn, to_wire(ControlError(str(e))))
         return done
 
     def _accept_all(self) -> None:
@@ -278,8 +290,8 @@ class ControlServer:
                 return
             conn.setblocking(False)
             if not peer_is_owner(conn):
-                self.reply(conn, {"ok": False, "exit_status": 2,
-                                  "error": "permission denied: not the owner of this cluster"})
+                self.reply(conn, to_wire(ControlError("permission denied: not the owner of "
+                                                      "this cluster")))
                 continue
             self.clients[conn] = _Client(time.monotonic() + self.request_timeout)
 

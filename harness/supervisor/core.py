@@ -14,7 +14,11 @@ Rules kept here:
 - A priest found already gone when signalled is "already dead", not an error.
 - A paused priest is resumed (SIGCONT) before it is asked to stop (SIGTERM);
   after `grace` seconds a priest still alive gets SIGKILL.
-- Every action, refused or done, is recorded (`record("chaos", ...)`).
+- Every action, refused, failed or done, is recorded as a `ChaosAction`
+  (`harness.record`), stamped with the clock's time when it began.
+- A network action changes the network's faults (`harness.network.faults`)
+  through a `Network` (the relay) passed in, and is recorded as a
+  `NetworkChange`; with no network (`network: direct`) it is refused.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.errors import RefusedError, StartupError, UnknownPriestError, UserError
+from harness.errors import RefusedError, StartupError, UnknownPriestError, UserError, to_wire
+from harness.network.faults import Faults, change, parse_value
+from harness.record import ChaosAction, NetworkChange, PriestExited, PriestStarted, Record, Result
+from harness.supervisor.actions import ACTIONS, ALIVE, NETWORK_ACTIONS, State, allows
 
-NOT_STARTED, RUNNING, PAUSED = "not started", "running", "paused"
-KILLED, EXITED = "killed", "exited"  # ended by a signal / ended with an exit status
-ALIVE = (RUNNING, PAUSED)
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 KILL_WAIT = 5.0  # a SIGKILLed process is gone long before this; only a bound
 
@@ -59,7 +63,19 @@ class Launcher(Protocol):
         ...
 
 
-Record = Callable[..., None]
+class Network(Protocol):
+    """The relay, as the supervisor needs it."""
+
+    def set(self, faults: Faults, seed: int | None) -> str:
+        """Apply `faults` (reseeding its random draws if `seed`); a note for the outcome."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The relay's process and counters, for `status`."""
+        ...
+
+
+Recorder = Callable[[Record], None]
 
 
 def _nothing(*_args: object, **_kw: object) -> None:
@@ -69,7 +85,7 @@ def _nothing(*_args: object, **_kw: object) -> None:
 @dataclass
 class Priest:
     name: str
-    state: str = NOT_STARTED
+    state: State = State.NOT_STARTED
     proc: PriestProc | None = None
     exit_status: int | None = None
 
@@ -78,24 +94,14 @@ class Priest:
         return self.proc.pid if self.proc is not None else None
 
 
-# Which states each action applies to.
-ALLOWED = {
-    "ballot": (RUNNING,),
-    "kill": ALIVE,
-    "stop": ALIVE,
-    "pause": (RUNNING,),
-    "resume": (PAUSED,),
-    "restart": (NOT_STARTED, KILLED, EXITED),
-}
-
-
 class Supervisor:
     """The priests of one cluster and the actions on them."""
 
     def __init__(self, names: Sequence[str], launcher: Launcher, *, clock: Callable[[], float],
-                 record: Record = _nothing, on_change: Callable[[], None] = _nothing,
-                 grace: float = DEFAULT_GRACE) -> None:
+                 record: Recorder = _nothing, on_change: Callable[[], None] = _nothing,
+                 grace: float = DEFAULT_GRACE, network: Network | None = None) -> None:
         self.priests = {n: Priest(n) for n in names}
+        self.network, self.faults = network, Faults()
         self.launcher, self.clock, self.record = launcher, clock, record
         self.on_change, self.grace = on_change, grace
         self._turn = -1  # the last priest Ctrl+Z asked for a ballot
@@ -124,8 +130,8 @@ class Supervisor:
         started, failed = self.launcher.spawn(names)
         for name, proc in started.items():
             p = self.priests[name]
-            p.proc, p.state, p.exit_status = proc, RUNNING, None
-            self.record("priest_started", priest=name, pid=proc.pid)
+            p.proc, p.state, p.exit_status = proc, State.RUNNING, None
+            self.record(PriestStarted(t=self._now(), priest=name, pid=proc.pid))
         if started:
             self.on_change()
         return failed
@@ -133,9 +139,9 @@ class Supervisor:
     def exited(self, name: str, status: int) -> None:
         """A priest's process ended with `status` (negative: killed by that signal)."""
         p = self.priests[name]
-        p.state = KILLED if status < 0 else EXITED
+        p.state = State.KILLED if status < 0 else State.EXITED
         p.exit_status = status
-        self.record("priest_exited", priest=name, pid=p.pid, status=status)
+        self.record(PriestExited(t=self._now(), priest=name, pid=p.pid, status=status))
         self.on_change()
 
     def teardown(self) -> dict[str, str]:
@@ -148,9 +154,9 @@ class Supervisor:
         for name in names:
             p = self.priests[name]
             assert p.proc is not None
-            if p.state == PAUSED:  # a stopped process would hold SIGTERM until continued
+            if p.state == State.PAUSED:  # a stopped process would hold SIGTERM until continued
                 self.launcher.signal(p.proc, signal.SIGCONT)
-                p.state = RUNNING
+                p.state = State.RUNNING
             if self.launcher.signal(p.proc, signal.SIGTERM):
                 pending[name] = p.proc
             else:
@@ -179,25 +185,64 @@ class Supervisor:
 
     def act(self, action: str, name: str) -> dict[str, Any]:
         """Do `action` on priest `name`; RefusedError if it makes no sense now."""
-        if action not in ALLOWED:
-            raise UserError(f"unknown action {action!r} (known: {', '.join(ALLOWED)})")
+        if action in NETWORK_ACTIONS:
+            return self.act_network(action, name)
+        if action not in ACTIONS:
+            raise UserError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         p = self.require(name)
-        pid = p.pid
-        if p.state not in ALLOWED[action]:
+        pid, began = p.pid, self._now()
+        if not allows(action, p.state):
             reason = _refusal(action, p)
-            self.record("chaos", action=action, priest=name, pid=pid, outcome=f"refused: {reason}")
+            self.record(ChaosAction(t=began, action=action, priest=name, pid=pid,
+                                    outcome=f"refused: {reason}", result=Result.REFUSED))
             raise RefusedError(reason, pid=pid)
         try:
             outcome = getattr(self, f"_do_{action}")(p)
         except UserError as e:
-            self.record("chaos", action=action, priest=name, pid=pid, outcome=f"failed: {e}")
+            self.record(ChaosAction(t=began, action=action, priest=name, pid=pid,
+                                    outcome=f"failed: {e}", result=Result.FAILED))
             raise
         result = {"action": action, "priest": name, "pid": p.pid if action == "restart" else pid,
                   "outcome": outcome}
-        self.record("chaos", **result)
+        self.record(ChaosAction(t=began, action=action, priest=name, pid=result["pid"],
+                                outcome=outcome))
         return result
 
-    def _signal(self, p: Priest, sig: int, state: str, outcome: str) -> str:
+    def act_network(self, action: str, value: object, seed: int | None = None) -> dict[str, Any]:
+        """Change the network's faults by `action` with `value`; RefusedError without a relay."""
+        names = list(self.priests)
+        began = self._now()
+        try:
+            if self.network is None:
+                raise RefusedError(f"cannot {action}: this cluster runs with `network: direct`, so "
+                                   f"no relay carries its datagrams; remove that line from the "
+                                   f"config (or set network: relay) and bring the cluster up again")
+            parsed = parse_value(action, value, names)
+            faults = change(self.faults, action, parsed, names)
+            note = self.network.set(faults, seed)
+        except UserError as e:
+            self.record(NetworkChange(t=began, action=action, value=value, seed=seed,
+                                      outcome=f"refused: {e}", result=Result.REFUSED))
+            raise
+        self.faults = faults
+        outcome = f"network now: {faults.describe()}{note}"
+        self.record(NetworkChange(t=began, action=action, value=parsed, seed=seed,
+                                  outcome=outcome, faults=faults.to_wire()))
+        return {"action": action, "priest": None, "value": parsed, "seed": seed, "pid": None,
+                "outcome": outcome}
+
+    def network_status(self) -> dict[str, Any]:
+        """The network's mode, faults and (through the relay) counters."""
+        if self.network is None:
+            return {"mode": "direct", "faults": None, "describe": "direct (no relay)"}
+        return {"mode": "relay", "faults": self.faults.to_wire(),
+                "describe": self.faults.describe(), **self.network.status()}
+
+    def _now(self) -> int:
+        """The clock's time in ns: with the real clock (time.monotonic), the events' clock."""
+        return round(self.clock() * 1e9)
+
+    def _signal(self, p: Priest, sig: int, state: State, outcome: str) -> str:
         assert p.proc is not None
         if not self.launcher.signal(p.proc, sig):
             self.reap([p.proc], KILL_WAIT)
@@ -206,13 +251,13 @@ class Supervisor:
         return outcome
 
     def _do_ballot(self, p: Priest) -> str:
-        return self._signal(p, signal.SIGTSTP, RUNNING, "ballot requested (SIGTSTP)")
+        return self._signal(p, signal.SIGTSTP, State.RUNNING, "ballot requested (SIGTSTP)")
 
     def _do_pause(self, p: Priest) -> str:
-        return self._signal(p, signal.SIGSTOP, PAUSED, "paused (SIGSTOP)")
+        return self._signal(p, signal.SIGSTOP, State.PAUSED, "paused (SIGSTOP)")
 
     def _do_resume(self, p: Priest) -> str:
-        return self._signal(p, signal.SIGCONT, RUNNING, "resumed (SIGCONT)")
+        return self._signal(p, signal.SIGCONT, State.RUNNING, "resumed (SIGCONT)")
 
     def _do_kill(self, p: Priest) -> str:
         outcome = self._signal(p, signal.SIGKILL, p.state, "killed (SIGKILL)")
@@ -234,7 +279,7 @@ class Supervisor:
         names = list(self.priests)
         for step in range(1, len(names) + 1):
             i = (self._turn + step) % len(names)
-            if self.priests[names[i]].state == RUNNING:
+            if self.priests[names[i]].state == State.RUNNING:
                 self._turn = i
                 self.act("ballot", names[i])
                 return names[i]
@@ -246,11 +291,14 @@ class Supervisor:
         """Answer one control request (not `down`, which the event loop owns)."""
         try:
             if req["op"] == "status":
-                return {"ok": True, "result": {"priests": self.status()}}
+                return {"ok": True, "result": {"priests": self.status(),
+                                               "network": self.network_status()}}
+            if req["op"] in NETWORK_ACTIONS:
+                return {"ok": True, "result": self.act_network(req["op"], req.get("arg"),
+                                                               req.get("seed"))}
             return {"ok": True, "result": self.act(req["op"], req["priest"])}
         except UserError as e:
-            return {"ok": False, "error": str(e), "exit_status": e.exit_status,
-                    "pid": e.pid if isinstance(e, RefusedError) else None}
+            return to_wire(e)
 
 
 def did_not_start(name: str, reason: str) -> str:
@@ -263,10 +311,10 @@ def _refusal(action: str, p: Priest) -> str:
     who = f"priest {p.name}" + (f" (pid {p.pid})" if p.state in ALIVE else "")
     if action == "restart":
         return f"cannot restart {who}: it is {p.state}; stop or kill it first"
-    if p.state == PAUSED and action == "pause":
+    if p.state == State.PAUSED and action == "pause":
         return f"{who} is already paused; resume it with --resume {p.name}"
-    if p.state == RUNNING and action == "resume":
+    if p.state == State.RUNNING and action == "resume":
         return f"{who} is not paused: it is running"
-    if p.state == PAUSED:
+    if p.state == State.PAUSED:
         return f"cannot {action} {who}: it is paused; resume it first"
     return f"cannot {action} {who}: it is {p.state}; restart it first"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -22,9 +23,19 @@ from typing import Any, NoReturn, TextIO
 
 import psutil
 
-from harness import errors
-from harness.errors import BUG_STATUS, AlreadyUpError, StartupError, UserError
+from harness.errors import (
+    BUG_STATUS,
+    AlreadyUpError,
+    InternalError,
+    NotUpError,
+    StartupError,
+    UserError,
+    from_wire,
+    to_wire,
+)
+from harness.network.process import NETWORK_FILE, RelayNetwork, RelayProcess, private_ports
 from harness.output import Say, use_color
+from harness.record import Down, Record, Up, now
 from harness.supervisor.control import ControlServer
 from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
 from harness.supervisor.files import RunLock, open_file
@@ -85,7 +96,7 @@ class Daemon:
     """One running supervisor: signals, the control socket and priest exits, in one loop."""
 
     def __init__(self, config: Config, state: RunState, say: Say, *, detached: bool,
-                 color: bool | None) -> None:
+                 color: bool | None, messages: bool = True) -> None:
         self.config, self.state, self.say = config, state, say
         self.pending: list[int] = []
         self.down_conn: socket.socket | None = None
@@ -99,9 +110,32 @@ class Daemon:
         self.server = ControlServer(Path(state.socket))
         self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
         self.unwritten = Unwritten(say)
-        self.launcher = ForkLauncher(config, quiet=detached, color=color)
+        self.relay, bind = self._relay(config, Path(state.data_dir))
+        self.launcher = ForkLauncher(config, quiet=detached, color=color, bind=bind,
+                                     messages=messages)
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
-                              record=self._record, on_change=self._save)
+                              record=self._record, on_change=self._save, network=self.relay)
+
+    # --- the relay (network: relay): its own process, started first, stopped last ---
+
+    def _relay(self, config: Config, data_dir: Path) -> tuple[RelayNetwork | None, dict[str, int]]:
+        """The relay and the private port of each priest behind it; (None, {}) when direct."""
+        if config.network != "relay":
+            return None, {}
+        bind = private_ports(config)
+        process = RelayProcess(config, bind, log=data_dir / NETWORK_FILE)
+        return RelayNetwork(process, record=self._record,
+                            seeds=lambda: secrets.randbelow(2**31)), bind
+
+    def _relay_turn(self, ready: Sequence[object]) -> None:
+        """After a wait: note a relay that died, and restart it when its back-off is over."""
+        if self.relay is None:
+            return
+        if any(fd in ready for fd in self.relay.waitables()):
+            self.relay.readable()
+        line = self.relay.restart_if_due()
+        if line is not None:
+            self.say(line, warn=True)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.pending.append(signum)
@@ -112,14 +146,17 @@ class Daemon:
         self.state.priests = {p.name: Identity(p.pid, p.create_time) for p in self.sup.alive()}
         self.unwritten.attempt("the run state (supervisor.json)", lambda: save_state(self.state))
 
-    def _record(self, kind: str, **fields: object) -> None:
-        self.unwritten.attempt(HARNESS_FILE, lambda: self.events.record(kind, **fields),
-                               f" (a {kind} event is lost)")
+    def _record(self, record: Record) -> None:
+        self.unwritten.attempt(HARNESS_FILE, lambda: self.events.record(record),
+                               f" (a {record.KIND} record is lost)")
 
     def start(self, names: Sequence[str]) -> dict[str, int]:
         """Start the priests; StartupError (after stopping the others) if one cannot start."""
-        self._record("up", cluster=self.config.cluster, priests=list(names),
-                           supervisor=os.getpid(), detached=self.state.detached)
+        self._record(Up(t=now(), cluster=self.config.cluster, priests=tuple(names),
+                              supervisor=os.getpid(), detached=self.state.detached,
+                              network=self.config.network))
+        if self.relay is not None:
+            self.relay.start()  # binds every public address: a taken port stops `up` here
         failed = self.sup.start(names)
         if failed:
             name, reason = next(iter(failed.items()))
@@ -130,11 +167,15 @@ class Daemon:
         """Serve until `down` (0) or a signal (128 + signal); Ctrl+Z asks for a ballot."""
         while True:
             alive = {p.handle.sentinel: p for p in self.sup.alive()}
-            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive],
-                            self.server.wait_timeout())
+            relay = self.relay.waitables() if self.relay is not None else []
+            relay_due = self.relay.wait_timeout() if self.relay is not None else None
+            timeouts = [t for t in (self.server.wait_timeout(), relay_due) if t is not None]
+            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive, *relay],
+                            min(timeouts) if timeouts else None)
             status = self._signals()
             if status is not None:
                 return status
+            self._relay_turn(ready)
             ended = [alive[s] for s in ready if isinstance(s, int) and s in alive]
             if ended:
                 self.sup.reap(ended, 0)
@@ -171,8 +212,7 @@ class Daemon:
         """Answer the control requests that have arrived whole; True if one was `down`."""
         for conn, req in self.server.poll():
             if self.down_conn is not None:
-                self.server.reply(conn, {"ok": False, "exit_status": 1,
-                                         "error": "the cluster is going down"})
+                self.server.reply(conn, to_wire(NotUpError("the cluster is going down")))
             elif req["op"] == "down":
                 self.down_conn = conn  # answered once every priest is gone
                 self.say("down requested: stopping every priest")
@@ -185,19 +225,21 @@ class Daemon:
         if req["op"] == "status" and answer["ok"]:
             answer["result"]["problems"] = self.unwritten.problems()
         if req["op"] != "status":
+            what = req.get("priest") or ("" if req.get("arg") is None else str(req["arg"]))
             if answer["ok"]:
-                r = answer["result"]
-                self.say(f"{r['action']} {r['priest']}: {r['outcome']}")
+                self.say(f"{req['op']} {what}: {answer['result']['outcome']}")
             else:
-                self.say(f"{req['op']} {req['priest']}: {answer['error']}", warn=True)
+                self.say(f"{req['op']} {what}: {answer['error']}", warn=True)
         self.server.reply(conn, answer)
 
     def close(self) -> None:
         """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""
         self.closing = True
         outcomes = self.sup.teardown()
-        self._record("down", cluster=self.config.cluster, supervisor=os.getpid(),
-                           stopped=sorted(outcomes))
+        if self.relay is not None:
+            self.relay.stop()
+        self._record(Down(t=now(), cluster=self.config.cluster, supervisor=os.getpid(),
+                                stopped=tuple(sorted(outcomes))))
         remove_state(self.state)
         if self.down_conn is not None:
             self.server.reply(self.down_conn, {"ok": True, "result": {"stopped": outcomes}})
@@ -210,7 +252,7 @@ class Daemon:
 
 def run(config: Config, names: Sequence[str], *, detached: bool = False, out: TextIO | None = None,
         color: bool | None = None, report: Callable[[dict[str, Any]], None] = _nothing,
-        lock: RunLock | None = None) -> int:
+        messages: bool = True, lock: RunLock | None = None) -> int:
     """Be the supervisor of `names`: start them, then serve until `down` or a signal.
 
     Holds the cluster's run `lock` (taken here if not given) until it has
@@ -221,13 +263,15 @@ def run(config: Config, names: Sequence[str], *, detached: bool = False, out: Te
 
     held = lock if lock is not None else take_run_lock(config)
     try:
-        return _supervise(config, names, detached=detached, out=out, color=color, report=report)
+        return _supervise(config, names, detached=detached, out=out, color=color, report=report,
+                          messages=messages)
     finally:
         held.release()
 
 
 def _supervise(config: Config, names: Sequence[str], *, detached: bool, out: TextIO | None,
-               color: bool | None, report: Callable[[dict[str, Any]], None]) -> int:
+               color: bool | None, report: Callable[[dict[str, Any]], None],
+               messages: bool = True) -> int:
     stream = out if out is not None else sys.stdout
     say = Say(stream, use_color(stream) if color is None else color)
     data_dir = config.data_dir.resolve()
@@ -241,12 +285,14 @@ def _supervise(config: Config, names: Sequence[str], *, detached: bool, out: Tex
         raise AlreadyUpError(already_up(config, read_state(data_dir))) from None
     daemon: Daemon | None = None
     try:
-        daemon = Daemon(config, state, say, detached=detached, color=color)
+        daemon = Daemon(config, state, say, detached=detached, color=color, messages=messages)
         pids = daemon.start(names)
         write_current(config)
-        report({"ok": True, "supervisor": os.getpid(), "priests": pids})
+        relay = daemon.relay.process.pid if daemon.relay is not None else None
+        report({"ok": True, "supervisor": os.getpid(), "priests": pids, "relay": relay})
         listed = ", ".join(f"{n} (pid {pid})" for n, pid in pids.items())
-        say(f"cluster {config.cluster} is up: {listed}")
+        network = f"; network: relay (pid {relay})" if relay is not None else "; network: direct"
+        say(f"cluster {config.cluster} is up: {listed}{network}")
         if not detached:
             say("Ctrl+Z: a ballot at the next priest in turn; Ctrl+C: stop every priest")
         return daemon.loop()
@@ -312,19 +358,8 @@ def start_detached(config: Config, names: Sequence[str], lock: RunLock) -> dict[
         raise StartupError(f"the supervisor exited before it was ready; see {log}") from None
     if not answer.get("ok"):
         os.waitpid(pid, 0)
-        raise _rebuild(answer)
+        raise from_wire(answer)
     return answer
-
-
-def _rebuild(answer: dict[str, Any]) -> UserError:
-    """The supervisor's error as it was raised there: its type travels by name, not its text."""
-    kind = getattr(errors, str(answer.get("type")), None)
-    error = str(answer.get("error"))
-    if isinstance(kind, type) and issubclass(kind, UserError) and kind.__init__ is UserError.__init__:
-        return kind(error)
-    failure = StartupError(error)
-    failure.exit_status = int(answer.get("exit_status", StartupError.exit_status))
-    return failure
 
 
 def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path, log_fd: int,
@@ -337,13 +372,11 @@ def _detached_main(config: Config, names: Sequence[str], fd: int, log: Path, log
         _redirect_stdio(log_fd)
         code = run(config, names, detached=True, color=False, report=report, lock=lock)
     except UserError as e:
-        report({"ok": False, "error": e.message, "exit_status": e.exit_status,
-                "type": type(e).__name__})
+        report(to_wire(e))
         code = e.exit_status
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - the detached supervisor's last word: a bug, reported
         traceback.print_exc()
-        report({"ok": False, "exit_status": BUG_STATUS,
-                "error": f"the supervisor failed (this is a bug); traceback in {log}"})
+        report(to_wire(InternalError(f"the supervisor failed (this is a bug); traceback in {log}")))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

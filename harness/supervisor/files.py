@@ -88,7 +88,7 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def private_dir() -> Path:
-    """/tmp/paxos-harness-<uid> ($TMPDIR is honoured), created 0700; refused if not ours."""
+    """/tmp/paxos-harness-<uid> ($TMPDIR is honoured), created 0700; refused if not ours."""  # noqa: S108
     path = Path(tempfile.gettempdir()) / f"paxos-harness-{os.getuid()}"
     try:
         path.mkdir(mode=0o700)

@@ -7,6 +7,7 @@ counts as started only once it says "ready" on its pipe. The supervisor's core
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -37,12 +38,14 @@ class ForkLauncher:
     """
 
     def __init__(self, config: Config, *, quiet: bool, color: bool | None,
-                 ready_timeout: float = 10.0) -> None:
+                 ready_timeout: float = 10.0, messages: bool = True,
+                 bind: dict[str, int] | None = None) -> None:
         from node.runtime import serve  # imported before forking: children start warm
 
         self.config, self.quiet, self.color = config, quiet, color
         self.ready_timeout = ready_timeout
-        self._serve = serve
+        self.bind = bind or {}  # name -> private port behind the relay (none: the configured one)
+        self._serve = functools.partial(serve, messages=messages)
         self._ctx = multiprocessing.get_context("fork")
 
     def spawn(self, names: Sequence[str]) -> tuple[dict[str, PriestProc], dict[str, str]]:
@@ -55,7 +58,7 @@ class ForkLauncher:
             proc = self._ctx.Process(
                 target=_priest_main, name=f"priest {name}", daemon=True,
                 args=(self._serve, self.config, name, w, os.getpid(), self.quiet, self.color,
-                      close))
+                      close, self.bind.get(name)))
             proc.start()
             w.close()  # only the child holds the write end: its death shows as EOF
             assert proc.pid is not None
@@ -124,7 +127,8 @@ def _settle(pid: int, *, stopped: bool, timeout: float = 1.0) -> None:
 
 
 def _priest_main(serve: Callable[..., int], config: Config, name: str, conn: Connection,
-                 parent: int, quiet: bool, color: bool | None, close: list[int]) -> None:
+                 parent: int, quiet: bool, color: bool | None, close: list[int],
+                 bind: int | None = None) -> None:
     """The priest child: own process group, the supervisor's descriptors closed, then serve."""
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
@@ -142,7 +146,7 @@ def _priest_main(serve: Callable[..., int], config: Config, name: str, conn: Con
     out = open(os.devnull, "w") if quiet else None  # noqa: SIM115 - lives as long as the priest
     try:
         code = serve(config, name, out=out, color=color, watch_parent=parent,
-                     on_ready=lambda: conn.send("ready"))
+                     on_ready=lambda: conn.send("ready"), bind=bind)
     except UserError as e:
         _send(conn, e.message)
         code = e.exit_status

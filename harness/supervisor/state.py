@@ -10,8 +10,8 @@
   data dir was deleted while it ran (see `harness.supervisor.files`).
 - `logs/current.json` (relative to the working directory): the cluster last
   brought up from here, so commands without CONFIG act on it.
-- `<data_dir>/harness.jsonl`: the supervisor's and chaos's events, one JSON
-  object a line, appended by `EventFile` (the one writer of that format).
+- `<data_dir>/harness.jsonl`: the supervisor's and chaos's records (their
+  types: `harness.record`), one JSON object a line, appended by `EventFile`.
 
 Each is replaced atomically (temp file + rename), never through a link, but not fsynced: they
 describe running processes, and a machine crash that could lose them also
@@ -25,7 +25,6 @@ import dataclasses
 import json
 import os
 import stat
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import psutil
 
 from harness.errors import NotUpError, UserError
+from harness.record import Record
 from harness.supervisor.files import (
     check_not_link,
     cluster_key,
@@ -222,20 +222,19 @@ class EventFile:
     def __init__(self, path: Path) -> None:
         self.fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
-    def record(self, kind: str, **fields: object) -> None:
-        """Append one event of `kind`."""
-        line = json.dumps({"t": time.monotonic_ns(), "kind": kind, **fields}) + "\n"
-        os.write(self.fd, line.encode())
+    def record(self, record: Record) -> None:
+        """Append one record (its type and fields: `harness.record`)."""
+        os.write(self.fd, (json.dumps(record.to_json()) + "\n").encode())
 
     def close(self) -> None:
         os.close(self.fd)
 
 
-def record_event(data_dir: Path, kind: str, **fields: object) -> None:
-    """Append one event to `<data_dir>/harness.jsonl` (open, write, close)."""
+def record_event(data_dir: Path, record: Record) -> None:
+    """Append one record to `<data_dir>/harness.jsonl` (open, write, close)."""
     events = EventFile(data_dir / HARNESS_FILE)
     try:
-        events.record(kind, **fields)
+        events.record(record)
     finally:
         events.close()
 

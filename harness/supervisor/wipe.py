@@ -9,7 +9,8 @@ writer of that name writes (the table `PRIEST_FILES`, `RUN_FILES`):
   `events.jsonl`: JSON objects of this priest (`"priest": NAME`, a `kind`);
   `priest.log`: narration lines `NAME | HH:MM:SS.mmm ...`; temp files of the
   ledger's atomic writes: a beginning of a ledger or a decree;
-- `harness.jsonl`: JSON objects with a `t` and a `kind`; `supervisor.log`:
+- `harness.jsonl`, `network.jsonl` (and `network.jsonl.1`): JSON objects
+  with a `t` and a `kind`; `supervisor.log`:
   starts with the header the harness writes when it creates it;
   `supervisor.json` (and its temp files): a run state whose supervisor is gone;
   `control.sock`: a socket.
@@ -121,7 +122,9 @@ def _state_temp(data: bytes, _name: str) -> bool:
 
 PRIEST_FILES: dict[str, Recognise] = {LEDGER: _ledger, DECREE: _decree, LOCK: _lock,
                                       EVENTS: _events, NARRATION: _narration}
-RUN_FILES: dict[str, Recognise] = {HARNESS_LOG: _harness_log, SUPERVISOR_LOG: _supervisor_log}
+# network.jsonl (and the one it rotated to .1): the relay's lines, `t` and `kind` like harness.jsonl's.
+RUN_FILES: dict[str, Recognise] = {HARNESS_LOG: _harness_log, SUPERVISOR_LOG: _supervisor_log,
+                                   "network.jsonl": _harness_log, "network.jsonl.1": _harness_log}
 
 
 def wipe_data_dir(config: Config) -> list[Path]:

@@ -9,9 +9,10 @@ import sys
 from typing import Any
 
 from harness.chaos.executor import execute, load_schedule
-from harness.chaos.plan import SLEEP, Plan, describe, initial_states, plan_random, steps_from_args
+from harness.chaos.plan import FAULT_KINDS, SLEEP, Plan, describe_plan, plan_from_args, plan_random
 from harness.errors import PROG, NotUpError, UsageError
 from harness.supervisor import control
+from harness.supervisor.actions import ACTIONS, Target
 from harness.supervisor.state import RunState, read_state, resolve_config
 from harness.verbs.args import config_arg, number_arg, seed_arg
 from node.config import Config
@@ -32,23 +33,17 @@ _positive = number_arg("a number of seconds", above_zero=True)
 _rate = number_arg("a number of actions per second", above_zero=True)
 
 
-ACTION_HELP = {
-    "kill": "crash priest N (SIGKILL)",
-    "ballot": "ask priest N to start a ballot (SIGTSTP)",
-    "restart": "start priest N again on its ledger (also one never started)",
-    "stop": "stop priest N cleanly (SIGTERM, grace, SIGKILL)",
-    "pause": "freeze priest N (SIGSTOP)",
-    "resume": "unfreeze priest N (SIGCONT)",
-}
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(steps=None)
     config_arg(p)
     one = p.add_argument_group("one-shot actions (repeatable, applied in command-line order)")
-    for action, text in ACTION_HELP.items():
-        one.add_argument(f"--{action}", action=_Ordered, const=action, dest="steps",
-                         metavar="N", help=text)
+    net = p.add_argument_group("network faults (through the relay; each lasts until --heal or "
+                               "a later one of its kind; mixed in order with the actions)")
+    for action in ACTIONS.values():
+        group = one if action.target == Target.PRIEST else net
+        group.add_argument(f"--{action.name}", action=_Ordered, const=action.name, dest="steps",
+                           metavar=action.metavar, help=action.help,
+                           nargs=0 if action.metavar is None else None)
     one.add_argument("--sleep", action=_Ordered, const=SLEEP, dest="steps", type=_seconds,
                      metavar="SECONDS", help="wait this long before the next action")
     p.add_argument("--schedule", metavar="FILE",
@@ -61,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="seconds of chaos before the heal phase (default 10)")
     rnd.add_argument("--rate", type=_rate, metavar="R",
                      help="actions per second on average (default 2)")
+    rnd.add_argument("--faults", type=_fault_kinds, metavar="KINDS",
+                     help="what the nemesis mixes: process, network, or process,network "
+                          "(default: both; process only with network: direct)")
     rnd.add_argument("--allow-majority-loss", action="store_true",
                      help="let the nemesis kill or pause a majority (progress stops until the "
                           "heal)")
@@ -70,18 +68,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Inject real faults into the running cluster of CONFIG (default: the current cluster).
 
-    Every action is done by the supervisor (a real signal, or a real new
-    process) and recorded in <data_dir>/harness.jsonl. Three ways to say what:
+    Every action is done by the supervisor (a real signal, a real new process,
+    or a change of the relay that carries every datagram) and recorded in
+    <data_dir>/harness.jsonl. Three ways to say what:
         paxos-harness chaos --kill delta --ballot alpha
         paxos-harness chaos --restart delta --sleep 0.5 --ballot beta
         paxos-harness chaos --pause gamma            # --resume gamma: SIGCONT
-        paxos-harness chaos --schedule configs/chaos/crash-during-ballot.yaml
-        paxos-harness chaos --random --seed 7 --duration 30 [--rate 2] [--dry-run]
-    One-shot actions and schedules stop at the first refused action (exit 1).
+        paxos-harness chaos --partition alpha,beta/gamma,delta   # unnamed priests: one more group
+        paxos-harness chaos --isolate alpha --ballot alpha --sleep 1 --heal --ballot beta
+        paxos-harness chaos --drop 0.3 --duplicate 0.2 --delay 5-40
+        paxos-harness chaos --schedule configs/chaos/partition.yaml
+        paxos-harness chaos --random --seed 7 --duration 30 [--rate 2] [--faults process,network]
+    Network faults need the relay (the default; `network: direct` in the
+    config refuses them). One-shot actions and schedules stop at the first
+    refused action (exit 1).
     The random nemesis plans in advance from its seed (printed; the same seed
-    and starting states give the same plan), keeps a quorum running unless
-    --allow-majority-loss, goes on past a refusal, and ends with a heal phase
-    (every priest running, then a ballot). --dry-run prints the plan only.
+    and starting states give the same plan, network steps with seeds of their
+    own for the relay), keeps a quorum running unless --allow-majority-loss,
+    goes on past a refusal, and ends with a heal phase (the network healed,
+    every priest running, then a ballot). --dry-run prints the plan only.
     Exit 0: every action done; 1: one refused or failed, or the cluster is not
     up; 2: a usage, config or schedule error (nothing is done then).
     """
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_plan(plan: Plan) -> None:
     try:
-        print("\n".join(describe(plan)), flush=True)
+        print("\n".join(describe_plan(plan)), flush=True)
     except BrokenPipeError:  # `| head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
@@ -115,7 +120,7 @@ def _mode(args: argparse.Namespace) -> str:
         raise UsageError("chaos: give one-shot actions (--kill N ...), or --schedule FILE, or "
                          "--random" + ("" if not modes else f"; not {' and '.join(modes)}"))
     if modes[0] != "random":
-        for opt in ("seed", "duration", "rate"):
+        for opt in ("seed", "duration", "rate", "faults"):
             if getattr(args, opt) is not None:
                 raise UsageError(f"--{opt} goes with --random")
         if args.allow_majority_loss:
@@ -131,7 +136,7 @@ def _running(config: Config) -> RunState | None:
 def _fixed_plan(args: argparse.Namespace, mode: str, config: Config) -> Plan | None:
     """The plan of one-shot actions or of a schedule; None for the random nemesis."""
     if mode == "actions":
-        return Plan(steps_from_args(args.steps, config.names, config.path), "the command line")
+        return plan_from_args(args.steps, config.names, config.path)
     if mode == "schedule":
         return Plan(load_schedule(args.schedule, config.names), args.schedule)
     return None
@@ -143,6 +148,23 @@ def _random_plan(args: argparse.Namespace, config: Config, state: RunState | Non
     initial = None
     if state is not None:  # plan from the real states, so that no step is refused
         rows = control.request(state.socket, "status", owner=state.supervisor.pid)["priests"]
-        initial = initial_states({r["priest"]: r["state"] for r in rows})
+        initial = {r["priest"]: r["state"] for r in rows}
+    kinds = args.faults
+    if kinds is None:
+        kinds = FAULT_KINDS if config.network == "relay" else ("process",)
+    elif "network" in kinds and config.network != "relay":
+        raise UsageError(f"--faults network: {config.path} says `network: direct`, so no relay "
+                         f"carries the datagrams; use --faults process, or remove that line")
     return plan_random(config.names, seed, args.duration or 10.0, args.rate or 2.0,
-                       initial=initial, allow_majority_loss=args.allow_majority_loss)
+                       initial=initial, allow_majority_loss=args.allow_majority_loss,
+                       faults=kinds)
+
+
+def _fault_kinds(text: str) -> tuple[str, ...]:
+    """An argparse type: a comma-separated subset of FAULT_KINDS."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in FAULT_KINDS]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(FAULT_KINDS)} (comma-separated), "
+                                         f"got {text!r}")
+    return kinds

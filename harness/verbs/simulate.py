@@ -15,11 +15,13 @@ from colorama import Fore, Style
 from harness.check.verdict import Violation
 from harness.errors import UsageError
 from harness.output import use_color
-from harness.report.diagram import LEGEND, diagram, shorten
-from harness.simulate.runs import FLAW_TEXT, RULES, Report, Setup, replay_command, run_seed, search
+from harness.report.diagram import diagram, legend, rests_on, shorten
+from harness.simulate.runs import RULES, Report, Setup, replay_command, run_seed, search
 from harness.verbs.args import count_arg, probability
-from node.config import FLAWS, MAX_PRIESTS
-from node.sim import Faults, Step, World, describe
+from node.config import MAX_PRIESTS
+from node.flaws import FLAW_NAMES
+from node.flaws import warning as flaw_warning
+from node.sim import Faults, Step, World, describe_step
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,8 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", action="store_true",
                    help="print the whole run as a message diagram, step by step "
                         "(with --seed; with --seeds, for the run that breaks a rule)")
-    p.add_argument("--flaw", action="append", choices=FLAWS, default=[], metavar="NAME",
-                   help=f"a deliberate mistake in the core, repeatable: {', '.join(FLAWS)}")
+    p.add_argument("--flaw", action="append", choices=FLAW_NAMES, default=[], metavar="NAME",
+                   help=f"a deliberate mistake in the core, repeatable: {', '.join(FLAW_NAMES)}")
+    p.add_argument("--until", action="append", choices=sorted(RULES), default=[], metavar="RULE",
+                   help="search on until a run breaks this rule (repeatable), passing over runs "
+                        "that break only others, e.g. --until disagreement")
     p.add_argument("--json", action="store_true", help="machine-readable result")
     p.add_argument("--drop", type=probability, default=d.drop, metavar="P",
                    help=f"chance a message is lost (default {d.drop})")
@@ -66,14 +71,17 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         paxos-harness simulate --priests 5 --seeds 2000
         paxos-harness simulate --priests 5 --seed 1234 --trace
         paxos-harness simulate --priests 5 --seeds 2000 --flaw same-ballot-numbers
+        paxos-harness simulate --seeds 2000 --flaw same-ballot-numbers --until disagreement
+    With --until RULE, runs that break only other rules are passed over (and
+    counted); exit 1 if any run broke any rule.
     """
     out = out or sys.stdout
     setup = _setup(args)
     seeds = _seeds(args)
     color = not args.json and use_color(out)
     _warn_flaws(setup.flaws, sys.stderr if args.json else out, color)
-    jobs = args.jobs or min(os.cpucount_arg() or 1, 8)
-    report = search(setup, seeds, jobs=jobs)
+    jobs = args.jobs or min(os.cpu_count() or 1, 8)
+    report = search(setup, seeds, jobs=jobs, until=frozenset(args.until))
     world, violations = run_seed(setup, report.failed.seed) if report.failed else (None, ())
     if world is None and args.trace and len(seeds) == 1:
         world, violations = run_seed(setup, seeds[0])
@@ -81,7 +89,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write(json.dumps(_to_json(report, args, world, violations), indent=2) + "\n")
     else:
         out.write("\n".join(_render(report, args, world, violations, color)) + "\n")
-    return 1 if report.failed else 0
+    return 1 if report.failed or report.passed_over else 0
 
 
 def _setup(args: argparse.Namespace) -> Setup:
@@ -100,8 +108,7 @@ def _seeds(args: argparse.Namespace) -> range:
 
 def _warn_flaws(flaws: tuple[str, ...], out: TextIO, color: bool) -> None:
     for flaw in flaws:
-        line = (f"WARNING: flaw {flaw} is ON: {FLAW_TEXT[flaw]}. This core is broken on "
-                "purpose; expect violations.")
+        line = flaw_warning(flaw, "this core")
         out.write(f"{Fore.YELLOW}{Style.BRIGHT}{line}{Style.RESET_ALL}\n" if color else line + "\n")
 
 
@@ -121,19 +128,31 @@ def _render(report: Report, args: argparse.Namespace, world: World | None,
     setup, seeds = report.setup, report.seeds
     f = setup.faults
     span = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
-    lines = [f"simulate: {setup.priests} priests, {span}; drop {f.drop}, duplicate {f.duplicate}, "
-             f"crash {f.crash}, partition {f.partition}, {f.ballots} ballots requested per run"]
-    if world is not None:
-        steps, what = _trace(world, violations, args.trace)
-        lines += ["", f"trace of seed {world.seed} ({what}):", f"legend: {LEGEND}"]
-        lines += diagram(world, steps)
+    lines = [(f"simulate: {setup.priests} priests, {span}; drop {f.drop}, duplicate {f.duplicate}, "
+             f"crash {f.crash}, partition {f.partition}, {f.ballots} ballots requested per run")]
+    # The verdict first, so `| head` shows it; the trace after it.
     if report.failed is not None:
         lines += [""] + _violation_lines(report, violations, paint)
+    if report.passed_over:
+        lines += ["", _passed_over(report, args.until, paint)]
+    if world is not None:
+        steps, what = _trace(world, violations, args.trace)
+        rows = diagram(world, steps, rests_on(world, violations))
+        lines += ["", f"trace of seed {world.seed} ({what}):", *legend(rows), *rows]
     lines += ["", _summary(report)]
-    if report.failed is None:
+    if report.failed is None and not report.passed_over:
         clean = f"CLEAN (exit 0): {report.runs} runs, no violation"
         lines.append(paint(clean, Fore.GREEN + Style.BRIGHT))
     return lines
+
+
+def _passed_over(report: Report, until: list[str], paint: Callable[[str, str], str]) -> str:
+    counts = ", ".join(f"{kind} in {n}" for kind, n in sorted(report.passed_over.items()))
+    text = f"passed over (--until {' '.join(until)}), runs breaking other rules: {counts}"
+    if report.failed is None:
+        text = f"VIOLATION (exit 1), but no run broke {', '.join(until)}; {text}"
+        return paint(text, Fore.RED + Style.BRIGHT)
+    return text
 
 
 def _violation_lines(report: Report, violations: tuple[Violation, ...],
@@ -159,7 +178,9 @@ def _to_json(report: Report, args: argparse.Namespace, world: World | None,
              violations: tuple[Violation, ...]) -> dict[str, Any]:
     r, setup = report, report.setup
     data: dict[str, Any] = {
-        "status": "violation" if r.failed else "clean", "exit_status": 1 if r.failed else 0,
+        "status": "violation" if r.failed or r.passed_over else "clean",
+        "exit_status": 1 if r.failed or r.passed_over else 0,
+        "until": list(args.until), "passed_over": dict(sorted(r.passed_over.items())),
         "priests": setup.priests, "first_seed": r.seeds[0], "seeds": len(r.seeds),
         "flaws": list(setup.flaws), "faults": asdict(setup.faults),
         "runs": r.runs, "messages": r.messages, "dropped": r.dropped, "crashes": r.crashes,
@@ -177,5 +198,5 @@ def _to_json(report: Report, args: argparse.Namespace, world: World | None,
         }
     if world is not None:
         steps, _ = _trace(world, violations, args.trace)
-        data["trace"] = [f"{s.time:.6f} {describe(s)}" for s in steps]
+        data["trace"] = [f"{s.time:.6f} {describe_step(s)}" for s in steps]
     return data

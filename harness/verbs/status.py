@@ -7,7 +7,7 @@ import json
 import sys
 
 from harness.output import table, use_color
-from harness.supervisor.cluster import cluster_status
+from harness.supervisor.cluster import cluster_status, network_line
 from harness.supervisor.state import resolve_config
 from harness.verbs.args import config_arg
 
@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         color = use_color(sys.stdout)
         print(report["summary"])
+        line = network_line(report["network"])
+        if line is not None:
+            print(line)
         rows = [[p["priest"], str(p["pid"] or "-"), p["state"], _cell(p["decree"]),
                  p["last_ballot"]] for p in report["priests"]]
         print(table(["priest", "pid", "state", "decree", "last ballot"], rows, color=color,

@@ -57,7 +57,7 @@ def fork_writers(directory: Path) -> None:
         if pid == 0:
             try:
                 write_forever(directory)
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - the writer reports whatever ends it
                 traceback.print_exc()
             finally:
                 os._exit(1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,3 +80,24 @@ class Priests:
             if None not in held.values() or time.monotonic() > deadline:
                 return held
             time.sleep(0.01)
+
+
+def datagram(config: Config, obj: dict[str, object]) -> bytes:
+    """The JSON object `obj` signed with the cluster's key, as a priest (or a peer holding the
+    key) sends it; creates the key if no priest has yet."""
+    return signed(config, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def signed(config: Config, body: bytes) -> bytes:
+    """Any bytes, with the tag the cluster's key gives them."""
+    from node.auth import cluster_key  # here, so this module imports on any version of node
+    from node.codec import Codec
+
+    return Codec(config.cluster, {}, key=cluster_key(config)).sign(body)
+
+
+def send_as(config: Config, name: str, dst: str, data: bytes) -> None:
+    """Send `data` to priest `dst` from priest `name`'s own address (which must be free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(config.address_of(name))
+        sock.sendto(data, config.address_of(dst))

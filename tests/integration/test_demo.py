@@ -21,9 +21,17 @@ def test_the_demo_runs_and_ends_in_agreement(make_config, tmp_path: Path) -> Non
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "AGREEMENT (exit 0)" in out and "cluster four is down" in out
-    assert "a quorum (alpha, beta, gamma) voted" in out  # the narration of the first ballot
+    # What its titles promise: alpha's ballot finds no quorum and dies with it open...
+    assert "begins ballot 1.alpha" in out and "killed" in out
+    assert "a quorum promised ballot 1.alpha" not in out
+    # ...beta's ballot decides, with gamma and delta...
+    assert "a quorum (beta, delta, gamma) voted in ballot 2.beta: the decree is 2002" in out
+    assert "gamma | " in out and "votes for decree 2002 in ballot 2.beta" in out
+    # ...and alpha, back on its ledger, is told the decree is already decided.
+    assert "comes after the decision: the decree is already 2002" in out
+    assert "sent Success: the decree is 2002" in out.split("# alpha:")[1]
     decrees = {p.read_text() for p in (tmp_path / "data").glob("*/decree.txt")}
-    assert len(decrees) == 1 and len(list((tmp_path / "data").glob("*/decree.txt"))) == 4
+    assert decrees == {"2002\n"} and len(list((tmp_path / "data").glob("*/decree.txt"))) == 4
     left = [p for p in psutil.process_iter(["cmdline"])
             if str(config) in " ".join(p.info["cmdline"] or [])]
     assert not left, f"the demo left processes: {[p.pid for p in left]}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ def fds(pid: int, name: str = "") -> list[str]:
         except FileNotFoundError:
             continue  # closed while we looked
         kind = target.split(":[", 1)[0] if ":[" in target else target
-        found.append(kind.replace(f"/{name}/", "/<priest>/") if name else kind)
+        found.append(re.sub(f"/{name}(/|$)", r"/<priest>\1", kind) if name else kind)
     return sorted(found)
 
 

@@ -98,7 +98,7 @@ def test_foreground_up_ctrl_z_starts_a_ballot_and_ctrl_c_stops_everything(harnes
         term.press(b"\x03")  # Ctrl+C
         term.wait_exit(15)
         assert term.proc.returncode == 130, term.screen.decode()
-        gone, alive = psutil.wait_procs(priests, timeout=1)
+        _gone, alive = psutil.wait_procs(priests, timeout=1)
         assert not alive
         assert harness.state() is None
         events = [json.loads(line) for line in
@@ -121,11 +121,32 @@ def test_foreground_up_ctrl_backslash_stops_everything_cleanly(harness) -> None:
         term.press(b"\x1c")  # Ctrl+\: SIGQUIT to the foreground group
         term.wait_exit(15)
         assert term.proc.returncode == 131, term.screen.decode()
-        gone, alive = psutil.wait_procs(priests, timeout=1)
+        _gone, alive = psutil.wait_procs(priests, timeout=1)
         assert not alive
         assert harness.state() is None and not os.path.exists(socket_path)
         events = [json.loads(line) for line in
                   (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()]
         assert events[-1]["kind"] == "down"
+    finally:
+        term.close()
+
+
+def test_foreground_up_quiet_no_color_shows_plain_steps_only(harness) -> None:
+    config = harness.config(3)
+    term = Terminal(["up", str(config), "--fresh", "--quiet", "--no-color"], str(harness.cwd))
+    try:
+        term.read_until(lambda s: "cluster test is up" in s)
+        harness.remember()
+        term.press(b"\x1a")  # Ctrl+Z: a ballot at alpha
+        term.read_until(lambda s: "the decree is" in s)
+        term.pump(0.5)  # the rest of the ballot's lines, if any were to come
+        screen = term.screen.decode()
+        assert "\x1b[" not in screen  # no colour although this is a terminal
+        assert "begins ballot 1.alpha" in screen and " -> " not in screen and " <- " not in screen
+        log = (harness.cwd / "data" / "alpha" / "priest.log").read_text()
+        assert " -> NextBallot(1.alpha)" in log  # priest.log keeps the messages
+        term.press(b"\x03")
+        term.wait_exit(15)
+        assert term.proc.returncode == 130
     finally:
         term.close()

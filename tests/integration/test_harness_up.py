@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.errors import RefusedError
 from harness.supervisor import control
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -36,22 +37,25 @@ def test_up_detach_status_down(harness) -> None:
     config = harness.config(4)
     up = harness.run("up", str(config), "--detach")
     assert up.returncode == 0, up.stderr
-    assert "is up: 4 priests" in up.stdout
+    assert "is up: 4 priests" in up.stdout and "flaw" not in up.stderr
     pids = harness.pids()
     assert sorted(pids) == ["alpha", "beta", "delta", "gamma", "supervisor"]
     priests = procs(pids[n] for n in ("alpha", "beta", "gamma", "delta"))
     # Each priest leads its own process group; all are children of the supervisor.
     assert all(os.getpgid(p.pid) == p.pid for p in priests)
     assert all(p.ppid() == pids["supervisor"] for p in priests)
-    # Every priest listens on its port once `up` has returned.
-    listening = {c.laddr.port for p in priests for c in p.net_connections(kind="udp4")}
-    ports = {int(line.split("port: ")[1].rstrip("}")) for line in config.read_text().splitlines()
-             if "port:" in line}
-    assert listening == ports
-
+    # Once `up` has returned, the relay listens on every configured port and
+    # each priest on a private port of its own behind it.
     status = harness.run("status", "--json")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
+    relay = psutil.Process(report["network"]["relay"])
+    assert relay.ppid() == pids["supervisor"] and os.getpgid(relay.pid) == relay.pid
+    listening = {c.laddr.port for p in priests for c in p.net_connections(kind="udp4")}
+    ports = {int(line.split("port: ")[1].rstrip("}")) for line in config.read_text().splitlines()
+             if "port:" in line}
+    assert {c.laddr.port for c in relay.net_connections(kind="udp4")} == ports
+    assert len(listening) == 4 and not listening & ports
     assert report["up"] and report["supervisor"] == pids["supervisor"]
     assert {p["priest"]: (p["pid"], p["state"]) for p in report["priests"]} == {
         n: (pids[n], "running") for n in ("alpha", "beta", "gamma", "delta")}
@@ -62,7 +66,7 @@ def test_up_detach_status_down(harness) -> None:
     sock = Path(harness.state()["socket"])
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
 
-    everyone = procs(pids.values())
+    everyone = procs([*pids.values(), relay.pid])
     down = harness.run("down")
     assert down.returncode == 0, down.stderr
     assert "is down" in down.stdout
@@ -148,7 +152,7 @@ def test_priests_exit_when_the_supervisor_is_sigkilled_and_up_clears_the_stale_s
     decree = harness.cwd / "data" / "alpha" / "decree.txt"
     harness.wait_until(decree.exists, what="a decree")
     os.kill(pids.pop("supervisor"), signal.SIGKILL)
-    gone, alive = psutil.wait_procs(procs(pids.values()), timeout=2.0)
+    _gone, alive = psutil.wait_procs(procs(pids.values()), timeout=2.0)
     assert not alive, f"priests outlived their supervisor by 2 s: {alive}"
 
     status = harness.run("status")
@@ -187,7 +191,7 @@ def test_only_a_subset_then_restart_the_rest_over_the_control_channel(harness) -
     result = control.request(sock, "restart", "delta")
     harness.remember()
     assert psutil.Process(result["pid"]).ppid() == harness.pids()["supervisor"]
-    with pytest.raises(control.RefusedError, match="running"):
+    with pytest.raises(RefusedError, match="running"):
         control.request(sock, "restart", "delta")
     delta = psutil.Process(result["pid"])
     assert control.request(sock, "kill", "delta")["outcome"].startswith("killed")
@@ -212,6 +216,7 @@ def test_fresh_removes_what_the_priests_wrote_and_nothing_else(harness) -> None:
     decree = data / "beta" / "decree.txt"
     harness.wait_until(decree.exists, what="a decree")
     assert harness.run("down").returncode == 0
+    key = (data / "cluster.key").read_text()  # made by the first priest the supervisor forked
 
     # Something that no priest writes in a priest's directory: refused, nothing removed.
     (data / "gamma" / "thesis.tex").write_text("years of work")
@@ -225,6 +230,9 @@ def test_fresh_removes_what_the_priests_wrote_and_nothing_else(harness) -> None:
     assert not decree.exists()
     assert (data / "photos" / "cat.jpg").read_text() == "meow"
     assert (data / "notes.txt").exists()
+    assert (data / "cluster.key").read_text() == key  # --fresh keeps the cluster's key
+    control.request(harness.state()["socket"], "ballot", "alpha")  # and the priests agree on it
+    harness.wait_until((data / "gamma" / "decree.txt").exists, what="a decree after --fresh")
     assert harness.run("down").returncode == 0
 
 
@@ -293,3 +301,26 @@ def test_status_into_a_closed_pipe_is_quiet(harness) -> None:
 def test_down_with_nothing_ever_brought_up_here_is_harmless(harness) -> None:
     down = harness.run("down")
     assert down.returncode == 0 and "nothing is up here" in down.stdout and down.stderr == ""
+
+
+def test_up_says_when_it_resumes_a_history_and_fresh_does_not(harness) -> None:
+    config = str(harness.config(3))
+    first = harness.run("up", config, "--detach", "--fresh")
+    assert first.returncode == 0 and "resuming" not in first.stdout
+    try:
+        assert harness.run("chaos", "--ballot", "alpha").returncode == 0
+        assert harness.run("verify", "--wait", "10").returncode == 0
+    finally:
+        assert harness.run("down").returncode == 0
+    decree = (harness.cwd / "data" / "alpha" / "decree.txt").read_text().strip()
+    again = harness.run("up", config, "--detach")
+    try:
+        assert again.returncode == 0, again.stderr
+        assert (f"resuming the history in {harness.cwd / 'data'}: decree {decree} (alpha, beta, gamma)"
+                in again.stdout), again.stdout
+        assert "--fresh" in again.stdout
+    finally:
+        assert harness.run("down").returncode == 0
+    fresh = harness.run("up", config, "--detach", "--fresh")
+    assert fresh.returncode == 0 and "resuming" not in fresh.stdout
+    assert harness.run("down").returncode == 0

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from node.config import load_config
+from node.config import Config, load_config
 from node.errors import StartupError
 from node.ledger import Ledger
 from node.runtime import Runtime
-from tests.integration.priests import REPO, Priests
+from tests.integration.priests import REPO, Priests, datagram, signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -105,20 +105,23 @@ def test_a_majority_crash_stops_progress_but_not_safety(cluster: Priests) -> Non
     assert len(set(held.values())) == 1 and None not in held.values()
 
 
-def _garbage(ports: list[int]) -> list[bytes]:
+def _garbage(config: Config) -> list[bytes]:
+    """Hostile datagrams: raw junk, unsigned JSON, and JSON signed with the key but wrong."""
     rng = random.Random(7)
     valid = {"v": 1, "cluster": "test", "type": "Success", "src": "beta", "ballot": [1, "beta"],
              "decree": 666}
     return [
         b"", b"\x00" * 64, bytes(rng.getrandbits(8) for _ in range(200)), b"{" * 400,
         b"x" * 70000, b"[]", b"null", b'{"v":1}',
-        json.dumps({**valid, "decree": "666"}).encode(),
-        json.dumps({**valid, "decree": True}).encode(),
-        json.dumps({**valid, "type": "Prepare"}).encode(),
-        json.dumps({**valid, "src": "mallory"}).encode(),
-        json.dumps({**valid, "cluster": "other"}).encode(),
-        json.dumps({**valid, "ballot": [-1, "beta"]}).encode(),
-        json.dumps(valid).encode(),  # forged: sent from a socket that is not beta's address
+        json.dumps(valid).encode(),  # no tag: forged by someone without the key
+        datagram(config, {**valid, "decree": "666"}),
+        datagram(config, {**valid, "decree": True}),
+        datagram(config, {**valid, "type": "Prepare"}),
+        datagram(config, {**valid, "src": "mallory"}),
+        datagram(config, {**valid, "cluster": "other"}),
+        datagram(config, {**valid, "ballot": [-1, "beta"]}),
+        signed(config, b"{" * 300), signed(config, b"\xff\xfe"),
+        datagram(config, valid),  # forged: sent from a socket that is not beta's address
     ]
 
 
@@ -130,9 +133,8 @@ def test_garbage_datagrams_leave_a_priest_alive_and_its_decree_unchanged(cluster
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     addr = cluster.config.address_of("gamma")
-    ports = [p.port for p in cluster.config.priests.values()]
     for _ in range(3):
-        for data in _garbage(ports):
+        for data in _garbage(cluster.config):
             try:
                 sock.sendto(data, addr)
             except OSError:
@@ -143,8 +145,10 @@ def test_garbage_datagrams_leave_a_priest_alive_and_its_decree_unchanged(cluster
     assert cluster.decree("gamma") == held["gamma"]
     events = (cluster.config.priest_dir("gamma") / "events.jsonl").read_text()
     dropped = [json.loads(line) for line in events.splitlines() if '"dropped"' in line]
-    reasons = " ".join(str(e["reason"]) for e in dropped)
-    assert "forged sender" in reasons and "unknown sender" in reasons and "not JSON" in reasons
+    reasons = {str(e["reason"]) for e in dropped}
+    assert {"forged_sender", "unknown_sender", "not_json", "bad_tag"} <= reasons, reasons
+    details = " ".join(str(e["detail"]) for e in dropped)
+    assert "forged sender" in details and "unknown sender" in details and "not JSON" in details
     # and it still takes part in a ballot
     cluster.ballot("gamma")
     time.sleep(0.2)
@@ -209,7 +213,7 @@ def test_a_refused_runtime_releases_its_port_and_lock(make_config) -> None:
     config = load_config(make_config(3))
     (config.priest_dir("alpha") / "priest.log").mkdir(parents=True)
     fds = set(os.listdir("/proc/self/fd"))
-    with pytest.raises(StartupError, match="priest.log"):
+    with pytest.raises(StartupError, match=r"priest\.log"):
         Runtime(config, "alpha", out=io.StringIO(), color=False)
     assert set(os.listdir("/proc/self/fd")) <= fds  # every descriptor it opened is closed
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -234,3 +238,18 @@ def test_the_largest_decree_can_be_proposed(cluster: Priests) -> None:
     cluster.start("gamma", "--propose", str(2**63 - 1))
     cluster.ballot("gamma")
     assert cluster.wait_decrees(["alpha", "gamma"]) == {"alpha": 2**63 - 1, "gamma": 2**63 - 1}
+
+
+def test_quiet_shows_the_steps_but_not_the_messages(cluster: Priests, tmp_path: Path) -> None:
+    cluster.start("alpha", "--quiet")
+    for name in ("beta", "gamma"):
+        cluster.start(name)
+    cluster.ballot("alpha")
+    assert cluster.wait_decrees(["alpha", "beta", "gamma"])["alpha"] is not None
+    cluster.stop_all()
+    shown = (tmp_path / "alpha.out").read_text()
+    logged = cluster.config.priest_dir("alpha").joinpath("priest.log").read_text()
+    assert "begins ballot 1.alpha" in shown and "the decree is" in shown
+    assert " -> " not in shown and " <- " not in shown
+    assert " -> NextBallot(1.alpha)" in logged and " <- " in logged  # the log keeps everything
+    assert " -> " in (tmp_path / "beta.out").read_text()  # without --quiet, messages show

@@ -20,23 +20,25 @@ from hypothesis import strategies as st
 from harness import cli
 from harness.chaos.executor import Executor, Live, load_schedule
 from harness.chaos.plan import (
-    DOWN,
     HEAL,
-    PAUSED,
-    RUNNING,
+    WINDOW,
+    WINDOW_NOTE,
     Plan,
     ScheduleError,
     Step,
-    describe,
+    describe_plan,
     parse_schedule,
+    plan_from_args,
     plan_random,
     steps_from_args,
 )
 from harness.errors import NotUpError, RefusedError, UnknownPriestError, UsageError
-from harness.supervisor.core import NOT_STARTED, PriestProc, Supervisor
+from harness.supervisor.actions import State
+from harness.supervisor.core import PriestProc, Supervisor
 from harness.verbs import chaos as chaos_verb
 from tests.conftest import priest_names, write_config
 
+RUNNING, PAUSED, NOT_STARTED, KILLED = State.RUNNING, State.PAUSED, State.NOT_STARTED, State.KILLED
 FOUR = ["alpha", "beta", "gamma", "delta"]
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "chaos"
 
@@ -67,21 +69,37 @@ class FakeLauncher:
         return {p.name: self.ending.pop(p.name) for p in procs if p.name in self.ending}
 
 
+class FakeNetwork:
+    """A relay that takes every change and remembers it."""
+
+    def __init__(self) -> None:
+        self.sets: list[tuple[Any, int | None]] = []
+
+    def set(self, faults: Any, seed: int | None) -> str:
+        self.sets.append((faults, seed))
+        return ""
+
+    def status(self) -> dict[str, Any]:
+        return {"relay": 99, "state": "running", "totals": None, "links": {}}
+
+
 def supervisor(names: Sequence[str], states: Mapping[str, str] | None = None) -> Supervisor:
-    """A Supervisor whose priests are in `states` (running/paused/down; default running)."""
-    sup = Supervisor(names, FakeLauncher(), clock=lambda: 0.0)
+    """A Supervisor whose priests are in `states` (default running; killed ones are killed)."""
+    sup = Supervisor(names, FakeLauncher(), clock=lambda: 0.0, network=FakeNetwork())
     states = states or {}
-    started = [n for n in names if states.get(n, RUNNING) != DOWN]
-    sup.start(started)
-    for name in started:
+    sup.start([n for n in names if states.get(n, RUNNING) != NOT_STARTED])
+    for name in names:
         if states.get(name) == PAUSED:
             sup.act("pause", name)
+        elif states.get(name) == KILLED:
+            sup.act("kill", name)
     return sup
 
 
 def replay(plan_steps: Sequence[Step], sup: Supervisor) -> list[dict[str, Any]]:
     """Apply every step to the supervisor; RefusedError at the first it does not accept."""
-    return [sup.act(step.action, step.priest) for step in plan_steps]
+    return [sup.act_network(step.action, step.value, step.seed) if not step.priest
+            else sup.act(step.action, step.priest) for step in plan_steps]
 
 
 def states_of(sup: Supervisor) -> dict[str, str]:
@@ -95,10 +113,10 @@ def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
     names = priest_names(5)
     first = plan_random(names, 7, 10.0, 3.0)
     assert plan_random(names, 7, 10.0, 3.0) == first
-    assert describe(plan_random(names, 7, 10.0, 3.0)) == describe(first)
+    assert describe_plan(plan_random(names, 7, 10.0, 3.0)) == describe_plan(first)
     others = {plan_random(names, seed, 10.0, 3.0).steps for seed in range(8, 18)}
     assert first.steps not in others and len(others) == 10
-    assert first.seed == 7 and any(str(7) in line for line in describe(first)[:1])
+    assert first.seed == 7 and any(str(7) in line for line in describe_plan(first)[:1])
 
 
 def test_a_plan_mixes_every_kind_of_fault_at_about_the_rate_asked() -> None:
@@ -118,7 +136,7 @@ def test_every_planned_step_is_one_the_supervisor_accepts_and_the_plan_heals(
         n: int, seed: int, rate: float, duration: float, majority_loss: bool,
         data: st.DataObject) -> None:
     names = priest_names(n)
-    initial = {name: data.draw(st.sampled_from([RUNNING, PAUSED, DOWN])) for name in names}
+    initial = {name: data.draw(st.sampled_from([RUNNING, PAUSED, KILLED, NOT_STARTED])) for name in names}
     plan = plan_random(names, seed, duration, rate, initial=initial,
                        allow_majority_loss=majority_loss)
     sup = supervisor(names, initial)
@@ -155,7 +173,7 @@ def test_with_majority_loss_the_nemesis_may_take_a_majority_down() -> None:
 
 def test_the_heal_restarts_the_down_resumes_the_paused_then_one_ballot() -> None:
     names = FOUR
-    plan = plan_random(names, 1, 0.001, 0.001, initial={"alpha": DOWN, "beta": PAUSED})
+    plan = plan_random(names, 1, 0.001, 0.001, initial={"alpha": KILLED, "beta": PAUSED})
     assert [(s.action, s.priest) for s in plan.steps[:-1]] == [("restart", "alpha"),
                                                               ("resume", "beta")]
     assert plan.steps[-1].action == "ballot" and plan.steps[-1].priest in names
@@ -231,9 +249,10 @@ BAD_SCHEDULES = [
     ([{"at": True, "kill": "alpha"}], "s.yaml: entry 1: at: must be a number"),
     ([{"at": float("nan"), "kill": "alpha"}], "entry 1: at: must be a number"),
     ([{"at": 0}], "s.yaml: entry 1: needs exactly one action"),
-    ([{"at": 0, "kill": "alpha", "pause": "beta"}], "entry 1: needs exactly one action "
-                                                    "(ballot, kill, stop, pause, resume, restart)"
-                                                    ", found kill, pause"),
+    ([{"at": 0, "kill": "alpha", "pause": "beta"}], ("entry 1: needs exactly one action "
+                                                    "(ballot, kill, stop, pause, resume, restart, "
+                                                    "partition, isolate, drop, duplicate, delay, "
+                                                    "heal), found kill, pause")),
     ([{"at": 0, "explode": "alpha"}], "s.yaml: entry 1: explode: unknown key"),
     ([{"at": 0, "kill": 3}], "s.yaml: entry 1: kill: must be a priest's name"),
     ([{"at": 0, "kill": "alpha", "note": 5}], "s.yaml: entry 1: note: must be text"),
@@ -284,21 +303,23 @@ def test_schedule_files_that_cannot_be_read(text: str | None, message: str,
 SHIPPED_FILES = sorted(p.name for p in SHIPPED.glob("*.yaml"))
 
 
-def test_the_five_schedules_are_shipped() -> None:
-    assert SHIPPED_FILES == ["crash-during-ballot.yaml", "demo.yaml", "majority-crash.yaml",
+def test_the_schedules_are_shipped() -> None:
+    assert SHIPPED_FILES == ["bound-by-vote.yaml", "crash-during-ballot.yaml", "demo.yaml",
+                             "duel.yaml", "majority-crash.yaml", "partition.yaml",
                              "pause-proposer.yaml", "rolling-restart.yaml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED_FILES)
 def test_each_shipped_schedule_is_accepted_step_by_step_by_the_supervisor(name: str) -> None:
-    steps = load_schedule(str(SHIPPED / name), FOUR)
+    text = (SHIPPED / name).read_text()
+    names = priest_names(5) if "# priests: 5" in text else FOUR
+    steps = load_schedule(str(SHIPPED / name), names)
     # The demo starts with delta not started (`up --only alpha,beta,gamma`).
-    sup = supervisor(FOUR, {"delta": DOWN} if name == "demo.yaml" else None)
+    sup = supervisor(names, {"delta": NOT_STARTED} if name == "demo.yaml" else None)
     if name == "demo.yaml":
         assert states_of(sup)["delta"] == NOT_STARTED
     replay(steps, sup)
-    assert set(states_of(sup).values()) == {"running"}
-    assert steps[-1].action == "ballot"
+    assert set(states_of(sup).values()) == {"running"}  # every priest back: it can converge
 
 
 def test_a_schedule_that_makes_no_sense_is_refused_by_the_supervisor() -> None:
@@ -326,7 +347,8 @@ class Fake:
         assert seconds > 0
         self.now += seconds
 
-    def send(self, action: str, priest: str) -> dict[str, Any]:
+    def send(self, step: Step) -> dict[str, Any]:
+        action, priest = step.action, step.priest
         self.sent.append((round(self.now - 100.0, 6), action, priest))
         self.now += 0.01  # each request takes a moment
         if (action, priest) in self.refuse:
@@ -349,6 +371,19 @@ def test_the_executor_applies_each_step_at_its_time_in_order() -> None:
     assert times[0] == 0.0 and times[1] == pytest.approx(0.01)  # behind time: at once
     assert times[2] == pytest.approx(1.5) and times[3] == pytest.approx(1.51)
     assert all(r.ok and r.pid == 42 for r in results)
+
+
+def test_a_trailing_sleep_is_waited_out_and_shown() -> None:
+    args = parse("--ballot", "alpha", "--sleep", "2", "--ballot", "beta", "--sleep", "1.5")
+    plan = plan_from_args(args.steps, FOUR, "four.yaml")
+    assert [s.at for s in plan.steps] == [0.0, 2.0] and plan.span == 3.5
+    assert "over 3.5 s" in describe_plan(plan)[0] and "+3.500s" in describe_plan(plan)[-1]
+    fake = Fake()
+    Executor(fake.send, clock=fake.clock, sleep=fake.sleep).run(plan)
+    assert fake.now - 100.0 >= 3.5  # the command returns only once the sleep is over
+    fake = Fake({("ballot", "alpha"): RefusedError("no")})  # a refusal ends the run at once
+    Executor(fake.send, clock=fake.clock, sleep=fake.sleep).run(plan)
+    assert fake.now - 100.0 < 1.0
 
 
 def test_the_executor_stops_at_a_refusal_unless_told_to_keep_going() -> None:
@@ -419,7 +454,7 @@ def test_a_dry_run_prints_the_plan_needs_no_cluster_and_records_nothing(
     schedule = tmp_path / "s.yaml"
     schedule.write_text(yaml.safe_dump([{"at": 0, "kill": "epsilon"}, {"at": 1, "ballot": "beta"}]))
     assert chaos_verb.run(parse(config, "--schedule", str(schedule), "--dry-run")) == 0
-    assert "kill     epsilon" in capsys.readouterr().out
+    assert "kill       epsilon" in capsys.readouterr().out
 
 
 def test_without_a_running_cluster_the_verb_says_so(tmp_path: Path, monkeypatch) -> None:
@@ -430,3 +465,20 @@ def test_without_a_running_cluster_the_verb_says_so(tmp_path: Path, monkeypatch)
     assert "is not up" in str(e.value) and "up" in str(e.value) and e.value.exit_status == 1
     with pytest.raises(UnknownPriestError):  # a name error wins: nothing is checked twice
         chaos_verb.run(parse(config, "--kill", "omega"))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_random_plan_opens_with_the_decision_contended_and_faulted(seed: int) -> None:
+    plan = plan_random(priest_names(5), seed, 5.0, 2.0)
+    window = [s for s in plan.steps if s.at <= WINDOW and s.note == WINDOW_NOTE]
+    ballots = [s.priest for s in window if s.action == "ballot"]
+    assert len(ballots) >= 2 and len(set(ballots)) == len(ballots)  # contending proposers
+    assert any(s.action != "ballot" for s in window)  # and faults among them
+    assert plan.steps[0].note == WINDOW_NOTE and plan.window == WINDOW
+    assert "decision window" in describe_plan(plan)[1]
+    assert not any(s.note == WINDOW_NOTE for s in plan.steps if s.at > WINDOW)
+
+
+def test_a_plan_too_short_for_a_window_has_none() -> None:
+    plan = plan_random(priest_names(5), 1, 0.5, 2.0)
+    assert plan.window == 0.0 and not any(s.note == WINDOW_NOTE for s in plan.steps)

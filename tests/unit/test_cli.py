@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.errors import ControlError, NotUpError, RefusedError, UnknownPriestError, UsageError
+from harness.chaos.plan import ScheduleError
+from harness.errors import (
+    CODES,
+    ControlError,
+    NotUpError,
+    RefusedError,
+    UsageError,
+    UserError,
+    from_wire,
+    to_wire,
+)
 from harness.supervisor import cluster, control
 from harness.supervisor.state import (
     CURRENT,
@@ -87,7 +97,7 @@ def test_only_keeps_config_order_and_names_unknown_priests(here: Path) -> None:
     config = load_config(write_config(here, 4))
     assert cluster.select_priests(config, "gamma, alpha") == ["alpha", "gamma"]
     assert cluster.select_priests(config, None) == ["alpha", "beta", "gamma", "delta"]
-    with pytest.raises(UsageError, match="'omega'.*known: alpha, beta, gamma, delta"):
+    with pytest.raises(UsageError, match=r"'omega'.*known: alpha, beta, gamma, delta"):
         cluster.select_priests(config, "alpha,omega")
     with pytest.raises(UsageError, match="at least one"):
         cluster.select_priests(config, " , ")
@@ -295,6 +305,18 @@ def test_a_data_dir_that_is_a_file(here: Path, capsys, argv: list[str]) -> None:
     assert status in (1, 2) and one_line(err, "data", "not a directory"), err
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_verify_names_a_priest_directory_that_is_a_file(here: Path, capsys,
+                                                        as_json: bool) -> None:
+    (here / "c.yaml").write_text("data_dir: data\npriests:\n  alpha: {port: 7001}\n"
+                                 "  beta: {port: 7002}\n")
+    (here / "data" / "alpha").mkdir(parents=True)
+    (here / "data" / "beta").write_text("a file where beta's directory belongs")
+    argv = ["verify", "c.yaml", "--json"] if as_json else ["verify", "c.yaml"]
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == "" and one_line(err, "data/beta", "not a directory"), err
+
+
 def test_logs_that_is_a_file(here: Path, capsys) -> None:
     path = write_config(here, 2)
     (here / "logs").write_text("a file")
@@ -412,12 +434,28 @@ def test_a_request_gets_its_answer(tmp_path: Path) -> None:
     assert t.seen == [{"op": "pause", "priest": "beta"}]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("status, error", [(1, RefusedError), (2, UnknownPriestError)])
-def test_a_refusal_becomes_the_matching_error(tmp_path: Path, status: int, error: type) -> None:
-    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no", "exit_status": status})
-    with pytest.raises(error, match="no"):
+@pytest.mark.parametrize("code, error", sorted(CODES.items()))
+def test_an_error_code_becomes_the_same_class_again(tmp_path: Path, code: str,
+                                                   error: type[UserError]) -> None:
+    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no", "code": code})
+    with pytest.raises(error, match=r"^no$") as e:
         control.request(tmp_path / "c.sock", "kill", "delta")
     t.join()
+    assert type(e.value) is error and e.value.exit_status == error.exit_status
+
+
+def test_every_error_of_the_harness_round_trips_through_its_code() -> None:
+    for code, cls in CODES.items():
+        sent = from_wire({"ok": False, "code": code, "error": f"{code} happened", "pid": 9})
+        assert type(sent) is cls
+        answer = json.loads(json.dumps(to_wire(sent)))
+        assert answer["code"] == code
+        back = from_wire(answer)
+        assert type(back) is cls and str(back) == f"{code} happened"
+    # A subclass the table does not name travels as its nearest named ancestor.
+    assert to_wire(ScheduleError("s.yaml", 1, "at", "bad"))["code"] == "usage"
+    # An answer with an unknown code (another version's supervisor) is a ControlError.
+    assert type(from_wire({"ok": False, "code": "martian", "error": "?"})) is ControlError
 
 
 def test_a_malformed_request_is_answered_with_an_error(tmp_path: Path) -> None:
@@ -460,7 +498,7 @@ def test_a_supervisor_that_takes_no_request_is_a_control_error(tmp_path: Path) -
     with socket.socket(socket.AF_UNIX) as frozen:
         frozen.bind(str(tmp_path / "c.sock"))
         frozen.listen(1)
-        with pytest.raises(ControlError, match="did not take the request within 0.2 s"):
+        with pytest.raises(ControlError, match=r"did not take the request within 0\.2 s"):
             control.request(tmp_path / "c.sock", "down", ack_timeout=0.2)
 
 
@@ -489,7 +527,7 @@ def test_a_request_once_taken_may_take_longer_than_the_ack_timeout(tmp_path: Pat
 
 
 def test_a_refusal_carries_the_pid_it_names(tmp_path: Path) -> None:
-    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no (pid 7)", "exit_status": 1,
+    t = serve_once(tmp_path / "c.sock", {"ok": False, "error": "no (pid 7)", "code": "refused",
                                          "pid": 7})
     with pytest.raises(RefusedError) as e:
         control.request(tmp_path / "c.sock", "kill", "delta")
@@ -502,3 +540,11 @@ def test_nobody_listening_is_not_up(tmp_path: Path) -> None:
         control.request(tmp_path / "none.sock", "status")
     with pytest.raises(ControlError, match="not JSON"):
         control.decode_request(b"{")
+
+
+def test_verify_with_no_cluster_to_check_is_its_own_status_not_a_violation(here: Path,
+                                                                           capsys) -> None:
+    status, out, err = run(capsys, "verify")
+    assert status == 5 and out == "" and err.count("\n") == 1 and "logs/current.json" in err
+    status, out, _ = run(capsys, "verify", str(write_config(here, 3)))  # nothing ran here
+    assert status == 5 and "NOTHING TO CHECK (exit 5)" in out

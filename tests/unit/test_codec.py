@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.codec import MAX_DATAGRAM, Codec, DatagramError
+from node.codec import MAX_DATAGRAM, Codec, DatagramError, DropReason
 from node.config import NAME_RE
+from node.flaws import FLAWED_BALLOT_PRIEST
 from node.messages import (
     MAX_DECREE,
     MAX_ROUND,
@@ -30,27 +31,27 @@ from node.messages import (
     Vote,
     Voted,
 )
-from node.synod import FLAWED_BALLOT_PRIEST
 
 ADDRESSES = {"alpha": ("127.0.0.1", 7101), "beta": ("127.0.0.1", 7102),
              "gamma": ("127.0.0.1", 7103)}
-CODEC = Codec("four", ADDRESSES)
+KEY = bytes(range(32))
+CODEC = Codec("four", ADDRESSES, key=KEY)
 B3 = Ballot(3, "alpha")
 
 EXAMPLES: list[tuple[Message, str]] = [
     (NextBallot("alpha", B3),
      '{"v":1,"cluster":"four","type":"NextBallot","src":"alpha","ballot":[3,"alpha"]}'),
     (LastVote("beta", B3, Vote(Ballot(2, "gamma"), 2002)),
-     '{"v":1,"cluster":"four","type":"LastVote","src":"beta","ballot":[3,"alpha"],'
-     '"vote":{"ballot":[2,"gamma"],"decree":2002}}'),
+     ('{"v":1,"cluster":"four","type":"LastVote","src":"beta","ballot":[3,"alpha"],'
+     '"vote":{"ballot":[2,"gamma"],"decree":2002}}')),
     (BeginBallot("alpha", B3, 2002),
-     '{"v":1,"cluster":"four","type":"BeginBallot","src":"alpha","ballot":[3,"alpha"],'
-     '"decree":2002}'),
+     ('{"v":1,"cluster":"four","type":"BeginBallot","src":"alpha","ballot":[3,"alpha"],'
+     '"decree":2002}')),
     (Voted("beta", B3),
      '{"v":1,"cluster":"four","type":"Voted","src":"beta","ballot":[3,"alpha"]}'),
     (Success("alpha", B3, 2002),
-     '{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-     '"decree":2002}'),
+     ('{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+     '"decree":2002}')),
 ]
 
 
@@ -62,12 +63,19 @@ def obj(**changes: Any) -> dict[str, Any]:
 
 
 def raw(o: object) -> bytes:
+    """The JSON bytes of a datagram, without its tag."""
     return json.dumps(o, separators=(",", ":")).encode()
 
 
-def reason_of(data: bytes, addr: tuple[str, int] | None = None) -> str:
+def signed(body: bytes) -> bytes:
+    """A datagram of `body` with the right tag: what a peer holding the key sends."""
+    return CODEC.sign(body)
+
+
+def reason_of(body: bytes, addr: tuple[str, int] | None = None) -> str:
+    """Why `body`, correctly signed, is refused."""
     with pytest.raises(DatagramError) as info:
-        CODEC.decode(data, addr)
+        CODEC.decode(signed(body), addr)
     return info.value.reason
 
 
@@ -78,8 +86,8 @@ def reason_of(data: bytes, addr: tuple[str, int] | None = None) -> str:
 def test_each_message_type_matches_the_documented_bytes_and_round_trips(
     message: Message, text: str
 ) -> None:
-    assert CODEC.encode(message) == text.encode()
-    assert CODEC.decode(text.encode(), ADDRESSES[message.src]) == message
+    assert CODEC.encode(message) == signed(text.encode())
+    assert CODEC.decode(signed(text.encode()), ADDRESSES[message.src]) == message
 
 
 def test_a_last_vote_for_a_priest_that_never_voted_round_trips() -> None:
@@ -92,7 +100,7 @@ def test_a_last_vote_for_a_priest_that_never_voted_round_trips() -> None:
 def test_the_largest_legal_message_fits_in_a_datagram() -> None:
     name = "z" * 32
     assert NAME_RE.match(name)
-    codec = Codec("c" * 32, {name: ("127.255.255.255", 65535)})
+    codec = Codec("c" * 32, {name: ("127.255.255.255", 65535)}, key=KEY)
     big = Ballot(MAX_ROUND, name)
     for decree in (MIN_DECREE, MAX_DECREE):
         for message in (LastVote(name, big, Vote(big, decree)), BeginBallot(name, big, decree),
@@ -135,7 +143,8 @@ def test_the_largest_legal_message_fits_in_a_datagram() -> None:
          "vote decree: expected an int, got bool"),
         (raw(obj(ballot=[0, ""])), "ballot round: 0 out of range"),
         (raw(obj(ballot=[-1, "alpha"])), "ballot round: -1 out of range"),
-        (raw(obj(ballot=[MAX_ROUND + 1, "alpha"])), "ballot round: 4611686018427387905 out of"),
+        (raw(obj(ballot=[MAX_ROUND + 1, "alpha"])), f"ballot round: {MAX_ROUND + 1} out of"),
+        (raw(obj(ballot=[2**62, "alpha"])), "ballot round: 4611686018427387904 out of"),
         (raw(obj(ballot=[3])), "ballot: expected [round, priest]"),
         (raw(obj(ballot={"round": 3})), "ballot: expected [round, priest]"),
         (raw(obj(ballot=[3, "mallory"])), "ballot: unknown ballot priest 'mallory'"),
@@ -144,14 +153,14 @@ def test_the_largest_legal_message_fits_in_a_datagram() -> None:
         (raw(obj(vote={"ballot": [0, "alpha"], "decree": 0})), "ballot zero must be"),
         (raw(obj(vote=[2, "gamma", 7])), "vote: expected an object"),
         (raw(obj(vote={"ballot": [2, "gamma"], "decree": MAX_DECREE + 1})), "vote decree: 9223"),
-        (b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-         b'"decree":-9223372036854775809}', "decree: -9223372036854775809 out of range"),
-        (b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-         b'"decree":NaN}', "NaN is not a number here"),
-        (b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-         b'"decree":-Infinity}', "-Infinity is not a number here"),
-        (b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
-         b'"decree":1e400}', "decree: expected an int, got float"),
+        ((b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+         b'"decree":-9223372036854775809}'), "decree: -9223372036854775809 out of range"),
+        ((b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+         b'"decree":NaN}'), "NaN is not a number here"),
+        ((b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+         b'"decree":-Infinity}'), "-Infinity is not a number here"),
+        ((b'{"v":1,"cluster":"four","type":"Success","src":"alpha","ballot":[3,"alpha"],'
+         b'"decree":1e400}'), "decree: expected an int, got float"),
         (b'{"v":1,"cluster":"four","type":"Voted","src":"alpha","src":"beta","ballot":[3,"alpha"]}',
          "duplicate key 'src'"),
     ],
@@ -169,8 +178,8 @@ def test_round_zero_in_a_next_ballot_is_refused() -> None:
 def test_too_large_is_checked_before_parsing() -> None:
     assert "too large" in reason_of(b"\xff" * (MAX_DATAGRAM + 1))
     # Exactly the limit is allowed.
-    padded = raw(obj()).ljust(MAX_DATAGRAM, b" ")
-    assert CODEC.decode(padded) == EXAMPLES[1][0]
+    padded = signed(raw(obj()).ljust(MAX_DATAGRAM - 65, b" "))
+    assert len(padded) == MAX_DATAGRAM and CODEC.decode(padded) == EXAMPLES[1][0]
 
 
 def test_a_forged_source_address_is_refused() -> None:
@@ -180,7 +189,38 @@ def test_a_forged_source_address_is_refused() -> None:
     assert "127.0.0.1:5555" in reason and "beta" in reason
     assert "forged sender" in reason_of(data, ADDRESSES["alpha"])
     assert "forged sender" in reason_of(data, ("127.0.0.2", 7102))
-    assert CODEC.decode(data, ADDRESSES["beta"]) == EXAMPLES[1][0]
+    assert CODEC.decode(signed(data), ADDRESSES["beta"]) == EXAMPLES[1][0]
+
+
+@pytest.mark.parametrize(("data", "kind"), [
+    (b" " * (MAX_DATAGRAM - 2) + raw(obj()), DropReason.TOO_LARGE),
+    (b'{"v":1,"cluster":"f\xffour"}', DropReason.NOT_JSON),
+    (b"[1, 2]", DropReason.NOT_JSON),
+    (raw(obj(v=2)), DropReason.BAD_VERSION),
+    (raw(obj(cluster="three")), DropReason.OTHER_CLUSTER),
+    (raw(obj(type="Prepare")), DropReason.UNKNOWN_TYPE),
+    (raw(obj(src="mallory")), DropReason.UNKNOWN_SENDER),
+    (raw(obj(extra=1)), DropReason.MALFORMED),
+    (raw(obj(ballot=[2**62, "alpha"])), DropReason.MALFORMED),
+])
+def test_a_refusal_carries_one_of_the_fixed_reasons(data: bytes, kind: DropReason) -> None:
+    with pytest.raises(DatagramError) as info:
+        CODEC.decode(signed(data))
+    assert info.value.kind is kind
+
+
+def test_a_forged_sender_is_its_own_reason() -> None:
+    with pytest.raises(DatagramError) as info:
+        CODEC.decode(signed(raw(obj())), ("127.0.0.1", 5555))
+    assert info.value.kind is DropReason.FORGED_SENDER
+
+
+@given(st.binary(max_size=600), st.booleans())
+def test_every_refusal_has_a_fixed_reason(data: bytes, sign: bool) -> None:
+    try:
+        CODEC.decode(signed(data) if sign else data)
+    except DatagramError as exc:
+        assert isinstance(exc.kind, DropReason)
 
 
 def test_a_reason_quotes_a_long_peer_value_only_briefly() -> None:
@@ -259,14 +299,14 @@ def test_every_valid_message_round_trips(message: Message) -> None:
     assert CODEC.decode(data, ADDRESSES[message.src]) == message
 
 
-@given(st.binary(max_size=MAX_DATAGRAM + 8))
-def test_arbitrary_bytes_decode_or_raise_datagram_error(data: bytes) -> None:
-    decode_outcome(data)
+@given(st.binary(max_size=MAX_DATAGRAM + 8), st.booleans())
+def test_arbitrary_bytes_decode_or_raise_datagram_error(data: bytes, sign: bool) -> None:
+    decode_outcome(signed(data) if sign else data)
 
 
 @given(json_values)
 def test_arbitrary_json_decodes_or_raises_datagram_error(value: object) -> None:
-    decode_outcome(json.dumps(value).encode())
+    decode_outcome(signed(json.dumps(value).encode()))
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
@@ -276,7 +316,9 @@ def test_arbitrary_json_decodes_or_raises_datagram_error(value: object) -> None:
 def test_mutated_bytes_of_a_valid_datagram_decode_or_raise(
     message: Message, edits: list[tuple[int, int, str]]
 ) -> None:
-    data = bytearray(CODEC.encode(message))
+    # Mutate the JSON and sign the result (a peer with the key), or mutate a signed datagram.
+    resign = edits[0][1] % 2 == 0
+    data = bytearray(CODEC.encode(message)[:-65] if resign else CODEC.encode(message))
     for position, byte, how in edits:
         i = position % (len(data) + 1)
         if how == "insert":
@@ -286,14 +328,14 @@ def test_mutated_bytes_of_a_valid_datagram_decode_or_raise(
                 data[i] = byte
             else:
                 del data[i]
-    decode_outcome(bytes(data), ADDRESSES[message.src])
+    decode_outcome(signed(bytes(data)) if resign else bytes(data), ADDRESSES[message.src])
 
 
 @given(messages, st.data())
 def test_mutated_fields_of_a_valid_datagram_decode_or_raise(
     message: Message, data: st.DataObject
 ) -> None:
-    o = json.loads(CODEC.encode(message))
+    o = json.loads(CODEC.encode(message)[:-65])
     target = o["vote"] if "vote" in o and data.draw(st.booleans()) else o
     how = data.draw(st.sampled_from(["replace", "delete", "add"]))
     if how == "delete":
@@ -302,7 +344,7 @@ def test_mutated_fields_of_a_valid_datagram_decode_or_raise(
         target["extra"] = data.draw(json_values)
     else:
         target[data.draw(st.sampled_from(sorted(target)))] = data.draw(json_values)
-    outcome = decode_outcome(json.dumps(o).encode(), ADDRESSES[message.src])
+    outcome = decode_outcome(signed(json.dumps(o).encode()), ADDRESSES[message.src])
     if how != "replace":
         assert outcome is None  # a missing or extra key is never accepted
 
@@ -312,3 +354,37 @@ def test_success_from_a_restarted_priest_may_carry_ballot_zero() -> None:
     message = Success("alpha", ZERO, 7)
     assert CODEC.decode(CODEC.encode(message)) == message
     assert NextBallot("alpha", ZERO) != CODEC.decode(CODEC.encode(NextBallot("alpha", B3)))
+
+
+# --- the tag ---------------------------------------------------------------------
+
+
+def test_a_datagram_without_its_tag_or_with_a_wrong_one_is_refused() -> None:
+    body = EXAMPLES[4][1].encode()  # a Success
+    good = signed(body)
+    other_key = Codec("four", ADDRESSES, key=bytes(32)).sign(body)
+    flipped = good[:-1] + (b"0" if good[-1:] != b"0" else b"1")
+    upper = body + b" " + CODEC.tag(body).upper()
+    for data in (body, body + b" ", other_key, flipped, upper, good[:-1], b" " + good,
+                 signed(body)[:-65] + b"\n" + CODEC.tag(body)):
+        with pytest.raises(DatagramError) as info:
+            CODEC.decode(data)
+        assert info.value.kind in (DropReason.BAD_TAG, DropReason.NOT_JSON), data
+    assert CODEC.decode(good) == EXAMPLES[4][0]
+
+
+def test_the_tag_covers_every_byte_of_the_body() -> None:
+    body = EXAMPLES[2][1].encode()
+    tag = CODEC.tag(body)
+    for i in range(len(body)):
+        changed = body[:i] + bytes([body[i] ^ 1]) + body[i + 1:]
+        with pytest.raises(DatagramError) as info:
+            CODEC.decode(changed + b" " + tag)
+        assert info.value.kind is DropReason.BAD_TAG
+
+
+def test_another_clusters_key_never_verifies_here() -> None:
+    theirs = Codec("four", ADDRESSES, key=b"\x01" * 32)
+    with pytest.raises(DatagramError) as info:
+        CODEC.decode(theirs.encode(EXAMPLES[0][0]))
+    assert info.value.kind is DropReason.BAD_TAG

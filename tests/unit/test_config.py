@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import MAX_PRIESTS, load_config, load_yaml
+from node.config import MAX_PRIESTS, load_config, load_yaml, parse_config
 from node.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -154,3 +154,17 @@ def test_load_yaml_parses_and_maps_errors(tmp_path: Path) -> None:
     path.write_text("a: [1,\n")
     with pytest.raises(ConfigError, match=r"plan\.yaml: not valid YAML at line"):
         load_yaml(path)
+
+
+def test_key_file_is_relative_to_the_config_files_directory(tmp_path: Path) -> None:
+    raw = {"priests": {"alpha": {"port": 7101}}, "key_file": "keys/k.key"}
+    config = parse_config(raw, str(tmp_path / "conf" / "c.yaml"))
+    assert config.key_file == tmp_path / "conf" / "keys" / "k.key"
+    assert parse_config({**raw, "key_file": "/abs/k.key"}, "c.yaml").key_file == Path("/abs/k.key")
+    assert parse_config({"priests": {"alpha": {"port": 7101}}}, "c.yaml").key_file is None
+
+
+@pytest.mark.parametrize("bad", [5, "", "keys/", ["k"], "a\0b"])
+def test_a_bad_key_file_is_a_config_error_naming_the_key(bad: object) -> None:
+    with pytest.raises(ConfigError, match="key_file"):
+        parse_config({"priests": {"alpha": {"port": 7101}}, "key_file": bad}, "c.yaml")

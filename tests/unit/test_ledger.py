@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from node.ledger import (
     atomic_write_text,
     decode_record,
     encode_record,
+    parse_decree,
+    parse_decree_text,
     parse_vote,
     read_ledger,
 )
@@ -30,9 +33,9 @@ from node.messages import (
     ZERO,
     Ballot,
     LedgerState,
+    ProtocolBug,
     Vote,
 )
-from node.synod import ProtocolBug
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_-]{0,31}", fullmatch=True) | st.just("*")
 BALLOTS = st.just(ZERO) | st.builds(Ballot, st.integers(1, MAX_ROUND), NAMES)
@@ -254,7 +257,8 @@ def test_leftover_temp_files_are_removed_on_open(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "abc\n", "12", "1 2\n", "+12\n", " 12\n", "12\n\n",
-                                  "１２\n", "1_000\n", "9223372036854775808\n"])
+                                  "１２\n", "1_000\n", "9223372036854775808\n", "012\n",
+                                  "-0\n", "-012\n", "00\n", "12 \n", "12\r\n"])
 def test_malformed_decree_file_is_an_error_naming_it(tmp_path: Path, text: str) -> None:
     (tmp_path / DECREE).write_text(text)
     with pytest.raises(LedgerError, match=DECREE):
@@ -355,7 +359,25 @@ def test_unusable_ledger_releases_the_lock(tmp_path: Path) -> None:
         assert ledger.state == LedgerState()
 
 
-@pytest.mark.parametrize("text", ["none", "5@1.alpha", "-9223372036854775808@4611686018427387904.b"])
+@pytest.mark.parametrize("text", ["0", "7", "-7", "1001", "9223372036854775807",
+                                  "-9223372036854775808"])
+def test_a_decree_is_spelled_one_way_in_decree_txt_and_in_a_vote(text: str) -> None:
+    assert parse_decree_text(text) == int(text) and str(int(text)) == text
+    assert parse_decree(f"{text}\n".encode()) == int(text)
+    assert parse_vote(f"{text}@1.alpha").decree == int(text)
+
+
+@pytest.mark.parametrize("text", ["01001", "+1001", "-0", "00", " 1", "1e3", "0x10", ""])
+def test_any_other_spelling_of_a_decree_is_refused_by_both(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_decree_text(text)
+    with pytest.raises(ValueError):
+        parse_decree(f"{text}\n".encode())
+    with pytest.raises(ValueError):
+        parse_vote(f"{text}@1.alpha")
+
+
+@pytest.mark.parametrize("text", ["none", "5@1.alpha", "-9223372036854775808@281474976710655.b"])
 def test_parse_vote_reads_what_the_ledger_writes(text: str) -> None:
     assert str(parse_vote(text)) == text
 
@@ -365,3 +387,61 @@ def test_parse_vote_reads_what_the_ledger_writes(text: str) -> None:
 def test_parse_vote_refuses_anything_else(text: str) -> None:
     with pytest.raises(ValueError):
         parse_vote(text)
+
+
+def _whole_record(text: str) -> bytes:
+    """A record with a valid CRC, whatever it holds (as an older version could write)."""
+    return f"{text} crc={zlib.crc32(text.encode()) & 0xFFFFFFFF:08x}\n".encode()
+
+
+@pytest.mark.parametrize("last", [True, False])
+def test_a_whole_record_above_the_round_bound_is_refused_never_dropped(
+        tmp_path: Path, last: bool) -> None:
+    """A CRC-valid record was written whole: it is no torn append, even as the last line."""
+    huge = _whole_record(f"v1 last_tried=0 next_bal={2**62}.beta prev_vote=none")
+    body = HEADER.encode() + record_line(state(1)) + huge + (b"" if last else record_line(state(3)))
+    path = write_log(tmp_path, body)
+    for attempt in (lambda: read_ledger(tmp_path), lambda: Ledger.open(tmp_path)):
+        with pytest.raises(LedgerError) as err:
+            attempt()
+        message = str(err.value)
+        assert "\n" not in message and f"{LEDGER}: line 3:" in message
+        assert str(MAX_ROUND) in message and "--fresh" in message
+    assert path.read_bytes() == body  # never silently reset
+
+
+def test_a_record_at_the_round_bound_is_read_back(tmp_path: Path) -> None:
+    top = LedgerState(Ballot(MAX_ROUND, "alpha"), Ballot(MAX_ROUND, "beta"),
+                      Vote(Ballot(MAX_ROUND, "beta"), MAX_DECREE))
+    with Ledger.open(tmp_path) as ledger:
+        ledger.persist(top)
+    assert read_ledger(tmp_path)[0] == top
+
+
+# --- links: never followed -----------------------------------------------------
+
+
+@pytest.mark.parametrize("linked", ["logs", "logs/four", "logs/four/alpha"])
+def test_every_component_of_a_relative_data_dir_is_checked_for_links(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linked: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    Path(linked).parent.mkdir(parents=True, exist_ok=True)
+    Path(linked).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StartupError, match=rf"^{linked}: is a symbolic link"):
+        Ledger.open(Path("logs/four/alpha"))
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_an_absolute_data_dir_may_sit_below_a_linked_parent(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via").symlink_to(tmp_path / "real")
+    with Ledger.open(tmp_path / "via" / "data" / "alpha") as ledger:
+        ledger.persist(state(1))
+    assert read_ledger(tmp_path / "real" / "data" / "alpha")[0] == state(1)
+
+
+def test_a_fifo_in_place_of_the_ledger_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / LEDGER)
+    with pytest.raises(StartupError, match="not a regular file"):
+        Ledger.open(tmp_path)

@@ -25,8 +25,8 @@ from harness.simulate.runs import (
     to_history,
 )
 from harness.verbs import simulate as simulate_verb
-from node.config import FLAWS
-from node.messages import Ballot, LedgerState, Vote
+from node.flaws import FLAW_NAMES
+from node.messages import Ballot, EventKind, LedgerState, Record, Vote
 from node.sim import Faults, World
 
 HARSH = Faults(drop=0.3, duplicate=0.2, crash=0.05, partition=1.0, ballots=6)
@@ -103,7 +103,7 @@ def test_after_the_heal_every_priest_holds_the_same_decree() -> None:
 # (chosen_changed), forget-promises 48 (promise_broken).
 
 
-@pytest.mark.parametrize("flaw", FLAWS)
+@pytest.mark.parametrize("flaw", FLAW_NAMES)
 def test_each_flaw_is_caught_within_2000_seeds_on_five_priests(flaw: str) -> None:
     found = first_failing_seed(Setup(5, flaws=(flaw,)), range(2000))
     assert found is not None, f"{flaw} was never caught"
@@ -200,14 +200,13 @@ def _three_priests_one_vote_unrecorded(recovered: LedgerState) -> World:
     persisted, then a crash struck before it was recorded; p3 restarts with `recovered`."""
     world = World(3, 0)
     b = Ballot(1, "p1")
-    for time, priest, kind, ballot, decree, ledger in [
-        (0.1, "p1", "ballot_started", b, None, None),
-        (0.2, "p1", "proposed", b, 1001, None),
-        (0.3, "p1", "voted", b, 1001, None),
-        (0.4, "p3", "started", None, None, recovered),
-        (0.5, "p1", "learned", b, 1001, None),
-    ]:
-        world.raw_events.append((time, priest, kind, ballot, decree, None, ledger))
+    world.raw_events += [
+        (0.1, "p1", Record(EventKind.BALLOT_STARTED, "", b)),
+        (0.2, "p1", Record(EventKind.PROPOSED, "", b, 1001)),
+        (0.3, "p1", Record(EventKind.VOTED, "", b, 1001)),
+        (0.4, "p3", (recovered, None)),
+        (0.5, "p1", Record(EventKind.LEARNED, "", b, 1001)),
+    ]
     for disk in world.disks.values():
         disk.decree = 1001
     world.finished = True
@@ -215,11 +214,12 @@ def _three_priests_one_vote_unrecorded(recovered: LedgerState) -> World:
 
 
 def test_a_vote_proven_by_the_recovered_ledger_counts_for_the_quorum() -> None:
-    voted = LedgerState(next_bal=Ballot(1, "p1"), prev_vote=Vote(Ballot(1, "p1"), 1001))
+    b1 = Ballot(1, "p1")
+    voted = LedgerState(next_bal=b1, prev_vote=Vote(b1, 1001))
     assert judge(_three_priests_one_vote_unrecorded(voted)) == ()
     history = to_history(_three_priests_one_vote_unrecorded(voted))
     started = history.events["p3"][-1]
-    assert started.kind == "started" and started.data["prev_vote"] == "1001@1.p1"
+    assert started.kind == "started" and started.prev_vote == Vote(b1, 1001)
     # Without the ledger's evidence the learning is unsound: the check can fail.
     kinds = {v.kind for v in judge(_three_priests_one_vote_unrecorded(LedgerState()))}
     assert "unsound_learning" in kinds
@@ -252,3 +252,51 @@ def test_breaking_the_core_module_changes_the_simulation(monkeypatch: pytest.Mon
     short = shorten(world, violations)  # from the heal on, without retransmissions
     assert short[0].kind == "heal" and len(short) < len(world.steps)
     assert search(Setup(5), range(5)).failed is not None
+
+
+def test_without_jobs_it_uses_one_worker_per_cpu() -> None:
+    status, text = simulate("--seeds", "3")  # the default --jobs 0
+    assert status == 0 and "CLEAN" in text
+
+
+def test_until_searches_past_runs_that_break_only_other_rules() -> None:
+    status, text = simulate("--seeds", "600", "--flaw", "same-ballot-numbers", "--until",
+                            "disagreement", "--jobs", "1")
+    assert status == 1
+    verdict = next(line for line in text.splitlines() if line.startswith("VIOLATION"))
+    assert "disagreement" in verdict and "seed 444" in verdict
+    assert "passed over (--until disagreement)" in text and "ballot_reused in" in text
+    # Without --until, the search stops at the first broken rule, a bookkeeping one.
+    status, text = simulate("--seeds", "600", "--flaw", "same-ballot-numbers", "--jobs", "1")
+    first = next(line for line in text.splitlines() if line.startswith("VIOLATION"))
+    assert status == 1 and "disagreement" not in first
+
+
+def test_until_a_rule_no_run_breaks_still_reports_the_others_with_exit_1() -> None:
+    status, out = simulate("--seeds", "40", "--flaw", "same-ballot-numbers", "--until",
+                           "disagreement", "--jobs", "1", "--json")
+    data = json.loads(out)
+    assert status == 1 and data["violation"] is None and data["passed_over"]["ballot_reused"] > 0
+    assert data["status"] == "violation" and data["until"] == ["disagreement"]
+    status, _ = simulate("--seeds", "5", "--until", "disagreement", "--jobs", "1")
+    assert status == 0  # the correct core breaks nothing: clean
+
+
+def test_the_verdict_comes_before_the_trace() -> None:
+    status, text = simulate("--seeds", "50", "--flaw", "same-ballot-numbers", "--jobs", "1")
+    lines = text.splitlines()
+    verdict = next(i for i, line in enumerate(lines) if line.startswith("VIOLATION"))
+    trace = next(i for i, line in enumerate(lines) if line.startswith("trace of seed"))
+    assert status == 1 and verdict < trace
+
+
+def test_the_trace_flags_the_steps_the_violation_rests_on_and_explains_its_notation() -> None:
+    status, text = simulate("--seed", "1", "--flaw", "same-ballot-numbers", "--trace", "--jobs", "1")
+    lines = text.splitlines()
+    flagged = [line for line in lines if line.startswith("!")]
+    assert status == 1 and len(flagged) == 2  # the two priests that began ballot 1.*
+    assert all("ledger <- last_tried=1.*" in line for line in flagged)
+    assert any(line.startswith("note: 1.* is round 1 numbered by the flawed") for line in lines)
+    assert "None" not in text  # no Python notation in what a learner reads
+    status, text = simulate("--seed", "1", "--trace", "--jobs", "1")  # the correct core
+    assert not any(line.startswith(("!", "note: 1.*")) for line in text.splitlines())

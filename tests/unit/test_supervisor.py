@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from harness.errors import RefusedError, StartupError, UnknownPriestError
-from harness.supervisor.core import EXITED, KILLED, NOT_STARTED, PAUSED, RUNNING, PriestProc, Supervisor
+from harness.record import ChaosAction, PriestExited, Record, Result
+from harness.supervisor.actions import State
+from harness.supervisor.core import PriestProc, Supervisor
+
+EXITED, KILLED, NOT_STARTED, PAUSED, RUNNING = (State.EXITED, State.KILLED, State.NOT_STARTED,
+                                                State.PAUSED, State.RUNNING)
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 
@@ -105,8 +110,12 @@ class FakeLauncher:
 
 
 class Events(list[tuple[str, dict[str, Any]]]):
-    def __call__(self, kind: str, **fields: Any) -> None:
-        self.append((kind, fields))
+    """The records the supervisor made, as (kind, fields without `t` and `kind`)."""
+
+    def __call__(self, record: Record) -> None:
+        fields = record.to_json()
+        del fields["t"], fields["kind"]
+        self.append((record.KIND.value, fields))
 
     def kinds(self, kind: str) -> list[dict[str, Any]]:
         return [f for k, f in self if k == kind]
@@ -221,7 +230,7 @@ def test_actions_that_make_no_sense_are_refused_and_recorded(
 
 def test_an_unknown_priest_is_named_with_the_known_ones(world) -> None:
     sup, _, _, _ = world
-    with pytest.raises(UnknownPriestError, match="'omega'.*alpha, beta, gamma, delta"):
+    with pytest.raises(UnknownPriestError, match=r"'omega'.*alpha, beta, gamma, delta"):
         sup.act("kill", "omega")
 
 
@@ -237,7 +246,7 @@ def test_a_priest_already_gone_is_already_dead_not_an_error(world) -> None:
 
 
 def test_restart_starts_a_new_process_for_a_killed_or_never_started_priest(world) -> None:
-    sup, launcher, _, _ = world
+    sup, _launcher, _, _ = world
     sup.start(["alpha", "beta", "gamma"])
     old = sup.priests["gamma"].pid
     sup.act("kill", "gamma")
@@ -253,6 +262,25 @@ def test_a_restart_that_cannot_start_fails_with_the_reason(world) -> None:
     with pytest.raises(StartupError, match="priest delta did not start: port taken"):
         sup.act("restart", "delta")
     assert events.kinds("chaos")[-1]["outcome"].startswith("failed: ")
+
+
+def test_each_action_is_one_typed_record_stamped_when_it_began() -> None:
+    clock = FakeClock()
+    launcher = FakeLauncher(clock, term_delay={"beta": 1.5})
+    records: list[Record] = []
+    sup = Supervisor(NAMES, launcher, clock=clock, record=records.append, grace=3.0)
+    sup.start(["alpha", "beta"])
+    clock.now = 2.0
+    sup.act("stop", "beta")  # beta takes 1.5 s to exit: the record keeps the start, 2.0 s
+    with pytest.raises(RefusedError):
+        sup.act("pause", "gamma")
+    actions = [r for r in records if isinstance(r, ChaosAction)]
+    assert [(r.t, r.action, r.priest, r.result) for r in actions] == [
+        (2_000_000_000, "stop", "beta", Result.DONE),
+        (3_500_000_000, "pause", "gamma", Result.REFUSED)]
+    assert actions[0].pid == 102 and actions[0].outcome.startswith("stopped (exit status")
+    exited = next(r for r in records if isinstance(r, PriestExited))
+    assert (exited.t, exited.priest, exited.pid) == (3_500_000_000, "beta", 102)
 
 
 def test_ctrl_z_asks_the_next_running_priest_in_turn(world) -> None:
@@ -279,9 +307,9 @@ def test_handle_answers_status_and_maps_refusals_to_exit_statuses(world) -> None
     assert sup.handle({"op": "pause", "priest": "alpha"})["ok"]
     refused = sup.handle({"op": "pause", "priest": "alpha"})
     # A refusal names the pid of the priest it is about, so chaos can show it.
-    assert refused == {"ok": False, "exit_status": 1, "error": refused["error"], "pid": 101}
+    assert refused == {"ok": False, "code": "refused", "error": refused["error"], "pid": 101}
     assert "(pid 101)" in refused["error"]
-    assert sup.handle({"op": "kill", "priest": "nobody"})["exit_status"] == 2
+    assert sup.handle({"op": "kill", "priest": "nobody"})["code"] == "unknown_priest"
 
 
 def test_on_change_follows_every_start_and_exit(world) -> None:

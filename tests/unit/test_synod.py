@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.flaws import strategy
 from node.messages import (
+    MAX_ROUND,
     NO_VOTE,
     ZERO,
     Ballot,
@@ -18,16 +21,18 @@ from node.messages import (
     LedgerState,
     NextBallot,
     Persist,
+    ProtocolBug,
     Received,
     Record,
     Send,
     SetTimer,
     Success,
     TimerFired,
+    Timing,
     Vote,
     Voted,
 )
-from node.synod import BACKOFF, RETRANSMIT, Priest, ProtocolBug, Timing
+from node.synod import BACKOFF, RETRANSMIT, Priest
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 
@@ -176,7 +181,7 @@ def test_ballot_times_out_backs_off_with_jitter_and_retries_higher() -> None:
         effects = p.handle(TimerFired(RETRANSMIT))
     assert p.phase == "idle"
     gave_up = [e for e in effects if isinstance(e, Record) and e.kind == "ballot_abandoned"]
-    assert gave_up and gave_up[0].extra.get("gave_up") is True
+    assert gave_up and gave_up[0].gave_up is True
     assert not any(isinstance(e, SetTimer) and e.name == BACKOFF for e in effects)
     assert p.handle(TimerFired(BACKOFF)) == []
 
@@ -369,3 +374,35 @@ def test_nothing_is_sent_that_depends_on_an_unpersisted_ledger(events: list) -> 
                               and Learn(m.decree, m.ballot) in effects)
                     assert learned == m.decree or passed
     assert durable == p.ledger or durable.last_tried == ZERO == p.ledger.last_tried
+
+
+# --- the round bound ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flaws", [(), ("same-ballot-numbers",)])
+@pytest.mark.parametrize("where", ["next_bal", "last_tried", "seen"])
+def test_a_priest_at_the_round_bound_refuses_a_ballot_and_does_not_crash(
+        where: str, flaws: tuple[str, ...]) -> None:
+    top = b(MAX_ROUND, "beta")
+    ledger = LedgerState(last_tried=top) if where == "last_tried" else (
+        LedgerState(next_bal=top) if where == "next_bal" else LedgerState())
+    p = priest(ledger=ledger, strategy=strategy(flaws))
+    if where == "seen":
+        p.handle(Received(NextBallot("beta", top)))
+    if flaws and where != "last_tried":
+        p.ledger = LedgerState(last_tried=b(MAX_ROUND, "*"))
+    for _ in range(3):
+        effects = p.handle(BallotRequested())
+        assert not persisted(effects) and not sends(effects)
+        assert "ignored" in kinds(effects) and p.phase == "idle"
+        assert p.handle(TimerFired(BACKOFF)) == []
+    # it still answers ballots as an acceptor
+    effects = p.handle(Received(NextBallot("gamma", b(MAX_ROUND, "gamma"))))
+    assert all(s.message.ballot.round <= MAX_ROUND for s in sends(effects))
+
+
+def test_every_ballot_a_priest_sends_is_within_the_bound() -> None:
+    p = priest(ledger=LedgerState(next_bal=b(MAX_ROUND - 1, "beta")))
+    effects = p.handle(BallotRequested())
+    assert persisted(effects)[0].last_tried == b(MAX_ROUND, "alpha")
+    assert "ignored" in kinds(p.handle(BallotRequested()))  # already in progress

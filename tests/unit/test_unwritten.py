@@ -45,8 +45,8 @@ def test_a_lost_event_names_its_kind_and_other_errors_still_raise() -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     assert not unwritten.attempt("harness.jsonl", full, " (a chaos event is lost)")
-    assert said == ["cannot write harness.jsonl (a chaos event is lost): No space left on "
-                    "device; supervising on"]
+    assert said == [("cannot write harness.jsonl (a chaos event is lost): No space left on "
+                     "device; supervising on")]
 
     def bug() -> None:
         raise ZeroDivisionError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ import pytest
 from harness.check.history import load_history
 from harness.check.rules import check, load_and_check, run
 from harness.check.verdict import KINDS, Verdict, render
+from harness.record import ChaosAction, NetworkChange, Result, Up
 from node.config import Config, parse_config
+from node.ledger import HEADER, encode_record, parse_vote
+from node.messages import NO_VOTE, ZERO, Ballot, LedgerState, Vote
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 
@@ -29,6 +33,9 @@ class Run:
         self.names = names
         self.events: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         self.decrees: dict[str, str] = {}
+        self.harness: list[dict[str, Any]] = []  # harness.jsonl's lines
+        # ledger.log's text per priest, or None for no file; by default, what its events show
+        self.ledgers: dict[str, str | None] = {}
         self.t = 5_000_000_000
 
     def add(self, priest: str, kind: str, ballot: str | None = None, decree: int | None = None,
@@ -40,6 +47,24 @@ class Run:
                   "text": f"{kind} {ballot} {decree}", **extra}
         self.events[priest].append(record)
         return record
+
+    def up(self) -> None:
+        """The supervisor starts (a new run), 1 ms after the previous line."""
+        self.t += 1_000_000
+        self.harness.append(Up(t=self.t, cluster="four", priests=tuple(self.names),
+                               supervisor=42, detached=True).to_json())
+
+    def fault(self, action: str, priest: str, result: Result = Result.DONE) -> None:
+        """The harness applies (or refuses) one action, 1 ms after the previous line."""
+        self.t += 1_000_000
+        self.harness.append(ChaosAction(t=self.t, action=action, priest=priest, pid=None,
+                                        outcome="as planned", result=result).to_json())
+
+    def network(self, action: str, value: object, result: Result = Result.DONE) -> None:
+        """The harness changes (or refuses to change) the network, 1 ms after the previous line."""
+        self.t += 1_000_000
+        self.harness.append(NetworkChange(t=self.t, action=action, value=value, seed=None,
+                                          outcome="as planned", result=result).to_json())
 
     def find(self, priest: str, kind: str, ballot: str | None = None) -> dict[str, Any]:
         return next(e for e in self.events[priest]
@@ -56,6 +81,34 @@ class Run:
             (d / "events.jsonl").write_text(lines)
             if name in self.decrees:
                 (d / "decree.txt").write_text(self.decrees[name])
+            ledger = self.ledgers.get(name, ledger_text(self.events[name]))
+            if ledger is not None:
+                (d / "ledger.log").write_text(ledger)
+        if self.harness:
+            (data_dir / "harness.jsonl").write_text(
+                "".join(json.dumps(r) + "\n" for r in self.harness))
+
+
+def ledger_text(events: list[dict[str, Any]]) -> str:
+    """The ledger.log a priest with these events holds: its highest promise and vote."""
+    state = LedgerState()
+    for e in sorted(events, key=lambda e: e["t"]):
+        if e["kind"] == "started" and "next_bal" in e:  # a recovered ledger
+            try:
+                next_bal, vote = Ballot.parse(e["next_bal"]), parse_vote(e["prev_vote"])
+            except (ValueError, TypeError):
+                continue  # a test of a malformed one
+            state = LedgerState(state.last_tried, max(state.next_bal, next_bal),
+                                max(state.prev_vote, vote, key=lambda v: v.ballot))
+        elif e["kind"] in ("promised", "voted"):
+            ballot = Ballot.parse(e["ballot"])
+            vote = Vote(ballot, e["decree"]) if e["kind"] == "voted" else NO_VOTE
+            state = LedgerState(state.last_tried, max(state.next_bal, ballot),
+                                max(state.prev_vote, vote, key=lambda v: v.ballot))
+        elif e["kind"] == "ballot_started":
+            state = LedgerState(max(state.last_tried, Ballot.parse(e["ballot"])), state.next_bal,
+                                state.prev_vote)
+    return HEADER + encode_record(state) + "\n"
 
 
 def make_config(data_dir: Path, names: list[str] = NAMES) -> Config:
@@ -91,7 +144,7 @@ def healthy() -> Run:
     # delta hears it from beta, who learned before a restart: ballot zero, recorded null.
     r.add("delta", "received", "0", 1001, peer="beta", msg="Success")
     r.add("delta", "learned", None, 1001)
-    r.decrees = {n: "1001\n" for n in NAMES}
+    r.decrees = dict.fromkeys(NAMES, "1001\n")
     return r
 
 
@@ -112,7 +165,7 @@ def test_healthy_run_is_agreement(tmp_path: Path) -> None:
     v = verdict_of(tmp_path, healthy())
     assert v.violations == () and v.problems == ()
     assert v.exit_status == 0 and v.decree == 1001
-    assert [p.ballots for p in v.priests][0] == ("1.alpha", "2.gamma")
+    assert next(p.ballots for p in v.priests) == ("1.alpha", "2.gamma")
 
 
 def test_healthy_run_with_live_subset_is_agreement(tmp_path: Path) -> None:
@@ -140,6 +193,24 @@ def delta_restarts_holding_1003(r: Run) -> None:
 
 def delta_file_garbled(r: Run) -> None:
     r.decrees["delta"] = "10x1\n"
+
+
+def delta_decree_file_deleted(r: Run) -> None:
+    del r.decrees["delta"]  # after delta recorded `learned`: only a deletion explains it
+
+
+def delta_ledger_header_only(r: Run) -> None:
+    r.ledgers["delta"] = HEADER  # while delta's events show its promise and vote in 2.gamma
+
+
+def delta_ledger_deleted(r: Run) -> None:
+    r.ledgers["delta"] = None
+
+
+def delta_restarts_with_an_empty_ledger(r: Run) -> None:
+    r.add("delta", "stopped")
+    r.add("delta", "started", None, 1001, last_tried="0", next_bal="0", prev_vote="none",
+          pid=999)
 
 
 def nobody_proposed(r: Run) -> None:
@@ -184,6 +255,11 @@ MUTATIONS: list[tuple[str, Callable[[Run], None], set[str] | None, set[str]]] = 
     ("decree_changed", delta_restarts_holding_1003, None, {"decree_changed"}),
     ("decree_file_mismatch", tamper_delta, {"alpha", "beta", "gamma"}, {"decree_file_mismatch"}),
     ("malformed_decree", delta_file_garbled, {"alpha", "beta", "gamma"}, {"malformed_decree"}),
+    ("decree_lost", delta_decree_file_deleted, None, {"decree_lost"}),
+    ("ledger_lost", delta_ledger_header_only, None, {"ledger_lost"}),
+    ("ledger_lost", delta_ledger_deleted, None, {"ledger_lost"}),
+    ("ledger_lost", delta_restarts_with_an_empty_ledger, None, {"ledger_lost"}),
+    ("decree_lost", delta_decree_file_deleted, {"alpha", "beta", "gamma"}, {"decree_lost"}),
     ("unproposed_decree", nobody_proposed, None, {"unproposed_decree"}),
     ("promise_broken", beta_votes_below_promise, None, {"promise_broken"}),
     ("ballot_two_decrees", second_decree_for_ballot, None, {"ballot_two_decrees"}),
@@ -279,7 +355,7 @@ def test_flawed_marker_used_once_is_healthy(tmp_path: Path) -> None:
         r.add(n, "voted", "1.*", 1001)
     for n in r.names:
         r.add(n, "learned", "1.*", 1001)
-    r.decrees = {n: "1001\n" for n in r.names}
+    r.decrees = dict.fromkeys(r.names, "1001\n")
     data = tmp_path / "data"
     r.write(data)
     v = load_and_check(make_config(data, r.names), None)
@@ -335,7 +411,8 @@ def test_tampered_decree_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "abc\n", "1001\n1002\n", " 1001\n", "1.5\n", "\xff",
-                                  "1001", "9223372036854775808\n"])
+                                  "1001", "9223372036854775808\n", "01001\n", "+1001\n",
+                                  "-0\n"])
 def test_malformed_decree_file_is_a_violation(tmp_path: Path, text: str) -> None:
     r = healthy()
     r.decrees["gamma"] = text
@@ -394,9 +471,9 @@ def test_lost_votes_are_missing_evidence(tmp_path: Path) -> None:
     # nor shown unsound: delta's events are gone, not shown absent.
     assert v.violations == ()
     assert {x.kind for x in v.unverifiable} == {"unsound_learning"}
-    assert v.exit_status == 2 and v.status == "unverifiable"
+    assert v.exit_status == 4 and v.status == "unverifiable"
     text = render(v, color=False)
-    assert "CANNOT VERIFY (exit 2)" in text and "could not read" in text
+    assert "CANNOT VERIFY (exit 4)" in text and "could not read" in text
     assert "unsound_learning (unverifiable)" in text
     doc = v.to_json()
     assert doc["status"] == "unverifiable" and doc["violations"] == []
@@ -419,7 +496,7 @@ def test_unproposed_decree_with_unreadable_lines_is_unverifiable(tmp_path: Path)
     garble(data, "alpha")  # alpha may have proposed it in the line that was lost
     v = load_and_check(config, None)
     assert v.violations == () and [x.kind for x in v.unverifiable] == ["unproposed_decree"]
-    assert v.exit_status == 2
+    assert v.exit_status == 4
 
 
 def test_unsound_learning_stays_proven_when_missing_events_cannot_explain_it(
@@ -432,7 +509,7 @@ def test_unsound_learning_stays_proven_when_missing_events_cannot_explain_it(
     r.add("alpha", "voted", "1.alpha", 7, peer="alpha")
     r.add("alpha", "learned", "1.alpha", 7)  # on its own vote: one of a quorum of three
     r.add("delta", "learned", None, 9)  # never proposed, never voted
-    r.decrees = {"alpha": "7\n"}
+    r.decrees = {"alpha": "7\n", "delta": "9\n"}
     data = tmp_path / "data"
     r.write(data)
     garble(data, "delta")
@@ -472,10 +549,18 @@ def test_corrupt_and_torn_lines_are_reported_and_skipped(tmp_path: Path) -> None
     assert "beta/events.jsonl:3" in text
 
 
-def test_empty_data_dir_cluster_down(tmp_path: Path) -> None:
+def test_empty_data_dir_is_nothing_to_check_not_a_violation(tmp_path: Path) -> None:
     v = load_and_check(make_config(tmp_path / "nothing"), None)
-    assert v.exit_status == 3 and set(v.waiting) == set(NAMES)
+    assert v.exit_status == 5 and v.status == "nothing" and set(v.waiting) == set(NAMES)
     assert len(v.problems) == len(NAMES)
+    assert "NOTHING TO CHECK (exit 5)" in render(v, color=False)
+    r = healthy()  # one priest's directory is enough to judge what ran
+    r.write(tmp_path / "data")
+    for name in NAMES[1:]:
+        for f in (tmp_path / "data" / name).iterdir():
+            f.unlink()
+        (tmp_path / "data" / name).rmdir()
+    assert load_and_check(make_config(tmp_path / "data"), None).exit_status != 5
 
 
 def test_check_is_pure_over_the_history(tmp_path: Path) -> None:
@@ -563,6 +648,7 @@ class FakeTime:
 def test_run_waits_until_the_decree_appears(tmp_path: Path) -> None:
     r = healthy()
     del r.decrees["delta"]
+    r.remove("delta", "learned")  # delta has not learned yet
     data = tmp_path / "data"
     r.write(data)
     fake = FakeTime(lambda n: (data / "delta" / "decree.txt").write_text("1001\n"))
@@ -582,6 +668,7 @@ def test_run_waits_until_the_decree_appears(tmp_path: Path) -> None:
 def test_run_gives_up_after_wait_with_last_status(tmp_path: Path) -> None:
     r = healthy()
     del r.decrees["delta"]
+    r.remove("delta", "learned")  # delta has not learned yet
     data = tmp_path / "data"
     r.write(data)
     fake = FakeTime()
@@ -718,6 +805,159 @@ def test_malformed_recovered_ledger_is_a_problem_not_evidence(tmp_path: Path) ->
     v = verdict_of(tmp_path, r, alive={"gamma"})
     # Without delta's recovered vote, learning rests on evidence that could not be read.
     assert v.violations == () and {x.kind for x in v.unverifiable} == {"unsound_learning"}
-    assert v.exit_status == 2
+    assert v.exit_status == 4
     (p,) = v.problems
     assert p.path.endswith("delta/events.jsonl") and "prev_vote" in p.reason
+
+
+# --- the faults that came before a violation (harness.jsonl) ----------------------
+
+
+def test_a_violation_lists_the_faults_applied_before_it(tmp_path: Path) -> None:
+    r = healthy()
+    r.up()
+    r.fault("kill", "beta")
+    r.fault("pause", "beta", Result.REFUSED)  # refused: nothing was done, not listed
+    r.fault("restart", "beta")
+    later_ballot_votes_otherwise(r)  # chosen_changed: evidence from here on
+    r.fault("kill", "alpha")  # after the evidence: not listed
+    v = verdict_of(tmp_path, r)
+    (x,) = v.violations
+    assert x.kind == "chosen_changed"
+    t0 = r.events["alpha"][0]["t"]  # the first event: the base of every time shown
+    kill, restart = (h["t"] for h in r.harness if h.get("action") in ("kill", "restart")
+                     and h["priest"] == "beta")
+    assert [(f.action, f.priest) for f in x.after] == [("kill", "beta"), ("restart", "beta")]
+    assert [f.at for f in x.after] == [(kill - t0) / 1e9, (restart - t0) / 1e9]
+    line = f"after: kill beta +{(kill - t0) / 1e9:.3f} s, restart beta +{(restart - t0) / 1e9:.3f} s"
+    assert x.after_line() == line and x.earlier_faults == 0
+    assert f"  chosen_changed: {x.message}\n    {line}\n" in render(v, color=False)
+    doc = v.to_json()["violations"][0]
+    assert doc["after"] == [{"action": "kill", "priest": "beta", "at": round((kill - t0) / 1e9, 6)},
+                            {"action": "restart", "priest": "beta",
+                             "at": round((restart - t0) / 1e9, 6)}]
+    assert doc["earlier_faults"] == 0
+
+
+def test_network_changes_are_faults_too(tmp_path: Path) -> None:
+    r = healthy()
+    r.up()
+    r.network("partition", [["alpha"], ["beta", "gamma", "delta"]])
+    r.network("drop", 2.0, Result.REFUSED)  # refused: not listed
+    r.network("delay", [5.0, 40.0])
+    r.network("heal", None)
+    later_ballot_votes_otherwise(r)
+    (x,) = verdict_of(tmp_path, r).violations
+    assert [str(f).rsplit(" +", 1)[0] for f in x.after] == [
+        "partition alpha/beta,gamma,delta", "delay 5.0-40.0", "heal"]
+
+
+def test_only_the_last_faults_are_listed_and_the_earlier_ones_counted(tmp_path: Path) -> None:
+    r = healthy()
+    r.harness = []
+    for i in range(8):
+        r.fault("ballot", NAMES[i % 4])
+    later_ballot_votes_otherwise(r)
+    (x,) = verdict_of(tmp_path, r).violations
+    assert [f.priest for f in x.after] == ["delta", "alpha", "beta", "gamma", "delta"]
+    assert x.earlier_faults == 3
+    assert (x.after_line() or "").endswith(", ballot delta +0.040 s (and 3 earlier)")
+
+
+def test_faults_of_an_earlier_run_are_not_listed(tmp_path: Path) -> None:
+    r = healthy()
+    r.up()
+    r.fault("kill", "alpha")  # the first run
+    r.up()  # a second `up` on the same data dir: a new run
+    r.fault("kill", "delta")
+    later_ballot_votes_otherwise(r)
+    (x,) = verdict_of(tmp_path, r).violations
+    assert [(f.action, f.priest) for f in x.after] == [("kill", "delta")]
+    assert x.earlier_faults == 0
+
+
+def test_a_violation_of_the_final_files_comes_after_every_fault_of_the_last_run(
+        tmp_path: Path) -> None:
+    r = healthy()
+    r.up()
+    r.fault("stop", "delta")
+    r.fault("restart", "delta")
+    tamper_delta(r)
+    v = verdict_of(tmp_path, r)
+    disagreement = next(x for x in v.violations if x.kind == "disagreement")
+    assert [f.action for f in disagreement.after] == ["stop", "restart"]
+
+
+def test_without_harness_records_a_violation_lists_no_fault(tmp_path: Path) -> None:
+    r = healthy()
+    later_ballot_votes_otherwise(r)
+    v = verdict_of(tmp_path, r)
+    (x,) = v.violations
+    assert x.after == () and x.after_line() is None
+    assert "after:" not in render(v, color=False)
+    assert v.to_json()["violations"][0]["after"] == []
+
+
+# --- a ledger that lost what its priest recorded ------------------------------------
+
+
+def test_a_header_only_ledger_names_the_promise_and_the_vote_it_lost(tmp_path: Path) -> None:
+    r = healthy()
+    delta_ledger_header_only(r)
+    v = verdict_of(tmp_path, r)
+    (x,) = v.violations
+    assert x.kind == "ledger_lost" and x.priests == ("delta",) and x.decrees == (1001,)
+    assert x.ballots == ("2.gamma",) and x.times == ()
+    assert "delta/ledger.log holds next_bal=0 prev_vote=none (what a restart would recover)" \
+        in x.message
+    assert "but delta had promised ballot 2.gamma at +" in x.message
+    assert "voted 1001 in ballot 2.gamma at +" in x.message
+    assert "delta/events.jsonl:" in x.message
+    assert v.exit_status == 1
+
+
+def test_a_restart_that_recovered_less_is_dated_by_the_restart(tmp_path: Path) -> None:
+    r = healthy()
+    delta_restarts_with_an_empty_ledger(r)
+    restart = r.events["delta"][-1]["t"]
+    (x,) = verdict_of(tmp_path, r).violations
+    assert x.kind == "ledger_lost" and x.times == (restart,)
+    assert x.message.startswith("delta recovered next_bal=0 prev_vote=none when it restarted "
+                                "at +")
+    assert ", but delta had promised ballot 2.gamma" in x.message
+
+
+def test_a_ledger_above_the_events_is_no_loss(tmp_path: Path) -> None:
+    r = healthy()
+    r.ledgers["delta"] = HEADER + encode_record(
+        LedgerState(ZERO, Ballot(9, "alpha"), Vote(Ballot(9, "alpha"), 1001))) + "\n"
+    assert verdict_of(tmp_path, r).exit_status == 0
+
+
+def test_a_corrupt_ledger_is_a_problem_not_a_loss(tmp_path: Path) -> None:
+    r = healthy()
+    r.ledgers["delta"] = HEADER + "v1 this is not a record\nv1 nor this\n"
+    v = verdict_of(tmp_path, r)
+    assert v.violations == () and v.exit_status == 0
+    (problem,) = v.problems
+    assert problem.path.endswith("delta/ledger.log") and "line 2: bad record" in problem.reason
+
+
+def test_the_readme_lists_every_violation_verify_reports() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("| violation | rule |", 1)[1].split("\n\n", 1)[0]
+    listed = {kind for line in table.splitlines()[2:]
+              for kind in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
+    assert listed == set(KINDS)
+
+
+def test_a_lost_vote_is_named_when_the_promise_it_made_is_kept(tmp_path: Path) -> None:
+    # delta's only record is its vote in 2.gamma (no `promised` for it); its ledger
+    # still promises 2.gamma but has no vote: the vote alone is lost.
+    r = Run()
+    r.add("delta", "started", None, None, last_tried="0", next_bal="0", prev_vote="none")
+    r.add("delta", "voted", "2.gamma", 1001, peer="gamma")
+    r.ledgers["delta"] = HEADER + encode_record(LedgerState(ZERO, Ballot(2, "gamma"))) + "\n"
+    (x,) = verdict_of(tmp_path, r, alive=set()).violations
+    assert x.kind == "ledger_lost" and x.decrees == (1001,)
+    assert "but delta had voted 1001 in ballot 2.gamma" in x.message

@@ -1,0 +1,84 @@
+"""The actions on a priest or on the network, and the states they are allowed in: one table.
+
+The supervisor refuses an action on a priest in a state not listed here, and
+the chaos planner plans only actions this table allows, so a plan it makes is
+one the supervisor accepts. Adding a fault kind is one entry here (and its
+`_do_<name>` in `harness.supervisor.core` for a priest's, or its case in
+`harness.network.faults.change` for the network's). Pure data: no I/O.
+
+A network action's target is the network, not a priest: its argument is a
+value (a partition, a probability, a delay range) and it needs the relay
+(`network: relay`, the default); with `network: direct` it is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """A priest's state, as the supervisor knows it (`status` shows the value)."""
+
+    NOT_STARTED = "not started"
+    RUNNING = "running"
+    PAUSED = "paused"
+    KILLED = "killed"  # ended by a signal
+    EXITED = "exited"  # ended with an exit status
+
+
+ALIVE = frozenset({State.RUNNING, State.PAUSED})
+DOWN = frozenset({State.NOT_STARTED, State.KILLED, State.EXITED})
+
+
+class Target(StrEnum):
+    """What an action acts on."""
+
+    PRIEST = "priest"
+    NETWORK = "network"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action: the states it applies to, the state it leaves, what it does.
+
+    A network action applies to no priest (`allowed` is empty, `after` None);
+    `metavar` names its argument (None: it takes none).
+    """
+
+    name: str
+    allowed: frozenset[State]
+    after: State | None
+    help: str
+    target: Target = Target.PRIEST
+    metavar: str | None = "N"
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in (
+    Action("ballot", frozenset({State.RUNNING}), State.RUNNING,
+           "ask priest N to start a ballot (SIGTSTP)"),
+    Action("kill", ALIVE, State.KILLED, "crash priest N (SIGKILL)"),
+    Action("stop", ALIVE, State.EXITED, "stop priest N cleanly (SIGTERM, grace, SIGKILL)"),
+    Action("pause", frozenset({State.RUNNING}), State.PAUSED, "freeze priest N (SIGSTOP)"),
+    Action("resume", frozenset({State.PAUSED}), State.RUNNING, "unfreeze priest N (SIGCONT)"),
+    Action("restart", DOWN, State.RUNNING,
+           "start priest N again on its ledger (also one never started)"),
+    Action("partition", frozenset(), None, "cut the network into groups: A,B/C,D (priests not "
+           "named form one more group)", Target.NETWORK, "A,B/C,D"),
+    Action("isolate", frozenset(), None, "cut priest N off from every other priest",
+           Target.NETWORK, "N"),
+    Action("drop", frozenset(), None, "lose each datagram with probability P (0 to 1)",
+           Target.NETWORK, "P"),
+    Action("duplicate", frozenset(), None, "deliver each datagram twice with probability P",
+           Target.NETWORK, "P"),
+    Action("delay", frozenset(), None, "hold each datagram LO to HI ms, uniformly (so "
+           "reordered); 0: none", Target.NETWORK, "LO-HI"),
+    Action("heal", frozenset(), None, "remove every network fault", Target.NETWORK, None),
+)}
+PRIEST_ACTIONS = {n: a for n, a in ACTIONS.items() if a.target == Target.PRIEST}
+NETWORK_ACTIONS = {n: a for n, a in ACTIONS.items() if a.target == Target.NETWORK}
+
+
+def allows(action: str, state: str) -> bool:
+    """True if `action` may be done to a priest in `state` (never for a network action)."""
+    return state in ACTIONS[action].allowed

@@ -602,7 +602,7 @@ def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
     nothing = bool(config.names) and history.absent >= set(config.names) and not history.harness
     return Verdict(config.cluster, config.quorum, alive is not None,
                    _rows(idx, set(survivors)), tuple(proven), tuple(history.problems),
-                   history.event_count(), tuple(unproven), nothing)
+                   history.event_count(), tuple(unproven), nothing, tuple(config.flaws))
 
 
 def _rests_on_missing(idx: _Index, v: Violation) -> bool:

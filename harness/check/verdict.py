@@ -116,6 +116,7 @@ class Verdict:
     # Violations that rest only on evidence that could not be read: not proven.
     unverifiable: tuple[Violation, ...] = ()
     nothing: bool = False  # no priest of the cluster ever ran here: nothing to judge
+    flaws: tuple[str, ...] = ()  # the config's deliberate mistakes: said, loudly
 
     @property
     def waiting(self) -> tuple[str, ...]:
@@ -150,6 +151,7 @@ class Verdict:
         return {
             "status": self.status, "exit_status": self.exit_status,
             "cluster": self.cluster, "quorum": self.quorum, "cluster_up": self.cluster_up,
+            "flaws": list(self.flaws),
             "decree": self.decree if not self.violations else None,
             "waiting": list(self.waiting), "events": self.events,
             "priests": [{"name": p.name, "alive": p.alive, "decree": p.decree,
@@ -173,7 +175,12 @@ def render(verdict: Verdict, color: bool) -> str:
 
     state = "up" if verdict.cluster_up else "down: every priest counts as surviving"
     lines = [(f"cluster {verdict.cluster}: {len(verdict.priests)} priests, quorum "
-             f"{verdict.quorum}, {verdict.events} events read; cluster {state}"), ""]
+             f"{verdict.quorum}, {verdict.events} events read; cluster {state}")]
+    if verdict.flaws:
+        lines.append(paint(f"FLAWED on purpose: {', '.join(verdict.flaws)} (the config's `flaws:`): "
+                           "its priests are broken by design; expect violations",
+                           Fore.YELLOW + Style.BRIGHT))
+    lines.append("")
     lines += _table(verdict, paint)
     if verdict.problems:
         lines += ["", paint(f"could not read ({len(verdict.problems)}):", Fore.YELLOW)]

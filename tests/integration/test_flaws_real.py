@@ -89,6 +89,8 @@ def test_the_readme_flaw_recipe_breaks_a_real_cluster(harness, no_leaks) -> None
             verify = harness.run("verify", "--json")
             if verify.returncode == 1:
                 break
+        assert json.loads(verify.stdout)["flaws"] == ["same-ballot-numbers"]
+        assert "FLAWED on purpose: same-ballot-numbers" in harness.run("verify").stdout
         violations = json.loads(verify.stdout)["violations"]
         kinds = {v["kind"] for v in violations}
         assert verify.returncode == 1 and "ballot_reused" in kinds, verify.stdout

@@ -355,7 +355,7 @@ def _chaos(run: Run) -> str:
             f"; {end.done} done, {end.refused} refused in {end.elapsed:.2f} s ({escape(end.outcome)})"
         out.append(f'<p class="plan">{run.seconds(p.t):+.3f} s: {escape(p.source)}, {seed}'
                    f"{p.steps} steps{ended}{replay}</p>")
-    relays = [r for r in run.history.harness if isinstance(r, RelayStarted) and r.t >= run.t0]
+    relays = [r for r in run.records if isinstance(r, RelayStarted)]
     if relays:
         seeds = ", ".join(str(r.seed) for r in relays)
         out.append(f"<p>The relay's random draws (loss, duplication, delay) were seeded {seeds}.</p>")

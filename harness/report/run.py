@@ -139,6 +139,7 @@ class Run:
     relay: bool  # network.jsonl was there: fates are known
     earlier_runs: int = 0
     notes: list[str] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # harness.jsonl's, of this run only
 
     @property
     def names(self) -> list[str]:
@@ -169,7 +170,7 @@ def load_run(config: Config, history: History | None = None) -> Run:
     if datagrams:
         t1 = max(t1, *(max(d.at, default=d.t) for d in datagrams))
     run = Run(config, history, t0, t1, events, [], [], [], [], [], [], log is not None,
-              earlier_runs=max(0, len(ups) - 1))
+              earlier_runs=max(0, len(ups) - 1), records=records)
     run.messages = pair_messages(events, datagrams, _relay_gaps(records, t1))
     run.lanes = lanes(config.names, events, records, t0, t1)
     run.network = network_faults(config.names, records, t1)

@@ -103,8 +103,8 @@ def _fault_steps(run: Run, starts: dict[str, list[tuple[int, LedgerState, int | 
             cut = cut_off(run.names, faults.groups)
             out.append((r.t, Step(0, "network", "", None, (text, r.action, r.value, cut))))
     stopping = False  # after `down`: exits are the cluster stopping, not faults
-    for r in run.history.harness:
-        if r.t < run.t0 or r.t > run.t1 or stopping:
+    for r in run.records:
+        if stopping:
             continue
         if isinstance(r, Down):
             stopping = True

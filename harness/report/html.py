@@ -451,5 +451,7 @@ SCRIPT = """
     var t=el.querySelector('title');
     info.textContent=t?t.textContent:'';
   });
+  // Read by tests and the bench: the script ran, and when (ms after navigation began).
+  document.documentElement.setAttribute('data-ready', String(Math.round(performance.now())));
 })();
 """

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ballots, floors, network, simulation, starts
+from bench import ballots, floors, network, report_page, simulation, starts
 from bench.cluster import BenchError
 from bench.report import Entry, table, write_json
 from bench.starts import Skipped
 from bench.stats import Figure, Target, median
 from node.sim import Faults
 
-ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory", "network"]
+ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory", "network",
+        "report"]
 REFERENCE = ballots.REFERENCE
 REFERENCE_PATH = "4 x atomic_write + 2.5 x udp_rtt"  # the critical path the targets use
 LEDGER_PATH = "3 x ledger_persist + 2 x atomic_write + 2.5 x udp_rtt"  # this ledger's own
@@ -106,6 +107,7 @@ def run_rows(rows: list[str], plan: Plan, workdir: Path) -> list[Entry]:
         "memory": lambda: starts.memory(workdir, have_supervisor),
         "network": lambda: [*network.ballots(workdir, plan.ballots),
                             *network.forwarding(workdir, plan.events)],
+        "report": lambda: report_page.report_row(workdir, max(3, min(plan.ballots, 7))),
     }
     entries: list[Entry] = []
     for row in rows:

@@ -84,7 +84,8 @@ class Step(NamedTuple):
     "duplicated"), ledger (`what` the LedgerState written), decree (`what` the
     decree written), crash, restart (`what` = (ledger, decree) recovered),
     ballot (a ballot was requested of priest), partition (`what` the cut-off
-    priests), heal.
+    priests), heal. A real run's steps (harness.report.steps) add pause, resume,
+    stop, exited, network and relay. `note`: words a diagram adds to the row.
     """
 
     time: float
@@ -93,6 +94,7 @@ class Step(NamedTuple):
     peer: str | None = None
     what: object = None
     fate: str = ""
+    note: str = ""
 
 
 # Queue item kinds, ordered by (time, seq) in the heap.

@@ -68,3 +68,10 @@ def config_arg(parser: argparse.ArgumentParser, *, optional: bool = True) -> Non
                             help="default: the current cluster")
     else:
         parser.add_argument("config", metavar="CONFIG", help="the cluster's YAML config")
+
+
+def color_arg(parser: argparse.ArgumentParser) -> None:
+    """--color WHEN: auto (a terminal, and NO_COLOR unset), always (for `less -R`), never."""
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        metavar="WHEN", help="colour: auto (only on a terminal, not with NO_COLOR; "
+                                             "the default), always (e.g. piped to less -R), never")

@@ -137,8 +137,8 @@ def _render(report: Report, args: argparse.Namespace, world: World | None,
         lines += ["", _passed_over(report, args.until, paint)]
     if world is not None:
         steps, what = _trace(world, violations, args.trace)
-        rows = diagram(world, steps, rests_on(world, violations))
-        lines += ["", f"trace of seed {world.seed} ({what}):", *legend(rows), *rows]
+        rows = diagram(world.names, steps, rests_on(violations))
+        lines += ["", f"trace of seed {world.seed} ({what}):", *legend(rows, steps), *rows]
     lines += ["", _summary(report)]
     if report.failed is None and not report.passed_over:
         clean = f"CLEAN (exit 0): {report.runs} runs, no violation"

@@ -1,0 +1,106 @@
+"""network.jsonl read back: what the relay did with each datagram (docs/formats.md).
+
+The relay writes its lines by hand in its hot loop (`harness.network.relay`);
+this is the reader's side of that format: `Datagram` for a `datagram` line,
+`FaultsLine` for a `faults` line, `RelayLine` for a `relay_started` line. A
+test writes lines with the relay and reads them back here, so the two agree.
+Reading never fails: a line that is none of these is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+DATAGRAM, FAULTS, RELAY_STARTED = "datagram", "faults", "relay_started"
+FORWARDED, DUPLICATED, DROPPED = "forwarded", "duplicated", "dropped"
+
+
+class Datagram(NamedTuple):
+    """One datagram that reached a priest's public address, and its fate."""
+
+    t: int  # when the relay read it (CLOCK_MONOTONIC ns, the clock of events.jsonl)
+    n: int  # its number since the relay started
+    src: str | None  # the sending priest; None: not a priest's private address
+    dst: str
+    fate: str  # forwarded, duplicated or dropped
+    reason: str | None = None  # why dropped: partition, loss, not a priest
+    at: tuple[int, ...] = ()  # when each copy left the relay
+
+
+class FaultsLine(NamedTuple):
+    """The relay applies these faults from `t` on (`harness.network.faults.Faults.to_wire`)."""
+
+    t: int
+    faults: dict[str, Any]
+
+
+class RelayLine(NamedTuple):
+    """A relay process began at `t` (the first, or one restarted after a death)."""
+
+    t: int
+    pid: int | None
+    seed: int | None
+
+
+class NetworkLog(NamedTuple):
+    """Everything read from network.jsonl.1 then network.jsonl, in the order written."""
+
+    datagrams: list[Datagram]
+    faults: list[FaultsLine]
+    relays: list[RelayLine]
+    skipped: int  # lines that were none of the above
+
+
+def read_network_log(data_dir: Path, name: str = "network.jsonl") -> NetworkLog | None:
+    """The relay's log in `data_dir` (the rotated `.1` first), or None when there is none."""
+    paths = [data_dir / f"{name}.1", data_dir / name]
+    if not any(p.exists() for p in paths):
+        return None
+    log = NetworkLog([], [], [], 0)
+    skipped = 0
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if not _read_line(line, log):
+                skipped += 1
+    return log._replace(skipped=skipped)
+
+
+def _read_line(line: str, log: NetworkLog) -> bool:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return False
+    if type(obj) is not dict or type(obj.get("t")) is not int:
+        return False
+    kind, t = obj.get("kind"), obj["t"]
+    if kind == DATAGRAM:
+        src, dst, fate, at = obj.get("src"), obj.get("dst"), obj.get("fate"), obj.get("at", [])
+        if (src is not None and type(src) is not str) or type(dst) is not str \
+                or fate not in (FORWARDED, DUPLICATED, DROPPED) or type(at) is not list \
+                or not all(type(a) is int for a in at):
+            return False
+        reason = obj.get("reason")
+        log.datagrams.append(Datagram(t, _int(obj.get("n")) or 0, src, dst, fate,
+                                      reason if type(reason) is str else None, tuple(at)))
+        return True
+    if kind == FAULTS and type(obj.get("faults")) is dict:
+        log.faults.append(FaultsLine(t, obj["faults"]))
+        return True
+    if kind == RELAY_STARTED:
+        log.relays.append(RelayLine(t, _int(obj.get("pid")), _int(obj.get("seed"))))
+        return True
+    return False
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int else None
+
+
+__all__ = ["Datagram", "FaultsLine", "RelayLine", "NetworkLog", "read_network_log",
+           "DATAGRAM", "FAULTS", "RELAY_STARTED", "FORWARDED", "DUPLICATED", "DROPPED"]

@@ -1,0 +1,72 @@
+"""`diagram`'s output: a real run's verdict in one line, the legend, and the diagram's rows."""
+
+from __future__ import annotations
+
+from colorama import Fore, Style
+
+from harness.check.history import load_history
+from harness.check.rules import check
+from harness.check.verdict import OK, VIOLATION, Verdict
+from harness.errors import RunFilesError, UsageError
+from harness.report import steps as run_steps
+from harness.report.diagram import HEADER_EVERY, diagram, legend, rests_on
+from harness.report.run import Run, load_run
+from node.config import Config
+
+
+def draw_run(config: Config, alive: set[str] | None, *, ballot: str | None = None,
+             everything: bool = False, color: bool = False) -> list[str]:
+    """The lines `diagram` prints for the last run under config.data_dir."""
+    history = load_history(config)
+    verdict = check(config, history, alive)
+    run = load_run(config, history)
+    if not any(run.events.values()):
+        raise RunFilesError(f"{config.data_dir}: no run recorded (no events.jsonl with events); "
+                            f"bring the cluster up first: paxos-harness up {config.path}")
+    every = run_steps.steps(run)
+    if ballot is not None:
+        known = sorted({b.ballot for b in run.ballots})
+        if ballot not in known:
+            shown = ", ".join(known[:12]) + (" ..." if len(known) > 12 else "")
+            raise UsageError(f"--ballot {ballot}: no priest began that ballot in this run "
+                             f"(ballots begun: {shown or 'none'})")
+        chosen = run_steps.of_ballot(every, run, ballot)
+        chosen = chosen if everything else run_steps.collapse(chosen)
+        what = f"ballot {ballot}: {len(chosen)} of {len(every)} steps"
+    elif everything:
+        chosen, what = every, f"the whole run, {len(every)} steps"
+    else:
+        chosen = run_steps.shorten(run, every, verdict.violations)
+        what = (f"shortened to the {len(chosen)} steps that matter, of {len(every)}; "
+                "--all for every one")
+    rows = diagram(run.names, chosen, rests_on(verdict.violations, run.t0), color=color,
+                   header_every=HEADER_EVERY)
+    return [*head(run, verdict, color), f"diagram ({what}):", *legend(rows, chosen), *rows]
+
+
+def head(run: Run, verdict: Verdict, color: bool) -> list[str]:
+    """Two lines: what the run was, and verify's verdict on it."""
+    between = run.between()
+    lost = sum(m.lost for m in between)
+    faults = sum(1 for r in run.actions if getattr(r, "applied", False))
+    earlier = f"; {run.earlier_runs} earlier runs in this data dir not drawn" \
+        if run.earlier_runs else ""
+    source = "events, harness.jsonl and network.jsonl" if run.relay else "events and harness.jsonl"
+    first = (f"cluster {run.config.cluster}: a run of {run.seconds(run.t1):.2f} s, "
+             f"{len(run.names)} priests, {len(between)} messages between priests ({lost} lost), "
+             f"{faults} faults and ballot requests applied (from {source}){earlier}")
+    lines = [first]
+    status = verdict.exit_status
+    kinds = ", ".join(dict.fromkeys(v.kind for v in verdict.violations))
+    text = {OK: f"verdict: AGREEMENT (exit 0){_decree(verdict)}",
+            VIOLATION: f"verdict: VIOLATION (exit 1): {kinds}; `paxos-harness verify` explains"}.get(
+        status, f"verdict: {verdict.status.upper()} (exit {status})")
+    if color:
+        shade = {OK: Fore.GREEN, VIOLATION: Fore.RED}.get(status, Fore.YELLOW)
+        text = f"{shade}{Style.BRIGHT}{text}{Style.RESET_ALL}"
+    return lines + [text, *run.notes]
+
+
+def _decree(verdict: Verdict) -> str:
+    return f": every surviving priest holds decree {verdict.decree}" \
+        if verdict.decree is not None else ""

@@ -1,6 +1,6 @@
 """The harness's errors: one tree, mapped to exit statuses in one place (`exit_status`).
 
-Exit statuses (DESIGN.md): 2 for what the user typed (usage, config, an
+Exit statuses: 2 for what the user typed (usage, config, an
 unknown priest) or a run's files that cannot be read as a run; 1 for a
 circumstance that stops the command (the cluster is already up or not up, a
 priest that cannot start, an action that makes no sense in the priests'
@@ -92,6 +92,9 @@ class ControlError(UserError):
 
 CODES: dict[str, type[UserError]] = {
     "already_up": AlreadyUpError,
+    "busy": BusyError,
+    "link": LinkError,
+    "run_files": RunFilesError,
     "not_up": NotUpError,
     "refused": RefusedError,
     "unknown_priest": UnknownPriestError,

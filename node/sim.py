@@ -204,10 +204,12 @@ class World:
     def _restart(self, name: str) -> None:
         if self.priests[name] is not None:
             return
-        self.priests[name] = self._boot(name)
-        disk = self.disks[name]
-        self.raw_steps.append((self.now, "restart", name, None, (disk.ledger, disk.decree), ""))
-        self.raw_events.append((self.now, name, (disk.ledger, disk.decree)))
+        priest = self.priests[name] = self._boot(name)
+        # What it recovered, as a real priest records it: after its strategy's `recover`
+        # (the forget-promises flaw forgets here, not on disk).
+        recovered = (priest.ledger, self.disks[name].decree)
+        self.raw_steps.append((self.now, "restart", name, None, recovered, ""))
+        self.raw_events.append((self.now, name, recovered))
 
     def _crash(self, name: str) -> None:
         self.priests[name] = None

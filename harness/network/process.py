@@ -68,6 +68,7 @@ class RelayProcess:
         self.config, self.private, self.log, self.log_max = config, private, log, log_max
         self.proc: subprocess.Popen[bytes] | None = None
         self.buffer = b""
+        self.sent = 0  # the id of the last request
 
     @property
     def pid(self) -> int | None:
@@ -131,14 +132,21 @@ class RelayProcess:
         return status
 
     def request(self, req: dict[str, Any]) -> dict[str, Any]:
-        """One command and its answer; RelayDown if the relay does not run or answer."""
+        """One command and its answer; RelayDown if the relay does not run or answer.
+
+        Each request carries an id that its answer echoes: an answer that comes
+        late (a relay stopped and continued) is skipped, never taken for the
+        answer to a later request.
+        """
         if not self.running():
             raise RelayDown("the relay is not running")
-        self._write(req)
-        answer = self._read(ANSWER_TIMEOUT)
-        if answer is None:
-            raise RelayDown("the relay did not answer")
-        return answer
+        self.sent += 1
+        self._write({**req, "id": self.sent})
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        while (answer := self._read(max(0.0, deadline - time.monotonic()))) is not None:
+            if answer.get("id") == self.sent:
+                return answer
+        raise RelayDown("the relay did not answer")
 
     def set(self, faults: Faults, seed: int | None) -> None:
         self.request({"op": "set", "faults": faults.to_wire(), "seed": seed})

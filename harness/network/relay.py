@@ -295,7 +295,9 @@ def serve(relay: Relay, commands: Commands, parent: int, answer: Callable[[dict[
             for key, _ in sel.select(timeout):
                 if key.data is None:
                     for req in commands.read():
-                        answer(relay.command(req))
+                        # The request's id comes back with the answer, so the supervisor
+                        # never takes a late answer for the one it waits for.
+                        answer({**relay.command(req), "id": req.get("id")})
                 elif key.data == "":
                     _drain(rsock)
                 else:

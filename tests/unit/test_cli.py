@@ -444,6 +444,15 @@ def test_an_error_code_becomes_the_same_class_again(tmp_path: Path, code: str,
     assert type(e.value) is error and e.value.exit_status == error.exit_status
 
 
+def test_every_error_class_has_its_own_code() -> None:
+    import harness.errors
+    import node.errors
+
+    classes = {c for module in (harness.errors, node.errors) for c in vars(module).values()
+               if isinstance(c, type) and issubclass(c, UserError)}
+    assert classes == set(CODES.values())  # a new class without a code would lose its type
+
+
 def test_every_error_of_the_harness_round_trips_through_its_code() -> None:
     for code, cls in CODES.items():
         sent = from_wire({"ok": False, "code": code, "error": f"{code} happened", "pid": 9})

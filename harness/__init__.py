@@ -1,7 +1,8 @@
 """The harness around the priests: each part a package, each verb a module.
 
 cli.py       `paxos-harness`: the table of verbs and the one place errors become exit statuses
-verbs/       one module per verb: up, down, status, chaos, verify, simulate
+verbs/       one module per verb: up, down, status, chaos, verify, simulate, diagram,
+             report (and campaign)
 supervisor/  starts, owns and signals the priest processes; the control channel; run state
 chaos/       fault plans and their executor
 check/       the checker: history, rules, the faults before a violation, verdict

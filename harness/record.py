@@ -213,13 +213,6 @@ class NetworkChange(Record):
     def applied(self) -> bool:
         return self.result is Result.DONE
 
-    @classmethod
-    def _decode(cls, obj: dict[str, Any]) -> Record:
-        if "result" not in obj and type(obj.get("outcome")) is str:
-            refused = obj["outcome"].startswith(f"{Result.REFUSED.value}: ")
-            obj = {**obj, "result": Result.REFUSED.value if refused else Result.DONE.value}
-        return super(NetworkChange, cls)._decode(obj)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelayStarted(Record):

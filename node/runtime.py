@@ -244,8 +244,12 @@ class Runtime:
     def _startup_line(self) -> str:
         s = self.priest.ledger
         held = f"holds decree {self.priest.decree}" if self.priest.decree is not None else "holds no decree"
+        me = self.config.priests[self.name]
         host, port = self.sock.getsockname()
-        return (f"ready on {host}:{port}; {held}; ledger: last tried {s.last_tried}, "
+        # Peers know a priest by its configured address; behind the relay it listens elsewhere.
+        where = f"{me.host}:{me.port}" + (f" (behind the relay, on {host}:{port})"
+                                          if port != me.port else "")
+        return (f"ready on {where}; {held}; ledger: last tried {s.last_tried}, "
                 f"promised {s.next_bal}, last vote {s.prev_vote} (Ctrl+Z: begin a ballot)")
 
     def _handle_signals(self) -> None:

@@ -37,8 +37,8 @@ When a priest's events may be missing (no directory or events.jsonl, an
 unreadable file, a skipped line; `History.incomplete`), such a violation is
 *unverifiable* if it would vanish had those priests proposed d, or voted d in
 any ballot before it was learned. The exit status is then: 1 if any violation
-is proven by the evidence present; else 2 ("cannot verify": the files left do
-not support a verdict) if any is unverifiable; else 3 or 0 as usual. Read
+is proven by the evidence present; else 4 ("cannot verify": the files left do
+not support a verdict) if any is unverifiable; else 5, 3 or 0 as usual. Read
 problems are always listed; with exit 0 they mean the check covered only what
 was read.
 """

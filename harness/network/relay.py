@@ -198,7 +198,7 @@ class Log:
         self.path, self.limit = path, max(limit, 1)
         self.lines: list[str] = []
         self.count = 0
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path else None
+        self.fd = os.open(path, LOG_FLAGS, 0o644) if path else None
         if path is not None:
             self.count = _count_lines(path)
 
@@ -215,7 +215,7 @@ class Log:
             if room <= 0:
                 os.close(self.fd)
                 os.replace(self.path, self.path + ".1")
-                self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self.fd = os.open(self.path, LOG_FLAGS, 0o644)
                 self.count, room = 0, self.limit
             chunk, self.lines = self.lines[:room], self.lines[room:]
             os.write(self.fd, "".join(chunk).encode())
@@ -226,6 +226,10 @@ class Log:
             self.flush()
             os.close(self.fd)
             self.fd = None
+
+
+# Never through a planted link (ELOOP: the relay stops, the supervisor says so).
+LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _count_lines(path: str) -> int:

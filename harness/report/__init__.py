@@ -1,4 +1,6 @@
-"""Pictures of a run.
+"""Pictures of a run: the message diagram (terminal) and the HTML report.
 
-diagram.py   the message diagram in the terminal: a column per priest, a row per step
+run.py       a real run's record paired up: messages with their receipts, lanes, faults, ballots
+steps.py     a real run as diagram rows; diagram.py: the rows drawn, one column per priest
+text.py      `diagram`'s output; page.py + html.py: `report`'s one self-contained HTML file
 """

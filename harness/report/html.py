@@ -33,6 +33,7 @@ from harness.check.history import History
 from harness.check.verdict import KINDS, OK, VIOLATION, Verdict
 from harness.record import ChaosAction, ChaosEnd, ChaosStart, NetworkChange, RelayStarted
 from harness.report.run import DOWN, PAUSED, Run, Sent
+from harness.supervisor.files import write_atomic
 from node import __version__
 from node.messages import describe_message
 
@@ -63,10 +64,9 @@ def render(run: Run, verdict: Verdict, *, generated: str | None = None) -> str:
 
 
 def write(path: Path, text: str) -> None:
-    """Write the report atomically (temp file, then rename), so a reader never sees half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write the report atomically (a temp file created exclusively, then rename), so a
+    reader never sees half; a link planted at `path` is refused, never written through."""
+    write_atomic(path, text)
 
 
 def _summary(run: Run) -> str:

@@ -7,7 +7,6 @@ control socket (`harness.supervisor.control`).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,10 @@ from harness.errors import (
 )
 from harness.supervisor import control
 from harness.supervisor.actions import ALIVE, State
-from harness.supervisor.files import RunLock
+from harness.supervisor.files import RunLock, lock_holder
 from harness.supervisor.state import RunState, read_state, remove_state
 from harness.supervisor.wipe import wipe_data_dir
 from node.config import Config
-from node.ledger import LOCK
 
 DOWN_STATE = "down"  # what `status` shows for every priest when no supervisor runs
 BY_HAND = "by hand"  # ... except a priest that runs all the same, started by hand
@@ -174,25 +172,6 @@ def _by_hand(config: Config) -> dict[str, dict[str, Any]]:
         if pid is not None:
             rows[name] = {"pid": pid, "exit_status": None, "state": BY_HAND}
     return rows
-
-
-def lock_holder(directory: Path) -> int | None:
-    """The pid of the process holding `directory`'s priest.lock: a priest running there.
-
-    Read from /proc/locks, so the lock is never taken, not even for an instant
-    (a priest starting then would find it held and refuse to start).
-    """
-    try:
-        st = (directory / LOCK).lstat()
-        table = Path("/proc/locks").read_text()
-    except OSError:
-        return None
-    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    for line in table.splitlines():
-        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:123 0 EOF"; waiters: "->"
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
-            return int(fields[4])
-    return None
 
 
 def alive_priests(config: Config) -> set[str] | None:

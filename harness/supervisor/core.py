@@ -185,9 +185,7 @@ class Supervisor:
 
     def act(self, action: str, name: str) -> dict[str, Any]:
         """Do `action` on priest `name`; RefusedError if it makes no sense now."""
-        if action in NETWORK_ACTIONS:
-            return self.act_network(action, name)
-        if action not in ACTIONS:
+        if action not in ACTIONS or action in NETWORK_ACTIONS:
             raise UserError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         p = self.require(name)
         pid, began = p.pid, self._now()

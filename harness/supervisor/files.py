@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import LinkError, UserError
+from node.ledger import LOCK as PRIEST_LOCK
 
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -174,3 +175,22 @@ class RunLock:
         if self.fd >= 0:
             self.path.unlink(missing_ok=True)
             self.close()
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The pid of the process holding `directory`'s priest.lock: a priest running there.
+
+    Read from /proc/locks, so the lock is never taken, not even for an instant
+    (a priest starting then would find it held and refuse to start).
+    """
+    try:
+        st = (directory / PRIEST_LOCK).lstat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:123 0 EOF"; waiters: "->"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
+            return int(fields[4])
+    return None

@@ -25,7 +25,6 @@ files) is never looked at.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -34,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import UsageError, UserError
-from harness.supervisor.files import open_file
+from harness.supervisor.files import lock_holder, open_file
 from harness.supervisor.state import SOCKET_NAME, STATE_FILE, read_state
 from node.config import Config
 from node.ledger import DECREE, HEADER, LEDGER, LOCK, TEMP_PREFIXES
@@ -189,18 +188,11 @@ def _check(config: Config, path: Path, name: str, recognise: Recognise) -> None:
 
 def _not_running(config: Config, directory: Path) -> None:
     """UsageError if a priest (one started by hand, say) holds this directory's priest.lock."""
-    path = directory / LOCK
-    try:
-        fd = open_file(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _refuse(config, directory, "a priest is running on it (it holds "
-                                         f"{LOCK}); stop it first") from None
-    finally:
-        os.close(fd)
+    # Read from /proc/locks, never by taking the lock: a priest starting this very
+    # instant would find it held and refuse to start.
+    if lock_holder(directory) is not None:
+        raise _refuse(config, directory, f"a priest is running on it (it holds {LOCK}); "
+                                         "stop it first")
 
 
 def _run_files(config: Config, data_dir: Path) -> list[Path]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
 from typing import Any
@@ -106,10 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(plan: Plan) -> None:
-    try:
-        print("\n".join(describe_plan(plan)), flush=True)
-    except BrokenPipeError:  # `| head`: the reader has seen enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print("\n".join(describe_plan(plan)), flush=True)  # a closed pipe: cli.main says 141
 
 
 def _mode(args: argparse.Namespace) -> str:

@@ -17,7 +17,7 @@ from harness.errors import UsageError
 from harness.output import use_color
 from harness.report.diagram import diagram, legend, rests_on, shorten
 from harness.simulate.runs import RULES, Report, Setup, replay_command, run_seed, search
-from harness.verbs.args import count_arg, probability
+from harness.verbs.args import count_arg, probability, seed_arg
 from node.config import MAX_PRIESTS
 from node.flaws import FLAW_NAMES
 from node.flaws import warning as flaw_warning
@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--seeds", type=count_arg(1, 10**9), metavar="K",
                        help="run K seeds, from --first-seed on (default 1000)")
-    which.add_argument("--seed", type=count_arg(0, 2**63), metavar="S", help="run seed S only")
-    p.add_argument("--first-seed", type=count_arg(0, 2**63), default=0, metavar="F",
+    which.add_argument("--seed", type=seed_arg, metavar="S", help="run seed S only")
+    p.add_argument("--first-seed", type=seed_arg, default=0, metavar="F",
                    help="the first of the --seeds K seeds (default 0)")
     p.add_argument("--trace", action="store_true",
                    help="print the whole run as a message diagram, step by step "
@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ballots", type=count_arg(0, 1000), default=d.ballots, metavar="N",
                    help=f"ballots asked of random priests before the heal (default {d.ballots})")
     p.add_argument("--jobs", type=count_arg(0, 256), default=0, metavar="J",
-                   help="worker processes (default 0: one per CPU); results do not depend on it")
+                   help="worker processes (default 0: one per CPU, at most 8); results do not "
+                        "depend on it")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -6,4 +6,4 @@ command line from them: `add_arguments(parser)` declares its options, and
 `run` is the verb's help (its first line in the list of verbs).
 """
 
-VERBS = ("up", "down", "status", "chaos", "verify", "simulate")
+VERBS = ("up", "down", "status", "chaos", "verify", "simulate", "campaign")

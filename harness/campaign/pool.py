@@ -111,6 +111,8 @@ def run_all(campaign: Campaign, *, on_result: Callable[[RunResult], None] = lamb
                 active.append(_spawn(campaign, queue.popleft()))
             mp_wait([w.conn for w in active] + [w.process.sentinel for w in active], TICK)
             for w in list(active):
+                if w not in active:
+                    continue  # stopped by another run's failure, in this same turn
                 w.drain()
                 if not w.ended:
                     continue

@@ -59,12 +59,12 @@ def failure(campaign: Campaign, r: RunResult) -> list[str]:
     what = {Status.VIOLATION: "VIOLATION", Status.UNVERIFIABLE: "CANNOT VERIFY",
             Status.UNDECIDED: "NOT DECIDED after the heal"}.get(r.status, r.status.upper())
     rules = f": {', '.join(r.rules)}" if r.rules else ""
-    lines = [f"{what} in run {r.k} (plan seed {r.seed}){rules}", ""]
+    lines = [f"{what} in run {r.run} (plan seed {r.seed}){rules}", ""]
     lines += ["  " + line if line else "" for line in r.evidence.rstrip("\n").splitlines()]
     lines += ["", (f"files kept in {r.directory}/ (config.yaml, plan.txt, chaos.log, "
                    f"verdict.txt, run.json, and the priests' and the supervisor's files)"),
-              f"replay this run's plan: {replay_command(campaign, r.k)}",
-              f"  or by hand: {chaos_command(campaign, r.k, Path(r.directory) / CONFIG_FILE)}",
+              f"replay this run's plan: {replay_command(campaign, r.run)}",
+              f"  or by hand: {chaos_command(campaign, r.run, Path(r.directory) / CONFIG_FILE)}",
               f"  ({REPLAY_NOTE})"]
     return lines
 
@@ -114,7 +114,7 @@ def to_json(campaign: Campaign, outcome: Outcome, status: int) -> dict[str, Any]
         "counts": counts(outcome.results), "elapsed": round(outcome.elapsed, 3),
         "overhead_median": overhead(campaign, outcome.results),
         "interrupted": outcome.interrupted, "stopped": outcome.stopped, "exit_status": status,
-        "failures": [{**r.to_json(), "replay": replay_command(campaign, r.k)} for r in failing],
-        "results": [{"run": r.k, "seed": r.seed, "status": r.status.value, "rules": r.rules,
+        "failures": [{**r.to_json(), "replay": replay_command(campaign, r.run)} for r in failing],
+        "results": [{"run": r.run, "seed": r.seed, "status": r.status.value, "rules": r.rules,
                      "elapsed": r.elapsed, "phases": r.phases} for r in outcome.results],
     }

@@ -69,7 +69,7 @@ KEPT = frozenset({Status.VIOLATION, Status.UNVERIFIABLE, Status.UNDECIDED})
 class RunResult:
     """What one run did: its plan seed, verdict, timings, and where its files are if kept."""
 
-    k: int
+    run: int  # k, from 1
     seed: int
     status: Status
     directory: str

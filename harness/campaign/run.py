@@ -273,7 +273,8 @@ def _down(state: RunState) -> None:
 
 
 def _judge(result: RunResult, verdict: Verdict, directory: Path) -> None:
-    result.status = VERIFY_STATUS[verdict.exit_status]
+    # A status verify may add later (another "cannot verify") is kept, never taken as a pass.
+    result.status = VERIFY_STATUS.get(verdict.exit_status, Status.UNVERIFIABLE)
     result.rules = sorted({v.kind for v in (*verdict.violations, *verdict.unverifiable)})
     text = render(verdict, color=False)
     (directory / VERDICT_FILE).write_text(text)

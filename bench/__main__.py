@@ -7,6 +7,7 @@ repeated runs, beside a floor measured in the same run and the ratio to it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ballots, floors, network, report_page, simulation, starts
+from bench import ballots, campaign, floors, network, report_page, simulation, starts
 from bench.cluster import BenchError
 from bench.report import Entry, table, write_json
 from bench.starts import Skipped
@@ -23,6 +24,8 @@ from node.sim import Faults
 
 ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory", "network",
         "report"]
+# Rows that run only when asked for (`--only campaign`): real campaigns take many minutes.
+OPT_IN = ["campaign"]
 REFERENCE = ballots.REFERENCE
 REFERENCE_PATH = "4 x atomic_write + 2.5 x udp_rtt"  # the critical path the targets use
 LEDGER_PATH = "3 x ledger_persist + 2 x atomic_write + 2.5 x udp_rtt"  # this ledger's own
@@ -46,6 +49,9 @@ class Plan:
     start_sizes: tuple[int, ...] = (4, 16, 32, 64)
     sim_seconds: float = 1.0
     sim_repeats: int = 5
+    campaign_overhead: int = 30  # runs, one at a time
+    campaign_runs: int = 300  # the correct core's campaign, and the cap of each catch
+    campaign_seeds: int = 3  # campaigns per flaw
 
 
 def make_plan(quick: bool, repeat: int | None) -> Plan:
@@ -53,7 +59,8 @@ def make_plan(quick: bool, repeat: int | None) -> Plan:
     plan = Plan()
     if quick:
         plan = Plan(floor_samples=20, floor_burst=1, ballots=2, events=2, starts=2,
-                    start_sizes=(4,), sim_seconds=0.1, sim_repeats=2)
+                    start_sizes=(4,), sim_seconds=0.1, sim_repeats=2, campaign_overhead=2,
+                    campaign_runs=2, campaign_seeds=1)
     if repeat is not None:
         plan.ballots = plan.events = plan.starts = repeat
         plan.sim_repeats = max(2, repeat // 5)
@@ -108,6 +115,7 @@ def run_rows(rows: list[str], plan: Plan, workdir: Path) -> list[Entry]:
         "network": lambda: [*network.ballots(workdir, plan.ballots),
                             *network.forwarding(workdir, plan.events)],
         "report": lambda: report_page.report_row(workdir, max(3, min(plan.ballots, 7))),
+        "campaign": lambda: campaign_row(workdir, plan),
     }
     entries: list[Entry] = []
     for row in rows:
@@ -129,6 +137,13 @@ def start_row(workdir: Path, plan: Plan, supervised: bool) -> list[Entry]:
     out += starts.forked_start(workdir, list(plan.start_sizes), plan.starts)
     out.append(starts.execed_start(workdir, plan.starts))
     return out
+
+
+def campaign_row(workdir: Path, plan: Plan) -> list[Entry]:
+    jobs = os.cpu_count() or 1
+    return [campaign.overhead(workdir, plan.campaign_overhead),
+            campaign.correct_core(workdir, plan.campaign_runs, jobs),
+            *campaign.catches(workdir, plan.campaign_runs, plan.campaign_seeds, jobs)]
 
 
 def sim_row(plan: Plan) -> list[Entry]:
@@ -154,8 +169,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "Prints a table; writes JSON under --out.")
     parser.add_argument("--quick", action="store_true",
                         help="tiny counts: checks that every row runs, figures are rough")
-    parser.add_argument("--only", action="append", metavar="ROW", choices=ROWS,
-                        help=f"only this row (repeatable): {', '.join(ROWS)}; floors always run")
+    parser.add_argument("--only", action="append", metavar="ROW", choices=ROWS + OPT_IN,
+                        help=f"only this row (repeatable): {', '.join(ROWS + OPT_IN)} "
+                             f"({', '.join(OPT_IN)} only when asked for: many minutes); "
+                             f"floors always run")
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="samples per figure for every process row (default 30, starts 10)")
     parser.add_argument("--out", type=Path, default=Path("logs/bench"),
@@ -170,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when done, 130 on Ctrl+C (every process started is killed)."""
     args = parse_args(argv)
     plan = make_plan(args.quick, args.repeat)
-    rows = [r for r in ROWS if r in (args.only or ROWS)]
+    rows = [r for r in ROWS + OPT_IN if r in (args.only or ROWS)]
     began = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="paxos-bench-") as tmp:

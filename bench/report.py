@@ -28,6 +28,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value / 1e6:.1f} MB"
     if unit == "/s":
         return f"{value:,.0f}/s"
+    if unit == "runs":
+        return f"{value:,.0f} runs"
     if value < 1e-3:
         return f"{value * 1e6:.0f} us"
     if value < 1.0:

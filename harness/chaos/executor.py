@@ -38,7 +38,7 @@ from node.errors import ConfigError
 STYLE = {"kill": Fore.RED, "stop": Fore.RED, "pause": Fore.YELLOW, "resume": Fore.GREEN,
          "restart": Fore.CYAN, "ballot": Fore.MAGENTA, "partition": Fore.BLUE,
          "isolate": Fore.BLUE, "drop": Fore.BLUE, "duplicate": Fore.BLUE, "delay": Fore.BLUE,
-         "heal": Fore.GREEN}
+         "drop-success": Fore.BLUE, "heal": Fore.GREEN}
 PROGRESS_AFTER = 2.0  # plans longer than this get a progress line on a terminal
 TICK = 0.1  # seconds between progress updates while waiting for the next step
 

@@ -21,8 +21,9 @@ it plans is one the supervisor accepts: it never kills a dead priest, resumes
 only paused ones, restarts only dead ones, asks only running ones for a
 ballot, and (unless majority loss is allowed) keeps a quorum of
 priests running. With network faults in its mix (`faults`), it also cuts,
-isolates, loses, duplicates and delays, each network step with a seed drawn
-from the plan's own. Every plan ends with a heal phase: the network healed
+isolates, loses, duplicates and delays datagrams, and loses Success datagrams
+alone (so a quorum votes but nobody hears the decree passed), each network
+step with a seed drawn from the plan's own. Every plan ends with a heal phase: the network healed
 first, then every priest restarted and resumed, then one ballot, so a correct
 cluster converges.
 """
@@ -44,7 +45,8 @@ SLEEP = "sleep"
 WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, "restart": 2.0, "pause": 1.5,
                              "resume": 1.5}
 NETWORK_WEIGHTS: dict[str, float] = {"partition": 1.0, "isolate": 1.0, "drop": 1.0,
-                                     "duplicate": 0.5, "delay": 0.5, "heal": 1.5}
+                                     "duplicate": 0.5, "delay": 0.5, "drop-success": 1.0,
+                                     "heal": 1.5}
 FAULT_KINDS = ("process", "network")  # what --faults chooses from
 MAX_STEPS = 100_000  # a bound on rate x duration: a plan is printed and kept in memory
 HEAL = "heal"
@@ -308,6 +310,8 @@ def _network_step(rng: random.Random, at: float, action: str, names: Sequence[st
         value = rng.choice([0.1, 0.2, 0.3, 0.5])
     elif action == "duplicate":
         value = rng.choice([0.1, 0.2, 0.3])
+    elif action == "drop-success":  # a quorum votes, and nobody hears the decree passed
+        value = rng.choice([0.5, 1.0, 1.0])
     elif action == "delay":
         lo = rng.choice([0, 2, 5, 10])
         value = f"{lo}-{lo + rng.choice([5, 10, 20, 40])}"

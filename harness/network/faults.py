@@ -2,9 +2,17 @@
 
 The state of the network is one frozen `Faults` value: a partition (groups of
 priests; a datagram passes only inside a group), a loss rate, a duplication
-rate and a delay range. Each network action (`partition`, `isolate`, `drop`,
-`duplicate`, `delay`, `heal`, in `harness.supervisor.actions`) replaces one
-part of it (`change`); `heal` clears all. `fate` decides, for one datagram,
+rate and a delay range, and a loss rate for `Success` datagrams alone. Each network
+action (`partition`, `isolate`, `drop`, `duplicate`, `delay`, `drop-success`,
+`heal`, in `harness.supervisor.actions`) replaces one part of it (`change`);
+`heal` clears all.
+
+The relay is blind to what a datagram says, with one exception, and only
+while it is in force: `drop-success` needs each datagram's message type, so
+the relay then reads the `type` of the codec's JSON envelope
+(`message_type`; it cannot check the tag, it has no key). That is the fault
+that lets a quorum vote while nobody hears that the decree passed: a lost
+`Success`, the moment two teaching flaws need to show. `fate` decides, for one datagram,
 whether it is dropped (and why) and when each copy leaves.
 
 Argument values are parsed here once (`parse_value`), for the command line,
@@ -13,6 +21,7 @@ schedules, the random planner and the supervisor alike.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Sequence
@@ -26,7 +35,9 @@ MAX_DELAY_MS = 10_000.0  # a datagram held longer than this is as good as lost
 # Why the relay drops a datagram (network.jsonl's `reason`).
 PARTITION = "partition"
 LOSS = "loss"
+SUCCESS_LOST = "success lost"
 FOREIGN = "not a priest"
+SUCCESS = "Success"  # the message type drop-success loses (node.codec's envelope `type`)
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class Faults:
     drop: float = 0.0
     duplicate: float = 0.0
     delay: tuple[float, float] | None = None  # milliseconds, uniform in [lo, hi]
+    drop_success: float = 0.0  # the loss rate of Success datagrams, on top of `drop`
 
     @property
     def healthy(self) -> bool:
@@ -53,19 +65,23 @@ class Faults:
             parts.append(f"duplicate {self.duplicate:.0%}")
         if self.delay is not None:
             parts.append(f"delay {self.delay[0]:g}-{self.delay[1]:g} ms")
+        if self.drop_success:
+            parts.append(f"drop-success {self.drop_success:.0%}")
         return "; ".join(parts) if parts else "no faults"
 
     def to_wire(self) -> dict[str, Any]:
         return {"groups": [list(g) for g in self.groups], "drop": self.drop,
                 "duplicate": self.duplicate,
-                "delay": list(self.delay) if self.delay is not None else None}
+                "delay": list(self.delay) if self.delay is not None else None,
+                "drop_success": self.drop_success}
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Faults:
         delay = raw.get("delay")
         return cls(tuple(tuple(g) for g in raw.get("groups", ())), float(raw.get("drop", 0.0)),
                    float(raw.get("duplicate", 0.0)),
-                   (float(delay[0]), float(delay[1])) if delay else None)
+                   (float(delay[0]), float(delay[1])) if delay else None,
+                   float(raw.get("drop_success", 0.0)))
 
     def cut(self, src: str, dst: str) -> bool:
         """True if a partition separates `src` from `dst`."""
@@ -76,14 +92,18 @@ class Faults:
                 return dst not in group
         return True  # not in any group: cannot happen for a priest of the config
 
-    def fate(self, src: str, dst: str, rng: random.Random) -> tuple[str | None, list[float]]:
+    def fate(self, src: str, dst: str, rng: random.Random,
+             kind: str | None = None) -> tuple[str | None, list[float]]:
         """(why it is dropped, or None; the delay in seconds of each copy sent).
 
-        Draws from `rng` in a fixed order (loss, duplication, one delay per copy),
-        so the same seed and the same datagrams give the same fates.
+        `kind` is the datagram's message type, needed only with `drop_success`.
+        Draws from `rng` in a fixed order (Success loss, loss, duplication, one
+        delay per copy), so the same seed and the same datagrams give the same fates.
         """
         if self.cut(src, dst):
             return PARTITION, []
+        if self.drop_success and kind == SUCCESS and rng.random() < self.drop_success:
+            return SUCCESS_LOST, []
         if self.drop and rng.random() < self.drop:
             return LOSS, []
         copies = 2 if self.duplicate and rng.random() < self.duplicate else 1
@@ -109,7 +129,24 @@ def change(faults: Faults, action: str, value: Any, names: Sequence[str]) -> Fau
     if action == "delay":
         lo, hi = parse_delay(value)
         return replace(faults, delay=None if hi == 0 else (lo, hi))
+    if action == "drop-success":
+        return replace(faults, drop_success=float(value))
     raise UsageError(f"unknown network action {action!r}")
+
+
+def message_type(data: bytes) -> str | None:
+    """The `type` of a datagram's JSON envelope (before its tag), or None if it has none.
+
+    Not a check: the tag is not verified (the relay has no key); a priest drops
+    whatever is forged. Read only while `drop_success` is in force.
+    """
+    body, _sep, _tag = data.rpartition(b" ")
+    try:
+        obj = json.loads(body or data)
+    except ValueError:  # UnicodeDecodeError too
+        return None
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 # --- argument values -----------------------------------------------------------------
@@ -126,7 +163,7 @@ def parse_value(action: str, raw: Any, names: Sequence[str], where: str = "") ->
         if raw not in (None, True):
             raise UsageError(f"{prefix}takes no value (in a schedule: heal: true), got {raw!r}")
         return None
-    if action in ("drop", "duplicate"):
+    if action in ("drop", "duplicate", "drop-success"):
         return probability(raw, prefix)
     if action == "delay":
         lo, hi = parse_delay(raw, prefix)

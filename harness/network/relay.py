@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness.network.faults import FOREIGN, Faults
+from harness.network.faults import FOREIGN, Faults, message_type
 
 SPEC_TIMEOUT = 10.0
 PARENT_CHECK = 0.25  # seconds between checks that the supervisor still lives
@@ -112,7 +112,9 @@ class Relay:
                            f'"reason":"{FOREIGN}","from":"{addr[0]}:{addr[1]}"}}\n')
             return
         link = f"{src}->{dst}"
-        reason, delays = self.faults.fate(src, dst, self.rng)
+        # The envelope is read only when a fault needs the message type (drop-success).
+        kind = message_type(data) if self.faults.drop_success else None
+        reason, delays = self.faults.fate(src, dst, self.rng, kind)
         if reason is not None:
             self._count(link, "received", "dropped")
             self.log.write(f'{{"t":{now},"kind":"datagram","n":{self.seq},"src":"{src}",'

@@ -73,6 +73,8 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
            Target.NETWORK, "P"),
     Action("delay", frozenset(), None, "hold each datagram LO to HI ms, uniformly (so "
            "reordered); 0: none", Target.NETWORK, "LO-HI"),
+    Action("drop-success", frozenset(), None, "lose each Success datagram with probability P "
+           "(1: all); the relay reads each datagram's type while this is on", Target.NETWORK, "P"),
     Action("heal", frozenset(), None, "remove every network fault", Target.NETWORK, None),
 )}
 PRIEST_ACTIONS = {n: a for n, a in ACTIONS.items() if a.target == Target.PRIEST}

@@ -6,4 +6,5 @@ command line from them: `add_arguments(parser)` declares its options, and
 `run` is the verb's help (its first line in the list of verbs).
 """
 
-VERBS = ("up", "down", "status", "chaos", "verify", "simulate", "diagram", "report")
+VERBS = ("up", "down", "status", "chaos", "verify", "simulate", "campaign", "diagram",
+         "report")

@@ -6,6 +6,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from harness.chaos.plan import FAULT_KINDS
+
 
 def number_arg(what: str, *, above_zero: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite number >= 0 (> 0 if `above_zero`), described as `what`."""
@@ -75,3 +77,13 @@ def color_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         metavar="WHEN", help="colour: auto (only on a terminal, not with NO_COLOR; "
                                              "the default), always (e.g. piped to less -R), never")
+
+
+def fault_kinds(text: str) -> tuple[str, ...]:
+    """An argparse type: a comma-separated subset of FAULT_KINDS (what a random nemesis mixes)."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in FAULT_KINDS]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(FAULT_KINDS)} (comma-separated), "
+                                         f"got {text!r}")
+    return kinds

@@ -13,7 +13,7 @@ from harness.errors import PROG, NotUpError, UsageError
 from harness.supervisor import control
 from harness.supervisor.actions import ACTIONS, Target
 from harness.supervisor.state import RunState, read_state, resolve_config
-from harness.verbs.args import config_arg, number_arg, seed_arg
+from harness.verbs.args import config_arg, fault_kinds, number_arg, seed_arg
 from node.config import Config
 
 
@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="seconds of chaos before the heal phase (default 10)")
     rnd.add_argument("--rate", type=_rate, metavar="R",
                      help="actions per second on average (default 2)")
-    rnd.add_argument("--faults", type=_fault_kinds, metavar="KINDS",
+    rnd.add_argument("--faults", type=fault_kinds, metavar="KINDS",
                      help="what the nemesis mixes: process, network, or process,network "
                           "(default: both; process only with network: direct)")
     rnd.add_argument("--allow-majority-loss", action="store_true",
@@ -154,13 +154,3 @@ def _random_plan(args: argparse.Namespace, config: Config, state: RunState | Non
     return plan_random(config.names, seed, args.duration or 10.0, args.rate or 2.0,
                        initial=initial, allow_majority_loss=args.allow_majority_loss,
                        faults=kinds)
-
-
-def _fault_kinds(text: str) -> tuple[str, ...]:
-    """An argparse type: a comma-separated subset of FAULT_KINDS."""
-    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    bad = [k for k in kinds if k not in FAULT_KINDS]
-    if bad or not kinds:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(FAULT_KINDS)} (comma-separated), "
-                                         f"got {text!r}")
-    return kinds

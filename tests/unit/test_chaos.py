@@ -252,6 +252,7 @@ BAD_SCHEDULES = [
     ([{"at": 0, "kill": "alpha", "pause": "beta"}], ("entry 1: needs exactly one action "
                                                     "(ballot, kill, stop, pause, resume, restart, "
                                                     "partition, isolate, drop, duplicate, delay, "
+                                                    "drop-success, "
                                                     "heal), found kill, pause")),
     ([{"at": 0, "explode": "alpha"}], "s.yaml: entry 1: explode: unknown key"),
     ([{"at": 0, "kill": 3}], "s.yaml: entry 1: kill: must be a priest's name"),

@@ -33,7 +33,7 @@ from harness.chaos.executor import execute
 from harness.chaos.plan import describe_plan
 from harness.check.rules import load_and_check
 from harness.check.verdict import OK, UNVERIFIABLE, VIOLATION, WAITING, Verdict, render
-from harness.errors import ControlError, NotUpError, StartupError
+from harness.errors import ControlError, NotUpError, StartupError, UserError
 from harness.supervisor import control
 from harness.supervisor.actions import ALIVE
 from harness.supervisor.cluster import stop_by_signal, take_run_lock, wait_gone, wipe_data_dir
@@ -44,6 +44,7 @@ PLAN_FILE = "plan.txt"
 CHAOS_LOG = "chaos.log"
 RUN_LOG = "run.log"
 VERDICT_FILE = "verdict.txt"
+REPORT_FILE = "report.html"  # a kept run's report (`paxos-harness report`)
 RESULT_FILE = "run.json"
 OWN_FILES = (CONFIG_FILE, PLAN_FILE, CHAOS_LOG, RUN_LOG, VERDICT_FILE, RESULT_FILE)
 START_TRIES = 3  # a free port taken by someone else between choosing it and binding it
@@ -210,6 +211,8 @@ def do_run(campaign: Campaign, k: int, directory: Path,
         verdict = load_and_check(config, None)  # down: every priest's files count
         clock.lap("verify")
         _judge(result, verdict, directory)
+        if result.status in KEPT:
+            _report(config, directory)
     except Exception:
         failed = True
         raise
@@ -273,6 +276,16 @@ def _down(state: RunState) -> None:
     except (NotUpError, ControlError):
         stop_by_signal(state)
     wait_gone(state)
+
+
+def _report(config: Config, directory: Path) -> None:
+    """A kept run gets its HTML report beside its files (`paxos-harness report`'s own)."""
+    from harness.report.page import write_report
+
+    try:
+        write_report(config, None, directory / REPORT_FILE)
+    except UserError as e:  # the run's files are kept all the same; say why there is no report
+        (directory / REPORT_FILE).with_suffix(".txt").write_text(f"no report: {e}\n")
 
 
 def _judge(result: RunResult, verdict: Verdict, directory: Path) -> None:

@@ -103,9 +103,11 @@ def test_a_flaw_is_caught_with_its_files_kept_and_the_replay_line(
               f"--faults process,network --flaw same-ballot-numbers --run 1")
     assert replay in out and "timing" in out and "differs" in out
     for name in ("config.yaml", "plan.txt", "chaos.log", "verdict.txt", "run.json",
-                 "harness.jsonl", "alpha/events.jsonl"):
+                 "harness.jsonl", "alpha/events.jsonl", "report.html"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "run.json").read_text())["rules"] == ["ballot_reused"]
+    report = (run_dir / "report.html").read_text()
+    assert 'id="verdict"' in report and 'data-kind="ballot_reused"' in report
     assert "stopped at the first violation" in out.splitlines()[-1]
     # The kept run's config is a cluster's: verify reads the same verdict from it.
     verify = _harness(tmp_path, "verify", str(run_dir / "config.yaml"))

@@ -26,9 +26,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from harness.campaign.run import KEPT, RunResult, Status, make_run_dir, worker_main
+from harness.campaign.run import KEPT, RUN_LOG, RunResult, Status, make_run_dir, worker_main
 from harness.campaign.spec import Campaign
-from harness.errors import UserError, from_wire
+from harness.errors import InternalError, UserError, from_wire
 from harness.supervisor.cluster import stop_by_signal
 from harness.supervisor.state import read_state
 
@@ -142,7 +142,15 @@ def _ended(w: _Worker, campaign: Campaign, outcome: Outcome,
             stop_workers(active)
         return
     if w.result is None:
-        return  # interrupted, or killed before it could say anything
+        if w.interrupted or outcome.interrupted or outcome.stopped:
+            return  # stopped on purpose before it could say anything
+        # A run that ended without a word is a bug of ours, never a pass.
+        if outcome.error is None:
+            outcome.error = InternalError(
+                f"run {w.k} ended without a result (exit status {w.process.exitcode}; this is "
+                f"a bug); its output is in {w.directory / RUN_LOG}")
+            stop_workers(active)
+        return
     outcome.results.append(w.result)
     on_result(w.result)
     if w.result.status == Status.VIOLATION and not campaign.keep_going and not outcome.stopped:

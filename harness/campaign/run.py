@@ -120,7 +120,11 @@ def worker_signals() -> None:
 
 
 def make_run_dir(root: Path, k: int) -> Path:
-    """`root/run-<k>`, created here and now; `run-<k>.2`... if another campaign has it."""
+    """`root/run-<k>`, created here and now; `run-<k>.2`... if another campaign has it.
+
+    Absolute: the run's process works inside it, so a relative data dir would point nowhere.
+    """
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         path = root / (f"run-{k}" if n == 1 else f"run-{k}.{n}")
@@ -303,12 +307,13 @@ def worker_main(campaign: Campaign, k: int, directory: Path, send: Callable[[obj
     from harness.errors import InternalError, UserError, to_wire
 
     worker_signals()
-    os.chdir(directory)
-    out = os.open(directory / RUN_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
+    directory = directory.resolve()
     try:
+        out = os.open(directory / RUN_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        os.chdir(directory)
         result = do_run(campaign, k, directory,
                         on_up=lambda s: send(("up", s.data_dir)))
         send(("result", result.to_json()))

@@ -164,3 +164,17 @@ def test_two_campaigns_at_once_do_not_collide(tmp_path: Path, nothing_left: None
         run_dir = tmp_path / "data" / "campaign" / "9" / d
         assert load_config(run_dir / "config.yaml").data_dir == run_dir
         assert json.loads((run_dir / "run.json").read_text())["status"] == "pass"
+
+
+@pytest.mark.timeout(180)
+def test_a_relative_data_dir_works_as_the_shipped_configs_have_it(
+        tmp_path: Path, nothing_left: None) -> None:
+    config = write_config(tmp_path, 3)
+    text = config.read_text().replace(f"data_dir: {tmp_path / 'data'}", "data_dir: data")
+    assert "data_dir: data\n" in text
+    config.write_text(text)
+    done = _campaign(tmp_path, config.name, "--runs", "2", "--duration", "1", "--seed", "3",
+                     "--jobs", "1", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["counts"]["pass"] == 2 and summary["done"] == 2, summary

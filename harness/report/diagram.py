@@ -121,12 +121,15 @@ HEADER_EVERY = 40  # rows between repeated column headers, so a pager always sho
 
 def diagram(names: Sequence[str], steps: Sequence[Step],
             marked: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset(), *,
-            color: bool = False, header_every: int = 0) -> list[str]:
+            color: bool = False, header_every: int = 0,
+            before: Sequence[Step] = ()) -> list[str]:
     """The steps as a message diagram: one lane per priest, one row per step.
 
     A step of a priest in `marked` at that time (us) is flagged `!` (see `rests_on`).
     `header_every` N > 0 repeats the priests' names every N rows; `color` paints
     lost messages, faults and decrees with ANSI codes, each row closing its own.
+    `before`: the run's steps ahead of the first shown, replayed for the lanes' states
+    only (a priest down, paused or cut off since before them), drawn as no row.
     """
     width = max(4, max(len(n) for n in names) + 2)
     lane = {name: i * width + width // 2 for i, name in enumerate(names)}
@@ -136,6 +139,11 @@ def diagram(names: Sequence[str], steps: Sequence[Step],
     if color:
         top = [f"{Style.BRIGHT}{row}{Style.RESET_ALL}" for row in top]
     rows = list(top)
+    for s in before:
+        if s.kind in _GOES_DOWN:
+            for name in [s.priest] if s.priest else names:
+                state[name] = ":"
+        _after(s, state, names)
     for n, s in enumerate(steps):
         if header_every and n and n % header_every == 0:
             rows += top

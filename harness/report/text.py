@@ -39,8 +39,10 @@ def draw_run(config: Config, alive: set[str] | None, *, ballot: str | None = Non
         chosen = run_steps.shorten(run, every, verdict.violations)
         what = (f"shortened to the {len(chosen)} steps that matter, of {len(every)}; "
                 "--all for every one")
+    # What happened before the first step shown still shapes the lanes (a partition, a kill).
+    before = [s for s in every if chosen and s.time < chosen[0].time]
     rows = diagram(run.names, chosen, rests_on(verdict.violations, run.t0), color=color,
-                   header_every=HEADER_EVERY)
+                   header_every=HEADER_EVERY, before=before)
     return [*head(run, verdict, color), f"diagram ({what}):", *legend(rows, chosen), *rows]
 
 

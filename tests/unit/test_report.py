@@ -277,3 +277,21 @@ def test_a_violation_is_listed_first_with_its_evidence(tmp_path: Path) -> None:
     kinds = {a["data-kind"] for a in parsed.having("violation")}
     assert "disagreement" in kinds
     assert page.index('id="verdict"') < page.index('id="timeline"')
+
+
+def test_a_shortened_diagram_keeps_the_lanes_what_came_before_made_them() -> None:
+    from node.messages import Ballot, NextBallot
+    from node.sim import Step
+
+    names = ["alpha", "beta", "gamma"]
+    cut = Step(0.1, "network", "", None, ("network: isolate gamma", "isolate", "gamma",
+                                           ("gamma",)))
+    paused = Step(0.2, "pause", "beta", None, "beta: paused (SIGSTOP)")
+    send = Step(0.5, "send", "alpha", "beta", NextBallot("alpha", Ballot(2, "alpha")), "")
+    row = diagram(names, [send], before=[cut, paused])[-1]
+    assert row.rstrip().endswith("NextBallot(2.alpha)")
+    width = 7  # the longest name and two spaces
+    lane = {n: 12 + i * width + width // 2 for i, n in enumerate(names)}  # flag, time, 2 spaces
+    assert row[lane["gamma"]] == "%"  # gamma is still cut off when the send is drawn
+    bare = diagram(names, [send])[-1]
+    assert bare[lane["gamma"]] == "|"  # without what came before, it would look connected

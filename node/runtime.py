@@ -12,7 +12,6 @@ SIGINT end it cleanly.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import select
@@ -51,6 +50,7 @@ from node.messages import (
     describe_message,
 )
 from node.output import Narrator, use_color
+from node.proc import drain, set_parent_death_signal
 from node.record import PriestEvent, message_event, recorded, started_event
 from node.synod import Priest
 
@@ -203,7 +203,7 @@ class Runtime:
         signal.signal(signal.SIGTERM, lambda *_: self.pending.append("stop"))
         signal.signal(signal.SIGINT, lambda *_: self.pending.append("stop"))
         if self.watch_parent is not None:
-            _set_parent_death_signal()
+            set_parent_death_signal()
             if os.getppid() != self.watch_parent:
                 self.pending.append("orphaned")
         return rsock
@@ -229,7 +229,7 @@ class Runtime:
             deadline = min([next_parent_check, *self.timers.values()])
             ready, _, _ = select.select([self.sock, wake], [], [], max(0.0, deadline - now))
             if wake in ready:
-                _drain(wake)
+                drain(wake)
             self._handle_signals()
             if self.sock in ready:
                 self._receive_all()
@@ -375,25 +375,6 @@ class Runtime:
         self.ledger.close()
         self.events.close()
         self.narrator.close()
-
-
-def _drain(sock: socket.socket) -> None:
-    try:
-        while sock.recv(4096):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
-
-
-def _set_parent_death_signal() -> None:
-    """Linux: have the kernel send SIGTERM when the parent process dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # the periodic getppid() check still covers it
 
 
 def serve(config: Config, name: str, *, out: TextIO | None = None, color: bool | None = None,

@@ -25,7 +25,6 @@ lines it is renamed `network.jsonl.1` (one older file kept) and begun anew.
 
 from __future__ import annotations
 
-import ctypes
 import heapq
 import json
 import os
@@ -39,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.network.faults import FOREIGN, Faults, message_type
+from node.proc import drain, set_parent_death_signal
 
 SPEC_TIMEOUT = 10.0
 PARENT_CHECK = 0.25  # seconds between checks that the supervisor still lives
@@ -305,7 +305,7 @@ def serve(relay: Relay, commands: Commands, parent: int, answer: Callable[[dict[
                         # never takes a late answer for the one it waits for.
                         answer({**relay.command(req), "id": req.get("id")})
                 elif key.data == "":
-                    _drain(rsock)
+                    drain(rsock)
                 else:
                     relay.receive(key.data, key.fileobj)  # type: ignore[arg-type]
             relay.log.flush()
@@ -320,24 +320,6 @@ def serve(relay: Relay, commands: Commands, parent: int, answer: Callable[[dict[
         rsock.close()
         wsock.close()
     return 0
-
-
-def _drain(sock: socket.socket) -> None:
-    try:
-        while sock.recv(4096):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
-
-
-def _parent_death_signal() -> None:
-    """Linux: have the kernel send SIGTERM when the supervisor dies (the check covers others)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def main() -> int:
@@ -358,7 +340,7 @@ def main() -> int:
         answer({"error": "the relay got no spec on stdin"})
         return 2
     parent = int(spec.get("parent", os.getppid()))
-    _parent_death_signal()
+    set_parent_death_signal()
     if os.getppid() != parent:
         return 1
     try:

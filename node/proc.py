@@ -1,0 +1,30 @@
+"""Two process-level helpers shared by the priest and the relay: no imports of the core."""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import socket
+import sys
+
+
+def drain(sock: socket.socket) -> None:
+    """Read a non-blocking socket (a wake-up pipe) until it is empty."""
+    try:
+        while sock.recv(4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def set_parent_death_signal() -> None:
+    """Linux: have the kernel send SIGTERM when the parent process dies.
+
+    Elsewhere (or if prctl is missing) nothing happens: callers also check getppid().
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

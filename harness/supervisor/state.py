@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,16 @@ def create_state(state: RunState) -> None:
     data_dir = Path(state.data_dir)
     path = state_path(data_dir)
     check_not_link(path)
-    fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(state.to_json())
+    # Written whole in a temp file, then linked into place: link() fails if the name
+    # exists (so still exclusive), and no reader ever sees the file empty or half written.
+    temp = path.with_name(f"{path.name}.tmp{secrets.token_hex(4)}")
+    fd = open_file(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(state.to_json())
+        os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
     write_atomic(record_path(data_dir), state.to_json(), 0o600)
 
 

@@ -16,7 +16,9 @@ The world records the very events a priest writes to events.jsonl
 (`node.record.PriestEvent`; t is virtual time in ns, strictly increasing), so
 the checker that reads real runs (harness.verify) judges simulated ones too,
 and a list of steps (sends, ledger writes, crashes...) from which a trace or a
-message diagram is drawn.
+message diagram is drawn, and each message's arrivals (when each copy reached
+its receiver, and whether the receiver was up to take it), from which the
+trace shows delays and reorders and the HTML report draws every message.
 
 Speed matters here (thousands of runs a minute), so the loop keeps plain
 tuples in its queue and its logs and builds events and text only when asked.
@@ -81,7 +83,8 @@ class Step(NamedTuple):
     """One step of a run, for traces and diagrams.
 
     kind: send (priest -> peer, `what` the message, `fate` "", "lost" or
-    "duplicated"), ledger (`what` the LedgerState written), decree (`what` the
+    "duplicated"; a message lost in the network says why in `note`: LOST_CUT
+    or LOST_DROP), ledger (`what` the LedgerState written), decree (`what` the
     decree written), crash, restart (`what` = (ledger, decree) recovered),
     ballot (a ballot was requested of priest), partition (`what` the cut-off
     priests), heal. A real run's steps (harness.report.steps) add pause, resume,
@@ -99,6 +102,16 @@ class Step(NamedTuple):
 
 # Queue item kinds, ordered by (time, seq) in the heap.
 _DELIVER, _TIMER, _BALLOT, _RESTART, _HEAL = range(5)
+LOST_CUT, LOST_DROP = "partition", "loss"  # why the network lost a message (a real relay's words)
+RECEIVER_DOWN = "receiver down"  # it arrived at a priest that was down: lost too
+IN_FLIGHT = "in flight"  # still on its way when the run stopped (after max_steps)
+
+
+class Arrival(NamedTuple):
+    """One copy of a message reaching its receiver: when, and whether it was up to take it."""
+
+    time: float
+    taken: bool
 
 
 class World:
@@ -126,6 +139,8 @@ class World:
         self.raw_events: list[tuple[float, str, Record | tuple[LedgerState, int | None]]] = []
         self._events: list[PriestEvent] = []
         self.raw_steps: list[tuple[object, ...]] = []  # Step fields as plain tuples (cheap)
+        # (time, index of the send step in raw_steps, taken): one per copy that arrived.
+        self.raw_arrivals: list[tuple[float, int, bool]] = []
         self.stats = {"messages": 0, "dropped": 0, "duplicated": 0, "crashes": 0, "steps": 0,
                       "ballots": 0, "requests": 0}
         self.finished = False  # the queue drained before max_steps
@@ -160,15 +175,17 @@ class World:
         """The faulty phase until `horizon`, then the network heals, all restart, one ballot."""
         self._plan()
         queue, pop, priests = self.queue, heapq.heappop, self.priests
+        raw, arrived = self.raw_steps, self.raw_arrivals.append
         steps = 0
         while queue and steps < max_steps:
             when, _, kind, name, payload = pop(queue)
             self.now = when
             steps += 1
-            if kind == _DELIVER:
+            if kind == _DELIVER:  # payload: the index of the send step in raw_steps
                 priest = priests[name]
+                arrived((when, payload, priest is not None))
                 if priest is not None:  # a message to a priest that is down is lost
-                    self._apply(name, priest.handle(Received(payload)))
+                    self._apply(name, priest.handle(Received(cast(Message, raw[payload][4]))))
             elif kind == _TIMER:
                 priest = priests[name]
                 if priest is not None and self.timers.get((name, payload)) == when:
@@ -253,23 +270,28 @@ class World:
     def _send(self, src: str, dst: str, message: Message) -> None:
         stats, rnd, now = self.stats, self.rng.random, self.now
         stats["messages"] += 1
+        index = len(self.raw_steps)  # the send step's, appended last: what a delivery carries
         if self.healed:
             self.seq += 1
-            heapq.heappush(self.queue, (now + 0.001 * rnd(), self.seq, _DELIVER, dst, message))
+            heapq.heappush(self.queue, (now + 0.001 * rnd(), self.seq, _DELIVER, dst, index))
             self.raw_steps.append((now, "send", src, dst, message, ""))
             return
         f, cut = self.faults, self.cut
-        if (cut and (src in cut) != (dst in cut)) or rnd() < f.drop:
+        if cut and (src in cut) != (dst in cut):
             stats["dropped"] += 1
-            self.raw_steps.append((now, "send", src, dst, message, "lost"))
+            self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_CUT))
+            return
+        if rnd() < f.drop:
+            stats["dropped"] += 1
+            self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_DROP))
             return
         fate = ""
         if rnd() < f.duplicate:
             stats["duplicated"] += 1
             fate = "duplicated"
-            self._push(f.max_delay * rnd(), _DELIVER, dst, message)
+            self._push(f.max_delay * rnd(), _DELIVER, dst, index)
         self.seq += 1
-        heapq.heappush(self.queue, (now + f.max_delay * rnd(), self.seq, _DELIVER, dst, message))
+        heapq.heappush(self.queue, (now + f.max_delay * rnd(), self.seq, _DELIVER, dst, index))
         self.raw_steps.append((now, "send", src, dst, message, fate))
 
     # --- results -------------------------------------------------------------
@@ -308,8 +330,24 @@ class World:
 
     @property
     def steps(self) -> list[Step]:
-        """Every step of the run in order: sends, ledger and decree writes, crashes..."""
-        return [Step(*s) for s in self.raw_steps]  # type: ignore[arg-type]
+        """Every step of the run in order: sends, ledger and decree writes, crashes...
+
+        A send's note says when it arrived ("arrives in 4.2 ms"), whether it
+        overtook messages sent before it on its link, or why it was lost; one
+        that reached only a priest that was down is lost too.
+        """
+        out = [Step(*s) for s in self.raw_steps]  # type: ignore[arg-type]
+        for i, (fate, note) in _arrival_notes(out, self.arrivals, self.finished).items():
+            out[i] = out[i]._replace(fate=fate, note=note)
+        return out
+
+    @property
+    def arrivals(self) -> dict[int, list[Arrival]]:
+        """Each copy's arrival, by the index of its send in `steps`, in order of arrival."""
+        out: dict[int, list[Arrival]] = {}
+        for time, index, taken in self.raw_arrivals:
+            out.setdefault(index, []).append(Arrival(time, taken))
+        return out
 
     @property
     def trace(self) -> list[str]:
@@ -320,12 +358,49 @@ class World:
         return {name: disk.decree for name, disk in self.disks.items()}
 
 
+def _arrival_notes(steps: list[Step], arrivals: dict[int, list[Arrival]],
+                   finished: bool) -> dict[int, tuple[str, str]]:
+    """(fate, note) for each send that left: its copies' delays, what it overtook on its
+    link, or why it was lost after all (its receiver was down, or it was still on its way)."""
+    out: dict[int, tuple[str, str]] = {}
+    # link -> (sent, first arrival, i), in send order
+    first: dict[tuple[str, str | None], list[tuple[float, float, int]]] = {}
+    longest = 0.0  # the longest delay: no message sent earlier than that before can be passed
+    for i, s in enumerate(steps):
+        if s.kind != "send" or s.fate == "lost":
+            continue
+        copies = arrivals.get(i, [])
+        taken = [a.time - s.time for a in copies if a.taken]
+        if not taken:
+            why = RECEIVER_DOWN if copies or finished else IN_FLIGHT
+            out[i] = ("lost", why)
+            continue
+        words = "arrives in " + " and ".join(f"{d * 1e3:.1f}" for d in taken) + " ms"
+        if len(copies) > len(taken):
+            words += f"; {len(copies) - len(taken)} copy lost ({RECEIVER_DOWN})"
+        out[i] = (s.fate, words)
+        first.setdefault((s.priest, s.peer), []).append((s.time, s.time + taken[0], i))
+        longest = max(longest, taken[0])
+    for link in first.values():  # count the earlier sends each one overtook
+        for k, (_, at, i) in enumerate(link):
+            passed, j = 0, k - 1
+            while j >= 0 and link[j][0] + longest >= at:
+                passed += link[j][1] > at
+                j -= 1
+            if passed:
+                fate, words = out[i]
+                out[i] = (fate, f"{words}, overtaking {passed} sent before it")
+    return out
+
+
 def describe_step(s: Step) -> str:
     """One step in words: 'p1 -> p3  NextBallot ballot=1.p1', 'p2: CRASH'..."""
     if s.kind == "send":
         m = s.what
         body = " ".join(f"{k}={v}" for k, v in vars(m).items() if k != "src")
-        tail = {"lost": "  (lost)", "duplicated": "  (duplicated)"}.get(s.fate, "")
+        words = [w for w in ({"lost": "lost", "duplicated": "duplicated"}.get(s.fate, ""), s.note)
+                 if w]
+        tail = f"  ({': '.join(words)})" if words else ""
         return f"{s.priest} -> {s.peer}  {type(m).__name__} {body}{tail}"
     if s.kind == "ledger":
         return f"{s.priest}: ledger <- {_ledger(cast(LedgerState, s.what))}"
@@ -355,4 +430,5 @@ def run_world(n: int, seed: int, **kw: object) -> World:
     return world
 
 
-__all__ = ["World", "Faults", "Disk", "Step", "describe_step", "run_world"]
+__all__ = ["World", "Faults", "Disk", "Step", "Arrival", "describe_step", "run_world",
+           "LOST_CUT", "LOST_DROP", "RECEIVER_DOWN", "IN_FLIGHT"]

@@ -1,4 +1,4 @@
-"""`report`: one self-contained HTML file of a real run.
+"""`report`: one self-contained HTML file of a real run (or of a simulated one).
 
 Everything is inline (style, SVG, a few lines of script), so the file works
 offline and opened from disk; nothing is fetched. It reads without
@@ -19,6 +19,11 @@ Layout: time runs left to right on one axis for the timeline and the message
 diagram (x in ms after `Run.t0`, stretched to the page's width by
 `preserveAspectRatio="none"`; zoom widens the stage); text is HTML placed in
 percent of that axis, so it never stretches.
+
+A simulated run (`Run.simulated`, from `simulate --html`) is drawn alike on
+its virtual time; its header, verdict line and last section say what it was
+(seed, the world's faults, the commands that replay it) instead of a data
+dir, a chaos plan and a config.
 """
 
 from __future__ import annotations
@@ -40,24 +45,35 @@ from node.messages import describe_message
 LANE, LANE_GAP = 22, 8  # timeline: a lane's height and the space below it (px)
 MSG_LANE = 56  # message diagram: px between two priests' lines
 LABEL_W = 96  # px of the priests' names left of the axis
+# Faults that degrade every lane rather than cut one off: each a thin band along the bottom of
+# the lane (at its own height), so the lane's state and its ballots stay visible beneath.
+BANDS = {"drop": 0, "duplicate": 1, "delay": 2}
+BAND = 2  # px
 
 
 def render(run: Run, verdict: Verdict, *, generated: str | None = None) -> str:
     """The whole report as one HTML document."""
     stamp = generated or time.strftime("%Y-%m-%d %H:%M:%S")
-    title = f"paxos-harness report: cluster {run.config.cluster}"
+    sim = run.simulated
+    if sim is None:
+        title = f"paxos-harness report: cluster {run.config.cluster}"
+        where = f"data dir <code>{escape(str(run.config.data_dir))}</code>"
+        tail = [_chaos(run), _config(run)]
+    else:
+        title = f"paxos-harness report: simulated run, seed {sim.seed}"
+        where = "times are the simulation's virtual seconds"
+        tail = [_simulation(run)]
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>", f"<style>{CSS}</style></head><body>",
         (f"<header><h1>{escape(title)}</h1><p class=\"sub\">{escape(_summary(run))}<br>"
-        f"data dir <code>{escape(str(run.config.data_dir))}</code>; written {escape(stamp)} by "
-        f"paxos-harness {escape(__version__)}</p>{_nav()}</header>"),
+        f"{where}; written {escape(stamp)} by "
+        f"paxos-harness {escape(__version__)}</p>{_nav(sim is not None)}</header>"),
         _verdict(run, verdict),
         _picture(run, verdict),
         _ledgers(run, verdict),
-        _chaos(run),
-        _config(run),
+        *tail,
         f"<script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(parts) + "\n"
@@ -79,9 +95,11 @@ def _summary(run: Run) -> str:
             f"{earlier}")
 
 
-def _nav() -> str:
+def _nav(simulated: bool) -> str:
     links = [("verdict", "verdict"), ("timeline", "timeline and messages"),
-             ("ledgers", "ledgers and decrees"), ("chaos", "chaos plan"), ("config", "config")]
+             ("ledgers", "ledgers and decrees")]
+    links += [("simulation", "simulation")] if simulated else [("chaos", "chaos plan"),
+                                                               ("config", "config")]
     return "<nav>" + " · ".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
 
 
@@ -98,11 +116,16 @@ def _verdict(run: Run, verdict: Verdict) -> str:
         2: "CANNOT VERIFY (exit 2): a violation rests only on files that could not be read",
         3: f"NOT YET (exit 3): {', '.join(verdict.waiting)} hold no decree yet",
     }[status]
+    if run.simulated is None:
+        how = (f"As <code>paxos-harness verify</code> judges it: {verdict.events} events read; "
+               f"quorum {verdict.quorum} of {len(verdict.priests)}; cluster "
+               f"{'up' if verdict.cluster_up else 'down (every priest counts as surviving)'}.")
+    else:
+        how = (f"As <code>paxos-harness simulate</code> judges it: verify's checks on the "
+               f"{verdict.events} events the priests recorded, and after the heal every priest "
+               f"holds a decree; quorum {verdict.quorum} of {len(verdict.priests)}.")
     out = [f'<section id="verdict" class="{shade}" data-exit="{status}">',
-           f"<h2>Verdict: {escape(head)}</h2>",
-           (f"<p>As <code>paxos-harness verify</code> judges it: {verdict.events} events read; "
-           f"quorum {verdict.quorum} of {len(verdict.priests)}; cluster "
-           f"{'up' if verdict.cluster_up else 'down (every priest counts as surviving)'}.</p>")]
+           f"<h2>Verdict: {escape(head)}</h2>", f"<p>{how}</p>"]
     for title, items, cls in (("violations", verdict.violations, "violation"),
                               ("unverifiable", verdict.unverifiable, "violation unverifiable")):
         if not items:
@@ -114,7 +137,8 @@ def _verdict(run: Run, verdict: Verdict) -> str:
                         ("decrees", ", ".join(map(str, v.decrees))),
                         ("ballots", ", ".join(v.ballots)), ("evidence at", times),
                         ("after", (v.after_line() or "").removeprefix("after: "))]
-            rows = "".join(f"<dt>{k}</dt><dd>{escape(x)}</dd>" for k, x in evidence if x)
+            rows = "".join(f"<dt>{k}</dt><dd>{escape(x)}{_show(run, v.times) if k == 'evidence at' else ''}</dd>"
+                           for k, x in evidence if x)
             out.append(f'<li class="{cls}" data-kind="{escape(v.kind)}"><b>{escape(v.kind)}</b>: '
                        f"{escape(v.message)}<dl>{rows}</dl></li>")
         out.append("</ol>")
@@ -140,8 +164,9 @@ def _picture(run: Run, verdict: Verdict) -> str:
     out = ['<section id="timeline"><h2>Timeline and messages</h2>',
            ('<p class="legend"><span class="k st-running"></span>running '
            '<span class="k st-paused"></span>paused <span class="k st-down"></span>down '
-           '<span class="k net"></span>network fault (cut off, or drop, duplicate, delay on '
-           'every lane) <span class="k ballot-decided"></span>ballot decided '
+           '<span class="k net"></span>cut off by the network '
+           '<span class="k band"></span>drop, duplicate, delay (every lane) '
+           '<span class="k ballot-decided"></span>ballot decided '
            '<span class="k ballot-failed"></span>abandoned, gave up, cut short '
            '<span class="k lost"></span>lost message (drawn to where it vanished) '
            '<span class="k evidence"></span>evidence of a violation. Hover a message or a bar '
@@ -154,7 +179,8 @@ def _picture(run: Run, verdict: Verdict) -> str:
             for n in names]
     out.append('<div class="gap"></div>')
     out += [f'<div class="mname" style="height:{MSG_LANE}px">{escape(n)}</div>' for n in names]
-    out.append('</div><div class="scroll"><div class="stage" id="stage">')
+    out.append(f'</div><div class="scroll"><div class="stage" id="stage" '
+               f'data-span="{span / 1e9:.9f}">')
     out.append(_ruler(span))
     out.append(f'<div class="lanes" style="height:{lanes_h}px">')
     out.append(f'<svg class="timeline" viewBox="0 0 {width_ms:.3f} {lanes_h}" '
@@ -174,6 +200,18 @@ def _picture(run: Run, verdict: Verdict) -> str:
 
 def _x(run: Run, t: int) -> str:
     return f"{(t - run.t0) / 1e6:.3f}"
+
+
+def _show(run: Run, times: Iterable[int]) -> str:
+    """A link that zooms the timeline to these instants (`#t=FROM,TO` in seconds, as the page's
+    script reads it), with a margin around them."""
+    inside = [run.seconds(t) for t in times if run.t0 <= t <= run.t1]
+    if not inside:
+        return ""
+    lo, hi = min(inside), max(inside)
+    pad = max(0.005, (hi - lo) / 4)
+    end = max(run.seconds(run.t1), hi)
+    return f' <a class="show" href="#t={max(0.0, lo - pad):.6f},{min(end, hi + pad):.6f}">show</a>'
 
 
 def _ruler(span: int) -> str:
@@ -211,10 +249,12 @@ def _lanes(run: Run, names: list[str]) -> list[str]:
                    f"{run.seconds(iv.start):+.3f} s to {run.seconds(iv.end):+.3f} s</title></rect>")
     for f in run.network:
         w = max((f.end - f.start) / 1e6, 0.0)
+        band = BANDS.get(f.kind)
+        dy, h = (0, LANE) if band is None else (LANE - BAND * (band + 1), BAND)
         for p in f.priests:
             if p in row:
                 out.append(f'<rect class="fault net" data-kind="{f.kind}" data-priest="{escape(p)}" '
-                           f'x="{_x(run, f.start)}" y="{row[p]}" width="{w:.3f}" height="{LANE}">'
+                           f'x="{_x(run, f.start)}" y="{row[p] + dy}" width="{w:.3f}" height="{h}">'
                            f"<title>{escape(f.text)} ({f.kind}) {run.seconds(f.start):+.3f} s to "
                            f"{run.seconds(f.end):+.3f} s</title></rect>")
     for b in run.ballots:
@@ -228,13 +268,13 @@ def _lanes(run: Run, names: list[str]) -> list[str]:
                    f'y="{row[b.priest] + 6}" width="{w:.3f}" height="{LANE - 12}">'
                    f"<title>ballot {escape(b.ballot)}{_proposed(b.decree)}: {escape(b.outcome)}; "
                    f"{run.seconds(b.start):+.3f} s to {run.seconds(b.end):+.3f} s</title></rect>")
-    for r in run.actions:
-        if isinstance(r, ChaosAction) and r.applied and r.priest in row:
-            y = row[r.priest]
-            out.append(f'<line class="action" data-kind="{escape(r.action)}" '
-                       f'data-priest="{escape(r.priest)}" x1="{_x(run, r.t)}" x2="{_x(run, r.t)}" '
-                       f'y1="{y}" y2="{y + LANE}"><title>{escape(r.action)} {escape(r.priest)}: '
-                       f"{escape(r.outcome)} at {run.seconds(r.t):+.3f} s</title></line>")
+    for tick in run.ticks:
+        if tick.priest in row:
+            y, x = row[tick.priest], _x(run, tick.t)
+            out.append(f'<line class="action" data-kind="{escape(tick.kind)}" '
+                       f'data-priest="{escape(tick.priest)}" x1="{x}" x2="{x}" '
+                       f'y1="{y}" y2="{y + LANE}"><title>{escape(tick.text)} '
+                       f"at {run.seconds(tick.t):+.3f} s</title></line>")
     return out
 
 
@@ -381,6 +421,29 @@ def _action_rows(run: Run, actions: Iterable[object]) -> Iterable[str]:
                f"<td>{escape(outcome)}</td></tr>")
 
 
+def _simulation(run: Run) -> str:
+    sim = run.simulated
+    assert sim is not None
+    flaws = ", ".join(sim.flaws) if sim.flaws else "none"
+    heal = (f"the heal phase (network whole, every priest up, one ballot) began at "
+            f"{run.seconds(sim.heal):+.3f} s" if sim.heal is not None else
+            "the run stopped before its heal phase")
+    ended = "" if sim.finished else f"; stopped after {sim.steps} steps, still going"
+    rows = [("seed", str(sim.seed)), ("priests", ", ".join(run.names)), ("faults", sim.faults),
+            ("flaws", flaws), ("phases", f"{heal}{ended}"),
+            ("its trace", sim.replay), ("this report", sim.html)]
+    cells = "".join(f"<tr><th>{k}</th><td>{_code(k, v)}</td></tr>" for k, v in rows)
+    return ('<section id="simulation"><h2>Simulation</h2><p>The run of the very Synod core the '
+            "priests run, in <code>paxos-harness simulate</code>'s seeded world: virtual time, "
+            "a network that loses, duplicates, delays and partitions, crashes between any two "
+            "effects. The same seed plays the same run.</p>"
+            f"<table>{cells}</table></section>")
+
+
+def _code(key: str, value: str) -> str:
+    return f"<code>{escape(value)}</code>" if key in ("its trace", "this report") else escape(value)
+
+
 def _config(run: Run) -> str:
     path = Path(run.config.path)
     try:
@@ -406,7 +469,7 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.15em 
 tr.refused,tr.failed{color:#999}
 .legend .k{display:inline-block;width:1.4em;height:.8em;margin:0 .2em 0 .8em;vertical-align:middle}
 .k.st-running{background:#cfe8d5}.k.st-paused{background:#f3d98b}.k.st-down{background:#ccc}
-.k.net{background:rgba(230,110,20,.45)}.k.ballot-decided{background:#2a8a3e}
+.k.net{background:rgba(230,110,20,.45)}.k.band{background:rgba(230,110,20,.8);height:.3em}.k.ballot-decided{background:#2a8a3e}
 .k.ballot-failed{background:#8a8a8a}.k.lost{border-top:2px dashed #c0262d;height:0}
 .k.evidence{background:#c0262d;width:3px}
 .zoom{margin:.3em 0}.zoom button{min-width:2.2em}#info{color:#333;margin-left:1em}
@@ -421,7 +484,8 @@ tr.refused,tr.failed{color:#999}
 svg{display:block;overflow:visible}
 svg line{vector-effect:non-scaling-stroke}
 .st-running{fill:#cfe8d5}.st-paused{fill:#f3d98b}.st-down{fill:#d6d6d6}
-.net{fill:rgba(230,110,20,.45)}
+.net{fill:rgba(230,110,20,.45)}.net[data-kind=drop],.net[data-kind=duplicate],
+.net[data-kind=delay]{fill:rgba(230,110,20,.8)}
 .ballot-decided{fill:#2a8a3e}.ballot-failed{fill:#8a8a8a}
 .action{stroke:#333;stroke-width:1.5}
 .blabel{position:absolute;height:22px;line-height:22px;font-size:11px;overflow:hidden;
@@ -437,14 +501,45 @@ white-space:nowrap;pointer-events:none;padding-left:2px;color:#111;text-shadow:0
 
 SCRIPT = """
 (function(){
-  var stage=document.getElementById('stage'), info=document.getElementById('info'), zoom=1;
+  var stage=document.getElementById('stage'), info=document.getElementById('info');
+  var scroller=stage.parentNode, ruler=stage.querySelector('.ruler');
+  var span=parseFloat(stage.getAttribute('data-span'))||1, zoom=1, MAX=2048;
+  function nice(x){
+    var p=Math.pow(10,Math.floor(Math.log10(x)));
+    return [1,2,5,10].map(function(m){return m*p;}).filter(function(v){return v>=x;})[0];
+  }
+  function marks(){  // the ruler again, about one mark per 90 px of the stage
+    var w=stage.getBoundingClientRect().width||1, step=nice(Math.max(span*90/w,span/2000));
+    var digits=step<1?Math.max(0,-Math.floor(Math.log10(step)+1e-9)):0, html=[];
+    for(var k=0;k*step<=span+1e-12;k++){
+      html.push('<span style="left:'+(100*k*step/span).toFixed(4)+'%">+'+(k*step).toFixed(digits)+' s</span>');
+    }
+    ruler.innerHTML=html.join('');
+  }
+  function setZoom(z,at){  // at: the fraction of the axis kept in place (default: the middle shown)
+    var w=stage.getBoundingClientRect().width||1;
+    if(at===undefined)at=(scroller.scrollLeft+scroller.clientWidth/2)/w;
+    zoom=Math.min(MAX,Math.max(1,z));
+    stage.style.width=(zoom*100)+'%';
+    marks();
+    scroller.scrollLeft=at*stage.getBoundingClientRect().width-scroller.clientWidth/2;
+  }
   document.querySelectorAll('[data-zoom]').forEach(function(b){
     b.addEventListener('click',function(){
       var f=parseFloat(b.getAttribute('data-zoom'));
-      zoom=f===0?1:Math.min(512,Math.max(1,zoom*f));
-      stage.style.width=(zoom*100)+'%';
+      setZoom(f===0?1:zoom*f);
     });
   });
+  function fromHash(scroll){  // #t=FROM,TO (seconds): show that stretch of the run
+    var m=/^#t=([0-9.]+),([0-9.]+)$/.exec(location.hash);
+    if(!m)return;
+    var a=parseFloat(m[1]), b=parseFloat(m[2]);
+    if(!(b>a))return;
+    setZoom(span/(b-a),(a+b)/2/span);
+    if(scroll)document.getElementById('timeline').scrollIntoView();
+  }
+  window.addEventListener('hashchange',function(){fromHash(true);});
+  fromHash(false);
   document.addEventListener('mouseover',function(e){
     var el=e.target.closest&&e.target.closest('.msg,.fault,.ballot,.action');
     if(!el||!info)return;

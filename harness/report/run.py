@@ -15,6 +15,9 @@ network.jsonl (`harness.network.record`), and pairs them up:
 
 Only the last run in the data dir is drawn (from its last `up` record on);
 `earlier_runs` counts the others. Times are CLOCK_MONOTONIC ns throughout.
+
+A simulated run fills the same model (`harness.report.simulated`), from what
+the simulator recorded; its times are virtual ns and `Run.simulated` says so.
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ class Sent:
     sent: int
     received: tuple[int, ...] = ()
     datagram: Datagram | None = None  # the relay's line for it; None: no relay, or not seen
-    why: str = ""  # when lost: partition, loss, relay down, not received
+    why: str = ""  # when lost: partition, loss, relay down, not received, receiver down
+    gone: int | None = None  # when lost, if known otherwise: when it reached a receiver that was down
 
     @property
     def lost(self) -> bool:
@@ -80,6 +84,8 @@ class Sent:
     @property
     def vanished(self) -> int:
         """Where a lost message was last seen: the relay's time, else when it was sent."""
+        if self.gone is not None:
+            return self.gone
         return self.datagram.t if self.datagram is not None else self.sent
 
     @property
@@ -121,6 +127,31 @@ class BallotBar:
     outcome: str  # "decided 2002", "abandoned", "gave up", "cut short", "unfinished"
 
 
+@dataclass(frozen=True)
+class Tick:
+    """A moment something was done to one priest: a chaos action that was applied, or in a
+    simulated run a ballot requested, a crash or a restart."""
+
+    t: int
+    kind: str  # the action: ballot, kill, restart, stop, pause, resume; simulated: crash too
+    priest: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """What a simulated run was: its seed and world, and the commands that replay it."""
+
+    seed: int
+    faults: str  # the world's fault settings, in words
+    flaws: tuple[str, ...]
+    heal: int | None  # when the heal phase began (virtual ns); None: the run stopped before
+    replay: str  # the command that prints its trace
+    html: str  # the command that writes this report again
+    steps: int
+    finished: bool  # the run ended by itself (not stopped after its step limit)
+
+
 @dataclass
 class Run:
     """Everything the diagram and the report draw of one run (times: monotonic ns)."""
@@ -140,6 +171,8 @@ class Run:
     earlier_runs: int = 0
     notes: list[str] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)  # harness.jsonl's, of this run only
+    ticks: list[Tick] = field(default_factory=list)
+    simulated: Simulated | None = None  # set for a simulated run: times are virtual
 
     @property
     def names(self) -> list[str]:
@@ -174,8 +207,10 @@ def load_run(config: Config, history: History | None = None) -> Run:
     run.messages = pair_messages(events, datagrams, _relay_gaps(records, t1))
     run.lanes = lanes(config.names, events, records, t0, t1)
     run.network = network_faults(config.names, records, t1)
-    run.ballots = ballots(events, records, t1)
+    run.ballots = ballots(events, exits(records), t1)
     run.actions = [r for r in records if isinstance(r, ChaosAction | NetworkChange)]
+    run.ticks = [Tick(r.t, r.action, r.priest, f"{r.action} {r.priest}: {r.outcome}")
+                 for r in records if isinstance(r, ChaosAction) and r.applied]
     run.plans = [r for r in records if isinstance(r, ChaosStart | ChaosEnd)]
     if log is not None and log.skipped:
         run.notes.append(f"{log.skipped} lines of {NETWORK_FILE} could not be read")
@@ -412,13 +447,21 @@ def cut_off(names: list[str], groups: tuple[tuple[str, ...], ...]) -> tuple[str,
 # --- ballots -------------------------------------------------------------------------
 
 
-def ballots(events: dict[str, list[PriestEvent]], records: list[Record], t1: int) -> list[BallotBar]:
-    """Every ballot a priest began, from `ballot_started` to how it ended."""
-    exits: dict[str, list[int]] = defaultdict(list)
+def exits(records: list[Record]) -> dict[str, list[int]]:
+    """When each priest's process ended, in order, from the harness's records."""
+    out: dict[str, list[int]] = defaultdict(list)
     for r in records:
         if isinstance(r, PriestExited):
-            exits[r.priest].append(r.t)
-    out = [bar for name, evs in events.items() for bar in _priest_ballots(name, evs, exits[name], t1)]
+            out[r.priest].append(r.t)
+    return out
+
+
+def ballots(events: dict[str, list[PriestEvent]], ended: dict[str, list[int]],
+            t1: int) -> list[BallotBar]:
+    """Every ballot a priest began, from `ballot_started` to how it ended; `ended`: when each
+    priest's process ended (a ballot open then was cut short)."""
+    out = [bar for name, evs in events.items()
+           for bar in _priest_ballots(name, evs, ended.get(name, []), t1)]
     out.sort(key=lambda b: b.start)
     return out
 
@@ -459,5 +502,6 @@ def _exit_before(exits: list[int], t: int) -> int:
     return before[-1] if before else t
 
 
-__all__ = ["Run", "Sent", "Interval", "NetFault", "BallotBar", "load_run", "pair_messages",
-           "lanes", "network_faults", "ballots", "message_of", "RUNNING", "PAUSED", "DOWN"]
+__all__ = ["Run", "Sent", "Interval", "NetFault", "BallotBar", "Tick", "Simulated", "load_run",
+           "pair_messages", "lanes", "network_faults", "ballots", "exits", "message_of", "RUNNING",
+           "PAUSED", "DOWN"]

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, TextIO
 
 from colorama import Fore, Style
@@ -42,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", action="append", choices=sorted(RULES), default=[], metavar="RULE",
                    help="search on until a run breaks this rule (repeatable), passing over runs "
                         "that break only others, e.g. --until disagreement")
+    p.add_argument("--html", type=Path, metavar="FILE",
+                   help="write the run's HTML report to FILE (as `report` does for a real run): "
+                        "with --seed S, of seed S; with --seeds, of the run that breaks a rule "
+                        "(none when every run is clean)")
     p.add_argument("--json", action="store_true", help="machine-readable result")
     p.add_argument("--drop", type=probability, default=d.drop, metavar="P",
                    help=f"chance a message is lost (default {d.drop})")
@@ -74,23 +79,57 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         paxos-harness simulate --priests 5 --seeds 2000 --flaw same-ballot-numbers
         paxos-harness simulate --seeds 2000 --flaw same-ballot-numbers --until disagreement
     With --until RULE, runs that break only other rules are passed over (and
-    counted); exit 1 if any run broke any rule.
+    counted); exit 1 if any run broke any rule. --html FILE writes the run's
+    HTML report (the one `report` writes of a real run, on virtual time): of
+    seed S with --seed S, else of the run that broke a rule; an existing FILE
+    is replaced, a link or a directory refused:
+        paxos-harness simulate --seed 444 --flaw same-ballot-numbers --html /tmp/444.html
     """
     out = out or sys.stdout
     setup = _setup(args)
     seeds = _seeds(args)
+    if args.html is not None:
+        from harness.report.page import check_output
+
+        check_output(args.html, "--html")  # before the search: a bad name fails at once
     color = not args.json and use_color(out)
     _warn_flaws(setup.flaws, sys.stderr if args.json else out, color)
     jobs = args.jobs or min(os.cpu_count() or 1, 8)
     report = search(setup, seeds, jobs=jobs, until=frozenset(args.until))
     world, violations = run_seed(setup, report.failed.seed) if report.failed else (None, ())
-    if world is None and args.trace and len(seeds) == 1:
+    if world is None and (args.trace or args.html is not None) and len(seeds) == 1:
         world, violations = run_seed(setup, seeds[0])
+    html = _write_html(args.html, setup, world, violations, report) \
+        if args.html is not None else None
+    traced = world if report.failed or args.trace else None  # a clean run's trace: only asked
     if args.json:
-        out.write(json.dumps(_to_json(report, args, world, violations), indent=2) + "\n")
+        data = _to_json(report, args, traced, violations)
+        if html is not None:
+            data["html"] = html
+        out.write(json.dumps(data, indent=2) + "\n")
     else:
-        out.write("\n".join(_render(report, args, world, violations, color)) + "\n")
+        lines = _render(report, args, traced, violations, color)
+        if html is not None:
+            lines.append(html["text"])
+        out.write("\n".join(lines) + "\n")
     return 1 if report.failed or report.passed_over else 0
+
+
+def _write_html(path: Path, setup: Setup, world: World | None,
+                violations: tuple[Violation, ...], report: Report) -> dict[str, Any]:
+    """Write the report of `world` to `path`, or say why there is none; what --json shows."""
+    from harness.report.page import write_simulation_report
+
+    if world is None:
+        text = (f"no report written: no run of seeds {report.seeds[0]}..{report.seeds[-1]} broke "
+                f"a rule; --seed S --html {path} writes the report of any one run")
+        return {"path": None, "seed": None, "text": text}
+    summary = write_simulation_report(setup, world, violations, path)
+    why = "the run that broke a rule" if report.failed is not None and len(report.seeds) > 1 \
+        else "the seed asked for"
+    text = (f"report of seed {world.seed} ({why}): {summary}\n"
+            f"wrote {path} (open it in a browser: file://{path.resolve()})")
+    return {"path": str(path), "seed": world.seed, "text": text}
 
 
 def _setup(args: argparse.Namespace) -> Setup:

@@ -102,6 +102,7 @@ class Step(NamedTuple):
 
 # Queue item kinds, ordered by (time, seq) in the heap.
 _DELIVER, _TIMER, _BALLOT, _RESTART, _HEAL = range(5)
+HORIZON = 2.0  # virtual seconds of a run's faulty phase, by default
 LOST_CUT, LOST_DROP = "partition", "loss"  # why the network lost a message (a real relay's words)
 RECEIVER_DOWN = "receiver down"  # it arrived at a priest that was down: lost too
 IN_FLIGHT = "in flight"  # still on its way when the run stopped (after max_steps)
@@ -118,7 +119,7 @@ class World:
     """N priests, a network and a clock; `run()` plays a faulty phase then a heal phase."""
 
     def __init__(self, n: int, seed: int, *, faults: Faults = Faults(), timing: Timing = Timing(),  # noqa: B008
-                 flaws: Sequence[str] = (), horizon: float = 2.0, names: Sequence[str] | None = None
+                 flaws: Sequence[str] = (), horizon: float = HORIZON, names: Sequence[str] | None = None
                  ) -> None:
         self.names = list(names) if names else [f"p{i}" for i in range(1, n + 1)]
         self.rng = random.Random(seed)
@@ -430,5 +431,5 @@ def run_world(n: int, seed: int, **kw: object) -> World:
     return world
 
 
-__all__ = ["World", "Faults", "Disk", "Step", "Arrival", "describe_step", "run_world",
+__all__ = ["World", "Faults", "Disk", "Step", "Arrival", "describe_step", "run_world", "HORIZON",
            "LOST_CUT", "LOST_DROP", "RECEIVER_DOWN", "IN_FLIGHT"]

@@ -28,7 +28,7 @@ from harness.check.verdict import KINDS, NO_PROGRESS, Violation
 from node.config import Config, PriestAddress
 from node.messages import Timing
 from node.record import PriestEvent
-from node.sim import Faults, World
+from node.sim import HORIZON, Faults, World
 
 # Not judged here: a simulated disk loses nothing, so only the forget-promises flaw can
 # lower a ledger, by design; the search is for what that breaks (a broken promise, a
@@ -48,15 +48,17 @@ POOL_MIN_SEEDS = 64  # below this, starting worker processes costs more than it 
 
 @dataclass(frozen=True)
 class Setup:
-    """What every run of a search shares: priests, faults, flaws, timing."""
+    """What every run of a search shares: priests, faults, flaws, timing, the faulty phase's length."""
 
     priests: int = 5
     faults: Faults = Faults()
     flaws: tuple[str, ...] = ()
     timing: Timing = Timing()
+    horizon: float = HORIZON  # virtual seconds of the faulty phase, before the heal
 
     def world(self, seed: int) -> World:
-        return World(self.priests, seed, faults=self.faults, timing=self.timing, flaws=self.flaws)
+        return World(self.priests, seed, faults=self.faults, timing=self.timing, flaws=self.flaws,
+                     horizon=self.horizon)
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ def replay_command(setup: Setup, seed: int) -> str:
     for name in ("drop", "duplicate", "crash", "partition", "ballots"):
         if getattr(f, name) != getattr(d, name):
             parts.append(f"--{name} {getattr(f, name)}")
+    if setup.horizon != HORIZON:
+        parts.append(f"--horizon {setup.horizon:g}")
     parts += [f"--flaw {flaw}" for flaw in setup.flaws]
     return " ".join(parts + ["--trace"])
 

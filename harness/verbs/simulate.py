@@ -18,11 +18,11 @@ from harness.errors import UsageError
 from harness.output import use_color
 from harness.report.diagram import diagram, legend, rests_on, shorten
 from harness.simulate.runs import RULES, Report, Setup, replay_command, run_seed, search
-from harness.verbs.args import count_arg, probability, seed_arg
+from harness.verbs.args import count_arg, number_arg, probability, seed_arg
 from node.config import MAX_PRIESTS
 from node.flaws import FLAW_NAMES
 from node.flaws import warning as flaw_warning
-from node.sim import Faults, Step, World, describe_step
+from node.sim import HORIZON, Faults, Step, World, describe_step
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,8 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"chance a priest crashes before each effect (default {d.crash})")
     p.add_argument("--partition", type=probability, default=d.partition, metavar="P",
                    help=f"chance a run cuts a minority off until the heal (default {d.partition})")
-    p.add_argument("--ballots", type=count_arg(0, 1000), default=d.ballots, metavar="N",
+    p.add_argument("--ballots", type=count_arg(0, 100_000), default=d.ballots, metavar="N",
                    help=f"ballots asked of random priests before the heal (default {d.ballots})")
+    p.add_argument("--horizon", type=horizon_arg, default=HORIZON, metavar="SECONDS",
+                   help=f"virtual seconds of the faulty phase, before the heal (default {HORIZON:g}); "
+                        "ballots are asked in its first half")
     p.add_argument("--jobs", type=count_arg(0, 256), default=0, metavar="J",
                    help="worker processes (default 0: one per CPU, at most 8); results do not "
                         "depend on it")
@@ -135,7 +138,15 @@ def _write_html(path: Path, setup: Setup, world: World | None,
 def _setup(args: argparse.Namespace) -> Setup:
     faults = Faults(drop=args.drop, duplicate=args.duplicate, crash=args.crash,
                     partition=args.partition, ballots=args.ballots)
-    return Setup(args.priests, faults, tuple(dict.fromkeys(args.flaw)))
+    return Setup(args.priests, faults, tuple(dict.fromkeys(args.flaw)), horizon=args.horizon)
+
+
+def horizon_arg(text: str) -> float:
+    """An argparse type: the faulty phase's length, more than 0 and at most an hour."""
+    value = number_arg("a number of seconds", above_zero=True)(text)
+    if value > 3600:
+        raise argparse.ArgumentTypeError(f"at most 3600 seconds, got {text}")
+    return value
 
 
 def _seeds(args: argparse.Namespace) -> range:
@@ -169,7 +180,8 @@ def _render(report: Report, args: argparse.Namespace, world: World | None,
     f = setup.faults
     span = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
     lines = [(f"simulate: {setup.priests} priests, {span}; drop {f.drop}, duplicate {f.duplicate}, "
-             f"crash {f.crash}, partition {f.partition}, {f.ballots} ballots requested per run")]
+             f"crash {f.crash}, partition {f.partition}, {f.ballots} ballots requested per run"
+             + (f" in {setup.horizon:g} s" if setup.horizon != HORIZON else ""))]
     # The verdict first, so `| head` shows it; the trace after it.
     if report.failed is not None:
         lines += [""] + _violation_lines(report, violations, paint)
@@ -222,7 +234,7 @@ def _to_json(report: Report, args: argparse.Namespace, world: World | None,
         "exit_status": 1 if r.failed or r.passed_over else 0,
         "until": list(args.until), "passed_over": dict(sorted(r.passed_over.items())),
         "priests": setup.priests, "first_seed": r.seeds[0], "seeds": len(r.seeds),
-        "flaws": list(setup.flaws), "faults": asdict(setup.faults),
+        "flaws": list(setup.flaws), "faults": asdict(setup.faults), "horizon": setup.horizon,
         "runs": r.runs, "messages": r.messages, "dropped": r.dropped, "crashes": r.crashes,
         "ballots": r.ballots, "seconds": round(r.seconds, 6),
         "runs_per_second": round(r.rate(r.runs), 1),

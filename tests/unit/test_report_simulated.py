@@ -184,3 +184,13 @@ def test_the_trace_says_when_each_message_arrives_and_what_it_overtook(harsh) ->
     assert any(" and " in s.note for s in sends if s.fate == "duplicated")  # two arrivals
     text = "\n".join(world.trace)
     assert "(lost: partition)" in text and "arrives in" in text
+
+
+def test_a_longer_faulty_phase_is_part_of_the_replay(tmp_path: Path) -> None:
+    setup = Setup(5, horizon=30.0)
+    world, violations = run_seed(setup, 2)
+    run, _ = simulated_run(setup, world, violations)
+    assert run.simulated is not None and "--horizon 30" in run.simulated.replay
+    assert run.simulated.heal == 30_000_000_000 and run.t1 > run.simulated.heal
+    status, out = simulate("--seed", "2", "--horizon", "30", "--html", str(tmp_path / "long.html"))
+    assert status == 0 and "in 30 s" in out.splitlines()[0]

@@ -179,7 +179,8 @@ def test_worker_processes_give_the_same_results(no_leaks: None,
 
 @pytest.mark.parametrize("argv", [["--drop", "2"], ["--priests", "0"], ["--seeds", "x"],
                                   ["--seed", "1", "--seeds", "2"], ["--flaw", "nonsense"],
-                                  ["--crash", "-0.1"]])
+                                  ["--crash", "-0.1"], ["--horizon", "0"], ["--horizon", "4000"],
+                                  ["--ballots", "100001"]])
 def test_bad_options_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         parse(*argv)

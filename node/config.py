@@ -34,6 +34,7 @@ Hosts are restricted to loopback (127.0.0.0/8): this is a single-host bench.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import signal
 import string
@@ -235,7 +236,11 @@ def _parse_command(raw: object, path: str, key: str) -> tuple[str, ...]:
                 known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
                 raise ConfigError(path, key, f"{arg!r}: unknown placeholder {{{f}}} "
                                   f"(known: {known})")
-    return tuple(raw)
+    program = raw[0]
+    if "/" in program and not os.path.isabs(program) and "{" not in program:
+        # Relative to the config file, not to where the harness runs (nor the data dir).
+        program = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), program))
+    return (program, *raw[1:])
 
 
 def _parse_foreign(raw: dict[Any, Any], path: str, any_foreign: bool) -> Foreign:

@@ -238,7 +238,8 @@ class Priest:
     def on_next_ballot(self, sender: Legislator, headers: dict[str, str]) -> None:
         b = int(headers["ballot"])
         self.received("NextBallot", sender, b)
-        if b <= self.next_bal:
+        # Mistake 1 again: "not lower than my promise" answers the same number twice, once per proposer.
+        if b < self.next_bal:
             self.ignores(f"it promised ballot {self.next_bal}")  # silently: the proposer never hears why
             return
         self.next_bal = b
@@ -255,8 +256,8 @@ class Priest:
         if len(self.last_votes) < self.quorum:
             return
         highest_ballot, highest_decree = max(self.last_votes.values())
-        # Mistake 6: free to choose, it proposes its ballot number, so the decree says which ballot won.
-        self.proposal = highest_decree if highest_ballot >= 0 else b
+        # Mistake 6: free to choose, it proposes its own port number, so the decree says who won.
+        self.proposal = highest_decree if highest_ballot >= 0 else self.me.port
         self.phase = "voting"
         self.say(GREEN, f"{self.me.name} has LastVotes from a majority for ballot {b}: "
                         f"it proposes decree {self.proposal}")

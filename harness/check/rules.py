@@ -509,6 +509,8 @@ def _validity(idx: _Index) -> list[Violation]:
             tuple(e.t for e in learners.values())))
     learned_by = {e.priest for e in idx.by_kind["learned"]}
     for name, f in idx.history.decrees.items():
+        if name in idx.history.foreign:
+            continue  # its proposals are its own business: no events to find them in
         if name not in learned_by and f.value is not None and f.value not in proposed:
             out.append(Violation("unproposed_decree", f"{f.path} holds {f.value}, which no "
                                  f"priest proposed (no BeginBallot for {f.value})",

@@ -182,11 +182,11 @@ def _send_one(udp: socket.socket | None, data: bytes, address: tuple[str, int]) 
 
 def outcome(record: Garbage) -> str:
     """The action's outcome in words."""
-    what = "datagrams" if record.transport == "udp" else "connections"
     sent = len(record.inputs)
+    what = ("datagram" if record.transport == "udp" else "connection") + ("s" if sent != 1 else "")
     where = f"port {record.port}"
     if record.died_after is None:
         return f"sent {sent} malformed {what} to {where}; it is still running"
     last = record.inputs[record.died_after]
-    return (f"sent {sent} malformed {what} to {where}; it died after input {sent} "
+    return (f"sent {sent} malformed {what} to {where}; it died after the last one "
             f"({last['kind']}: {last['data']})")

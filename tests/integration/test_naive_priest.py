@@ -154,14 +154,14 @@ def test_three_priests_agree_on_one_decree_after_ctrl_z(request: pytest.FixtureR
         c.start(name)
     os.kill(c.procs["l2"].pid, signal.SIGTSTP)
     wait_until(lambda: None not in c.decrees() and len(set(c.decrees())) == 1, "every priest to hold the same decree")
-    assert c.decree("l1") == 0  # ballot 0 on fresh ledgers, and nobody had voted: its number is the decree
+    assert c.decree("l1") == c.ports["l2"]  # nobody had voted: the proposer's port is the decree
     for name in NAMES:
         assert c.procs[name].poll() is None, c.stderr(name)
         os.kill(c.procs[name].pid, signal.SIGTERM)
         assert c.wait_exit(name) == 0, c.stderr(name)
     # Block-buffered into a file: the lines appear at exit, all of them.
     assert "l2 is initiating ballot 0" in c.stdout("l2")
-    assert "Received success, the new decree is now: 0" in c.stdout("l1")
+    assert f"Received success, the new decree is now: {c.ports['l2']}" in c.stdout("l1")
     assert "\033[" not in c.stdout("l2"), "no colour off a terminal"
 
 
@@ -169,11 +169,13 @@ def test_a_second_ballot_proposes_the_decree_already_voted(cluster: Cluster) -> 
     for name in NAMES:
         cluster.start(name)
     os.kill(cluster.procs["l1"].pid, signal.SIGTSTP)
-    wait_until(lambda: cluster.decrees() == [0, 0, 0], "decree 0 everywhere")
+    decree = cluster.ports["l1"]
+    wait_until(lambda: cluster.decrees() == [decree] * 3, "l1's decree everywhere")
     os.kill(cluster.procs["l3"].pid, signal.SIGTSTP)
     votes = [cluster.workdir / n / f for n in NAMES for f in ("prev-vote-id.txt", "prev-vote-decree.txt")]
-    wait_until(lambda: [p.read_text() for p in votes] == ["1", "0"] * 3, "everyone to vote decree 0 in ballot 1")
-    assert cluster.decrees() == [0, 0, 0]
+    wait_until(lambda: [p.read_text() for p in votes] == ["1", str(decree)] * 3,
+               "everyone to vote l1's decree again in ballot 1")
+    assert cluster.decrees() == [decree] * 3
 
 
 def test_it_makes_a_directory_for_every_legislator_and_writes_only_in_its_own(cluster: Cluster) -> None:

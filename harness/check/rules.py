@@ -477,7 +477,7 @@ def _crash(idx: _Index, sent: Garbage, ended: PriestExited) -> Violation:
     status = (f"killed by signal {_signal_name(-ended.status)}" if ended.status < 0
               else f"exit status {ended.status}")
     what = "input" if k < 0 else (f"input {k + 1} of {len(inputs)} ({inputs[k].get('kind')}: "
-                                  f"{inputs[k].get('data')!r}, sent at "
+                                  f"'{inputs[k].get('data')}', sent at "
                                   f"{idx.when(int(inputs[k].get('t', sent.t)))})")
     return Violation(
         "crashed_on_input", f"{sent.priest} died ({status}, seen at {idx.when(ended.t)}) after "

@@ -4,7 +4,6 @@ decree watch, the garbage, what `verify` finds from what the supervisor saw, and
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 from pathlib import Path

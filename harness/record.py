@@ -39,6 +39,9 @@ class Kind(StrEnum):
     NETWORK = "network"
     RELAY_STARTED = "relay_started"
     RELAY_EXITED = "relay_exited"
+    DECREE = "decree"
+    GARBAGE = "garbage"
+    PRIEST_FILES = "priest_files"
 
 
 class Result(StrEnum):
@@ -127,6 +130,8 @@ class PriestExited(Record):
     priest: str
     pid: int | None
     status: int
+    # True when the harness had asked it to end (kill, stop, down): not a crash of its own.
+    by_harness: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,10 +240,52 @@ class RelayExited(Record):
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecreeSeen(Record):
+    """A foreign priest's decree.txt as the supervisor saw it change: appear, change, vanish.
+
+    The supervisor reads it at least every 20 ms and at every chaos action;
+    `present` False: no file; `value` None with `present`: not a decree, and
+    `text` shows what it held (at most 40 characters, escaped).
+    """
+
+    KIND = Kind.DECREE
+    priest: str
+    present: bool
+    value: int | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Garbage(Record):
+    """Malformed input sent to a priest (`chaos --garbage`): each input, when, and what it was.
+
+    `inputs` is a list of {"t": ns, "kind": what sort of garbage, "data": the
+    bytes, escaped, at most 80 characters}; `died_after` the 0-based index of
+    the input after which the priest was found dead (None: it survived them).
+    """
+
+    KIND = Kind.GARBAGE
+    priest: str
+    transport: str  # udp or tcp
+    port: int
+    inputs: Any
+    died_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriestFiles(Record):
+    """What a foreign priest's run created in its directory (for `up --fresh` to remove)."""
+
+    KIND = Kind.PRIEST_FILES
+    priest: str
+    created: tuple[str, ...]  # paths relative to the data dir
+
+
 RECORDS: dict[str, type[Record]] = {
     cls.KIND.value: cls
     for cls in (Up, PriestStarted, PriestExited, ChaosAction, Down, ChaosStart, ChaosEnd,
-                NetworkChange, RelayStarted, RelayExited)
+                NetworkChange, RelayStarted, RelayExited, DecreeSeen, Garbage, PriestFiles)
 }
 assert set(RECORDS) == {k.value for k in Kind}, "every kind has its record class"
 
@@ -312,4 +359,4 @@ def _plain(value: object) -> object:
 
 __all__ = ["Kind", "Result", "Record", "RecordError", "Up", "PriestStarted", "PriestExited",
            "ChaosAction", "Down", "ChaosStart", "ChaosEnd", "NetworkChange", "RelayStarted",
-           "RelayExited", "RECORDS", "field_names", "now"]
+           "RelayExited", "DecreeSeen", "Garbage", "PriestFiles", "RECORDS", "field_names", "now"]

@@ -14,13 +14,30 @@
     key_file: keys/four.key  # optional; default <data_dir>/cluster.key; relative to this file
     network: relay           # optional; under the harness: relay (faults possible) or direct
 
+A foreign priest (any program, not this package's priest) is named by a
+command, for every priest or per priest (`priests.NAME.command`):
+
+    command: [../examples/naive-priest/naive_priest.py, "{config}", "{name}"]
+    config_format: legislators-json   # or yaml (the default): what {config} is
+    transport: udp           # or tcp: what it listens on (tcp: no relay, so network: direct)
+    stop_signal: SIGINT      # how `down` and `--stop` ask it to end (default SIGTERM)
+    ready_timeout: 5         # seconds for it to bind its port at start
+    tty: true                # run it on a pseudo-terminal (it then writes lines as it goes)
+
+Placeholders in the command: {config} {name} {host} {port} {dir}. A program
+given as a path with a `/` is relative to this file's directory; a bare name
+is looked up on PATH. `flaws` apply to the harness's own priests only.
+
 Hosts are restricted to loopback (127.0.0.0/8): this is a single-host bench.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import signal
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +50,25 @@ from node.messages import Timing
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_PRIESTS = 255
-TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws", "key_file", "network"}
-PRIEST_KEYS = {"host", "port", "propose"}
+TOP_KEYS = {"cluster", "data_dir", "priests", "timing", "flaws", "key_file", "network",
+            "command", "config_format", "transport", "stop_signal", "ready_timeout", "tty"}
+PRIEST_KEYS = {"host", "port", "propose", "command"}
 NETWORKS = ("relay", "direct")  # how priests under the harness reach each other
+CONFIG_FORMATS = ("yaml", "legislators-json")  # what a foreign priest's {config} holds
+TRANSPORTS = ("udp", "tcp")  # what a foreign priest listens on
+PLACEHOLDERS = ("config", "name", "host", "port", "dir")
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGKILL")
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """How the harness runs foreign priests (those with a `command`): one for the cluster."""
+
+    config_format: str = "yaml"
+    transport: str = "udp"
+    stop_signal: int = signal.SIGTERM
+    ready_timeout: float = 5.0
+    tty: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,8 @@ class PriestAddress:
     port: int
     index: int  # 1-based position in the config: part of the default proposal
     propose: int | None = None  # the decree this priest proposes when free to choose
+    # A foreign priest's command (placeholders not yet filled in); None: the harness's own priest.
+    command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,10 +92,19 @@ class Config:
     flaws: tuple[str, ...] = ()
     key_file: Path | None = None  # None: <data_dir>/cluster.key (see node.auth)
     network: str = "relay"
+    foreign: Foreign = field(default_factory=Foreign)
 
     @property
     def names(self) -> list[str]:
         return list(self.priests)
+
+    def is_foreign(self, name: str) -> bool:
+        """True if priest `name` is run from a command, not the harness's own priest."""
+        return self.priests[name].command is not None
+
+    @property
+    def foreign_names(self) -> list[str]:
+        return [n for n, p in self.priests.items() if p.command is not None]
 
     @property
     def quorum(self) -> int:
@@ -152,14 +196,86 @@ def parse_config(raw: object, path: str, default_cluster: str = "cluster") -> Co
         raise ConfigError(path, "data_dir", "must not contain a NUL character")
     if "priests" not in raw:
         raise ConfigError(path, "priests", "missing: list the priests as name: {host, port}")
-    priests = _parse_priests(raw["priests"], path)
+    command = _parse_command(raw["command"], path, "command") if "command" in raw else None
+    priests = _parse_priests(raw["priests"], path, command)
     timing = _parse_timing(raw.get("timing", {}), path)
     flaws = _parse_flaws(raw.get("flaws", []), path)
     key_file = _parse_key_file(raw.get("key_file"), path)
-    network = raw.get("network", "relay")
+    foreign = _parse_foreign(raw, path, any(p.command is not None for p in priests.values()))
+    default_network = "direct" if foreign.transport == "tcp" else "relay"
+    network = raw.get("network", default_network)
     if network not in NETWORKS:
         raise ConfigError(path, "network", f"must be one of {', '.join(NETWORKS)}, got {network!r}")
-    return Config(path, cluster, Path(data_dir), priests, timing, flaws, key_file, network)
+    if network == "relay" and foreign.transport == "tcp":
+        raise ConfigError(path, "network", "the relay carries UDP datagrams only, and these "
+                          "priests talk TCP (transport: tcp); use network: direct")
+    return Config(path, cluster, Path(data_dir), priests, timing, flaws, key_file, network,
+                  foreign)
+
+
+def _parse_command(raw: object, path: str, key: str) -> tuple[str, ...]:
+    """A command: a non-empty list of strings, placeholders among PLACEHOLDERS."""
+    if isinstance(raw, str):
+        raise ConfigError(path, key, f"must be a list (the program, then its arguments), "
+                          f"e.g. [{raw!r}, \"{{config}}\", \"{{name}}\"], not a string")
+    if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
+        raise ConfigError(path, key, f"must be a non-empty list of strings: the program, then "
+                          f"its arguments; got {raw!r}")
+    if not raw[0].strip():
+        raise ConfigError(path, key, "the program (its first item) must not be empty")
+    for arg in raw:
+        if "\0" in arg:
+            raise ConfigError(path, key, "must not contain a NUL character")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(arg) if f is not None]
+        except ValueError as exc:
+            raise ConfigError(path, key, f"{arg!r}: {exc} (write {{{{ and }}}} for a "
+                              f"literal brace)") from None
+        for f in fields:
+            if f not in PLACEHOLDERS:
+                known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+                raise ConfigError(path, key, f"{arg!r}: unknown placeholder {{{f}}} "
+                                  f"(known: {known})")
+    program = raw[0]
+    if "/" in program and not os.path.isabs(program) and "{" not in program:
+        # Relative to the config file, not to where the harness runs (nor the data dir).
+        program = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), program))
+    return (program, *raw[1:])
+
+
+def _parse_foreign(raw: dict[Any, Any], path: str, any_foreign: bool) -> Foreign:
+    """config_format, transport, stop_signal, ready_timeout, tty: only with a command."""
+    keys = ("config_format", "transport", "stop_signal", "ready_timeout", "tty")
+    if not any_foreign:
+        for k in keys:
+            if k in raw:
+                raise ConfigError(path, k, "applies to foreign priests only, and no priest "
+                                  "has a `command`")
+        return Foreign()
+    d = Foreign()
+    config_format = raw.get("config_format", d.config_format)
+    if config_format not in CONFIG_FORMATS:
+        raise ConfigError(path, "config_format", f"must be one of {', '.join(CONFIG_FORMATS)}, "
+                          f"got {config_format!r}")
+    transport = raw.get("transport", d.transport)
+    if transport not in TRANSPORTS:
+        raise ConfigError(path, "transport", f"must be one of {', '.join(TRANSPORTS)}, "
+                          f"got {transport!r}")
+    stop = raw.get("stop_signal", "SIGTERM")
+    name = stop.upper() if isinstance(stop, str) else stop
+    if isinstance(name, str) and not name.startswith("SIG"):
+        name = "SIG" + name
+    if name not in STOP_SIGNALS:
+        raise ConfigError(path, "stop_signal", f"must be one of {', '.join(STOP_SIGNALS)}, "
+                          f"got {stop!r}")
+    timeout = raw.get("ready_timeout", d.ready_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0.1 <= timeout <= 600:
+        raise ConfigError(path, "ready_timeout", f"must be a number of seconds 0.1-600, "
+                          f"got {timeout!r}")
+    tty = raw.get("tty", d.tty)
+    if not isinstance(tty, bool):
+        raise ConfigError(path, "tty", f"must be true or false, got {tty!r}")
+    return Foreign(config_format, transport, int(signal.Signals[name]), float(timeout), tty)
 
 
 def _parse_key_file(raw: object, path: str) -> Path | None:
@@ -173,7 +289,8 @@ def _parse_key_file(raw: object, path: str) -> Path | None:
     return Path(path).parent / raw
 
 
-def _parse_priests(raw: object, path: str) -> dict[str, PriestAddress]:
+def _parse_priests(raw: object, path: str,
+                   command: tuple[str, ...] | None = None) -> dict[str, PriestAddress]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(path, "priests", "must be a non-empty mapping of name -> {host, port}")
     if len(raw) > MAX_PRIESTS:
@@ -204,7 +321,9 @@ def _parse_priests(raw: object, path: str) -> dict[str, PriestAddress]:
             other = addresses[(host, port)]
             raise ConfigError(path, f"{key}.port", f"address {host}:{port} already used by priest {other!r}")
         addresses[(host, port)] = name
-        priests[name] = PriestAddress(name, host, port, index, propose)
+        own = (_parse_command(spec["command"], path, f"{key}.command") if "command" in spec
+               else command)
+        priests[name] = PriestAddress(name, host, port, index, propose, own)
     return priests
 
 

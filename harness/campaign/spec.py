@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +90,17 @@ def run_config(campaign: Campaign, directory: Path, ports: Sequence[int]) -> dic
         priests[name] = {"host": p.host, "port": int(port)}
         if p.propose is not None:
             priests[name]["propose"] = p.propose
-    return {"cluster": c.cluster, "data_dir": str(directory), "priests": priests,
-            "timing": dict(vars(c.timing)), "flaws": list(campaign.all_flaws),
-            "network": c.network}
+        if p.command is not None:  # a foreign priest: its program is already an absolute path
+            priests[name]["command"] = list(p.command)
+    data: dict[str, Any] = {"cluster": c.cluster, "data_dir": str(directory), "priests": priests,
+                            "timing": dict(vars(c.timing)), "flaws": list(campaign.all_flaws),
+                            "network": c.network}
+    if c.foreign_names:
+        f = c.foreign
+        data.update(config_format=f.config_format, transport=f.transport,
+                    stop_signal=signal.Signals(f.stop_signal).name,
+                    ready_timeout=f.ready_timeout, tty=f.tty)
+    return data
 
 
 def config_text(campaign: Campaign, k: int, data: dict[str, Any]) -> str:

@@ -151,7 +151,7 @@ def _require(name: str, names: Sequence[str], message: str) -> None:
 
 # --- schedule files ---------------------------------------------------------------
 
-ENTRY_KEYS = ("at", "note", "seed", *ACTIONS)
+ENTRY_KEYS = ("at", "note", "seed", "count", *ACTIONS)
 
 
 def parse_schedule(raw: object, path: str, names: Sequence[str]) -> tuple[Step, ...]:
@@ -179,7 +179,7 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
     for key in entry:
         if key not in ENTRY_KEYS:
             raise ScheduleError(path, index, str(key), f"unknown key (expected at, note, seed, "
-                                f"and one of: {', '.join(ACTIONS)})")
+                                f"count, and one of: {', '.join(ACTIONS)})")
     at = entry.get("at")
     if "at" not in entry:
         raise ScheduleError(path, index, "at", "missing: the offset in seconds from the start")
@@ -208,7 +208,15 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
     if priest not in names:
         raise UnknownPriestError(f"{path}: entry {index}: {action}: no priest named {priest!r} "
                                  f"in the config (known: {', '.join(names)})")
-    return Step(float(at), action, priest, note)
+    value = None
+    if "count" in entry:
+        value = entry["count"]
+        metavar = ACTIONS[action].value_metavar
+        if metavar is None:
+            raise ScheduleError(path, index, "count", f"goes with garbage only, not {action}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+            raise ScheduleError(path, index, "count", f"must be an integer 1-10000, got {value!r}")
+    return Step(float(at), action, priest, note, value)
 
 
 # --- the random nemesis -------------------------------------------------------------

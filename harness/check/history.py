@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import RunFilesError
-from harness.record import Record
+from harness.record import DecreeSeen, Record
 from harness.record import RecordError as HarnessRecordError
+from harness.supervisor.decrees import look
 from harness.supervisor.state import HARNESS_FILE
 from node.config import Config
 from node.errors import LedgerError
@@ -94,6 +95,10 @@ class History:
     incomplete: set[str] = field(default_factory=set)
     absent: set[str] = field(default_factory=set)  # priests with no directory at all
     files: bool = True  # False for a simulated run: no events.jsonl to cite, no priest.log
+    # Foreign priests (a `command` in the config): no events, no ledger.log; what the
+    # supervisor saw of their decree.txt, from harness.jsonl, in time order.
+    foreign: set[str] = field(default_factory=set)
+    seen: dict[str, list[DecreeSeen]] = field(default_factory=dict)
 
     def all_events(self) -> list[PriestEvent]:
         """Every priest's events merged into one list ordered by t."""
@@ -139,11 +144,41 @@ def load_history(config: Config) -> History:
 def _load(config: Config) -> History:
     history = History(str(config.data_dir))
     for name in config.names:
-        _load_priest(config.priest_dir(name), name, history)
+        if config.is_foreign(name):
+            _load_foreign(config.priest_dir(name), name, history)
+        else:
+            _load_priest(config.priest_dir(name), name, history)
     harness_path = config.data_dir / HARNESS_FILE
     if harness_path.exists():
         history.harness = _read_harness(harness_path, history.problems)
+    for record in history.harness:
+        if isinstance(record, DecreeSeen) and record.priest in history.foreign:
+            history.seen[record.priest].append(record)
     return history
+
+
+def _load_foreign(directory: Path, name: str, history: History) -> None:
+    """A foreign priest: its decree.txt only (an int, with or without a newline).
+
+    It writes no events, so its events count as missing (`incomplete`): a rule
+    of the harness's own priests that rests on an absence of events cannot be
+    proven by a cluster that mixes them with foreign ones.
+    """
+    history.events[name] = []
+    history.foreign.add(name)
+    history.seen[name] = []
+    history.incomplete.add(name)
+    decree_path = directory / DECREE_FILE
+    if not directory.is_dir():
+        if directory.exists():
+            raise RunFilesError(f"{directory}: not a directory, so priest {name}'s decree.txt "
+                                "cannot be read; move that file away and verify again")
+        history.absent.add(name)
+        history.decrees[name] = DecreeFile(str(decree_path), present=False)
+        return
+    present, value, text = look(decree_path)
+    problem = None if not present or value is not None else f"not a decree: {text!r}"
+    history.decrees[name] = DecreeFile(str(decree_path), present, value, problem)
 
 
 def _load_priest(directory: Path, name: str, history: History) -> None:

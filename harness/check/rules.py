@@ -46,6 +46,7 @@ was read.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
@@ -62,7 +63,17 @@ from harness.check.history import (
     load_history,
     recovered_ledger,
 )
-from harness.check.verdict import OK, VIOLATION, PriestRow, Verdict, Violation, render
+from harness.check.verdict import (
+    KINDS,
+    OK,
+    VIOLATION,
+    PriestRow,
+    Unchecked,
+    Verdict,
+    Violation,
+    render,
+)
+from harness.record import DecreeSeen, Garbage, PriestExited, PriestStarted
 from node.config import Config
 from node.messages import NO_VOTE, ZERO, Ballot, Vote
 from node.record import EventKind, PriestEvent
@@ -111,6 +122,10 @@ class _Index:
             return f"+{(e.t - self.t0) / 1e9:.6f}s"
         return f"+{(e.t - self.t0) / 1e9:.6f}s{self._log_time(e)}, {where}"
 
+    def when(self, t: int) -> str:
+        """A time on the events' clock as seconds after the first event: '+1.234567s'."""
+        return f"+{(t - self.t0) / 1e9:.6f}s"
+
     def _log_time(self, e: PriestEvent) -> str:
         """' (12:31:07.123 in beta's priest.log)': where to look in its narration; '' if unknown."""
         starts = self.clocks.get(e.priest)
@@ -124,7 +139,10 @@ class _Index:
 
 
 def _index(config: Config, history: History) -> _Index:
-    idx = _Index(config, history, history.first_time() or 0)
+    first = history.first_time()
+    if first is None and history.harness:  # only foreign priests: the harness's clock
+        first = history.harness[0].t
+    idx = _Index(config, history, first or 0)
     by_kind = idx.by_kind
     for name, events in history.events.items():
         idx.clocks[name] = [(e.t, e.wall - e.t) for e in events
@@ -248,6 +266,11 @@ def _learned_different(idx: _Index) -> list[Violation]:
         if e.priest not in claims[e.decree]:
             claims[e.decree][e.priest] = f"{e.priest} at {idx.cite(e)}"
             times.append(e.t)
+    for name in idx.history.foreign:
+        for r in idx.history.seen[name]:
+            if r.value is not None and name not in claims[r.value]:
+                claims[r.value][name] = f"{name} (its decree.txt at {idx.when(r.t)})"
+                times.append(r.t)
     learners = {e.priest for e in idx.by_kind["learned"]}
     for name, file in idx.history.decrees.items():
         # A priest killed between writing decree.txt and recording `learned`.
@@ -382,8 +405,91 @@ def _ledger_violation(idx: _Index, name: str, what: str, lost: list[PriestEvent]
 
 
 def _malformed(idx: _Index) -> list[Violation]:
+    seen_bad = {n for n, seen in idx.history.seen.items() if any(_not_a_decree(r) for r in seen)}
     return [Violation("malformed_decree", f"{f.path}: {f.problem}", (name,))
-            for name, f in idx.history.decrees.items() if f.problem is not None]
+            for name, f in idx.history.decrees.items()
+            if f.problem is not None and name not in seen_bad]
+
+
+def _not_a_decree(r: DecreeSeen) -> bool:
+    return r.present and r.value is None
+
+
+def _foreign_decrees(idx: _Index) -> list[Violation]:
+    """What the supervisor saw of each foreign priest's decree.txt: not a decree, a decree
+    that changed, a decree that vanished."""
+    out = []
+    for name in idx.config.names:
+        seen = idx.history.seen.get(name, [])
+        bad = next((r for r in seen if _not_a_decree(r)), None)
+        if bad is not None:
+            why = (" (a write that is not atomic, caught between truncating and writing: a "
+                   "crash then would lose the decree)" if bad.text == "" else "")
+            out.append(Violation(
+                "malformed_decree", f"{name}'s decree.txt held {bad.text!r}, not a decree, at "
+                f"{idx.when(bad.t)} (seen by the supervisor){why}", (name,), (), (), (bad.t,)))
+        first = next((r for r in seen if r.value is not None), None)
+        if first is None:
+            continue
+        assert first.value is not None
+        later = [r for r in seen if r.t > first.t or (r.t == first.t and r is not first)]
+        changed = next((r for r in later if r.value is not None and r.value != first.value), None)
+        if changed is not None:
+            assert changed.value is not None
+            out.append(Violation(
+                "decree_changed", f"{name}'s decree.txt held {first.value} at "
+                f"{idx.when(first.t)}, then {changed.value} at {idx.when(changed.t)} (seen by "
+                "the supervisor)", (name,), (first.value, changed.value), (),
+                (first.t, changed.t)))
+        gone = next((r for r in later if not r.present), None)
+        if gone is not None:
+            out.append(Violation(
+                "decree_lost", f"{name}'s decree.txt held {first.value} at {idx.when(first.t)}, "
+                f"and was gone at {idx.when(gone.t)} (seen by the supervisor)", (name,),
+                (first.value,), (), (first.t, gone.t)))
+    return out
+
+
+def _crashed_on_input(idx: _Index) -> list[Violation]:
+    """A priest that ended on its own (not asked to by the harness) after malformed input."""
+    out = []
+    records = idx.history.harness
+    cited: set[int] = set()
+    for i, sent in enumerate(records):
+        if not isinstance(sent, Garbage):
+            continue
+        for later in records[i + 1:]:
+            if isinstance(later, PriestStarted) and later.priest == sent.priest:
+                break
+            if isinstance(later, PriestExited) and later.priest == sent.priest:
+                if not later.by_harness and id(later) not in cited:
+                    cited.add(id(later))
+                    out.append(_crash(idx, sent, later))
+                break
+    return out
+
+
+def _crash(idx: _Index, sent: Garbage, ended: PriestExited) -> Violation:
+    inputs = [x for x in sent.inputs if isinstance(x, dict)]
+    k = sent.died_after
+    if k is None or not 0 <= k < len(inputs):
+        k = max((j for j, x in enumerate(inputs) if x.get("t", 0) <= ended.t), default=-1)
+    status = (f"killed by signal {_signal_name(-ended.status)}" if ended.status < 0
+              else f"exit status {ended.status}")
+    what = "input" if k < 0 else (f"input {k + 1} of {len(inputs)} ({inputs[k].get('kind')}: "
+                                  f"'{inputs[k].get('data')}', sent at "
+                                  f"{idx.when(int(inputs[k].get('t', sent.t)))})")
+    return Violation(
+        "crashed_on_input", f"{sent.priest} died ({status}, seen at {idx.when(ended.t)}) after "
+        f"malformed input to its {sent.transport.upper()} port {sent.port}: {what}",
+        (sent.priest,), (), (), (sent.t, ended.t))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _validity(idx: _Index) -> list[Violation]:
@@ -403,6 +509,8 @@ def _validity(idx: _Index) -> list[Violation]:
             tuple(e.t for e in learners.values())))
     learned_by = {e.priest for e in idx.by_kind["learned"]}
     for name, f in idx.history.decrees.items():
+        if name in idx.history.foreign:
+            continue  # its proposals are its own business: no events to find them in
         if name not in learned_by and f.value is not None and f.value not in proposed:
             out.append(Violation("unproposed_decree", f"{f.path} holds {f.value}, which no "
                                  f"priest proposed (no BeginBallot for {f.value})",
@@ -602,7 +710,8 @@ def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
     nothing = bool(config.names) and history.absent >= set(config.names) and not history.harness
     return Verdict(config.cluster, config.quorum, alive is not None,
                    _rows(idx, set(survivors)), tuple(proven), tuple(history.problems),
-                   history.event_count(), tuple(unproven), nothing, tuple(config.flaws))
+                   history.event_count(), tuple(unproven), nothing, tuple(config.flaws),
+                   _unchecked(config, history))
 
 
 def _rests_on_missing(idx: _Index, v: Violation) -> bool:
@@ -624,8 +733,24 @@ def _rests_on_missing(idx: _Index, v: Violation) -> bool:
 
 RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
     _malformed, _decree_lost, _ledger_lost, _learned_different, _stability, _validity, _promises,
-    _one_decree_per_ballot, _chosen_stays_chosen, _learning_sound,
+    _one_decree_per_ballot, _chosen_stays_chosen, _learning_sound, _foreign_decrees,
+    _crashed_on_input,
 )
+# What can be checked of a foreign priest (from its decree.txt as the supervisor saw it, and
+# its process); every other rule needs events it does not write.
+FOREIGN_CHECKED = ("disagreement", "learned_different", "decree_changed", "decree_lost",
+                   "malformed_decree", "crashed_on_input")
+
+
+def _unchecked(config: Config, history: History) -> Unchecked | None:
+    """The rules that could not be checked for the foreign priests, and why; None if none."""
+    if not history.foreign:
+        return None
+    names = tuple(n for n in config.names if n in history.foreign)
+    rules = tuple(k for k in KINDS if k not in FOREIGN_CHECKED)
+    return Unchecked(names, rules, "foreign priests write no events.jsonl and no ledger.log; "
+                     "checked from their decree.txt as the supervisor saw it (every 20 ms and "
+                     f"at every chaos action): {', '.join(FOREIGN_CHECKED)}")
 
 
 def load_and_check(config: Config, alive: set[str] | None) -> Verdict:

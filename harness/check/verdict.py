@@ -30,6 +30,8 @@ KINDS: dict[str, str] = {
     "ballot_reused": "a ballot number is begun by one priest only",
     "chosen_changed": "once a quorum voted d in ballot b, every vote in a later ballot is for d",
     "unsound_learning": "a priest learns d only after a quorum voted d in one ballot",
+    "crashed_on_input": "a priest survives any input: malformed input (`chaos --garbage`) "
+                        "does not end it",
 }
 # The kind `simulate` adds when a run ends with a priest holding no decree. Not a rule
 # verify checks: in a real run such a priest is only waiting (exit 3).
@@ -103,6 +105,22 @@ class PriestRow:
 
 
 @dataclass(frozen=True)
+class Unchecked:
+    """Rules that could not be checked, for which priests, and why (foreign priests)."""
+
+    priests: tuple[str, ...]
+    rules: tuple[str, ...]
+    why: str
+
+    def line(self) -> str:
+        return (f"not checked for {', '.join(self.priests)}: {', '.join(self.rules)} "
+                f"({self.why})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"priests": list(self.priests), "rules": list(self.rules), "why": self.why}
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What `verify` found: a table of priests, violations and unreadable input."""
 
@@ -117,6 +135,7 @@ class Verdict:
     unverifiable: tuple[Violation, ...] = ()
     nothing: bool = False  # no priest of the cluster ever ran here: nothing to judge
     flaws: tuple[str, ...] = ()  # the config's deliberate mistakes: said, loudly
+    unchecked: Unchecked | None = None  # rules no evidence could check (foreign priests)
 
     @property
     def waiting(self) -> tuple[str, ...]:
@@ -160,6 +179,7 @@ class Verdict:
             "unverifiable": [v.to_json() for v in self.unverifiable],
             "problems": [{"path": p.path, "line": p.line, "reason": p.reason}
                          for p in self.problems],
+            "unchecked": self.unchecked.to_json() if self.unchecked is not None else None,
         }
 
 
@@ -185,6 +205,8 @@ def render(verdict: Verdict, color: bool) -> str:
     if verdict.problems:
         lines += ["", paint(f"could not read ({len(verdict.problems)}):", Fore.YELLOW)]
         lines += [f"  {p}" for p in verdict.problems[:SHOWN]] + _more(verdict.problems)
+    if verdict.unchecked is not None:
+        lines += ["", paint(verdict.unchecked.line(), Fore.YELLOW)]
     lines.append("")
     lines += _summary(verdict, paint)
     return "\n".join(lines) + "\n"

@@ -52,6 +52,8 @@ class Action:
     help: str
     target: Target = Target.PRIEST
     metavar: str | None = "N"
+    # A priest action's optional argument, given by its own option (garbage's --count).
+    value_metavar: str | None = None
 
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (
@@ -63,6 +65,9 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("resume", frozenset({State.PAUSED}), State.RUNNING, "unfreeze priest N (SIGCONT)"),
     Action("restart", DOWN, State.RUNNING,
            "start priest N again on its ledger (also one never started)"),
+    Action("garbage", frozenset({State.RUNNING}), State.RUNNING,
+           "send priest N malformed input (--count of them, default 20) where it listens: "
+           "random bytes, cut headers, non-numbers, missing fields", value_metavar="COUNT"),
     Action("partition", frozenset(), None, "cut the network into groups: A,B/C,D (priests not "
            "named form one more group)", Target.NETWORK, "A,B/C,D"),
     Action("isolate", frozenset(), None, "cut priest N off from every other priest",

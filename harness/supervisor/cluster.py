@@ -22,6 +22,7 @@ from harness.errors import (
 )
 from harness.supervisor import control
 from harness.supervisor.actions import ALIVE, State
+from harness.supervisor.decrees import DECREE_FILE, look
 from harness.supervisor.files import RunLock, lock_holder
 from harness.supervisor.state import RunState, read_state, remove_state
 from harness.supervisor.wipe import wipe_data_dir
@@ -109,7 +110,10 @@ def cluster_status(config: Config) -> dict[str, Any]:
     for name in config.names:
         row = live.get(name) or {"pid": None, "exit_status": None,
                                  "state": State.NOT_STARTED if up else DOWN_STATE}
-        decree, ballot, problem = read_priest_files(config.data_dir / name)
+        if config.is_foreign(name):
+            decree, ballot, problem = read_foreign_files(config.data_dir / name)
+        else:
+            decree, ballot, problem = read_priest_files(config.data_dir / name)
         priests.append({"priest": name, "pid": row["pid"], "state": row["state"],
                         "exit_status": row["exit_status"], "decree": decree,
                         "last_ballot": ballot, "problem": problem})
@@ -195,6 +199,14 @@ def read_priest_files(directory: Path) -> tuple[int | None, str, str | None]:
         return None, "?", f"{directory}: {e.strerror}"
     last = max(ledger.last_tried, ledger.next_bal, ledger.prev_vote.ballot)
     return decree, str(last) if not last.is_zero() else "-", None
+
+
+def read_foreign_files(directory: Path) -> tuple[int | None, str, str | None]:
+    """(decree, "?", problem) of a foreign priest: its decree.txt; its ballots are its own."""
+    present, value, text = look(directory / DECREE_FILE)
+    problem = None if not present or value is not None else (
+        f"{directory / DECREE_FILE}: not a decree: {text!r}")
+    return value, "?", problem
 
 
 def wait_gone(state: RunState, timeout: float = 15.0) -> None:

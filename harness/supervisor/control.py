@@ -147,6 +147,8 @@ def request(path: str | Path, op: str, priest: str | None = None, *,
         msg["priest"] = priest
     if op in NETWORK_ACTIONS:
         msg["arg"], msg["seed"] = arg, seed
+    elif arg is not None:  # a priest action's own argument (garbage's count)
+        msg["arg"] = arg
     if ack_timeout is None:
         ack_timeout = ACK_TIMEOUT
     patience = timeout if owner is not None else ack_timeout

@@ -34,6 +34,7 @@ from harness.record import ChaosAction, NetworkChange, PriestExited, PriestStart
 from harness.supervisor.actions import ACTIONS, ALIVE, NETWORK_ACTIONS, State, allows
 
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
+DEFAULT_GARBAGE, MAX_GARBAGE = 20, 10_000  # malformed inputs sent by one `--garbage`
 KILL_WAIT = 5.0  # a SIGKILLed process is gone long before this; only a bound
 
 
@@ -45,6 +46,7 @@ class PriestProc:
     pid: int
     create_time: float
     handle: Any = field(default=None, repr=False, compare=False)
+    stop_signal: int = signal.SIGTERM  # how `stop` and `down` ask it to end
 
 
 class Launcher(Protocol):
@@ -60,6 +62,14 @@ class Launcher(Protocol):
 
     def wait(self, procs: Sequence[PriestProc], timeout: float) -> dict[str, int]:
         """Reap those of `procs` that end within `timeout`: name -> exit status (-N: signal N)."""
+        ...
+
+
+class Injector(Protocol):
+    """Sends malformed input to a priest (`chaos --garbage`), as the supervisor needs it."""
+
+    def __call__(self, name: str, proc: PriestProc, count: int) -> str:
+        """Send `count` malformed inputs to priest `name`; the outcome in words."""
         ...
 
 
@@ -88,6 +98,7 @@ class Priest:
     state: State = State.NOT_STARTED
     proc: PriestProc | None = None
     exit_status: int | None = None
+    ending: bool = False  # the harness asked it to end (kill, stop, down): its exit is no crash
 
     @property
     def pid(self) -> int | None:
@@ -99,9 +110,12 @@ class Supervisor:
 
     def __init__(self, names: Sequence[str], launcher: Launcher, *, clock: Callable[[], float],
                  record: Recorder = _nothing, on_change: Callable[[], None] = _nothing,
-                 grace: float = DEFAULT_GRACE, network: Network | None = None) -> None:
+                 grace: float = DEFAULT_GRACE, network: Network | None = None,
+                 no_network: str = "", inject: Injector | None = None) -> None:
         self.priests = {n: Priest(n) for n in names}
         self.network, self.faults = network, Faults()
+        self.no_network = no_network  # why network actions are refused without a relay
+        self.inject = inject
         self.launcher, self.clock, self.record = launcher, clock, record
         self.on_change, self.grace = on_change, grace
         self._turn = -1  # the last priest Ctrl+Z asked for a ballot
@@ -130,7 +144,7 @@ class Supervisor:
         started, failed = self.launcher.spawn(names)
         for name, proc in started.items():
             p = self.priests[name]
-            p.proc, p.state, p.exit_status = proc, State.RUNNING, None
+            p.proc, p.state, p.exit_status, p.ending = proc, State.RUNNING, None, False
             self.record(PriestStarted(t=self._now(), priest=name, pid=proc.pid))
         if started:
             self.on_change()
@@ -141,7 +155,8 @@ class Supervisor:
         p = self.priests[name]
         p.state = State.KILLED if status < 0 else State.EXITED
         p.exit_status = status
-        self.record(PriestExited(t=self._now(), priest=name, pid=p.pid, status=status))
+        self.record(PriestExited(t=self._now(), priest=name, pid=p.pid, status=status,
+                                 by_harness=p.ending))
         self.on_change()
 
     def teardown(self) -> dict[str, str]:
@@ -154,12 +169,14 @@ class Supervisor:
         for name in names:
             p = self.priests[name]
             assert p.proc is not None
+            p.ending = True
             if p.state == State.PAUSED:  # a stopped process would hold SIGTERM until continued
                 self.launcher.signal(p.proc, signal.SIGCONT)
                 p.state = State.RUNNING
-            if self.launcher.signal(p.proc, signal.SIGTERM):
+            if self.launcher.signal(p.proc, p.proc.stop_signal):
                 pending[name] = p.proc
             else:
+                p.ending = False  # it ended before it was asked to
                 outcomes[name] = "already dead"
                 self.reap([p.proc], KILL_WAIT)
         deadline = self.clock() + self.grace
@@ -183,8 +200,9 @@ class Supervisor:
 
     # --- actions ---------------------------------------------------------
 
-    def act(self, action: str, name: str) -> dict[str, Any]:
-        """Do `action` on priest `name`; RefusedError if it makes no sense now."""
+    def act(self, action: str, name: str, value: object = None) -> dict[str, Any]:
+        """Do `action` on priest `name` (`value`: its argument, if it takes one, e.g.
+        garbage's count); RefusedError if it makes no sense now."""
         if action not in ACTIONS or action in NETWORK_ACTIONS:
             raise UserError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         p = self.require(name)
@@ -195,7 +213,8 @@ class Supervisor:
                                     outcome=f"refused: {reason}", result=Result.REFUSED))
             raise RefusedError(reason, pid=pid)
         try:
-            outcome = getattr(self, f"_do_{action}")(p)
+            do = getattr(self, f"_do_{action.replace('-', '_')}")
+            outcome = do(p, value) if ACTIONS[action].value_metavar else do(p)
         except UserError as e:
             self.record(ChaosAction(t=began, action=action, priest=name, pid=pid,
                                     outcome=f"failed: {e}", result=Result.FAILED))
@@ -212,9 +231,10 @@ class Supervisor:
         began = self._now()
         try:
             if self.network is None:
-                raise RefusedError(f"cannot {action}: this cluster runs with `network: direct`, so "
-                                   f"no relay carries its datagrams; remove that line from the "
-                                   f"config (or set network: relay) and bring the cluster up again")
+                raise RefusedError(self.no_network.format(action=action) or (
+                    f"cannot {action}: this cluster runs with `network: direct`, so "
+                    f"no relay carries its datagrams; remove that line from the "
+                    f"config (or set network: relay) and bring the cluster up again"))
             parsed = parse_value(action, value, names)
             faults = change(self.faults, action, parsed, names)
             note = self.network.set(faults, seed)
@@ -243,6 +263,7 @@ class Supervisor:
     def _signal(self, p: Priest, sig: int, state: State, outcome: str) -> str:
         assert p.proc is not None
         if not self.launcher.signal(p.proc, sig):
+            p.ending = False  # it ended before it was asked to
             self.reap([p.proc], KILL_WAIT)
             return "already dead"
         p.state = state
@@ -258,6 +279,7 @@ class Supervisor:
         return self._signal(p, signal.SIGCONT, State.RUNNING, "resumed (SIGCONT)")
 
     def _do_kill(self, p: Priest) -> str:
+        p.ending = True
         outcome = self._signal(p, signal.SIGKILL, p.state, "killed (SIGKILL)")
         if p.state in ALIVE and p.proc is not None:
             self.reap([p.proc], KILL_WAIT)  # so `status` right after shows it killed
@@ -265,6 +287,17 @@ class Supervisor:
 
     def _do_stop(self, p: Priest) -> str:
         return self._stop([p.name])[p.name]
+
+    def _do_garbage(self, p: Priest, value: object) -> str:
+        count = DEFAULT_GARBAGE if value is None else value
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GARBAGE:
+            raise UserError(f"garbage: the count must be an integer 1-{MAX_GARBAGE}, got {count!r}")
+        if self.inject is None:
+            raise RefusedError("this supervisor cannot send input to its priests")
+        assert p.proc is not None
+        outcome = self.inject(p.name, p.proc, count)
+        self.reap([p.proc], 0)  # a priest that died of it shows as ended at once
+        return outcome
 
     def _do_restart(self, p: Priest) -> str:
         failed = self.start([p.name])
@@ -294,7 +327,7 @@ class Supervisor:
             if req["op"] in NETWORK_ACTIONS:
                 return {"ok": True, "result": self.act_network(req["op"], req.get("arg"),
                                                                req.get("seed"))}
-            return {"ok": True, "result": self.act(req["op"], req["priest"])}
+            return {"ok": True, "result": self.act(req["op"], req["priest"], req.get("arg"))}
         except UserError as e:
             return to_wire(e)
 

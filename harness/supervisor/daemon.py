@@ -35,10 +35,23 @@ from harness.errors import (
 )
 from harness.network.process import NETWORK_FILE, RelayNetwork, RelayProcess, private_ports
 from harness.output import Say, use_color
-from harness.record import Down, Record, Up, now
+from harness.record import Down, PriestExited, PriestFiles, Record, Up, now
 from harness.supervisor.control import ControlServer
-from harness.supervisor.core import DEFAULT_GRACE, KILL_WAIT, Supervisor, _nothing, did_not_start
+from harness.supervisor.core import (
+    DEFAULT_GRACE,
+    KILL_WAIT,
+    Launcher,
+    PriestProc,
+    Supervisor,
+    _nothing,
+    did_not_start,
+)
+from harness.supervisor.decrees import PERIOD as DECREE_PERIOD
+from harness.supervisor.decrees import DecreeWatch
 from harness.supervisor.files import RunLock, open_file
+from harness.supervisor.foreign import ForeignHandle, ForeignLauncher, MixedLauncher, snapshot
+from harness.supervisor.garbage import outcome as garbage_outcome
+from harness.supervisor.garbage import send_garbage
 from harness.supervisor.launcher import ForkLauncher, code_to_name
 from harness.supervisor.state import (
     HARNESS_FILE,
@@ -110,11 +123,40 @@ class Daemon:
         self.server = ControlServer(Path(state.socket))
         self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
         self.unwritten = Unwritten(say)
-        self.relay, bind = self._relay(config, Path(state.data_dir))
-        self.launcher = ForkLauncher(config, quiet=detached, color=color, bind=bind,
-                                     messages=messages)
+        self.relay, self.bind = self._relay(config, Path(state.data_dir))
+        self.foreign: ForeignLauncher | None = None
+        self.watch: DecreeWatch | None = None
+        self.launcher = self._launcher(detached=detached, color=color, messages=messages)
+        no_network = ("cannot {action}: these priests talk TCP (transport: tcp), and the relay "
+                      "carries UDP datagrams only; process faults and --garbage still work"
+                      if config.foreign_names and config.foreign.transport == "tcp" else "")
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
-                              record=self._record, on_change=self._save, network=self.relay)
+                              record=self._record, on_change=self._save, network=self.relay,
+                              no_network=no_network, inject=self._garbage)
+
+    def _launcher(self, *, detached: bool, color: bool | None, messages: bool) -> Launcher:
+        """The fork launcher for the harness's own priests, with foreign ones beside it if any."""
+        config = self.config
+        own = None
+        if len(config.foreign_names) < len(config.names):
+            own = ForkLauncher(config, quiet=detached, color=color, bind=self.bind,
+                               messages=messages)
+        if not config.foreign_names:
+            assert own is not None
+            return own
+        self.foreign = ForeignLauncher(config, out=None if detached else self.say.out,
+                                       color=bool(self.say.color), bind=self.bind)
+        self.watch = DecreeWatch(Path(self.state.data_dir), config.foreign_names, self._record)
+        return MixedLauncher(config, own, self.foreign)
+
+    def _garbage(self, name: str, proc: PriestProc, count: int) -> str:
+        """`chaos --garbage`: malformed input to the priest's own socket; recorded; the outcome."""
+        p = self.config.priests[name]
+        transport = self.config.foreign.transport if self.config.is_foreign(name) else "udp"
+        address = (p.host, self.bind.get(name, p.port))
+        sent = send_garbage(name, proc.pid, address, transport, count, self.config.names)
+        self._record(sent)
+        return garbage_outcome(sent)
 
     # --- the relay (network: relay): its own process, started first, stopped last ---
 
@@ -147,8 +189,22 @@ class Daemon:
         self.unwritten.attempt("the run state (supervisor.json)", lambda: save_state(self.state))
 
     def _record(self, record: Record) -> None:
+        if isinstance(record, PriestExited) and self.watch is not None \
+                and self.config.is_foreign(record.priest):
+            self.watch.poll()  # its last decree.txt, before its end
         self.unwritten.attempt(HARNESS_FILE, lambda: self.events.record(record),
                                f" (a {record.KIND} record is lost)")
+        if isinstance(record, PriestExited) and self.watch is not None:
+            self._created(record.priest)
+
+    def _created(self, name: str) -> None:
+        """Record what a foreign priest's run created (`up --fresh` removes only that)."""
+        proc = self.sup.priests[name].proc
+        if proc is None or not isinstance(proc.handle, ForeignHandle):
+            return
+        created = tuple(sorted(snapshot(self.config) - proc.handle.before))
+        if created:
+            self._record(PriestFiles(t=now(), priest=name, created=created))
 
     def start(self, names: Sequence[str]) -> dict[str, int]:
         """Start the priests; StartupError (after stopping the others) if one cannot start."""
@@ -169,9 +225,16 @@ class Daemon:
             alive = {p.handle.sentinel: p for p in self.sup.alive()}
             relay = self.relay.waitables() if self.relay is not None else []
             relay_due = self.relay.wait_timeout() if self.relay is not None else None
-            timeouts = [t for t in (self.server.wait_timeout(), relay_due) if t is not None]
-            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive, *relay],
+            output = self.foreign.waitables() if self.foreign is not None else []
+            watch_due = DECREE_PERIOD if self.watch is not None else None
+            timeouts = [t for t in (self.server.wait_timeout(), relay_due, watch_due)
+                        if t is not None]
+            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive, *relay, *output],
                             min(timeouts) if timeouts else None)
+            if self.foreign is not None:
+                self.foreign.pump(ready)
+            if self.watch is not None:
+                self.watch.poll()
             status = self._signals()
             if status is not None:
                 return status
@@ -221,7 +284,11 @@ class Daemon:
         return self.down_conn is not None
 
     def _answer(self, conn: socket.socket, req: dict[str, Any]) -> None:
+        if self.watch is not None:
+            self.watch.poll()  # what the decrees were just before the action
         answer = self.sup.handle(req)
+        if self.watch is not None:
+            self.watch.poll()
         if req["op"] == "status" and answer["ok"]:
             answer["result"]["problems"] = self.unwritten.problems()
         if req["op"] != "status":
@@ -236,6 +303,8 @@ class Daemon:
         """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""
         self.closing = True
         outcomes = self.sup.teardown()
+        if self.watch is not None:
+            self.watch.poll()
         if self.relay is not None:
             self.relay.stop()
         self._record(Down(t=now(), cluster=self.config.cluster, supervisor=os.getpid(),

@@ -78,7 +78,7 @@ class ForkLauncher:
                 message = _receive(conn)
                 if message == "ready":
                     assert proc.pid is not None
-                    started[name] = PriestProc(name, proc.pid, _create_time(proc.pid), proc)
+                    started[name] = PriestProc(name, proc.pid, create_time(proc.pid), proc)
                 else:
                     failed[name] = message or _died(proc)
                     _finish(proc)
@@ -98,7 +98,7 @@ class ForkLauncher:
         except ProcessLookupError:
             return False
         if sig in (signal.SIGSTOP, signal.SIGCONT):
-            _settle(proc.pid, stopped=sig == signal.SIGSTOP)
+            settle(proc.pid, stopped=sig == signal.SIGSTOP)
         return True
 
     def wait(self, procs: Sequence[PriestProc], timeout: float) -> dict[str, int]:
@@ -114,7 +114,7 @@ class ForkLauncher:
         return ended
 
 
-def _settle(pid: int, *, stopped: bool, timeout: float = 1.0) -> None:
+def settle(pid: int, *, stopped: bool, timeout: float = 1.0) -> None:
     """Wait briefly until the kernel shows the process (not) stopped: the answer is then true."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -236,7 +236,7 @@ def _setpgid(pid: int) -> None:
         pass
 
 
-def _create_time(pid: int) -> float:
+def create_time(pid: int) -> float:
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.NoSuchProcess:

@@ -13,7 +13,12 @@ writer of that name writes (the table `PRIEST_FILES`, `RUN_FILES`):
   with a `t` and a `kind`; `supervisor.log`:
   starts with the header the harness writes when it creates it;
   `supervisor.json` (and its temp files): a run state whose supervisor is gone;
-  `control.sock`: a socket.
+  `control.sock`: a socket;
+- a foreign priest's directory: its `priest.log` (written by the harness),
+  and the files and directories that harness.jsonl's `priest_files` records
+  say its runs created (the supervisor compares the directory before each
+  start with after each end); `NAME.config.json` or `NAME.config.yaml`, the
+  config the harness wrote for it (its header, or the legislators JSON).
 
 A final line without its newline (the trace of a crash mid-append) must be
 the beginning of such a line. `events.jsonl` and `priest.log` may be empty (a
@@ -34,6 +39,7 @@ from pathlib import Path
 
 from harness.errors import UsageError, UserError
 from harness.supervisor.files import lock_holder, open_file
+from harness.supervisor.foreign import CONFIG_HEADER
 from harness.supervisor.state import SOCKET_NAME, STATE_FILE, read_state
 from node.config import Config
 from node.ledger import DECREE, HEADER, LEDGER, LOCK, TEMP_PREFIXES
@@ -115,6 +121,20 @@ def _supervisor_log(data: bytes, _name: str) -> bool:
     return data.startswith(SUPERVISOR_LOG_HEADER.encode())
 
 
+def _foreign_config(data: bytes, name: str) -> bool:
+    """A config the harness wrote for a foreign priest: its YAML header, or legislators JSON."""
+    if data.startswith(CONFIG_HEADER.format(name=name).encode()):
+        return True
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return False
+    return (isinstance(value, dict) and set(value) == {"legislators"}
+            and isinstance(value["legislators"], list)
+            and all(isinstance(x, dict) and set(x) == {"ip", "port", "name"}
+                    for x in value["legislators"]))
+
+
 def _state_temp(data: bytes, _name: str) -> bool:
     return not data or data.startswith(b"{")
 
@@ -134,16 +154,23 @@ def wipe_data_dir(config: Config) -> list[Path]:
     """
     files: list[Path] = []
     dirs: list[Path] = []
+    created = _created(config) if config.foreign_names else set()
     for name in config.names:
         directory = config.priest_dir(name)
         if not directory.exists() and not directory.is_symlink():
             continue
-        files += _priest_files(config, name, directory)
+        if config.is_foreign(name):
+            files += _foreign_files(config, name, directory, created)
+        else:
+            files += _priest_files(config, name, directory)
         dirs.append(directory)
     if config.data_dir.is_dir():
         files += _run_files(config, config.data_dir)
     for path in files:
-        path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()  # a directory a foreign priest's run created, emptied above
+        else:
+            path.unlink(missing_ok=True)
     for directory in dirs:
         directory.rmdir()
     return files + dirs
@@ -170,6 +197,52 @@ def _priest_files(config: Config, name: str, directory: Path) -> list[Path]:
         found.append(entry)
     _not_running(config, directory)
     return found
+
+
+def _created(config: Config) -> set[str]:
+    """What foreign priests' runs created (paths relative to the data dir), as harness.jsonl
+    records it (`priest_files`); nothing if it cannot be read."""
+    path = config.data_dir / HARNESS_LOG
+    found: set[str] = set()
+    try:
+        with os.fdopen(open_file(path, os.O_RDONLY), "rb") as f:
+            data = f.read()
+    except (OSError, UserError):
+        return found
+    for line in data.split(b"\n"):
+        record = _json_object(line) if line.startswith(b'{"t":') else None
+        if record is not None and record.get("kind") == "priest_files":
+            created = record.get("created")
+            if isinstance(created, list):
+                found.update(c for c in created if isinstance(c, str))
+    return found
+
+
+def _foreign_files(config: Config, name: str, directory: Path, created: set[str]) -> list[Path]:
+    """A foreign priest's directory: its priest.log (the harness's), and what harness.jsonl says
+    its runs created; anything else is refused, and nothing is removed."""
+    if directory.is_symlink() or not directory.is_dir():
+        raise _refuse(config, directory, "it is not a priest's directory")
+    found: list[Path] = []
+    subdirs: list[Path] = []
+    for root, dirnames, filenames in os.walk(directory):
+        for entry in sorted(filenames):
+            path = Path(root) / entry
+            rel = os.path.relpath(path, config.data_dir)
+            if path.parent == directory and entry == NARRATION:
+                _check(config, path, name, _narration)
+            elif rel not in created:
+                raise _refuse(config, path, f"no run of foreign priest {name} created it (so "
+                                            "it may be yours)")
+            elif path.is_symlink() or not path.is_file():
+                raise _refuse(config, path, "not a regular file")
+            found.append(path)
+        for d in dirnames:
+            sub = Path(root) / d
+            if sub.is_symlink() or os.path.relpath(sub, config.data_dir) not in created:
+                raise _refuse(config, sub, f"no run of foreign priest {name} created it")
+            subdirs.append(sub)
+    return found + sorted(subdirs, key=lambda p: len(p.parts), reverse=True)
 
 
 def _check(config: Config, path: Path, name: str, recognise: Recognise) -> None:
@@ -209,6 +282,12 @@ def _run_files(config: Config, data_dir: Path) -> list[Path]:
     state = read_state(data_dir)
     if state is not None and not state.supervisor.alive() and (data_dir / STATE_FILE).exists():
         found.append(data_dir / STATE_FILE)
+    for name in config.foreign_names:
+        for suffix in ("json", "yaml"):
+            path = data_dir / f"{name}.config.{suffix}"
+            if path.exists() or path.is_symlink():
+                _check(config, path, name, _foreign_config)
+                found.append(path)
     for temp in sorted(data_dir.glob(STATE_FILE + ".tmp*")):
         _check(config, temp, "", _state_temp)
         found.append(temp)

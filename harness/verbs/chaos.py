@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import sys
 from typing import Any
@@ -32,6 +33,16 @@ _positive = number_arg("a number of seconds", above_zero=True)
 _rate = number_arg("a number of actions per second", above_zero=True)
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be an integer 1-10000, got {text!r}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(steps=None)
     config_arg(p)
@@ -45,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            nargs=0 if action.metavar is None else None)
     one.add_argument("--sleep", action=_Ordered, const=SLEEP, dest="steps", type=_seconds,
                      metavar="SECONDS", help="wait this long before the next action")
+    one.add_argument("--count", type=_count, metavar="COUNT",
+                     help="how many malformed inputs each --garbage sends (default 20)")
     p.add_argument("--schedule", metavar="FILE",
                    help="a YAML timeline: a list of {at: SECONDS, ACTION: PRIEST}")
     rnd = p.add_argument_group("the random nemesis")
@@ -73,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         paxos-harness chaos --kill delta --ballot alpha
         paxos-harness chaos --restart delta --sleep 0.5 --ballot beta
         paxos-harness chaos --pause gamma            # --resume gamma: SIGCONT
+        paxos-harness chaos --garbage beta --count 50  # malformed input where beta listens
         paxos-harness chaos --partition alpha,beta/gamma,delta   # unnamed priests: one more group
         paxos-harness chaos --isolate alpha --ballot alpha --sleep 1 --heal --ballot beta
         paxos-harness chaos --drop 0.3 --duplicate 0.2 --delay 5-40
@@ -131,8 +145,15 @@ def _running(config: Config) -> RunState | None:
 
 def _fixed_plan(args: argparse.Namespace, mode: str, config: Config) -> Plan | None:
     """The plan of one-shot actions or of a schedule; None for the random nemesis."""
+    if args.count is not None and not any(a == "garbage" for a, _ in args.steps or ()):
+        raise UsageError("--count goes with --garbage")
     if mode == "actions":
-        return plan_from_args(args.steps, config.names, config.path)
+        plan = plan_from_args(args.steps, config.names, config.path)
+        if args.count is None:
+            return plan
+        steps = tuple(dataclasses.replace(s, value=args.count) if s.action == "garbage" else s
+                      for s in plan.steps)
+        return dataclasses.replace(plan, steps=steps)
     if mode == "schedule":
         return Plan(load_schedule(args.schedule, config.names), args.schedule)
     return None

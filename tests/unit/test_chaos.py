@@ -33,7 +33,7 @@ from harness.chaos.plan import (
     steps_from_args,
 )
 from harness.errors import NotUpError, RefusedError, UnknownPriestError, UsageError
-from harness.supervisor.actions import State
+from harness.supervisor.actions import ACTIONS, State
 from harness.supervisor.core import PriestProc, Supervisor
 from harness.verbs import chaos as chaos_verb
 from tests.conftest import priest_names, write_config
@@ -249,11 +249,8 @@ BAD_SCHEDULES = [
     ([{"at": True, "kill": "alpha"}], "s.yaml: entry 1: at: must be a number"),
     ([{"at": float("nan"), "kill": "alpha"}], "entry 1: at: must be a number"),
     ([{"at": 0}], "s.yaml: entry 1: needs exactly one action"),
-    ([{"at": 0, "kill": "alpha", "pause": "beta"}], ("entry 1: needs exactly one action "
-                                                    "(ballot, kill, stop, pause, resume, restart, "
-                                                    "partition, isolate, drop, duplicate, delay, "
-                                                    "drop-success, "
-                                                    "heal), found kill, pause")),
+    ([{"at": 0, "kill": "alpha", "pause": "beta"}], (f"entry 1: needs exactly one action "
+                                                    f"({', '.join(ACTIONS)}), found kill, pause")),
     ([{"at": 0, "explode": "alpha"}], "s.yaml: entry 1: explode: unknown key"),
     ([{"at": 0, "kill": 3}], "s.yaml: entry 1: kill: must be a priest's name"),
     ([{"at": 0, "kill": "alpha", "note": 5}], "s.yaml: entry 1: note: must be text"),

@@ -13,10 +13,13 @@ from harness.record import (
     ChaosAction,
     ChaosEnd,
     ChaosStart,
+    DecreeSeen,
     Down,
+    Garbage,
     Kind,
     NetworkChange,
     PriestExited,
+    PriestFiles,
     PriestStarted,
     Record,
     RecordError,
@@ -50,6 +53,12 @@ EXAMPLES: list[Record] = [
     RelayStarted(t=11, pid=44, seed=99, restarts=0,
                  faults={"groups": [], "drop": 0.0, "duplicate": 0.0, "delay": None}),
     RelayExited(t=12, pid=44, status=-9),
+    DecreeSeen(t=13, priest="l1", present=True, value=3),
+    DecreeSeen(t=14, priest="l1", present=True, text=""),
+    DecreeSeen(t=15, priest="l1", present=False),
+    Garbage(t=16, priest="l2", transport="tcp", port=7301,
+            inputs=[{"t": 16, "kind": "random bytes", "data": "\\x00\\xff"}], died_after=0),
+    PriestFiles(t=17, priest="l1", created=("l1/decree.txt", "l2")),
 ]
 
 

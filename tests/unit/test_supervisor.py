@@ -241,7 +241,7 @@ def test_a_priest_already_gone_is_already_dead_not_an_error(world) -> None:
     assert sup.act("kill", "beta")["outcome"] == "already dead"
     assert states(sup)["beta"] == KILLED
     assert events.kinds("priest_exited")[-1] == {"priest": "beta", "pid": 102,
-                                                 "status": -signal.SIGSEGV}
+                                                 "status": -signal.SIGSEGV, "by_harness": False}
     assert ("beta", "SIGKILL") not in launcher.sent
 
 

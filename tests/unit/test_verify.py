@@ -18,7 +18,7 @@ import pytest
 from harness.check.history import load_history
 from harness.check.rules import check, load_and_check, run
 from harness.check.verdict import KINDS, Verdict, render
-from harness.record import ChaosAction, NetworkChange, Result, Up
+from harness.record import ChaosAction, Garbage, NetworkChange, PriestExited, Result, Up
 from node.config import Config, parse_config
 from node.ledger import HEADER, encode_record, parse_vote
 from node.messages import NO_VOTE, ZERO, Ballot, LedgerState, Vote
@@ -247,6 +247,14 @@ def learned_before_quorum(r: Run) -> None:
     r.find("gamma", "learned")["t"] = r.find("delta", "voted", "2.gamma")["t"] - 1
 
 
+def delta_dies_of_garbage(r: Run) -> None:
+    r.t += 1_000_000
+    r.harness.append(Garbage(t=r.t, priest="delta", transport="udp", port=7104, died_after=0,
+                             inputs=[{"t": r.t, "kind": "empty", "data": ""}]).to_json())
+    r.t += 1_000_000
+    r.harness.append(PriestExited(t=r.t, priest="delta", pid=103, status=1).to_json())
+
+
 MUTATIONS: list[tuple[str, Callable[[Run], None], set[str] | None, set[str]]] = [
     # (target kind, mutation, alive, every kind expected)
     ("disagreement", tamper_delta, None, {"disagreement", "decree_file_mismatch"}),
@@ -267,6 +275,7 @@ MUTATIONS: list[tuple[str, Callable[[Run], None], set[str] | None, set[str]]] = 
     ("chosen_changed", later_ballot_votes_otherwise, None, {"chosen_changed"}),
     ("unsound_learning", missing_third_vote, None, {"unsound_learning"}),
     ("unsound_learning", learned_before_quorum, None, {"unsound_learning"}),
+    ("crashed_on_input", delta_dies_of_garbage, {"alpha", "beta", "gamma"}, {"crashed_on_input"}),
 ]
 
 

@@ -1,0 +1,235 @@
+"""Foreign priests under the harness: examples/naive-priest/ started, balloted, faulted, checked.
+
+Real processes, real datagrams and connections, real signals, on free loopback
+ports; the `harness` fixture fails a test that leaves any process behind, and
+each test also looks for a process still working in its data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import free_udp_ports
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[2]
+NAIVE = ROOT / "examples" / "naive-priest" / "naive_priest.py"
+DUEL = ROOT / "examples" / "naive-priest" / "duel.yaml"
+NAMES = ["l1", "l2", "l3"]
+
+
+def foreign_config(harness, *, tcp: bool = False, command: str | None = None,
+                   extra: str = "") -> Path:
+    ports = free_udp_ports(len(NAMES))
+    args = '"{config}", "{name}"' + (", --tcp" if tcp else "")
+    lines = [
+        "cluster: naive",
+        "data_dir: data",
+        f"command: {command or f'[{NAIVE}, {args}]'}",
+        "config_format: legislators-json",
+        "stop_signal: SIGINT",
+        "tty: true",
+        *(["transport: tcp"] if tcp else []),
+        *([extra] if extra else []),
+        "priests:",
+        *(f"  {n}: {{host: 127.0.0.1, port: {p}}}" for n, p in zip(NAMES, ports, strict=True)),
+    ]
+    path = harness.cwd / "naive.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def records(harness, kind: str) -> list[dict]:
+    lines = (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def decree(harness, name: str) -> int | None:
+    try:
+        return int((harness.cwd / "data" / name / "decree.txt").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def agreed(harness, config: Path) -> dict:
+    """verify --wait --json, asserting agreement: no violation but the naive priest's torn
+    write (mistake 3: its decree.txt seen empty while rewritten in place, a true finding
+    that any run may make)."""
+    done = harness.run("verify", str(config), "--wait", "10", "--json")
+    verdict = json.loads(done.stdout)
+    torn = [v for v in verdict["violations"]
+            if v["kind"] == "malformed_decree" and "held '', not a decree" in v["message"]]
+    assert verdict["violations"] == torn, done.stdout
+    assert done.returncode == (1 if torn else 0)
+    assert verdict["waiting"] == [] and len({p["decree"] for p in verdict["priests"]}) == 1
+    return verdict
+
+
+def working_in(directory: Path) -> list[psutil.Process]:
+    """Live processes whose working directory is `directory` or under it."""
+    found = []
+    for p in psutil.process_iter(["cwd"]):
+        try:
+            cwd = p.info["cwd"]
+            if cwd and cwd.startswith(str(directory)) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_foreign_priests_start_agree_and_stop_under_the_harness(harness) -> None:
+    config = foreign_config(harness)
+    up = harness.run("up", str(config), "--detach")
+    assert up.returncode == 0, up.stderr
+    pids = harness.pids()
+    assert set(pids) == {"supervisor", *NAMES}
+    status = harness.run("status", str(config))
+    assert status.returncode == 0 and status.stdout.count("running") == 3, status.stdout
+    ballot = harness.run("chaos", str(config), "--ballot", "l1")
+    assert ballot.returncode == 0, ballot.stdout + ballot.stderr
+    verdict = agreed(harness, config)
+    assert verdict["unchecked"]["priests"] == NAMES
+    assert "promise_broken" in verdict["unchecked"]["rules"]
+    assert "not checked for l1, l2, l3: " in harness.run("verify", str(config)).stdout
+    held = {decree(harness, n) for n in NAMES}
+    assert len(held) == 1 and None not in held
+    seen = records(harness, "decree")  # the supervisor watched each decree.txt appear
+    assert {r["priest"] for r in seen if r["value"] is not None} == set(NAMES)
+    # Its output, on a pseudo-terminal: stamped lines in priest.log, colour codes removed.
+    log = (harness.cwd / "data" / "l1" / "priest.log").read_text()
+    assert re.search(r"^ +l1 \| \d\d:\d\d:\d\d\.\d{3} l1 is initiating ballot 0$", log, re.M), log
+    assert "\033[" not in log
+    # Behind the relay: its config gives its own entry the private port the relay forwards to.
+    written = json.loads((harness.cwd / "data" / "l1.config.json").read_text())
+    mine = next(x for x in written["legislators"] if x["name"] == "l1")
+    others = {x["name"]: x["port"] for x in written["legislators"] if x["name"] != "l1"}
+    configured = {line.split(":")[0].strip(): int(line.rsplit(":", 1)[1].strip(" }"))
+                  for line in config.read_text().splitlines() if line.startswith("  l")}
+    assert mine["port"] != configured["l1"]
+    assert others == {n: configured[n] for n in ("l2", "l3")}
+    down = harness.run("down", str(config))
+    assert down.returncode == 0, down.stderr
+    exits = records(harness, "priest_exited")
+    assert {r["priest"] for r in exits} == set(NAMES)
+    assert all(r["status"] == 0 and r["by_harness"] for r in exits), exits  # SIGINT: status 0
+    assert not working_in(harness.cwd / "data")
+
+
+def test_verify_catches_the_naive_priests_duel_with_its_evidence(harness) -> None:
+    config = foreign_config(harness)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    try:
+        duel = harness.run("chaos", str(config), "--schedule", str(DUEL))
+        assert duel.returncode == 0, duel.stdout + duel.stderr
+        verify = harness.run("verify", str(config), "--wait", "3")
+    finally:
+        assert harness.run("down", str(config)).returncode == 0
+    assert verify.returncode == 1, verify.stdout
+    out = verify.stdout
+    assert "learned_different: priests learned different decrees" in out, out
+    assert re.search(r"decree_changed: l[12]'s decree.txt held \d+ at \+[\d.]+s, then \d+", out), out
+    assert "after: delay 30-30" in out and "ballot l1" in out and "ballot l2" in out
+    assert "unproposed_decree:" not in out  # a foreign priest's proposals are not its to judge
+    as_json = json.loads(harness.run("verify", str(config), "--json").stdout)
+    kinds = {v["kind"] for v in as_json["violations"]}
+    assert {"learned_different", "decree_changed"} <= kinds
+    assert as_json["unchecked"]["priests"] == NAMES
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_garbage_that_kills_a_foreign_priest_is_crashed_on_input(harness, tcp: bool) -> None:
+    config = foreign_config(harness, tcp=tcp)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    try:
+        sent = harness.run("chaos", str(config), "--garbage", "l2", "--count", "5")
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "it died after the last one" in sent.stdout, sent.stdout
+        verify = harness.run("verify", str(config))
+        status = harness.run("status", str(config))
+    finally:
+        assert harness.run("down", str(config)).returncode == 0
+    assert verify.returncode == 1, verify.stdout
+    transport = "TCP" if tcp else "UDP"
+    assert re.search(rf"crashed_on_input: l2 died \(exit status 1, seen at \+[\d.]+s\) after "
+                     rf"malformed input to its {transport} port \d+: input 1 of 1 \(", verify.stdout)
+    assert re.search(r"^l2 +\d+ +exited", status.stdout, re.M), status.stdout
+    (garbage,) = records(harness, "garbage")
+    assert garbage["priest"] == "l2" and garbage["died_after"] == 0
+    assert garbage["transport"] == ("tcp" if tcp else "udp")
+
+
+def test_network_faults_are_refused_in_one_line_for_tcp_priests(harness) -> None:
+    config = foreign_config(harness, tcp=True)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    try:
+        cut = harness.run("chaos", str(config), "--partition", "l1/l2,l3")
+        ballot = harness.run("chaos", str(config), "--ballot", "l3")
+        agreed(harness, config)
+    finally:
+        assert harness.run("down", str(config)).returncode == 0
+    assert cut.returncode == 1
+    assert "the relay carries UDP datagrams only" in cut.stdout + cut.stderr
+    assert ballot.returncode == 0
+
+
+def test_garbage_does_not_kill_the_harness_own_priest(harness) -> None:
+    config = harness.config(3)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    try:
+        sent = harness.run("chaos", str(config), "--garbage", "alpha", "--count", "30")
+        ballot = harness.run("chaos", str(config), "--ballot", "alpha")
+        verify = harness.run("verify", str(config), "--wait", "10")
+    finally:
+        assert harness.run("down", str(config)).returncode == 0
+    assert sent.returncode == 0 and "it is still running" in sent.stdout, sent.stdout
+    assert ballot.returncode == 0
+    assert verify.returncode == 0, verify.stdout
+    (garbage,) = records(harness, "garbage")
+    assert len(garbage["inputs"]) == 30 and garbage["died_after"] is None
+
+
+@pytest.mark.parametrize(("command", "extra", "message"), [
+    ('["./no-such-program", "{config}"]', "",
+     r"priest l1 did not start: no such program: .*no-such-program \(a relative path"),
+    ('["/bin/false"]', "", r"priest l1 did not start: exited with status 1 before it was ready"),
+    ('["/bin/sleep", "30"]', "ready_timeout: 0.5",
+     r"priest l1 did not start: not ready after 0.5 s: it never bound UDP port \d+"),
+    ('["sh", "-c", "echo about to fail; exit 3"]', "",
+     r"exited with status 3 before it was ready .*its last lines of output:\n +about to fail"),
+], ids=["missing", "exits", "never-binds", "shows-output"])
+def test_a_foreign_priest_that_cannot_start_is_one_error_and_leaves_nothing(
+        harness, command: str, extra: str, message: str) -> None:
+    config = foreign_config(harness, command=command, extra=extra)
+    up = harness.run("up", str(config), "--detach")
+    assert up.returncode == 1
+    assert re.search(message, up.stderr), up.stderr
+    assert harness.pids() == {}
+    assert not working_in(harness.cwd / "data")
+
+
+def test_fresh_removes_what_foreign_runs_created_and_nothing_of_yours(harness) -> None:
+    config = foreign_config(harness)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    assert harness.run("chaos", str(config), "--ballot", "l1").returncode == 0
+    agreed(harness, config)
+    assert harness.run("down", str(config)).returncode == 0
+    created = {c for r in records(harness, "priest_files") for c in r["created"]}
+    assert {"l1/decree.txt", "l1/next-bal.txt"} <= created
+    mine = harness.cwd / "data" / "l2" / "notes.txt"
+    mine.write_text("my notes\n")
+    refused = harness.run("up", str(config), "--detach", "--fresh")
+    assert refused.returncode == 2 and "notes.txt" in refused.stderr
+    assert "no run of foreign priest l2 created it" in refused.stderr
+    assert mine.read_text() == "my notes\n" and decree(harness, "l1") is not None
+    mine.unlink()
+    fresh = harness.run("up", str(config), "--detach", "--fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    assert harness.run("down", str(config)).returncode == 0
+    assert decree(harness, "l1") is None  # the earlier run's files went; this one balloted nothing

@@ -26,15 +26,17 @@ ones as one launcher.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
@@ -275,9 +277,11 @@ class ForeignLauncher:
             os.close(log_fd)
             raise
         try:
-            popen = subprocess.Popen(
+            popen = subprocess.Popen(  # the user's own command, from their config
                 argv, cwd=config.data_dir, stdin=subprocess.DEVNULL, stdout=write_fd,
-                stderr=write_fd, process_group=0, close_fds=True)
+                stderr=write_fd, process_group=0, close_fds=True,
+                # The supervisor is single-threaded: a function between fork and exec is safe.
+                preexec_fn=_death_signal(config.foreign.stop_signal))  # noqa: PLW1509
         except BaseException:
             os.close(read_fd)
             os.close(log_fd)
@@ -450,6 +454,31 @@ def _bound(pid: int, port: int, transport: str) -> bool:
                     transport == "udp" or c.status == psutil.CONN_LISTEN):
                 return True
     return False
+
+
+def _death_signal(sig: int) -> Callable[[], None] | None:
+    """What the child runs before exec: the kernel sends it `sig` if the supervisor dies,
+    as the harness's own priests watch theirs (Linux; elsewhere nothing)."""
+    if _PRCTL is None:
+        return None
+    prctl = _PRCTL
+
+    def set_it() -> None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    return set_it
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return cast(Callable[..., int], ctypes.CDLL(None, use_errno=True).prctl)
+    except (OSError, AttributeError):
+        return None
+
+
+PR_SET_PDEATHSIG = 1
+_PRCTL = _load_prctl()  # loaded here, in the parent: nothing is loaded between fork and exec
 
 
 def _exit_text(status: int) -> str:

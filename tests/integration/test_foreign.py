@@ -8,7 +8,11 @@ each test also looks for a process still working in its data dir.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -233,3 +237,58 @@ def test_fresh_removes_what_foreign_runs_created_and_nothing_of_yours(harness) -
     assert fresh.returncode == 0, fresh.stderr
     assert harness.run("down", str(config)).returncode == 0
     assert decree(harness, "l1") is None  # the earlier run's files went; this one balloted nothing
+
+
+def test_under_a_foreground_up_its_lines_reach_the_terminal_stamped(harness) -> None:
+    config = foreign_config(harness)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "up", str(config)],
+                            cwd=harness.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "cluster naive is up" in line:
+                break
+        harness.remember()
+        assert harness.run("chaos", str(config), "--ballot", "l3").returncode == 0
+        for line in proc.stdout:
+            lines.append(line)
+            if "Received success" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    text = "".join(lines) + rest
+    assert re.search(r"^ +l3 \| \d\d:\d\d:\d\d\.\d{3} l3 is initiating ballot 0$", text, re.M), text
+    assert re.search(r"^ +l[12] \| .*Received success, the new decree is now: \d+", text, re.M)
+    assert proc.returncode == 130
+    assert not working_in(harness.cwd / "data")
+
+
+def test_foreign_priests_end_with_a_supervisor_killed_and_down_clears_it(harness) -> None:
+    config = foreign_config(harness)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    pids = harness.pids()
+    supervisor = psutil.Process(pids.pop("supervisor"))
+    priests = [psutil.Process(pid) for pid in pids.values()]
+    supervisor.kill()
+    gone, alive = psutil.wait_procs(priests, timeout=10)  # the kernel tells them: stop_signal
+    assert not alive and len(gone) == 3
+    down = harness.run("down", str(config))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not working_in(harness.cwd / "data")
+
+
+def test_a_campaign_runs_foreign_priests(harness) -> None:
+    config = foreign_config(harness)
+    done = harness.run("campaign", str(config), "--runs", "2", "--duration", "1", "--seed", "3",
+                       "--keep-going", "--jobs", "1", "--json", timeout=120)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["done"] == 2 and len(summary["results"]) == 2, summary
+    assert not working_in(harness.cwd / "data")

@@ -5,15 +5,35 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.errors import PROG, ConfigError, ControlError, NotUpError
+from harness.errors import PROG, BusyError, ConfigError, ControlError, NotUpError
 from harness.supervisor import control
 from harness.supervisor.cluster import clear_stale, stop_by_signal, wait_gone
+from harness.supervisor.files import RunLock
 from harness.supervisor.state import CURRENT, read_state, recorded_cluster, resolve_config
 from harness.verbs.args import config_arg
+from node.config import Config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     config_arg(p)
+
+
+def clear_stale_locked(config: Config) -> int:
+    """Clear a dead supervisor's run state under the run lock, as `up` does.
+
+    Without it, an `up` starting right now (it holds the lock, its new
+    supervisor not yet recorded) could have its run state removed under it.
+    """
+    lock = RunLock.take(config.data_dir)
+    if lock is None:
+        pid = RunLock.holder(config.data_dir)
+        raise BusyError(f"another `{PROG} up` (pid {pid or '?'}) is bringing cluster "
+                        f"{config.cluster} up right now, data in {config.data_dir}; nothing "
+                        f"was changed; run `{PROG} down {config.path}` again once it is up")
+    try:
+        return clear_stale(config) or 0
+    finally:
+        lock.release()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cluster {config.cluster} is not up; nothing to stop")
         return 0
     if not state.supervisor.alive():
-        return clear_stale(config) or 0
+        return clear_stale_locked(config)
     try:
         stopped = control.request(state.socket, "down")["stopped"]
     except (NotUpError, ControlError) as e:

@@ -18,6 +18,7 @@ import pytest
 
 from harness.errors import RefusedError
 from harness.supervisor import control
+from harness.supervisor.files import RunLock
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -175,6 +176,26 @@ def test_down_clears_the_state_a_sigkilled_supervisor_left(harness) -> None:
     sup = psutil.Process(pids["supervisor"])
     sup.kill()
     sup.wait(5)
+    down = harness.run("down", str(config))
+    assert down.returncode == 0 and "cleared the run state" in down.stdout
+    assert harness.state() is None
+
+
+def test_down_leaves_a_dead_supervisors_state_alone_while_an_up_holds_the_run_lock(
+        harness) -> None:
+    config = harness.config(2)
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    sup = psutil.Process(harness.pids()["supervisor"])
+    sup.kill()
+    sup.wait(5)
+    lock = RunLock.take(harness.cwd / "data")  # as an `up` starting right now holds it
+    assert lock is not None
+    try:
+        down = harness.run("down", str(config))
+        assert down.returncode == 1 and "bringing cluster test up right now" in down.stderr
+        assert harness.state() is not None  # nothing was changed
+    finally:
+        lock.release()
     down = harness.run("down", str(config))
     assert down.returncode == 0 and "cleared the run state" in down.stdout
     assert harness.state() is None

@@ -179,10 +179,16 @@ def _by_hand(config: Config) -> dict[str, dict[str, Any]]:
 
 
 def alive_priests(config: Config) -> set[str] | None:
-    """Names of running or paused priests (or started by hand), or None when none runs."""
-    report = cluster_status(config)
-    running = {p["priest"] for p in report["priests"] if p["state"] in (*ALIVE, BY_HAND)}
-    if not report["up"] and not running:
+    """Names of running or paused priests (or started by hand), or None when none runs.
+
+    What `status` says of each priest's process, without reading its files:
+    `verify --wait` asks this at every poll.
+    """
+    state = read_state(config.data_dir)
+    up = state is not None and state.supervisor.alive()
+    live = _live(state)[0] if up and state is not None else _by_hand(config)
+    running = {n for n in config.names if n in live and live[n]["state"] in (*ALIVE, BY_HAND)}
+    if not up and not running:
         return None
     return running
 

@@ -10,12 +10,10 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.check.history import load_history
-from harness.check.rules import check
 from harness.check.verdict import Verdict, Violation
 from harness.errors import RunFilesError, UsageError
 from harness.report import html
-from harness.report.run import Run, load_run
+from harness.report.run import Run, judged_run
 from harness.report.simulated import simulated_run
 from harness.simulate.runs import Setup
 from node.config import Config
@@ -24,12 +22,7 @@ from node.sim import World
 
 def write_report(config: Config, alive: set[str] | None, path: Path) -> str:
     """Write the report of the last run under config.data_dir to `path`; one line saying what."""
-    history = load_history(config)
-    verdict = check(config, history, alive)
-    run = load_run(config, history)
-    if not any(run.events.values()):
-        raise RunFilesError(f"{config.data_dir}: no run recorded (no events.jsonl with events); "
-                            f"bring the cluster up first: paxos-harness up {config.path}")
+    run, verdict = judged_run(config, alive)
     return _write(run, verdict, path)
 
 

@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.check.history import History, load_history
+from harness.check.rules import check
+from harness.check.verdict import Verdict
+from harness.errors import RunFilesError
 from harness.network.faults import Faults
 from harness.network.process import NETWORK_FILE
 from harness.network.record import DROPPED, Datagram, read_network_log
@@ -184,6 +187,23 @@ class Run:
     def between(self) -> list[Sent]:
         """The messages between two different priests (not those a priest sends itself)."""
         return [m for m in self.messages if m.src != m.dst]
+
+
+def judged_run(config: Config, alive: set[str] | None) -> tuple[Run, Verdict]:
+    """The last run under config.data_dir and verify's verdict on the whole history, both
+    read once; RunFilesError in one line when no priest recorded an event."""
+    history = load_history(config)
+    verdict = check(config, history, alive)
+    run = load_run(config, history)
+    if any(run.events.values()):
+        return run, verdict
+    if config.foreign_names and len(config.foreign_names) == len(config.names):
+        raise RunFilesError(f"cluster {config.cluster}'s priests are foreign programs: they "
+                            "write no events.jsonl, so there are no messages or steps to draw; "
+                            f"`paxos-harness verify {config.path}` judges them from their "
+                            "decree.txt as the supervisor saw it")
+    raise RunFilesError(f"{config.data_dir}: no run recorded (no events.jsonl with events); "
+                        f"bring the cluster up first: paxos-harness up {config.path}")
 
 
 def load_run(config: Config, history: History | None = None) -> Run:

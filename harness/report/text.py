@@ -4,25 +4,18 @@ from __future__ import annotations
 
 from colorama import Fore, Style
 
-from harness.check.history import load_history
-from harness.check.rules import check
 from harness.check.verdict import OK, VIOLATION, Verdict
-from harness.errors import RunFilesError, UsageError
+from harness.errors import UsageError
 from harness.report import steps as run_steps
 from harness.report.diagram import HEADER_EVERY, diagram, legend, rests_on
-from harness.report.run import Run, load_run
+from harness.report.run import Run, judged_run
 from node.config import Config
 
 
 def draw_run(config: Config, alive: set[str] | None, *, ballot: str | None = None,
              everything: bool = False, color: bool = False) -> list[str]:
     """The lines `diagram` prints for the last run under config.data_dir."""
-    history = load_history(config)
-    verdict = check(config, history, alive)
-    run = load_run(config, history)
-    if not any(run.events.values()):
-        raise RunFilesError(f"{config.data_dir}: no run recorded (no events.jsonl with events); "
-                            f"bring the cluster up first: paxos-harness up {config.path}")
+    run, verdict = judged_run(config, alive)
     every = run_steps.steps(run)
     if ballot is not None:
         known = sorted({b.ballot for b in run.ballots})

@@ -13,8 +13,9 @@ import yaml
 
 from harness.check.history import load_history
 from harness.check.rules import check
-from harness.errors import UsageError
+from harness.errors import RunFilesError, UsageError
 from harness.record import DecreeSeen, Garbage, PriestExited, PriestFiles, PriestStarted, Record, Up
+from harness.report.run import judged_run
 from harness.supervisor.decrees import DecreeWatch, parse_foreign_decree
 from harness.supervisor.foreign import ProgramError, config_for, find_program
 from harness.supervisor.garbage import escaped, inputs
@@ -238,3 +239,10 @@ def test_fresh_removes_what_foreign_runs_created_only(tmp_path: Path) -> None:
     (c.data_dir / "l2" / "mine.txt").unlink()
     wipe_data_dir(c)
     assert not (c.data_dir / "l1").exists() and not (c.data_dir / "l2").exists()
+
+
+def test_diagram_and_report_say_why_foreign_priests_have_nothing_to_draw(tmp_path: Path) -> None:
+    c = config_in(tmp_path)
+    record_event(c.data_dir, UP)
+    with pytest.raises(RunFilesError, match="priests are foreign programs: they write no events"):
+        judged_run(c, None)

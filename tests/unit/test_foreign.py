@@ -243,6 +243,7 @@ def test_fresh_removes_what_foreign_runs_created_only(tmp_path: Path) -> None:
 
 def test_diagram_and_report_say_why_foreign_priests_have_nothing_to_draw(tmp_path: Path) -> None:
     c = config_in(tmp_path)
+    c.data_dir.mkdir(parents=True)
     record_event(c.data_dir, UP)
     with pytest.raises(RunFilesError, match="priests are foreign programs: they write no events"):
         judged_run(c, None)

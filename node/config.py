@@ -227,15 +227,19 @@ def _parse_command(raw: object, path: str, key: str) -> tuple[str, ...]:
         if "\0" in arg:
             raise ConfigError(path, key, "must not contain a NUL character")
         try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(arg) if f is not None]
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(arg)
+                      if f is not None]
         except ValueError as exc:
             raise ConfigError(path, key, f"{arg!r}: {exc} (write {{{{ and }}}} for a "
                               f"literal brace)") from None
-        for f in fields:
+        for f, spec, conv in fields:
             if f not in PLACEHOLDERS:
                 known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
                 raise ConfigError(path, key, f"{arg!r}: unknown placeholder {{{f}}} "
                                   f"(known: {known})")
+            if spec or conv is not None:  # `{port:d}`, `{name!x}`: str.format fails on them
+                raise ConfigError(path, key, f"{arg!r}: a placeholder is a bare {{{f}}}, "
+                                  "without a conversion (!) or a format (:)")
     program = raw[0]
     if "/" in program and not os.path.isabs(program) and "{" not in program:
         # Relative to the config file, not to where the harness runs (nor the data dir).

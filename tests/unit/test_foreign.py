@@ -66,6 +66,8 @@ def test_tcp_means_no_relay(tmp_path: Path) -> None:
     ({"command": []}, "command", "non-empty list of strings"),
     ({"command": ["p", "{conf}"]}, "command", "unknown placeholder {conf}"),
     ({"command": ["p", "{"]}, "command", "literal brace"),
+    ({"command": ["p", "{port:d}"]}, "command", "a placeholder is a bare {port}"),
+    ({"command": ["p", "{name!x}"]}, "command", "a placeholder is a bare {name}"),
     ({"config_format": "toml"}, "config_format", "yaml, legislators-json"),
     ({"transport": "quic"}, "transport", "udp, tcp"),
     ({"transport": "tcp", "network": "relay"}, "network", "UDP datagrams only"),

@@ -46,6 +46,7 @@ import psutil
 import yaml
 from colorama import Style
 
+from harness.errors import UserError
 from harness.supervisor.core import KILL_WAIT, Launcher, PriestProc
 from harness.supervisor.files import check_not_link, open_file, write_atomic
 from harness.supervisor.launcher import code_to_name, create_time, settle
@@ -246,11 +247,16 @@ class ForeignLauncher:
     def spawn(self, names: Sequence[str]) -> tuple[dict[str, PriestProc], dict[str, str]]:
         waiting: dict[str, PriestProc] = {}
         failed: dict[str, str] = {}
-        for name in names:
-            try:
-                waiting[name] = self._start(name)
-            except (ProgramError, OSError) as e:
-                failed[name] = _why(e)
+        try:
+            for name in names:
+                try:
+                    waiting[name] = self._start(name)
+                except (ProgramError, OSError, UserError) as e:  # UserError: a planted link
+                    failed[name] = _why(e)
+        except BaseException:
+            for proc in waiting.values():  # nobody else knows of them yet
+                self._finish(proc)
+            raise
         started = self._await_ready(waiting, failed)
         return started, failed
 
@@ -288,9 +294,17 @@ class ForeignLauncher:
             raise
         finally:
             os.close(write_fd)
+        try:
+            sentinel = os.pidfd_open(popen.pid)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+            os.close(read_fd)
+            os.close(log_fd)
+            raise
         output = Output(name, config.priests[name].index, read_fd, log_fd, self.out, self.color)
         self.outputs[read_fd] = output
-        sentinel = os.pidfd_open(popen.pid)
         handle = ForeignHandle(popen, sentinel, output, before)
         return PriestProc(name, popen.pid, create_time(popen.pid), handle,
                           stop_signal=config.foreign.stop_signal)

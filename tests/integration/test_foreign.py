@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from tests.conftest import free_udp_ports
 
@@ -216,6 +217,33 @@ def test_a_foreign_priest_that_cannot_start_is_one_error_and_leaves_nothing(
     assert re.search(message, up.stderr), up.stderr
     assert harness.pids() == {}
     assert not working_in(harness.cwd / "data")
+
+
+def test_a_link_planted_for_a_later_priest_stops_up_and_leaves_nothing(harness) -> None:
+    # l1 starts first, then l2's priest.log is found to be a link. l1 ignores its
+    # stop_signal (the kernel's parent-death signal cannot end it): only the supervisor's
+    # SIGKILL after the grace period can, so it must still know of l1.
+    ports = free_udp_ports(2)
+    bind = ("import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.bind(('127.0.0.1', {port})); time.sleep(60)")
+    config = harness.cwd / "links.yaml"
+    config.write_text(yaml.safe_dump({
+        "cluster": "links", "data_dir": "data", "network": "direct",
+        "command": ["/bin/sh", "-c", f"trap '' TERM INT; exec {sys.executable} -c \"{bind}\""],
+        "priests": {n: {"host": "127.0.0.1", "port": p} for n, p in zip(["l1", "l2"], ports,
+                                                                          strict=True)}}))
+    (harness.cwd / "data" / "l2").mkdir(parents=True)
+    (harness.cwd / "data" / "l2" / "priest.log").symlink_to(harness.cwd / "elsewhere.log")
+    up = harness.run("up", str(config), "--detach")
+    left = working_in(harness.cwd / "data")
+    described = [" ".join(p.cmdline())[:80] for p in left]
+    for p in left:
+        p.kill()
+    assert not left, described
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "priest l2 did not start" in up.stderr and "a symbolic link" in up.stderr, up.stderr
+    assert not (harness.cwd / "elsewhere.log").exists()
+    assert harness.pids() == {}
 
 
 def test_fresh_removes_what_foreign_runs_created_and_nothing_of_yours(harness) -> None:

@@ -3,7 +3,9 @@ decree watch, the garbage, what `verify` finds from what the supervisor saw, and
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import signal
 from pathlib import Path
@@ -17,7 +19,7 @@ from harness.errors import RunFilesError, UsageError
 from harness.record import DecreeSeen, Garbage, PriestExited, PriestFiles, PriestStarted, Record, Up
 from harness.report.run import judged_run
 from harness.supervisor.decrees import DecreeWatch, parse_foreign_decree
-from harness.supervisor.foreign import ProgramError, config_for, find_program
+from harness.supervisor.foreign import ForeignLauncher, ProgramError, config_for, find_program
 from harness.supervisor.garbage import escaped, inputs
 from harness.supervisor.state import record_event
 from harness.supervisor.wipe import wipe_data_dir
@@ -118,6 +120,25 @@ def test_a_program_that_cannot_run_says_why(tmp_path: Path) -> None:
         find_program("no-such-program-anywhere", "c.yaml")
     script.chmod(0o700)
     assert find_program(str(script), "c.yaml") == str(script)
+
+
+def test_a_start_that_fails_after_the_fork_leaves_nothing(tmp_path: Path, monkeypatch,
+                                                          no_leaks) -> None:
+    c = parse_config({"data_dir": str(tmp_path / "data"), "network": "direct",
+                      "command": ["/bin/sleep", "30"], "priests": {"l1": {"port": 7001}}},
+                     str(tmp_path / "c.yaml"))
+    launcher = ForeignLauncher(c, out=None, color=False)
+
+    real = os.pidfd_open
+
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        if pid == os.getpid():  # psutil asks whether pidfds work at all
+            return real(pid, flags)
+        raise OSError(errno.EMFILE, "Too many open files")
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    started, failed = launcher.spawn(["l1"])
+    assert started == {} and "Too many open files" in failed["l1"]
+    assert launcher.waitables() == []  # its output's descriptor closed too
 
 
 # --- the decree watch --------------------------------------------------------------------

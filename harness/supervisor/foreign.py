@@ -353,9 +353,13 @@ class ForeignLauncher:
         return handle.output.last_lines()
 
     def _close(self, handle: ForeignHandle) -> None:
-        handle.output.read()
-        handle.output.close()
-        self.outputs.pop(handle.output.fd, None)
+        output = handle.output
+        output.read()
+        output.close()
+        # Its output may have ended long before its process (a program that closes its
+        # stdout), and that descriptor's number may now be another priest's output.
+        if self.outputs.get(output.fd) is output:
+            del self.outputs[output.fd]
         with contextlib.suppress(OSError):
             os.close(handle.sentinel)
 

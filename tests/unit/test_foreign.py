@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,16 @@ from harness.check.rules import check
 from harness.errors import RunFilesError, UsageError
 from harness.record import DecreeSeen, Garbage, PriestExited, PriestFiles, PriestStarted, Record, Up
 from harness.report.run import judged_run
+from harness.supervisor.core import PriestProc
 from harness.supervisor.decrees import DecreeWatch, parse_foreign_decree
-from harness.supervisor.foreign import ForeignLauncher, ProgramError, config_for, find_program
+from harness.supervisor.foreign import (
+    ForeignHandle,
+    ForeignLauncher,
+    Output,
+    ProgramError,
+    config_for,
+    find_program,
+)
 from harness.supervisor.garbage import escaped, inputs
 from harness.supervisor.state import record_event
 from harness.supervisor.wipe import wipe_data_dir
@@ -139,6 +148,34 @@ def test_a_start_that_fails_after_the_fork_leaves_nothing(tmp_path: Path, monkey
     started, failed = launcher.spawn(["l1"])
     assert started == {} and "Too many open files" in failed["l1"]
     assert launcher.waitables() == []  # its output's descriptor closed too
+
+
+def test_an_output_that_ended_early_does_not_take_a_later_one_with_it(tmp_path: Path) -> None:
+    """l1 closes its output, and a later priest's output gets the same descriptor number;
+    l1's end must not stop the launcher from reading the later one."""
+    c = config_in(tmp_path)
+    launcher = ForeignLauncher(c, out=None, color=False)
+    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
+    r, w = os.pipe()
+    first = Output("l1", 1, r, os.dup(log), None, False)
+    launcher.outputs[r] = first
+    os.close(w)
+    launcher.pump([r])  # its end of output: closed, forgotten
+    assert launcher.waitables() == []
+    r2, w2 = os.pipe()
+    if r2 != r:  # the next output, on the number just freed
+        os.dup2(r2, r)
+        os.close(r2)
+    later = Output("l2", 2, r, os.dup(log), None, False)
+    launcher.outputs[r] = later
+    true = subprocess.Popen(["true"])
+    proc = PriestProc("l1", true.pid, 0.0, ForeignHandle(true, os.pidfd_open(true.pid), first))
+    assert launcher.wait([proc], 5.0) == {"l1": 0}
+    assert launcher.waitables() == [r]
+    os.close(w2)
+    launcher.pump([r])
+    os.close(log)
+    assert launcher.waitables() == [] and not later.open
 
 
 # --- the decree watch --------------------------------------------------------------------

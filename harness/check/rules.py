@@ -450,8 +450,14 @@ def _foreign_decrees(idx: _Index) -> list[Violation]:
     return out
 
 
+# A priest that ends on its own this long after the last malformed input it was sent
+# (and was not seen dead while they were sent) ended of something else.
+CRASH_WINDOW = 2_000_000_000  # ns
+
+
 def _crashed_on_input(idx: _Index) -> list[Violation]:
-    """A priest that ended on its own (not asked to by the harness) after malformed input."""
+    """A priest that ended on its own (not asked to by the harness) of malformed input: seen
+    dead while it was sent, or ended within CRASH_WINDOW of the last input."""
     out = []
     records = idx.history.harness
     cited: set[int] = set()
@@ -462,11 +468,20 @@ def _crashed_on_input(idx: _Index) -> list[Violation]:
             if isinstance(later, PriestStarted) and later.priest == sent.priest:
                 break
             if isinstance(later, PriestExited) and later.priest == sent.priest:
-                if not later.by_harness and id(later) not in cited:
+                if not later.by_harness and id(later) not in cited and _soon(sent, later):
                     cited.add(id(later))
                     out.append(_crash(idx, sent, later))
                 break
     return out
+
+
+def _soon(sent: Garbage, ended: PriestExited) -> bool:
+    """Did `ended` come of `sent`: seen dead during it, or soon after its last input?"""
+    if sent.died_after is not None:
+        return True
+    last = max((int(x.get("t", sent.t)) for x in sent.inputs if isinstance(x, dict)),
+               default=sent.t)
+    return ended.t - last <= CRASH_WINDOW
 
 
 def _crash(idx: _Index, sent: Garbage, ended: PriestExited) -> Violation:

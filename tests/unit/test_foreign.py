@@ -274,6 +274,15 @@ def test_a_priest_that_dies_after_garbage_crashed_on_input(tmp_path: Path) -> No
     assert "killed by signal SIGSEGV" in crash.message and "input 2 of 2 (empty" in crash.message
 
 
+def test_a_priest_that_survived_garbage_and_died_much_later_did_not_crash_of_it(
+        tmp_path: Path) -> None:
+    sent = Garbage(t=10, priest="l2", transport="udp", port=7002,
+                   inputs=[{"t": 10, "kind": "empty", "data": ""}], died_after=None)
+    later = PriestExited(t=10 + 30 * 10**9, priest="l2", pid=5, status=-9)  # kill -9, by hand
+    v = judge(tmp_path, [UP, PriestStarted(t=2, priest="l2", pid=5), sent, later], {})
+    assert not v.violations
+
+
 def test_a_priest_the_harness_stopped_after_garbage_did_not_crash(tmp_path: Path) -> None:
     sent = Garbage(t=10, priest="l2", transport="udp", port=7002, inputs=[], died_after=None)
     v = judge(tmp_path, [UP, sent, PriestExited(t=13, priest="l2", pid=5, status=0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -319,4 +320,41 @@ def test_a_campaign_runs_foreign_priests(harness) -> None:
     assert done.returncode in (0, 1), done.stdout + done.stderr
     summary = json.loads(done.stdout)
     assert summary["done"] == 2 and len(summary["results"]) == 2, summary
+    assert not working_in(harness.cwd / "data")
+
+
+def test_the_readmes_walkthrough_does_what_its_comments_say(harness) -> None:
+    """The commands of README's "Test your own implementation", in order, on configs/naive.yaml
+    (on free ports, its data in the test's directory): each exits as its comment says."""
+    section = (ROOT / "README.md").read_text().split("### Test your own implementation", 1)[1]
+    block = re.search(r"\n\n((?:    paxos-harness .*\n)+)", section)
+    assert block is not None
+    text = (ROOT / "configs" / "naive.yaml").read_text()
+    replaced = {"data_dir: logs/naive": "data_dir: data",
+                "../examples/naive-priest/naive_priest.py": str(NAIVE)}
+    replaced.update({f"port: {old}": f"port: {new}"
+                     for old, new in zip((7601, 7602, 7603), free_udp_ports(3), strict=True)})
+    for old, new in replaced.items():
+        assert old in text
+        text = text.replace(old, new)
+    config = harness.cwd / "naive.yaml"
+    config.write_text(text)
+    try:
+        for line in block.group(1).splitlines():
+            command, _, comment = line.strip().partition("#")
+            args = [str(config) if a == "configs/naive.yaml" else
+                    str(ROOT / a) if a.startswith("examples/") else a
+                    for a in shlex.split(command)[1:]]
+            done = harness.run(*args)
+            said = f"{command}\n{done.stdout}{done.stderr}"
+            if "exit 1:" in comment:
+                assert done.returncode == 1, said
+                for kind in re.findall(r"[a-z]+_[a-z_]+", comment.split("exit 1:")[1]):
+                    assert f"{kind}:" in done.stdout, said
+            elif "agreement (or" in comment:  # or the naive priest's torn write, seen
+                assert done.returncode in (0, 1), said
+            else:
+                assert done.returncode == 0, said
+    finally:
+        harness.run("down", str(config))
     assert not working_in(harness.cwd / "data")

@@ -145,7 +145,8 @@ class Daemon:
             assert own is not None
             return own
         self.foreign = ForeignLauncher(config, out=None if detached else self.say.out,
-                                       color=bool(self.say.color), bind=self.bind)
+                                       color=bool(self.say.color), bind=self.bind,
+                                       failed_run=self._files)
         self.watch = DecreeWatch(Path(self.state.data_dir), config.foreign_names, self._record)
         return MixedLauncher(config, own, self.foreign)
 
@@ -202,7 +203,11 @@ class Daemon:
         proc = self.sup.priests[name].proc
         if proc is None or not isinstance(proc.handle, ForeignHandle):
             return
-        created = tuple(sorted(snapshot(self.config) - proc.handle.before))
+        self._files(name, proc.handle.before)
+
+    def _files(self, name: str, before: frozenset[str]) -> None:
+        """Record what is in the priests' directories now and was not `before` name's run."""
+        created = tuple(sorted(snapshot(self.config) - before))
         if created:
             self._record(PriestFiles(t=now(), priest=name, created=created))
 

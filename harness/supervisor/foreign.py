@@ -237,9 +237,13 @@ class ForeignLauncher:
     """Foreign priests as processes of their own program (see the module's docstring)."""
 
     def __init__(self, config: Config, *, out: TextIO | None, color: bool,
-                 bind: dict[str, int] | None = None) -> None:
+                 bind: dict[str, int] | None = None,
+                 failed_run: Callable[[str, frozenset[str]], None] | None = None) -> None:
         self.config, self.out, self.color = config, out, color
         self.bind = bind or {}
+        # Told of each priest that did not start, with what was there before it ran: its
+        # files are its run's as much as those of a priest that started.
+        self.failed_run = failed_run
         self.outputs: dict[int, Output] = {}  # fd -> output still open
 
     # --- start ---
@@ -350,6 +354,8 @@ class ForeignLauncher:
         with contextlib.suppress(subprocess.TimeoutExpired):
             handle.popen.wait(KILL_WAIT)
         self._close(handle)
+        if self.failed_run is not None:
+            self.failed_run(proc.name, handle.before)
         return handle.output.last_lines()
 
     def _close(self, handle: ForeignHandle) -> None:

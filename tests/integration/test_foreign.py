@@ -268,6 +268,17 @@ def test_fresh_removes_what_foreign_runs_created_and_nothing_of_yours(harness) -
     assert decree(harness, "l1") is None  # the earlier run's files went; this one balloted nothing
 
 
+def test_fresh_removes_what_a_priest_that_did_not_start_created(harness) -> None:
+    config = foreign_config(harness, command='["/bin/sh", "-c", "echo 1 > {dir}/state.txt; '
+                                              'echo cannot listen; exit 1"]')
+    first = harness.run("up", str(config), "--detach")
+    assert first.returncode == 1 and "did not start" in first.stderr, first.stderr
+    assert (harness.cwd / "data" / "l1" / "state.txt").exists()
+    again = harness.run("up", str(config), "--detach", "--fresh")
+    assert again.returncode == 1 and "did not start" in again.stderr, again.stderr  # not refused
+    assert harness.pids() == {}
+
+
 def test_under_a_foreground_up_its_lines_reach_the_terminal_stamped(harness) -> None:
     config = foreign_config(harness)
     proc = subprocess.Popen([sys.executable, "-m", "harness", "up", str(config)],

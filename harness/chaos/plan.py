@@ -37,13 +37,21 @@ from dataclasses import dataclass, replace
 
 from harness.errors import UnknownPriestError, UsageError
 from harness.network.faults import parse_value
-from harness.supervisor.actions import ACTIONS, DOWN, NETWORK_ACTIONS, PRIEST_ACTIONS, State, allows
+from harness.supervisor.actions import (
+    ACTIONS,
+    DOWN,
+    KILL_AFTER_PROMISE,
+    NETWORK_ACTIONS,
+    PRIEST_ACTIONS,
+    State,
+    allows,
+)
 
 SLEEP = "sleep"
 
 # What the nemesis mixes, and how often relative to each other.
-WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, "restart": 2.0, "pause": 1.5,
-                             "resume": 1.5}
+WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, KILL_AFTER_PROMISE: 1.0,
+                             "restart": 2.0, "pause": 1.5, "resume": 1.5}
 NETWORK_WEIGHTS: dict[str, float] = {"partition": 1.0, "isolate": 1.0, "drop": 1.0,
                                      "duplicate": 0.5, "delay": 0.5, "drop-success": 1.0,
                                      "heal": 1.5}
@@ -138,9 +146,8 @@ def steps_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
         _require(str(arg), names, f"--{action}: no priest named {arg!r} in {where}")
         steps.append(Step(round(at, 6), action, str(arg)))
     if not steps:
-        raise UsageError("no action given: use --kill, --ballot, --restart, --stop, --pause, "
-                         "--resume, --partition, --isolate, --drop, --duplicate, --delay, "
-                         "--heal, or --schedule FILE, or --random")
+        raise UsageError(f"no action given: use {', '.join(f'--{a}' for a in ACTIONS)}, or "
+                         f"--schedule FILE, or --random")
     return tuple(steps)
 
 

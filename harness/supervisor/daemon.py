@@ -52,8 +52,10 @@ from harness.supervisor.state import (
     socket_path,
     write_current,
 )
+from harness.supervisor.watch import PromiseWatch
 from harness.supervisor.wipe import SUPERVISOR_LOG_HEADER
 from node.config import Config
+from node.runtime import EVENTS
 
 # --- the event loop ------------------------------------------------------------
 
@@ -113,8 +115,10 @@ class Daemon:
         self.relay, bind = self._relay(config, Path(state.data_dir))
         self.launcher = ForkLauncher(config, quiet=detached, color=color, bind=bind,
                                      messages=messages)
+        self.watch = PromiseWatch(lambda name: config.priest_dir(name) / EVENTS)
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
-                              record=self._record, on_change=self._save, network=self.relay)
+                              record=self._record, on_change=self._save, network=self.relay,
+                              watch=self.watch)
 
     # --- the relay (network: relay): its own process, started first, stopped last ---
 
@@ -169,9 +173,10 @@ class Daemon:
             alive = {p.handle.sentinel: p for p in self.sup.alive()}
             relay = self.relay.waitables() if self.relay is not None else []
             relay_due = self.relay.wait_timeout() if self.relay is not None else None
-            timeouts = [t for t in (self.server.wait_timeout(), relay_due) if t is not None]
-            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive, *relay],
-                            min(timeouts) if timeouts else None)
+            timeouts = [t for t in (self.server.wait_timeout(), relay_due,
+                                    self.watch.wait_timeout()) if t is not None]
+            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive, *relay,
+                             *self.watch.waitables()], min(timeouts) if timeouts else None)
             status = self._signals()
             if status is not None:
                 return status
@@ -179,8 +184,16 @@ class Daemon:
             ended = [alive[s] for s in ready if isinstance(s, int) and s in alive]
             if ended:
                 self.sup.reap(ended, 0)
+            self._kill_promised()
             if self._serve():
                 return 0
+
+    def _kill_promised(self) -> None:
+        """Kill each armed priest whose promise shows in its events.jsonl (kill-after-promise)."""
+        for name, event in self.watch.fired():
+            outcome = self.sup.promised(name, event.ballot)
+            if outcome is not None:
+                self.say(f"kill {name}: {outcome}")
 
     def _signals(self) -> int | None:
         try:
@@ -245,6 +258,7 @@ class Daemon:
             self.server.reply(self.down_conn, {"ok": True, "result": {"stopped": outcomes}})
         self.server.close()
         self.events.close()
+        self.watch.close()
         signal.set_wakeup_fd(-1)
         self.wake_r.close()
         self.wake_w.close()

@@ -122,7 +122,8 @@ def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
 def test_a_plan_mixes_every_kind_of_fault_at_about_the_rate_asked() -> None:
     plan = plan_random(priest_names(5), 3, 60.0, 4.0)
     chaos = [s for s in plan.steps if s.note != HEAL]
-    assert {s.action for s in chaos} == {"kill", "restart", "pause", "resume", "ballot"}
+    assert {s.action for s in chaos} == {"kill", "kill-after-promise", "restart", "pause",
+                                         "resume", "ballot"}
     assert 150 < len(chaos) < 330  # Poisson with mean 240
     assert all(0 < s.at < 60.0 for s in chaos)
     assert [s.at for s in plan.steps] == sorted(s.at for s in plan.steps)
@@ -250,7 +251,8 @@ BAD_SCHEDULES = [
     ([{"at": float("nan"), "kill": "alpha"}], "entry 1: at: must be a number"),
     ([{"at": 0}], "s.yaml: entry 1: needs exactly one action"),
     ([{"at": 0, "kill": "alpha", "pause": "beta"}], ("entry 1: needs exactly one action "
-                                                    "(ballot, kill, stop, pause, resume, restart, "
+                                                    "(ballot, kill, kill-after-promise, stop, "
+                                                    "pause, resume, restart, "
                                                     "partition, isolate, drop, duplicate, delay, "
                                                     "drop-success, "
                                                     "heal), found kill, pause")),

@@ -49,6 +49,12 @@ class Campaign:
     keep_going: bool = False
     only: int | None = None  # --run K: this run alone
     settle: float = 5.0  # seconds after the heal phase to wait for agreement
+    until: tuple[str, ...] = ()  # --until RULE: the rules sought; a run breaking only others
+    #                              is passed over (counted; its files go, unless --keep)
+
+    def sought(self, rules: Sequence[str]) -> bool:
+        """Does a run that broke `rules` stop the campaign (if --keep-going is off)?"""
+        return bool(rules) and (not self.until or bool(set(rules) & set(self.until)))
 
     @property
     def numbers(self) -> list[int]:

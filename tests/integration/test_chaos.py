@@ -221,9 +221,26 @@ def events_of(harness, name: str, pid: int | None = None) -> list[dict]:
     return [e for e in map(json.loads, lines) if pid is None or e["pid"] == pid]
 
 
+def harness_records(harness) -> list[dict]:
+    lines = (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def fired(harness) -> dict | None:
+    """The `kill` record of a kill-after-promise that fired (written once the priest is reaped)."""
+    return next((r for r in harness_records(harness) if r["kind"] == "chaos"
+                 and r["action"] == "kill" and "kill-after-promise" in r["outcome"]), None)
+
+
 def test_kill_after_promise_kills_the_priest_right_after_its_promise(harness) -> None:
     up(harness, 4)
-    pids = harness.pids()
+    try:
+        _kill_after_promise(harness, harness.pids())
+    finally:
+        assert harness.run("down").returncode == 0
+
+
+def _kill_after_promise(harness, pids: dict[str, int]) -> None:
     # beta and gamma alone: beta's NextBallot reaches gamma, but two of four are no quorum,
     # so nothing follows gamma's promise but the same ballot's resends.
     assert harness.run("chaos", "--partition", "beta,gamma").returncode == 0
@@ -236,7 +253,8 @@ def test_kill_after_promise_kills_the_priest_right_after_its_promise(harness) ->
     assert "gamma: armed (kill-after-promise)" in harness.run("status").stdout
 
     assert harness.run("chaos", "--ballot", "beta").returncode == 0
-    harness.wait_until(lambda: status_of(pids["gamma"]) == "gone", what="gamma killed")
+    harness.wait_until(lambda: fired(harness) is not None, what="gamma's kill recorded")
+    assert status_of(pids["gamma"]) == "gone"
     mine = events_of(harness, "gamma", pids["gamma"])
     promises = [i for i, e in enumerate(mine) if e["kind"] == "promised"]
     assert len(promises) == 1 and mine[promises[0]]["ballot"] == "1.beta", mine
@@ -244,14 +262,14 @@ def test_kill_after_promise_kills_the_priest_right_after_its_promise(harness) ->
     after = mine[promises[0] + 1:]
     assert all(e["kind"] in ("sent", "received") and e["ballot"] == "1.beta" for e in after), after
 
-    records = [json.loads(line) for line in
-               (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()]
-    kill = next(r for r in records if r["kind"] == "chaos" and r["action"] == "kill")
+    kill = fired(harness)
+    assert kill is not None
     assert (kill["priest"], kill["pid"], kill["result"]) == ("gamma", pids["gamma"], "done")
     assert kill["outcome"] == ("killed (SIGKILL) right after it promised ballot 1.beta "
                                "(kill-after-promise)")
     assert kill["t"] > mine[promises[0]]["t"]
-    exited = next(r for r in records if r["kind"] == "priest_exited" and r["priest"] == "gamma")
+    exited = next(r for r in harness_records(harness)
+                  if r["kind"] == "priest_exited" and r["priest"] == "gamma")
     assert exited["status"] == -9
     report = json.loads(harness.run("status", "--json").stdout)
     assert {p["priest"]: (p["state"], p["armed"]) for p in report["priests"]}["gamma"] == (
@@ -267,6 +285,5 @@ def test_kill_after_promise_kills_the_priest_right_after_its_promise(harness) ->
     verify = harness.run("verify", "--wait", "10")
     assert verify.returncode == 0, verify.stdout
     diagram = harness.run("diagram", "--all")
-    assert diagram.returncode == 0 and "gamma: armed: SIGKILL right after its next promise" \
-        in diagram.stdout, diagram.stdout
-    assert harness.run("down").returncode == 0
+    assert diagram.returncode == 0, diagram.stderr
+    assert "gamma: armed: SIGKILL right after its next promise" in diagram.stdout

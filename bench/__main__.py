@@ -28,7 +28,7 @@ ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory",
 OPT_IN = ["campaign"]
 REFERENCE = ballots.REFERENCE
 REFERENCE_PATH = "4 x atomic_write + 2.5 x udp_rtt"  # the critical path the targets use
-LEDGER_PATH = "3 x ledger_persist + 2 x atomic_write + 2.5 x udp_rtt"  # this ledger's own
+LEDGER_PATH = "5 x ledger_persist + 2.5 x udp_rtt"  # this ledger's own
 APPEND_PATH = "5 x fdatasync_append + 2.5 x udp_rtt"  # every write an fdatasync'd append
 # Every datagram of a 4-priest ballot signed and verified once: NextBallot, LastVote,
 # BeginBallot, Voted, Success, 3 of each over UDP (the leader's own go in memory).

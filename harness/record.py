@@ -136,7 +136,8 @@ class PriestExited(Record):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChaosAction(Record):
-    """One action on a priest (kill, stop, restart, pause, resume, ballot), done or not.
+    """One action on a priest (kill, kill-after-promise, stop, restart, pause, resume, ballot),
+    done or not; a kill-after-promise that fires is a `kill` of its own.
 
     `t` is when the supervisor began it (before the signal or the new process),
     `pid` the process it acted on (after a restart: the new one).

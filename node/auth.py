@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -87,12 +86,12 @@ def _read_key(dir_fd: int, name: str, path: Path) -> bytes | None:
 
 def _create_key(dir_fd: int, name: str, shown_dir: Path) -> None:
     """Write a new key under a temp name, then link it in place unless another won the race."""
-    temp = f"{name}.tmp{os.getpid()}.{secrets.token_hex(4)}"
+    temp = f"{name}.tmp{os.getpid()}.{os.urandom(4).hex()}"
     fd = open_at(dir_fd, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, shown_dir, 0o600)
     try:
         try:
             os.fchmod(fd, 0o600)  # whatever the umask
-            write_all(fd, (secrets.token_hex(KEY_BYTES) + "\n").encode())
+            write_all(fd, (os.urandom(KEY_BYTES).hex() + "\n").encode())
             os.fsync(fd)
         finally:
             os.close(fd)

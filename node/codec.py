@@ -2,8 +2,8 @@
 
 A datagram is one compact UTF-8 JSON object, a space, and its tag: the
 HMAC-SHA256 of the JSON bytes under the cluster's key, as 64 lowercase hex
-digits; at most 512 bytes in all. `decode` checks the tag first (with
-hmac.compare_digest), then everything a peer could get wrong (size, encoding,
+digits; at most 512 bytes in all. `decode` checks the tag first (in constant
+time), then everything a peer could get wrong (size, encoding,
 keys, types, ranges, sender name and source address) and raises
 `DatagramError` with one of the fixed `DropReason`s and a short text, never
 anything else: a misbehaving peer is dropped, it cannot stop a priest.
@@ -12,7 +12,6 @@ anything else: a misbehaving peer is dropped, it cannot stop a priest.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Mapping
 from enum import StrEnum
@@ -34,6 +33,17 @@ from node.messages import (
     Vote,
     Voted,
 )
+
+try:
+    # The interpreter's own SHA-256, not OpenSSL's: the stdlib `hmac` and `hashlib` load
+    # libcrypto, which alone adds about 3.5 MB to a priest's resident memory.
+    from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]  # CPython 3.12+
+except ImportError:  # pragma: no cover - depends on the interpreter
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
+    except ImportError:
+        from hashlib import sha256  # type: ignore[assignment, unused-ignore]
+from _operator import _compare_digest as compare_digest  # what hmac.compare_digest falls back on
 
 MAX_DATAGRAM = 512  # bytes, tag included
 TAG_HEX = 64  # HMAC-SHA256 as lowercase hex
@@ -124,6 +134,29 @@ def _exact_keys(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
             _fail(f"extra key {_show(key)}{where}")
 
 
+class Hmac:
+    """HMAC-SHA256 (RFC 2104) under one key, as the stdlib's `hmac` computes it.
+
+    The two padded keys are hashed once; each tag then copies those states.
+    """
+
+    BLOCK = 64  # SHA-256's block size in bytes
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > self.BLOCK:
+            key = sha256(key).digest()
+        key = key.ljust(self.BLOCK, b"\0")
+        self._inner = sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = sha256(bytes(b ^ 0x5C for b in key))
+
+    def hexdigest(self, data: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return str(outer.hexdigest())
+
+
 class Codec:
     """Encodes and strictly decodes the datagrams of one cluster."""
 
@@ -131,11 +164,11 @@ class Codec:
                  key: bytes) -> None:
         self.cluster = cluster
         self.addresses = {name: (host, port) for name, (host, port) in addresses.items()}
-        self._key = bytes(key)
+        self._hmac = Hmac(bytes(key))
 
     def tag(self, body: bytes) -> bytes:
         """The tag of a datagram's JSON bytes: HMAC-SHA256 under the key, in hex."""
-        return hmac.digest(self._key, body, "sha256").hex().encode()
+        return self._hmac.hexdigest(body).encode()
 
     def sign(self, body: bytes) -> bytes:
         """The datagram carrying `body`: body, a space, its tag."""
@@ -185,7 +218,7 @@ class Codec:
             _fail("no tag (every datagram ends with a space and its HMAC-SHA256 in hex)",
                   DropReason.BAD_TAG)
         body = data[:cut]
-        if not hmac.compare_digest(self.tag(body), data[cut + len(TAG_SEP):]):
+        if not compare_digest(self.tag(body), data[cut + len(TAG_SEP):]):
             _fail("wrong tag (not signed with this cluster's key)", DropReason.BAD_TAG)
         return body
 
@@ -265,4 +298,4 @@ class Codec:
         return obj
 
 
-__all__ = ["Codec", "DatagramError", "DropReason", "MAX_DATAGRAM"]
+__all__ = ["Hmac", "Codec", "DatagramError", "DropReason", "MAX_DATAGRAM"]

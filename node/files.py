@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -151,7 +150,7 @@ def atomic_write_at(dir_fd: int, name: str, data: bytes, shown_dir: Path, *, syn
     A temp file created exclusively (never through a link), written, fsynced, renamed
     over `name` (a link there is replaced, not followed), then the directory fsynced.
     """
-    temp = f"{name}.tmp{secrets.token_hex(4)}"
+    temp = f"{name}.tmp{os.urandom(4).hex()}"
     fd = open_at(dir_fd, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, shown_dir, mode)
     try:
         try:

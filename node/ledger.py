@@ -15,7 +15,13 @@ Theory of operation (the format is in docs/formats.md):
   that is a directory, no permission) is a StartupError naming the path.
 - Past `COMPACT_AFTER` records the log is rewritten atomically to its header
   and last record.
-- `decree.txt` is written once, atomically; a priest never changes its decree.
+- A learned decree is a record of its own in `ledger.log` (`v1 learned=D`),
+  appended and fdatasynced like the others: the ledger is the one durable
+  truth. `decree.txt` is its view, written once, atomically (temp file and
+  rename) but without fsyncs; at open, a `decree.txt` that is missing or
+  unreadable (what a crash before the rename, or a power cut after it, may
+  leave) is rebuilt from the ledger, and one that holds another decree is
+  corruption. A priest never changes its decree.
 - `priest.lock` is flocked for the lifetime of a `Ledger`, so two priests of
   the same name cannot share a directory.
 """
@@ -51,6 +57,8 @@ COMPACT_AFTER = 1000
 TEMP_PREFIXES = (LEDGER + ".tmp", DECREE + ".tmp")
 
 _RECORD = re.compile(r"(v1 last_tried=(\S+) next_bal=(\S+) prev_vote=(\S+)) crc=([0-9a-f]{8})")
+_LEARNED = re.compile(r"(v1 learned=(\S+)) crc=([0-9a-f]{8})")
+LEARNED_PREFIX = "v1 learned="
 # A decree as written: optional minus, no leading zero, no "-0" (what str(int) gives).
 _DECREE = re.compile(r"-?[1-9][0-9]{0,18}|0")
 
@@ -67,6 +75,23 @@ def encode_record(state: LedgerState) -> str:
     text = (f"v1 last_tried={state.last_tried} next_bal={state.next_bal} "
             f"prev_vote={state.prev_vote}")
     return f"{text} crc={_crc(text)}"
+
+
+def encode_learned(decree: int) -> str:
+    """The ledger line that makes a learned `decree` durable, without its newline."""
+    text = f"{LEARNED_PREFIX}{decree}"
+    return f"{text} crc={_crc(text)}"
+
+
+def decode_learned(line: str) -> int:
+    """Inverse of `encode_learned`: DamagedRecord if torn, ValueError if it holds no decree."""
+    match = _LEARNED.fullmatch(line)
+    if not match:
+        raise DamagedRecord("not a ledger record")
+    text, decree_text, crc = match.groups()
+    if _crc(text) != crc:
+        raise DamagedRecord(f"crc mismatch (record says {crc}, text gives {_crc(text)})")
+    return parse_decree_text(decree_text)
 
 
 def parse_vote(text: str) -> Vote:
@@ -113,11 +138,12 @@ def decode_record(line: str) -> LedgerState:
     return state
 
 
-def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
-    """(state, records, good_length, torn) of a ledger's bytes; LedgerError if corrupt.
+def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int | None, int, int, bool]:
+    """(state, decree, records, good_length, torn) of a ledger's bytes; LedgerError if corrupt.
 
-    good_length is the byte length up to the end of the last good line;
-    torn says whether a damaged final line follows it.
+    decree is the learned one (None: no `learned` record); good_length is the byte
+    length up to the end of the last good line; torn says whether a damaged final
+    line follows it.
     """
     if not data:
         raise LedgerError(f"{path}: line 1: file is empty (no header)")
@@ -125,10 +151,18 @@ def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
         raise LedgerError(f"{path}: line 1: missing header {HEADER.strip()!r}")
     lines = data[len(HEADER):].split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
-    state, good = LedgerState(), len(HEADER)
+    state, decree, good = LedgerState(), None, len(HEADER)
     for number, raw in enumerate(lines, start=2):
         try:
-            state = decode_record(raw.decode())
+            line = raw.decode()
+            if line.startswith(LEARNED_PREFIX):
+                learned = decode_learned(line)
+                if decree is not None and learned != decree:
+                    raise ValueError(f"learned {learned} after learning {decree}: a decree "
+                                     f"never changes")
+                decree = learned
+            else:
+                state = decode_record(line)
         except ValueError as e:  # UnicodeDecodeError is a ValueError
             torn = isinstance(e, (DamagedRecord, UnicodeDecodeError))
             if torn and number == len(lines) + 1 and not tail:
@@ -136,7 +170,7 @@ def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
                 # (length synced, data not). It was never fdatasynced, so nothing
                 # that depended on it was sent: drop it like an incomplete line.
                 # A line whose CRC holds was written whole: never dropped.
-                return state, number - 2, good, True
+                return state, decree, number - 2, good, True
             hint = ""
             if isinstance(e, RoundOutOfRange):
                 hint = ("; a round this high comes only from a forged datagram that an older "
@@ -144,7 +178,7 @@ def _parse_log(path: Path, data: bytes) -> tuple[LedgerState, int, int, bool]:
                         "start it afresh (paxos-harness up --fresh)")
             raise LedgerError(f"{path}: line {number}: bad record: {e}{hint}") from None
         good += len(raw) + 1
-    return state, len(lines), good, bool(tail)
+    return state, decree, len(lines), good, bool(tail)
 
 
 # --- files -----------------------------------------------------------------
@@ -207,13 +241,16 @@ def _decree_of(path: Path, data: bytes | None) -> int | None:
 def read_ledger(directory: Path) -> tuple[LedgerState, int | None]:
     """(state, decree) of a priest's directory, read-only: no lock, no repair.
 
-    A missing ledger.log reads as the initial state. Raises LedgerError.
+    A missing ledger.log reads as the initial state; the decree is decree.txt's,
+    else the ledger's (a crash can stop a priest between the two). Raises LedgerError.
     """
+    path = directory / LEDGER
     try:
-        state = read_ledger_file(directory / LEDGER)
+        state, logged = _parse_log(path, path.read_bytes())[:2]
     except FileNotFoundError:
-        state = LedgerState()
-    return state, read_decree(directory / DECREE)
+        state, logged = LedgerState(), None
+    shown = read_decree(directory / DECREE)
+    return state, shown if shown is not None else logged
 
 
 def read_ledger_file(path: Path) -> LedgerState:
@@ -270,6 +307,7 @@ class Ledger:
         self.records = 0
         self.state = LedgerState()
         self.decree: int | None = None
+        self._learned: str | None = None  # the ledger's `learned` line, kept by a compaction
 
     @classmethod
     def open(cls, directory: Path, *, sync: bool = True, lock: bool = True,
@@ -318,14 +356,31 @@ class Ledger:
         if data is None:
             atomic_write_at(self.fd, LEDGER, HEADER.encode(), self.directory, sync=self.sync)
             data = HEADER.encode()
-        self.state, self.records, good, torn = _parse_log(self.path, data)
+        self.state, logged, self.records, good, torn = _parse_log(self.path, data)
         self._fd = open_at(self.fd, LEDGER, os.O_WRONLY | os.O_APPEND, self.directory)
         if torn:
             # Cut the torn append away so the next record starts on a clean line.
             os.ftruncate(self._fd, good)
             if self.sync:
                 os.fsync(self._fd)
-        self.decree = _decree_of(self.directory / DECREE, read_at(self.fd, DECREE, self.directory))
+        self.decree = self._decree_view(logged)
+
+    def _decree_view(self, logged: int | None) -> int | None:
+        """The decree, with decree.txt made to show the ledger's (LedgerError if it shows another)."""
+        path = self.directory / DECREE
+        data = read_at(self.fd, DECREE, self.directory)
+        if logged is None:
+            return _decree_of(path, data)  # no decree, or a ledger from before `learned` records
+        self._learned = encode_learned(logged)
+        try:
+            shown = parse_decree(data) if data is not None else None
+        except ValueError:
+            shown = None  # a view a power cut emptied or tore: the ledger holds the truth
+        if shown is None:
+            atomic_write_at(self.fd, DECREE, f"{logged}\n".encode(), self.directory, sync=self.sync)
+        elif shown != logged:
+            raise LedgerError(f"{path}: holds {shown}, but {self.path} learned {logged}")
+        return logged
 
     def persist(self, state: LedgerState) -> None:
         """Append `state` as a record and make it durable (fdatasync) before returning."""
@@ -339,28 +394,40 @@ class Ledger:
             readable = False
         if not readable:
             raise ProtocolBug(f"{self.path}: state cannot be recorded faithfully: {state!r}")
+        self._append(line)
+        self.state = state
+        if self.records > self.compact_after:
+            self._compact()
+
+    def _append(self, line: str) -> None:
+        """Append one line and make it durable (fdatasync) before returning."""
+        if self._fd is None:
+            raise ProtocolBug(f"{self.path}: append to a closed ledger")
         data = (line + "\n").encode()
         while data:
             data = data[os.write(self._fd, data):]
         if self.sync:
             os.fdatasync(self._fd)
-        self.state = state
         self.records += 1
-        if self.records > self.compact_after:
-            self._compact(line)
 
-    def _compact(self, last_line: str) -> None:
-        atomic_write_at(self.fd, LEDGER, (HEADER + last_line + "\n").encode(), self.directory,
-                        sync=self.sync)
+    def _compact(self) -> None:
+        """Rewrite the log atomically to its header, the learned decree and the state."""
+        kept = [self._learned] if self._learned is not None else []
+        kept.append(encode_record(self.state))
+        atomic_write_at(self.fd, LEDGER, (HEADER + "".join(f"{k}\n" for k in kept)).encode(),
+                        self.directory, sync=self.sync)
         assert self._fd is not None
         os.close(self._fd)
         self._fd = open_at(self.fd, LEDGER, os.O_WRONLY | os.O_APPEND, self.directory)
-        self.records = 1
+        self.records = len(kept)
 
     def write_decree(self, decree: int) -> None:
-        """Write decree.txt atomically and durably; the same decree again is a no-op.
+        """Make `decree` durable in the ledger, then show it in decree.txt; again: a no-op.
 
-        A different decree over an existing one is a ProtocolBug: a decree never changes.
+        The `learned` record is appended and fdatasynced (the one durable truth);
+        decree.txt is then written atomically but not synced: a crash that loses it
+        leaves the record, from which the next open rebuilds it. A different decree
+        over an existing one is a ProtocolBug: a decree never changes.
         """
         if self.decree is not None:
             if self.decree != decree:
@@ -369,7 +436,10 @@ class Ledger:
             return
         if isinstance(decree, bool) or not MIN_DECREE <= decree <= MAX_DECREE:
             raise ProtocolBug(f"{self.directory / DECREE}: not a decree: {decree!r}")
-        atomic_write_at(self.fd, DECREE, f"{decree}\n".encode(), self.directory, sync=self.sync)
+        line = encode_learned(decree)
+        self._append(line)
+        self._learned = line
+        atomic_write_at(self.fd, DECREE, f"{decree}\n".encode(), self.directory, sync=False)
         self.decree = decree
 
     def close(self) -> None:
@@ -394,4 +464,4 @@ class Ledger:
 
 __all__ = ["Ledger", "read_ledger", "read_ledger_file", "read_decree", "parse_decree",
            "parse_decree_text", "parse_vote", "os_error", "atomic_write_text", "encode_record",
-           "decode_record", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]
+           "decode_record", "encode_learned", "decode_learned", "HEADER", "LEDGER", "DECREE", "LOCK", "COMPACT_AFTER"]

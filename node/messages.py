@@ -42,7 +42,7 @@ class Timing:
     attempts: int = 5
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Ballot:
     """A ballot number: the pair (round, priest), compared lexicographically.
 
@@ -81,7 +81,7 @@ class Ballot:
 ZERO = Ballot(0, "")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Vote:
     """A priest's vote: the ballot it voted in and that ballot's decree.
 
@@ -101,7 +101,7 @@ class Vote:
 NO_VOTE = Vote(ZERO, 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerState:
     """What a priest must never forget: written durably before it is relied on.
 
@@ -119,7 +119,7 @@ class LedgerState:
 # Every message carries the name of the priest that sent it (`src`).
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NextBallot:
     """Proposer -> all (phase 1a, "prepare"): promise not to vote below `ballot`?"""
 
@@ -127,7 +127,7 @@ class NextBallot:
     ballot: Ballot
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LastVote:
     """Acceptor -> proposer (phase 1b, "promise"): I promise; here is my last vote."""
 
@@ -136,7 +136,7 @@ class LastVote:
     vote: Vote
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BeginBallot:
     """Proposer -> quorum (phase 2a, "accept"): vote for `decree` in `ballot`."""
 
@@ -145,7 +145,7 @@ class BeginBallot:
     decree: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Voted:
     """Acceptor -> proposer (phase 2b, "accepted"): I voted in `ballot`."""
 
@@ -153,7 +153,7 @@ class Voted:
     ballot: Ballot
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Success:
     """Learner -> all ("chosen"): `decree` passed (in `ballot`, for the record)."""
 
@@ -200,19 +200,19 @@ class EventKind(StrEnum):
 
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BallotRequested:
     """Someone (SIGTSTP, the harness, a test) asks this priest to initiate a ballot."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Received:
     """A decoded, validated message arrived from another (or the same) priest."""
 
     message: Message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """A timer set earlier by a `SetTimer` effect has expired."""
 
@@ -225,14 +225,14 @@ Event = BallotRequested | Received | TimerFired
 # --- effects: what the core asks the outside world to do, in order ---------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Persist:
     """Make `state` the durable ledger before applying any later effect."""
 
     state: LedgerState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Send:
     """Send `message` to priest `dst` (possibly this priest itself)."""
 
@@ -240,7 +240,7 @@ class Send:
     message: Message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetTimer:
     """Fire `TimerFired(name)` after `delay` + uniform(0, `jitter`) seconds.
 
@@ -253,12 +253,12 @@ class SetTimer:
     jitter: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelTimer:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Learn:
     """Write `decree` to decree.txt (once, atomically) before later effects."""
 
@@ -266,7 +266,7 @@ class Learn:
     ballot: Ballot
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """A step worth narrating and recording in events.jsonl (as a `node.record.PriestEvent`).
 

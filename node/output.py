@@ -4,27 +4,44 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from functools import cache
 from typing import TextIO
-
-from colorama import Fore, Style
 
 from node.messages import EventKind
 
-PRIEST_COLORS = [Fore.CYAN, Fore.MAGENTA, Fore.YELLOW, Fore.BLUE, Fore.GREEN, Fore.RED,
-                 Fore.LIGHTCYAN_EX, Fore.LIGHTMAGENTA_EX, Fore.LIGHTYELLOW_EX, Fore.LIGHTBLUE_EX]
 MESSAGE_KINDS = frozenset({EventKind.SENT, EventKind.RECEIVED})  # `->`/`<-` lines; the rest are steps
-KIND_STYLES: dict[EventKind, str] = {
-    EventKind.SENT: Style.DIM,
-    EventKind.RECEIVED: Style.DIM,
-    EventKind.BALLOT_STARTED: Style.BRIGHT,
-    EventKind.PROMISED: Fore.CYAN,
-    EventKind.PROPOSED: Style.BRIGHT + Fore.YELLOW,
-    EventKind.VOTED: Fore.YELLOW,
-    EventKind.LEARNED: Style.BRIGHT + Fore.GREEN,
-    EventKind.BALLOT_ABANDONED: Fore.RED,
-    EventKind.IGNORED: Style.DIM + Fore.YELLOW,
-    EventKind.REMINDED: Fore.GREEN,
-}
+
+
+@dataclass(frozen=True)
+class Palette:
+    priests: list[str]  # one colour per priest, by position in the config
+    kinds: dict[EventKind, str]  # the style of each kind of step
+    dim: str
+    red: str
+    reset: str
+
+
+@cache
+def palette() -> Palette:
+    """The terminal's colours; colorama is loaded only by a priest that colours its lines."""
+    from colorama import Fore, Style
+
+    priests = [Fore.CYAN, Fore.MAGENTA, Fore.YELLOW, Fore.BLUE, Fore.GREEN, Fore.RED,
+               Fore.LIGHTCYAN_EX, Fore.LIGHTMAGENTA_EX, Fore.LIGHTYELLOW_EX, Fore.LIGHTBLUE_EX]
+    kinds = {
+        EventKind.SENT: Style.DIM,
+        EventKind.RECEIVED: Style.DIM,
+        EventKind.BALLOT_STARTED: Style.BRIGHT,
+        EventKind.PROMISED: Fore.CYAN,
+        EventKind.PROPOSED: Style.BRIGHT + Fore.YELLOW,
+        EventKind.VOTED: Fore.YELLOW,
+        EventKind.LEARNED: Style.BRIGHT + Fore.GREEN,
+        EventKind.BALLOT_ABANDONED: Fore.RED,
+        EventKind.IGNORED: Style.DIM + Fore.YELLOW,
+        EventKind.REMINDED: Fore.GREEN,
+    }
+    return Palette(priests, kinds, Style.DIM, Fore.RED, Style.RESET_ALL)
 
 
 def use_color(out: TextIO) -> bool:
@@ -33,7 +50,8 @@ def use_color(out: TextIO) -> bool:
 
 
 def priest_color(index: int) -> str:
-    return PRIEST_COLORS[(index - 1) % len(PRIEST_COLORS)]
+    priests = palette().priests
+    return priests[(index - 1) % len(priests)]
 
 
 class Narrator:
@@ -48,7 +66,7 @@ class Narrator:
                  messages: bool = True) -> None:
         self.name, self.out, self.color = name, out, color
         self.messages = messages  # False: message lines go to priest.log only, not to `out`
-        self.prefix = f"{priest_color(index)}{name:>8}{Style.RESET_ALL}" if color else f"{name:>8}"
+        self.prefix = f"{priest_color(index)}{name:>8}{palette().reset}" if color else f"{name:>8}"
         self.log_fd = log_fd  # priest.log, opened by the runtime (never through a link)
         self.plain: list[str] = []
         self.shown: list[str] = []
@@ -69,8 +87,10 @@ class Narrator:
         if not self.messages and kind in MESSAGE_KINDS:
             return
         if self.color:
-            style = Fore.RED if warn else (KIND_STYLES.get(kind, "") if kind else "")
-            plain = f"{self.prefix} | {Style.DIM}{stamp}{Style.RESET_ALL} {style}{text}{Style.RESET_ALL}\n"
+            colors = palette()
+            style = colors.red if warn else (colors.kinds.get(kind, "") if kind else "")
+            plain = (f"{self.prefix} | {colors.dim}{stamp}{colors.reset} "
+                     f"{style}{text}{colors.reset}\n")
         self.shown.append(plain)
 
     def flush(self) -> None:

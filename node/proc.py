@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import socket
 import sys
@@ -24,6 +23,8 @@ def set_parent_death_signal() -> None:
     """
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # here: only a priest that watches its parent loads libffi
+
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, cast
 
 from node.flaws import strategy
@@ -397,8 +397,8 @@ def _arrival_notes(steps: list[Step], arrivals: dict[int, list[Arrival]],
 def describe_step(s: Step) -> str:
     """One step in words: 'p1 -> p3  NextBallot ballot=1.p1', 'p2: CRASH'..."""
     if s.kind == "send":
-        m = s.what
-        body = " ".join(f"{k}={v}" for k, v in vars(m).items() if k != "src")
+        m = cast(Message, s.what)
+        body = " ".join(f"{f.name}={getattr(m, f.name)}" for f in fields(m) if f.name != "src")
         words = [w for w in ({"lost": "lost", "duplicated": "duplicated"}.get(s.fate, ""), s.note)
                  if w]
         tail = f"  ({': '.join(words)})" if words else ""

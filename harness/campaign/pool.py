@@ -3,7 +3,8 @@
 Each worker (`harness.campaign.run.worker_main`) brings its cluster up, runs
 its plan and its verdict, brings the cluster down, and sends its result on a
 pipe. It ignores Ctrl+C: the campaign, here, decides. On Ctrl+C, or when a
-run fails and --keep-going is off, every worker still running is sent SIGTERM,
+run breaks a rule (one of --until's, if given) and --keep-going is off, every
+worker still running is sent SIGTERM,
 which makes it bring its cluster down (the supervisor stops its priests and
 its relay) and end; a worker that does not end in time is killed, and its
 cluster stopped by signal from its run state. So nothing a campaign started
@@ -153,7 +154,8 @@ def _ended(w: _Worker, campaign: Campaign, outcome: Outcome,
         return
     outcome.results.append(w.result)
     on_result(w.result)
-    if w.result.status == Status.VIOLATION and not campaign.keep_going and not outcome.stopped:
+    if (w.result.status == Status.VIOLATION and campaign.sought(w.result.rules)
+            and not campaign.keep_going and not outcome.stopped):
         outcome.stopped = True
         stop_workers(active)
 

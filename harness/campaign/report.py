@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.campaign.pool import Outcome
-from harness.campaign.run import RunResult, Status
+from harness.campaign.run import RunResult, Status, passed_over
 from harness.campaign.spec import CONFIG_FILE, Campaign, chaos_command, replay_command
 
 REPLAY_NOTE = ("a replay repeats the same actions at the same offsets on real processes; their "
@@ -69,6 +69,22 @@ def failure(campaign: Campaign, r: RunResult) -> list[str]:
     return lines
 
 
+def passed_over_line(campaign: Campaign, r: RunResult) -> str:
+    """A run that broke only rules --until does not seek: one line, no evidence."""
+    return (f"run {r.run} (plan seed {r.seed}): {', '.join(r.rules)}; passed over "
+            f"(--until {' '.join(campaign.until)}), its files removed")
+
+
+def passed_over_counts(campaign: Campaign, results: Sequence[RunResult]) -> dict[str, int]:
+    """Rule -> runs passed over that broke it (with --until)."""
+    found: dict[str, int] = {}
+    for r in results:
+        if passed_over(campaign, r):
+            for rule in r.rules:
+                found[rule] = found.get(rule, 0) + 1
+    return dict(sorted(found.items()))
+
+
 def counts(results: Sequence[RunResult]) -> dict[str, int]:
     return {s.value: sum(1 for r in results if r.status == s) for s in Status
             if s != Status.INTERRUPTED}
@@ -96,16 +112,22 @@ def summary(campaign: Campaign, outcome: Outcome) -> str:
             f"{outcome.elapsed:.1f} s, {rate}")
     if over is not None:
         text += f", median {over:.2f} s a run beyond --duration"
+    skipped = passed_over_counts(campaign, rs)
+    if campaign.until:
+        text += (f"; passed over (--until {' '.join(campaign.until)}), runs breaking other "
+                 f"rules: {', '.join(f'{k} in {n}' for k, n in skipped.items()) or 'none'}")
     if outcome.interrupted:
         text += "; INTERRUPTED (Ctrl+C): every process it started has ended"
     elif outcome.stopped:
-        text += "; stopped at the first violation (--keep-going runs them all)"
+        sought = f" of {', '.join(campaign.until)}" if campaign.until else ""
+        text += f"; stopped at the first violation{sought} (--keep-going runs them all)"
     return text
 
 
 def to_json(campaign: Campaign, outcome: Outcome, status: int) -> dict[str, Any]:
     """The campaign as plain data, for scripts (`--json`)."""
-    failing = [r for r in outcome.results if r.status != Status.PASS]
+    failing = [r for r in outcome.results
+               if r.status != Status.PASS and not passed_over(campaign, r)]
     return {
         "config": campaign.config.path, "seed": campaign.seed,
         "runs": len(campaign.numbers), "done": len(outcome.results),
@@ -114,6 +136,8 @@ def to_json(campaign: Campaign, outcome: Outcome, status: int) -> dict[str, Any]
         "counts": counts(outcome.results), "elapsed": round(outcome.elapsed, 3),
         "overhead_median": overhead(campaign, outcome.results),
         "interrupted": outcome.interrupted, "stopped": outcome.stopped, "exit_status": status,
+        "until": list(campaign.until),
+        "passed_over": passed_over_counts(campaign, outcome.results),
         "failures": [{**r.to_json(), "replay": replay_command(campaign, r.run)} for r in failing],
         "results": [{"run": r.run, "seed": r.seed, "status": r.status.value, "rules": r.rules,
                      "elapsed": r.elapsed, "phases": r.phases} for r in outcome.results],

@@ -215,7 +215,7 @@ def do_run(campaign: Campaign, k: int, directory: Path,
         verdict = load_and_check(config, None)  # down: every priest's files count
         clock.lap("verify")
         _judge(result, verdict, directory)
-        if result.status in KEPT:
+        if _kept(campaign, result):
             _report(config, directory)
     except Exception:
         failed = True
@@ -225,12 +225,21 @@ def do_run(campaign: Campaign, k: int, directory: Path,
             _down(state)
         result.elapsed = round(time.monotonic() - started, 4)
         result.phases = clock.phases
-        result.kept = campaign.keep or failed or result.status in KEPT
+        result.kept = campaign.keep or failed or _kept(campaign, result)
         if result.status != Status.INTERRUPTED:
             (directory / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=1) + "\n")
         if not result.kept:
             remove_run(directory, config)
     return result
+
+
+def passed_over(campaign: Campaign, result: RunResult) -> bool:
+    """A violation of none of the rules --until seeks: counted, but not what is looked for."""
+    return result.status == Status.VIOLATION and not campaign.sought(result.rules)
+
+
+def _kept(campaign: Campaign, result: RunResult) -> bool:
+    return result.status in KEPT and not passed_over(campaign, result)
 
 
 def _start(campaign: Campaign, k: int, directory: Path) -> Config:

@@ -50,6 +50,12 @@ class Campaign:
     keep_going: bool = False
     only: int | None = None  # --run K: this run alone
     settle: float = 5.0  # seconds after the heal phase to wait for agreement
+    until: tuple[str, ...] = ()  # --until RULE: the rules sought; a run breaking only others
+    #                              is passed over (counted; its files go, unless --keep)
+
+    def sought(self, rules: Sequence[str]) -> bool:
+        """Does a run that broke `rules` stop the campaign (if --keep-going is off)?"""
+        return bool(rules) and (not self.until or bool(set(rules) & set(self.until)))
 
     @property
     def numbers(self) -> list[int]:
@@ -75,7 +81,8 @@ def run_seed(seed: int, k: int) -> int:
 def run_plan(campaign: Campaign, k: int) -> Plan:
     """Run k's plan: the random nemesis from its seed, on priests that all run at the start."""
     return plan_random(campaign.config.names, run_seed(campaign.seed, k), campaign.duration,
-                       campaign.rate, faults=campaign.faults)
+                       campaign.rate, faults=campaign.faults,
+                       watchable=not campaign.config.foreign_names)
 
 
 def run_config(campaign: Campaign, directory: Path, ports: Sequence[int]) -> dict[str, Any]:

@@ -31,11 +31,13 @@ from harness.errors import PROG, ControlError, NotUpError, RefusedError, UsageEr
 from harness.output import use_color
 from harness.record import ChaosEnd, ChaosStart, now
 from harness.supervisor import control
+from harness.supervisor.actions import KILL_AFTER_PROMISE
 from harness.supervisor.state import RunState, record_event
 from node.config import load_yaml
 from node.errors import ConfigError
 
-STYLE = {"kill": Fore.RED, "stop": Fore.RED, "pause": Fore.YELLOW, "resume": Fore.GREEN,
+STYLE = {"kill": Fore.RED, KILL_AFTER_PROMISE: Fore.RED, "stop": Fore.RED,
+         "pause": Fore.YELLOW, "resume": Fore.GREEN,
          "restart": Fore.CYAN, "ballot": Fore.MAGENTA, "partition": Fore.BLUE,
          "isolate": Fore.BLUE, "drop": Fore.BLUE, "duplicate": Fore.BLUE, "delay": Fore.BLUE,
          "drop-success": Fore.BLUE, "heal": Fore.GREEN}

@@ -26,6 +26,17 @@ alone (so a quorum votes but nobody hears the decree passed), each network
 step with a seed drawn from the plan's own. Every plan ends with a heal phase: the network healed
 first, then every priest restarted and resumed, then one ballot, so a correct
 cluster converges.
+
+A plan of a second or more opens with a decision window (its first WINDOW s),
+where a single decree is decided. Most windows are contention: 2-3 ballots at
+different priests with 2-3 faults among them. With process and network faults
+both in the mix, a share SPLIT of them is a split decision instead: a
+minority is cut off and ballots in vain while one of its priests, armed with
+kill-after-promise, dies right after its promise and is restarted; the
+network merges and a majority priest ballots. A promise is worth something
+only before the decision, and only a split keeps the majority from deciding
+before a priest that promised in the minority comes back: without it no
+random plan caught a forgotten promise in 300 runs.
 """
 
 from __future__ import annotations
@@ -37,13 +48,21 @@ from dataclasses import dataclass, replace
 
 from harness.errors import UnknownPriestError, UsageError
 from harness.network.faults import parse_value
-from harness.supervisor.actions import ACTIONS, DOWN, NETWORK_ACTIONS, PRIEST_ACTIONS, State, allows
+from harness.supervisor.actions import (
+    ACTIONS,
+    DOWN,
+    KILL_AFTER_PROMISE,
+    NETWORK_ACTIONS,
+    PRIEST_ACTIONS,
+    State,
+    allows,
+)
 
 SLEEP = "sleep"
 
 # What the nemesis mixes, and how often relative to each other.
-WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, "restart": 2.0, "pause": 1.5,
-                             "resume": 1.5}
+WEIGHTS: dict[str, float] = {"ballot": 3.0, "kill": 2.0, KILL_AFTER_PROMISE: 1.0,
+                             "restart": 2.0, "pause": 1.5, "resume": 1.5}
 NETWORK_WEIGHTS: dict[str, float] = {"partition": 1.0, "isolate": 1.0, "drop": 1.0,
                                      "duplicate": 0.5, "delay": 0.5, "drop-success": 1.0,
                                      "heal": 1.5}
@@ -55,6 +74,9 @@ HEAL = "heal"
 WINDOW = 0.3
 WINDOW_NOTE = "decision window"
 WINDOW_MIN_DURATION = 1.0  # a shorter plan has no window
+# The share of windows (with process and network faults in the mix) that are a split decision.
+SPLIT = 1 / 3
+SPLIT_NOTE = "decision window, split"
 
 
 class ScheduleError(UsageError):
@@ -138,9 +160,8 @@ def steps_from_args(items: Sequence[tuple[str, object]], names: Sequence[str],
         _require(str(arg), names, f"--{action}: no priest named {arg!r} in {where}")
         steps.append(Step(round(at, 6), action, str(arg)))
     if not steps:
-        raise UsageError("no action given: use --kill, --ballot, --restart, --stop, --pause, "
-                         "--resume, --partition, --isolate, --drop, --duplicate, --delay, "
-                         "--heal, or --schedule FILE, or --random")
+        raise UsageError(f"no action given: use {', '.join(f'--{a}' for a in ACTIONS)}, or "
+                         f"--schedule FILE, or --random")
     return tuple(steps)
 
 
@@ -225,12 +246,13 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
 def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *,
                 initial: Mapping[str, str] | None = None,
                 allow_majority_loss: bool = False,
-                faults: Sequence[str] = ("process",)) -> Plan:
+                faults: Sequence[str] = ("process",), watchable: bool = True) -> Plan:
     """A random plan: about `rate` actions a second for `duration` seconds, then a heal.
 
-    Deterministic in (names, seed, duration, rate, initial, allow_majority_loss, faults).
-    `initial` maps each priest to its supervisor state (default: all running);
-    `faults` says what the nemesis mixes: "process" faults, "network" faults, or both.
+    Deterministic in (names, seed, duration, rate, initial, allow_majority_loss, faults,
+    watchable). `initial` maps each priest to its supervisor state (default: all running);
+    `faults` says what the nemesis mixes: "process" faults, "network" faults, or both;
+    `watchable` False (foreign priests: no events.jsonl) leaves out kill-after-promise.
     """
     if duration <= 0 or rate <= 0 or not math.isfinite(duration * rate):
         raise UsageError("--duration and --rate must be positive numbers")
@@ -242,10 +264,16 @@ def plan_random(names: Sequence[str], seed: int, duration: float, rate: float, *
     quorum = len(names) // 2 + 1
     weights = {**(WEIGHTS if "process" in faults else {}),
                **(NETWORK_WEIGHTS if "network" in faults and len(names) > 1 else {})}
+    if not watchable:
+        weights.pop(KILL_AFTER_PROMISE, None)
     faulty = False  # is the network faulted at this point of the plan?
     steps: list[Step] = []
     window = WINDOW if duration >= WINDOW_MIN_DURATION else 0.0
-    if window:
+    split = (window and "network" in faults and "process" in faults and rng.random() < SPLIT
+             and watchable)
+    if split and _split_window(rng, states, quorum, allow_majority_loss, names, steps):
+        faulty = False
+    elif window:
         faulty = _decision_window(rng, states, quorum, allow_majority_loss, weights, names,
                                   steps)
     at = window + rng.expovariate(rate)  # Poisson arrivals: `rate` a second on average
@@ -304,6 +332,39 @@ def _decision_window(rng: random.Random, states: dict[str, State], quorum: int,
             assert after is not None
             states[name] = after
     return faulty
+
+
+def _split_window(rng: random.Random, states: dict[str, State], quorum: int,
+                  allow_majority_loss: bool, names: Sequence[str], steps: list[Step]) -> bool:
+    """A split decision in the first WINDOW s: a minority is cut off and ballots in vain; one
+    of its priests, armed, is killed right after its promise and restarted; the network
+    merges; then a priest of the majority ballots, where a promise made in the minority must
+    still bind. Appends the steps and updates `states`; False (nothing planned) if the
+    priests' states leave no such split.
+    """
+    if len(names) < 3:
+        return False  # no majority to cut a minority from
+    cut = rng.sample(list(names), rng.randint(1, len(names) // 2))
+    inside = [n for n in names if n in cut and states[n] == State.RUNNING]
+    outside = [n for n in names if n not in cut and states[n] == State.RUNNING]
+    if not inside or not outside:
+        return False
+    victim, proposer, leader = rng.choice(inside), rng.choice(inside), rng.choice(outside)
+    if not allowed(KILL_AFTER_PROMISE, victim, states, quorum, allow_majority_loss):
+        return False
+    ballot = rng.uniform(0.05, 0.1)
+    restart = ballot + rng.uniform(0.03, 0.08)
+    merge = restart + rng.uniform(0.02, 0.06)
+    value = parse_value("partition", ",".join(n for n in names if n in cut), names)
+    steps += [
+        Step(0.0, "partition", "", SPLIT_NOTE, value, rng.randrange(2**31)),
+        Step(round(rng.uniform(0.0, 0.04), 3), KILL_AFTER_PROMISE, victim, SPLIT_NOTE),
+        Step(round(ballot, 3), "ballot", proposer, SPLIT_NOTE),
+        Step(round(restart, 3), "restart", victim, SPLIT_NOTE),
+        Step(round(merge, 3), HEAL, "", SPLIT_NOTE),
+        Step(round(merge + rng.uniform(0.0, 0.04), 3), "ballot", leader, SPLIT_NOTE),
+    ]
+    return True
 
 
 def _network_step(rng: random.Random, at: float, action: str, names: Sequence[str]) -> Step:
@@ -372,7 +433,12 @@ def describe_plan(plan: Plan) -> list[str]:
     if plan.seed is not None:
         head += f", seed {plan.seed} (--duration {plan.duration:g} --rate {plan.rate:g})"
     lines = [head]
-    if plan.window:
+    if plan.window and any(s.note == SPLIT_NOTE for s in plan.steps):
+        lines.append(f"decision window: +0.000 to +{plan.window:.3f}s, split: a minority cut "
+                     "off ballots in vain, one of its priests is killed right after its promise "
+                     "and restarted, the network merges, and a priest of the majority ballots; "
+                     "the promise must bind it")
+    elif plan.window:
         lines.append(f"decision window: +0.000 to +{plan.window:.3f}s, ballots at several priests "
                      "with faults among them; a single decree is decided here, so the later "
                      "faults strike a cluster that has decided and test that it stays so")

@@ -2,7 +2,8 @@
 
 A pure function of the harness records (`harness.record`) and the violations:
 for each violation, the actions the harness applied (`chaos` records whose
-`result` is done: kills, stops, restarts, pauses, resumes, ballots; and
+`result` is done: kills (a kill-after-promise's too, when it fired), stops,
+restarts, pauses, resumes, ballots, armings; and
 `network` changes done: partitions, drops, delays, heals) in the same run,
 before the violation's earliest evidence. A run starts at an `up` record: a
 data dir kept between runs holds several, and the faults of an earlier run

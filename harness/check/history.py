@@ -28,7 +28,7 @@ from node.errors import LedgerError
 from node.ledger import LEDGER, parse_decree
 from node.ledger import read_ledger_file as ledger_state
 from node.messages import NO_VOTE, ZERO, Ballot, LedgerState, Vote
-from node.record import KINDS, LEDGER_FIELDS, PriestEvent, RecordError
+from node.record import KINDS, LEDGER_FIELDS, EventKind, PriestEvent, RecordError
 
 EVENTS_FILE = "events.jsonl"
 DECREE_FILE = "decree.txt"
@@ -268,7 +268,7 @@ def _without_ledger(obj: Any, number: int, exc: RecordError, where: str,
 
     The event still counts (it shows the decree held); only its ledger is unusable.
     """
-    if exc.field not in LEDGER_FIELDS or obj.get("kind") != "started":
+    if exc.field not in LEDGER_FIELDS or obj.get("kind") != EventKind.STARTED:
         return None
     rest = {k: v for k, v in obj.items() if k not in LEDGER_FIELDS}
     try:

@@ -79,9 +79,9 @@ from node.messages import NO_VOTE, ZERO, Ballot, Vote
 from node.record import EventKind, PriestEvent
 
 # Events whose ballots make a priest's "ballots seen".
-SEEN_KINDS = NEEDS_BALLOT | {"learned"}
+SEEN_KINDS = NEEDS_BALLOT | {EventKind.LEARNED}
 # Events through which a priest shows the decree it holds.
-HOLDING_KINDS = frozenset({"learned", "started", "reminded"})
+HOLDING_KINDS = frozenset({EventKind.LEARNED, EventKind.STARTED, EventKind.REMINDED})
 # The kinds any rule or the table reads; the rest (sent, received...) is only counted.
 CORE_KINDS = NEEDS_BALLOT | HOLDING_KINDS
 
@@ -146,12 +146,12 @@ def _index(config: Config, history: History) -> _Index:
     by_kind = idx.by_kind
     for name, events in history.events.items():
         idx.clocks[name] = [(e.t, e.wall - e.t) for e in events
-                            if e.kind == "started" and e.wall is not None]
+                            if e.kind == EventKind.STARTED and e.wall is not None]
         core = idx.core[name] = [e for e in events if e.kind in CORE_KINDS]
         for e in core:
             by_kind[e.kind].append(e)
     _add_evidence(idx)
-    for e in by_kind["voted"]:
+    for e in by_kind[EventKind.VOTED]:
         assert e.ballot is not None and e.decree is not None  # history.py guarantees
         voters = idx.tally.setdefault((e.ballot, e.decree), {})
         if e.priest not in voters:
@@ -161,13 +161,13 @@ def _index(config: Config, history: History) -> _Index:
 
 # --- evidence from recovered ledgers ---------------------------------------------
 
-EVIDENCE_KINDS = frozenset({"voted", "promised"})
+EVIDENCE_KINDS = frozenset({EventKind.VOTED, EventKind.PROMISED})
 
 
 def _add_evidence(idx: _Index) -> None:
     """Add the votes and promises that recovered ledgers show and events do not."""
     # Only restarts that recovered a promise or vote cost anything.
-    restarted = {e.priest for e in idx.by_kind["started"] if recovered_ledger(e) is not None}
+    restarted = {e.priest for e in idx.by_kind[EventKind.STARTED] if recovered_ledger(e) is not None}
     added: list[PriestEvent] = []
     for name in sorted(restarted):
         core, new = _evidence(idx.core[name], idx.history.events[name], idx.t0, idx.recovered_at)
@@ -178,8 +178,8 @@ def _add_evidence(idx: _Index) -> None:
         for e in added:
             idx.by_kind[e.kind].append(e)
         # Keep each priest's events in time order (the tally keeps a priest's first vote).
-        idx.by_kind["voted"].sort(key=_event_time)
-        idx.by_kind["promised"].sort(key=_event_time)
+        idx.by_kind[EventKind.VOTED].sort(key=_event_time)
+        idx.by_kind[EventKind.PROMISED].sort(key=_event_time)
 
 
 def _evidence(core: list[PriestEvent], events: list[PriestEvent], t0: int,
@@ -191,16 +191,16 @@ def _evidence(core: list[PriestEvent], events: list[PriestEvent], t0: int,
     added: list[PriestEvent] = []
     for e in core:
         kind = e.kind
-        if kind == "voted":
+        if kind == EventKind.VOTED:
             voted.add((_ballot_of(e), _decree_of(e)))
             top = max(top, _event_ballot_key(e))
-        elif kind == "promised":
+        elif kind == EventKind.PROMISED:
             top = max(top, _event_ballot_key(e))
-        elif kind == "started" and (ledger := recovered_ledger(e)) is not None:
+        elif kind == EventKind.STARTED and (ledger := recovered_ledger(e)) is not None:
             new = _unrecorded(e, ledger, voted, top, _previous(events, e), t0)
             for x in new:
                 recovered_at[id(x)] = e.t
-                if x.kind == "voted":
+                if x.kind == EventKind.VOTED:
                     voted.add((_ballot_of(x), _decree_of(x)))
                 top = max(top, _event_ballot_key(x))
             out += new
@@ -261,7 +261,7 @@ def _learned_different(idx: _Index) -> list[Violation]:
     # decree -> priest -> the first evidence that it learned it
     claims: dict[int, dict[str, str]] = defaultdict(dict)
     times: list[int] = []
-    for e in idx.by_kind["learned"]:
+    for e in idx.by_kind[EventKind.LEARNED]:
         assert e.decree is not None
         if e.priest not in claims[e.decree]:
             claims[e.decree][e.priest] = f"{e.priest} at {idx.cite(e)}"
@@ -271,7 +271,7 @@ def _learned_different(idx: _Index) -> list[Violation]:
             if r.value is not None and name not in claims[r.value]:
                 claims[r.value][name] = f"{name} (its decree.txt at {idx.when(r.t)})"
                 times.append(r.t)
-    learners = {e.priest for e in idx.by_kind["learned"]}
+    learners = {e.priest for e in idx.by_kind[EventKind.LEARNED]}
     for name, file in idx.history.decrees.items():
         # A priest killed between writing decree.txt and recording `learned`.
         if name not in learners and file.value is not None:
@@ -347,13 +347,13 @@ def _first_loss(idx: _Index, name: str, events: list[PriestEvent]) -> Violation 
     promise_key = vote_key = (0, "")  # their ballots, as _ballot_key gives them
     for e in events:
         kind = e.kind
-        if kind == "promised" or kind == "voted":
+        if kind == EventKind.PROMISED or kind == EventKind.VOTED:
             key = _event_ballot_key(e)
             if key > promise_key:
                 promise, promise_key = e, key
-            if kind == "voted" and key > vote_key:
+            if kind == EventKind.VOTED and key > vote_key:
                 vote, vote_key = e, key
-        elif kind == "started" and (e.next_bal is not None or e.prev_vote is not None):
+        elif kind == EventKind.STARTED and (e.next_bal is not None or e.prev_vote is not None):
             # (A `started` without its ledger says nothing of it: not a loss.)
             recovered = recovered_ledger(e) or Recovered(ZERO, NO_VOTE)
             lost = _lost(recovered.next_bal, recovered.prev_vote, promise, vote)
@@ -395,12 +395,12 @@ def _ledger_text(next_bal: Ballot, prev_vote: Vote) -> str:
 def _ledger_violation(idx: _Index, name: str, what: str, lost: list[PriestEvent],
                       times: tuple[int, ...]) -> Violation:
     def said(e: PriestEvent) -> str:
-        if e.kind == "voted":
+        if e.kind == EventKind.VOTED:
             return f"voted {e.decree} in ballot {e.ballot} at {idx.cite(e)}"
         return f"promised ballot {e.ballot} at {idx.cite(e)}"
 
     return Violation("ledger_lost", f"{what}, but {name} had {' and '.join(map(said, lost))}",
-                     (name,), tuple(_decree_of(e) for e in lost if e.kind == "voted"),
+                     (name,), tuple(_decree_of(e) for e in lost if e.kind == EventKind.VOTED),
                      _ballots(*lost), times)
 
 
@@ -508,9 +508,9 @@ def _signal_name(number: int) -> str:
 
 
 def _validity(idx: _Index) -> list[Violation]:
-    proposed = {e.decree for e in idx.by_kind["proposed"]}
+    proposed = {e.decree for e in idx.by_kind[EventKind.PROPOSED]}
     firsts: dict[int, dict[str, PriestEvent]] = defaultdict(dict)
-    for e in idx.by_kind["learned"]:
+    for e in idx.by_kind[EventKind.LEARNED]:
         if e.decree not in proposed:
             assert e.decree is not None
             firsts[e.decree].setdefault(e.priest, e)
@@ -522,7 +522,7 @@ def _validity(idx: _Index) -> list[Violation]:
             f"(no BeginBallot for {d}): {cites}",
             tuple(learners), (d,), _ballots(*learners.values()),
             tuple(e.t for e in learners.values())))
-    learned_by = {e.priest for e in idx.by_kind["learned"]}
+    learned_by = {e.priest for e in idx.by_kind[EventKind.LEARNED]}
     for name, f in idx.history.decrees.items():
         if name in idx.history.foreign:
             continue  # its proposals are its own business: no events to find them in
@@ -540,9 +540,9 @@ def _promises(idx: _Index) -> list[Violation]:
         top = (0, "")  # the promised ballot as a (round, priest) tuple: fast to compare
         broken: list[tuple[PriestEvent, PriestEvent]] = []
         for e in events:
-            if e.kind == "promised" and _event_ballot_key(e) > top:
+            if e.kind == EventKind.PROMISED and _event_ballot_key(e) > top:
                 promise, top = e, _event_ballot_key(e)
-            elif e.kind == "voted" and promise is not None and _event_ballot_key(e) < top:
+            elif e.kind == EventKind.VOTED and promise is not None and _event_ballot_key(e) < top:
                 broken.append((promise, e))
         if broken:
             p, v = broken[0]
@@ -558,7 +558,7 @@ def _promises(idx: _Index) -> list[Violation]:
 
 def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
     out = []
-    for ballot, events in _by_ballot(idx.by_kind["proposed"]).items():
+    for ballot, events in _by_ballot(idx.by_kind[EventKind.PROPOSED]).items():
         if len(events) == 1:
             continue
         firsts = _first_per(events, lambda e: e.decree)
@@ -568,7 +568,7 @@ def _one_decree_per_ballot(idx: _Index) -> list[Violation]:
                 "ballot_two_decrees", f"ballot {ballot} has two decrees: {cites}",
                 tuple(sorted({e.priest for e in firsts})), tuple(_decree_of(e) for e in firsts),
                 (str(ballot),), tuple(e.t for e in firsts)))
-    for ballot, events in _by_ballot(idx.by_kind["ballot_started"]).items():
+    for ballot, events in _by_ballot(idx.by_kind[EventKind.BALLOT_STARTED]).items():
         if len(events) == 1:
             continue
         firsts = _first_per(events, lambda e: e.priest)
@@ -610,7 +610,7 @@ def _learning_sound(idx: _Index) -> list[Violation]:
             if d not in known or last.t < known[d][0].t:
                 known[d] = (last, b)
     early: dict[int, list[PriestEvent]] = defaultdict(list)
-    for e in idx.by_kind["learned"]:
+    for e in idx.by_kind[EventKind.LEARNED]:
         assert e.decree is not None
         # `voted` is recorded once the vote is durable, before Voted is sent, so a
         # sound `learned` comes strictly after the quorum's votes on the one clock.

@@ -84,7 +84,7 @@ LEGEND = ("* sends  > < receives  x lost  @ to itself  # ledger written  "
           "! a step the violation rests on")
 # What a real run's diagram adds (harness.report.steps).
 REAL_LEGEND = ("P paused (SIGSTOP)  C resumed (SIGCONT)  S stopped (SIGTERM)  E exited  "
-               ". paused  % cut off by the network")
+               "A armed (killed at its next promise)  . paused  % cut off by the network")
 # Said only when the diagram shows them.
 NOTES = {
     ".*": "1.* is round 1 numbered by the flawed last_tried + 1: no priest's name in it, so "
@@ -92,7 +92,7 @@ NOTES = {
     "Success(0,": "Success(0, d): sent by a priest that learned d before its last restart; "
                   "decree.txt keeps the decree, not the ballot that passed it",
 }
-REAL_KINDS = frozenset({"pause", "resume", "stop", "exited", "network", "relay"})
+REAL_KINDS = frozenset({"pause", "resume", "stop", "exited", "armed", "network", "relay"})
 
 
 def legend(rows: Iterable[str], steps: Iterable[Step] = ()) -> list[str]:
@@ -168,11 +168,11 @@ def diagram(names: Sequence[str], steps: Sequence[Step],
 
 
 _MARKS = {"ledger": "#", "decree": "D", "crash": "X", "restart": "R", "ballot": "B",
-          "pause": "P", "resume": "C", "stop": "S", "exited": "E"}
+          "pause": "P", "resume": "C", "stop": "S", "exited": "E", "armed": "A"}
 _DURABLE = ("ledger", "decree")  # the steps an event records: what evidence cites
 _GOES_DOWN = ("crash", "stop", "exited")
 _PAINT = {"crash": Fore.YELLOW, "restart": Fore.YELLOW, "pause": Fore.YELLOW,
-          "resume": Fore.YELLOW, "stop": Fore.YELLOW, "exited": Fore.YELLOW,
+          "resume": Fore.YELLOW, "stop": Fore.YELLOW, "exited": Fore.YELLOW, "armed": Fore.YELLOW,
           "partition": Fore.YELLOW, "heal": Fore.YELLOW, "network": Fore.YELLOW,
           "relay": Fore.YELLOW, "decree": Fore.GREEN, "ballot": Fore.CYAN}
 

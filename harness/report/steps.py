@@ -30,6 +30,7 @@ from harness.record import (
 )
 from harness.report.diagram import shorten_steps
 from harness.report.run import Run, Sent, cut_off
+from harness.supervisor.actions import KILL_AFTER_PROMISE
 from node.messages import NO_VOTE, ZERO, EventKind, LedgerState, Message, Success, Vote
 from node.sim import Step
 
@@ -94,6 +95,9 @@ def _fault_steps(run: Run, starts: dict[str, list[tuple[int, LedgerState, int | 
                 out.append((r.t, Step(0, r.action, r.priest, None, (f"{r.priest}: {words}",))))
             elif r.action == "ballot":
                 out.append((r.t, Step(0, "ballot", r.priest)))
+            elif r.action == KILL_AFTER_PROMISE:
+                words = f"{r.priest}: armed: SIGKILL right after its next promise"
+                out.append((r.t, Step(0, "armed", r.priest, None, (words,))))
             if r.action in ("kill", "stop"):
                 explained.add((r.priest, r.pid))
         elif isinstance(r, NetworkChange) and r.applied and r.faults is not None:

@@ -3,8 +3,13 @@
 The supervisor refuses an action on a priest in a state not listed here, and
 the chaos planner plans only actions this table allows, so a plan it makes is
 one the supervisor accepts. Adding a fault kind is one entry here (and its
-`_do_<name>` in `harness.supervisor.core` for a priest's, or its case in
-`harness.network.faults.change` for the network's). Pure data: no I/O.
+`_do_<name>` in `harness.supervisor.core` for a priest's, `-` read as `_`, or
+its case in `harness.network.faults.change` for the network's). Pure data: no I/O.
+
+A timed kill (`kill-after-promise`) leaves its priest running and armed; its
+`after` is the state the *next* action on that priest finds: an action that
+needs the priest down (a restart) kills it first if its promise has not come
+yet, so a plan may treat it as killed from the moment it is armed.
 
 A network action's target is the network, not a priest: its argument is a
 value (a partition, a probability, a delay range) and it needs the relay
@@ -28,6 +33,7 @@ class State(StrEnum):
 
 
 ALIVE = frozenset({State.RUNNING, State.PAUSED})
+KILL_AFTER_PROMISE = "kill-after-promise"  # the timed kill: armed now, fired at the next promise
 DOWN = frozenset({State.NOT_STARTED, State.KILLED, State.EXITED})
 
 
@@ -60,6 +66,9 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("ballot", frozenset({State.RUNNING}), State.RUNNING,
            "ask priest N to start a ballot (SIGTSTP)"),
     Action("kill", ALIVE, State.KILLED, "crash priest N (SIGKILL)"),
+    Action(KILL_AFTER_PROMISE, frozenset({State.RUNNING}), State.KILLED,
+           "crash priest N (SIGKILL) right after its next promise is durable; until then it "
+           "runs, armed (a restart of N before that kills it first)"),
     Action("stop", ALIVE, State.EXITED, "stop priest N cleanly (SIGTERM, grace, SIGKILL)"),
     Action("pause", frozenset({State.RUNNING}), State.PAUSED, "freeze priest N (SIGSTOP)"),
     Action("resume", frozenset({State.PAUSED}), State.RUNNING, "unfreeze priest N (SIGCONT)"),

@@ -116,7 +116,7 @@ def cluster_status(config: Config) -> dict[str, Any]:
             decree, ballot, problem = read_priest_files(config.data_dir / name)
         priests.append({"priest": name, "pid": row["pid"], "state": row["state"],
                         "exit_status": row["exit_status"], "decree": decree,
-                        "last_ballot": ballot, "problem": problem})
+                        "last_ballot": ballot, "problem": problem, "armed": row.get("armed")})
     if up and state is not None:
         summary = f"cluster {config.cluster} is up (supervisor pid {state.supervisor.pid})"
         if not config.data_dir.is_dir():

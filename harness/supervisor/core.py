@@ -19,6 +19,12 @@ Rules kept here:
 - A network action changes the network's faults (`harness.network.faults`)
   through a `Network` (the relay) passed in, and is recorded as a
   `NetworkChange`; with no network (`network: direct`) it is refused.
+- `kill-after-promise` arms a running priest: a `Watch` passed in
+  (`harness.supervisor.watch`) follows its process, and when the event loop
+  reports its promise (`promised`) the priest gets SIGKILL, recorded as a
+  `kill` whose outcome says what fired it. A restart asked of a priest still
+  armed kills it first (the state the arming promised the next action); an
+  exit of the priest, for whatever reason, disarms it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,15 @@ from typing import Any, Protocol
 from harness.errors import RefusedError, StartupError, UnknownPriestError, UserError, to_wire
 from harness.network.faults import Faults, change, parse_value
 from harness.record import ChaosAction, NetworkChange, PriestExited, PriestStarted, Record, Result
-from harness.supervisor.actions import ACTIONS, ALIVE, NETWORK_ACTIONS, State, allows
+from harness.supervisor.actions import (
+    ACTIONS,
+    ALIVE,
+    KILL_AFTER_PROMISE,
+    NETWORK_ACTIONS,
+    State,
+    allows,
+)
+from node.messages import Ballot
 
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 DEFAULT_GARBAGE, MAX_GARBAGE = 20, 10_000  # malformed inputs sent by one `--garbage`
@@ -85,6 +99,25 @@ class Network(Protocol):
         ...
 
 
+class Watch(Protocol):
+    """Who is armed for a kill at its next promise, as the supervisor tells it."""
+
+    def arm(self, name: str, pid: int) -> None:
+        """Watch priest `name`'s process `pid` for its next promise, from now on."""
+        ...
+
+    def disarm(self, name: str) -> None:
+        ...
+
+
+class _NoWatch:
+    def arm(self, name: str, pid: int) -> None:
+        pass
+
+    def disarm(self, name: str) -> None:
+        pass
+
+
 Recorder = Callable[[Record], None]
 
 
@@ -99,6 +132,7 @@ class Priest:
     proc: PriestProc | None = None
     exit_status: int | None = None
     ending: bool = False  # the harness asked it to end (kill, stop, down): its exit is no crash
+    armed: bool = False  # kill-after-promise: SIGKILL at its next promise
 
     @property
     def pid(self) -> int | None:
@@ -111,11 +145,13 @@ class Supervisor:
     def __init__(self, names: Sequence[str], launcher: Launcher, *, clock: Callable[[], float],
                  record: Recorder = _nothing, on_change: Callable[[], None] = _nothing,
                  grace: float = DEFAULT_GRACE, network: Network | None = None,
-                 no_network: str = "", inject: Injector | None = None) -> None:
+                 no_network: str = "", inject: Injector | None = None,
+                 watch: Watch | None = None) -> None:
         self.priests = {n: Priest(n) for n in names}
         self.network, self.faults = network, Faults()
         self.no_network = no_network  # why network actions are refused without a relay
         self.inject = inject
+        self.watch: Watch = watch if watch is not None else _NoWatch()
         self.launcher, self.clock, self.record = launcher, clock, record
         self.on_change, self.grace = on_change, grace
         self._turn = -1  # the last priest Ctrl+Z asked for a ballot
@@ -128,7 +164,8 @@ class Supervisor:
 
     def status(self) -> list[dict[str, Any]]:
         """One row per priest, in config order."""
-        return [{"priest": p.name, "pid": p.pid, "state": p.state, "exit_status": p.exit_status}
+        return [{"priest": p.name, "pid": p.pid, "state": p.state, "exit_status": p.exit_status,
+                 "armed": KILL_AFTER_PROMISE if p.armed else None}
                 for p in self.priests.values()]
 
     def require(self, name: str) -> Priest:
@@ -155,6 +192,7 @@ class Supervisor:
         p = self.priests[name]
         p.state = State.KILLED if status < 0 else State.EXITED
         p.exit_status = status
+        self._disarm(p)  # its promise can no longer come
         self.record(PriestExited(t=self._now(), priest=name, pid=p.pid, status=status,
                                  by_harness=p.ending))
         self.on_change()
@@ -206,6 +244,11 @@ class Supervisor:
         if action not in ACTIONS or action in NETWORK_ACTIONS:
             raise UserError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         p = self.require(name)
+        first = ""
+        promised = ACTIONS[KILL_AFTER_PROMISE].after  # the state an armed priest's next action finds
+        if p.armed and promised and not allows(action, p.state) and allows(action, promised):
+            # The arming promised this action a killed priest: keep that promise now.
+            first = self._fire(p, "before any promise, for this " + action) + "; then "
         pid, began = p.pid, self._now()
         if not allows(action, p.state):
             reason = _refusal(action, p)
@@ -220,7 +263,7 @@ class Supervisor:
                                     outcome=f"failed: {e}", result=Result.FAILED))
             raise
         result = {"action": action, "priest": name, "pid": p.pid if action == "restart" else pid,
-                  "outcome": outcome}
+                  "outcome": first + outcome}
         self.record(ChaosAction(t=began, action=action, priest=name, pid=result["pid"],
                                 outcome=outcome))
         return result
@@ -284,6 +327,38 @@ class Supervisor:
         if p.state in ALIVE and p.proc is not None:
             self.reap([p.proc], KILL_WAIT)  # so `status` right after shows it killed
         return outcome
+
+    def _do_kill_after_promise(self, p: Priest) -> str:
+        assert p.proc is not None
+        if p.armed:
+            return "already armed: killed (SIGKILL) right after its next promise"
+        self.watch.arm(p.name, p.proc.pid)  # refused for a priest whose promises cannot be seen
+        p.armed = True
+        return "armed: killed (SIGKILL) right after its next promise"
+
+    def promised(self, name: str, ballot: Ballot | None) -> str | None:
+        """Priest `name` made a promise (of `ballot`) durable: if it is armed, kill it now.
+
+        Returns what was done (for the supervisor's log), or None if it was not armed.
+        """
+        p = self.priests[name]
+        if not (p.armed and p.state in ALIVE):
+            self._disarm(p)
+            return None
+        return self._fire(p, f"right after it promised ballot {ballot}")
+
+    def _fire(self, p: Priest, why: str) -> str:
+        """The armed kill: SIGKILL, recorded as a `kill` that says what fired it."""
+        began, pid = self._now(), p.pid
+        self._disarm(p)
+        outcome = f"{self._do_kill(p)} {why} ({KILL_AFTER_PROMISE})"
+        self.record(ChaosAction(t=began, action="kill", priest=p.name, pid=pid, outcome=outcome))
+        return outcome
+
+    def _disarm(self, p: Priest) -> None:
+        if p.armed:
+            p.armed = False
+            self.watch.disarm(p.name)
 
     def _do_stop(self, p: Priest) -> str:
         return self._stop([p.name])[p.name]

@@ -65,8 +65,10 @@ from harness.supervisor.state import (
     socket_path,
     write_current,
 )
+from harness.supervisor.watch import PromiseWatch
 from harness.supervisor.wipe import SUPERVISOR_LOG_HEADER
 from node.config import Config
+from node.runtime import EVENTS
 
 # --- the event loop ------------------------------------------------------------
 
@@ -125,14 +127,16 @@ class Daemon:
         self.unwritten = Unwritten(say)
         self.relay, self.bind = self._relay(config, Path(state.data_dir))
         self.foreign: ForeignLauncher | None = None
-        self.watch: DecreeWatch | None = None
+        self.decrees: DecreeWatch | None = None
         self.launcher = self._launcher(detached=detached, color=color, messages=messages)
+        self.watch = PromiseWatch(lambda name: config.priest_dir(name) / EVENTS,
+                                  foreign=config.foreign_names)
         no_network = ("cannot {action}: these priests talk TCP (transport: tcp), and the relay "
                       "carries UDP datagrams only; process faults and --garbage still work"
                       if config.foreign_names and config.foreign.transport == "tcp" else "")
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
                               record=self._record, on_change=self._save, network=self.relay,
-                              no_network=no_network, inject=self._garbage)
+                              no_network=no_network, inject=self._garbage, watch=self.watch)
 
     def _launcher(self, *, detached: bool, color: bool | None, messages: bool) -> Launcher:
         """The fork launcher for the harness's own priests, with foreign ones beside it if any."""
@@ -147,7 +151,7 @@ class Daemon:
         self.foreign = ForeignLauncher(config, out=None if detached else self.say.out,
                                        color=bool(self.say.color), bind=self.bind,
                                        failed_run=self._files)
-        self.watch = DecreeWatch(Path(self.state.data_dir), config.foreign_names, self._record)
+        self.decrees = DecreeWatch(Path(self.state.data_dir), config.foreign_names, self._record)
         return MixedLauncher(config, own, self.foreign)
 
     def _garbage(self, name: str, proc: PriestProc, count: int) -> str:
@@ -190,12 +194,12 @@ class Daemon:
         self.unwritten.attempt("the run state (supervisor.json)", lambda: save_state(self.state))
 
     def _record(self, record: Record) -> None:
-        if isinstance(record, PriestExited) and self.watch is not None \
+        if isinstance(record, PriestExited) and self.decrees is not None \
                 and self.config.is_foreign(record.priest):
-            self.watch.poll()  # its last decree.txt, before its end
+            self.decrees.poll()  # its last decree.txt, before its end
         self.unwritten.attempt(HARNESS_FILE, lambda: self.events.record(record),
                                f" (a {record.KIND} record is lost)")
-        if isinstance(record, PriestExited) and self.watch is not None:
+        if isinstance(record, PriestExited) and self.decrees is not None:
             self._created(record.priest)
 
     def _created(self, name: str) -> None:
@@ -231,15 +235,15 @@ class Daemon:
             relay = self.relay.waitables() if self.relay is not None else []
             relay_due = self.relay.wait_timeout() if self.relay is not None else None
             output = self.foreign.waitables() if self.foreign is not None else []
-            watch_due = DECREE_PERIOD if self.watch is not None else None
-            timeouts = [t for t in (self.server.wait_timeout(), relay_due, watch_due)
-                        if t is not None]
-            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive, *relay, *output],
-                            min(timeouts) if timeouts else None)
+            decrees_due = DECREE_PERIOD if self.decrees is not None else None
+            timeouts = [t for t in (self.server.wait_timeout(), relay_due, decrees_due,
+                                    self.watch.wait_timeout()) if t is not None]
+            ready = mp_wait([self.wake_r, *self.server.waitables(), *alive, *relay, *output,
+                             *self.watch.waitables()], min(timeouts) if timeouts else None)
             if self.foreign is not None:
                 self.foreign.pump(ready)
-            if self.watch is not None:
-                self.watch.poll()
+            if self.decrees is not None:
+                self.decrees.poll()
             status = self._signals()
             if status is not None:
                 return status
@@ -247,8 +251,16 @@ class Daemon:
             ended = [alive[s] for s in ready if isinstance(s, int) and s in alive]
             if ended:
                 self.sup.reap(ended, 0)
+            self._kill_promised()
             if self._serve():
                 return 0
+
+    def _kill_promised(self) -> None:
+        """Kill each armed priest whose promise shows in its events.jsonl (kill-after-promise)."""
+        for name, event in self.watch.fired():
+            outcome = self.sup.promised(name, event.ballot)
+            if outcome is not None:
+                self.say(f"kill {name}: {outcome}")
 
     def _signals(self) -> int | None:
         try:
@@ -289,11 +301,11 @@ class Daemon:
         return self.down_conn is not None
 
     def _answer(self, conn: socket.socket, req: dict[str, Any]) -> None:
-        if self.watch is not None:
-            self.watch.poll()  # what the decrees were just before the action
+        if self.decrees is not None:
+            self.decrees.poll()  # what the decrees were just before the action
         answer = self.sup.handle(req)
-        if self.watch is not None:
-            self.watch.poll()
+        if self.decrees is not None:
+            self.decrees.poll()
         if req["op"] == "status" and answer["ok"]:
             answer["result"]["problems"] = self.unwritten.problems()
         if req["op"] != "status":
@@ -308,8 +320,8 @@ class Daemon:
         """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""
         self.closing = True
         outcomes = self.sup.teardown()
-        if self.watch is not None:
-            self.watch.poll()
+        if self.decrees is not None:
+            self.decrees.poll()
         if self.relay is not None:
             self.relay.stop()
         self._record(Down(t=now(), cluster=self.config.cluster, supervisor=os.getpid(),
@@ -319,6 +331,7 @@ class Daemon:
             self.server.reply(self.down_conn, {"ok": True, "result": {"stopped": outcomes}})
         self.server.close()
         self.events.close()
+        self.watch.close()
         signal.set_wakeup_fd(-1)
         self.wake_r.close()
         self.wake_w.close()

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from harness.campaign.pool import run_all
-from harness.campaign.report import Progress, failure, summary, to_json
-from harness.campaign.run import RunResult, Status
+from harness.campaign.report import Progress, failure, passed_over_line, summary, to_json
+from harness.campaign.run import RunResult, Status, passed_over
 from harness.campaign.spec import (
     DEFAULT_DURATION,
     DEFAULT_RATE,
@@ -19,6 +19,7 @@ from harness.campaign.spec import (
     Campaign,
 )
 from harness.chaos.plan import FAULT_KINDS, MAX_STEPS
+from harness.check.verdict import KINDS
 from harness.errors import UsageError
 from harness.supervisor.state import check_data_dir
 from harness.verbs.args import config_arg, count_arg, fault_kinds, number_arg, seed_arg
@@ -54,6 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", action="store_true", help="keep the files of passing runs too")
     p.add_argument("--keep-going", action="store_true",
                    help="do every run, past violations (default: stop at the first)")
+    p.add_argument("--until", action="append", choices=sorted(KINDS), default=[], metavar="RULE",
+                   help="stop at a run that breaks this rule (repeatable), passing over runs "
+                        "that break only others (counted; their files removed unless --keep), "
+                        "e.g. --until promise_broken --until disagreement")
     p.add_argument("--json", action="store_true", help="a machine-readable summary at the end")
 
 
@@ -73,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     --keep-going), with its seed, the rule, verify's evidence, where its files
     are and the command that replays its plan; 130: Ctrl+C (every process it
     started ends; a summary of what ran); 2: a bad option or config.
+    With --until RULE it stops only at a run that breaks RULE: a flaw's own
+    trace (forget-promises: ledger_lost, at the first restart) is passed over
+    to find what the flaw breaks, e.g.
+        paxos-harness campaign configs/five.yaml --runs 300 --flaw forget-promises \
+            --until promise_broken --until disagreement
     """
     campaign = _campaign(args)
     out = sys.stdout
@@ -91,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         progress.result(r)
         if r.status != Status.PASS and not args.json:
             progress.clear()
-            print("\n".join(failure(campaign, r)) + "\n", flush=True)
+            lines = ([passed_over_line(campaign, r)] if passed_over(campaign, r)
+                     else failure(campaign, r) + [""])
+            print("\n".join(lines), flush=True)
 
     outcome = run_all(campaign, on_result=on_result, on_tick=progress.tick)
     progress.clear()
@@ -132,7 +144,8 @@ def _campaign(args: argparse.Namespace) -> Campaign:
                     seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
                     rate=rate, faults=tuple(kinds), flaws=tuple(dict.fromkeys(args.flaw)),
                     jobs=max(1, min(jobs, runs if args.run is None else 1)), keep=args.keep,
-                    keep_going=args.keep_going, only=args.run)
+                    keep_going=args.keep_going, only=args.run,
+                    until=tuple(dict.fromkeys(args.until)))
 
 
 def _existing(campaign: Campaign) -> set[Path]:

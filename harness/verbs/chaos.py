@@ -174,4 +174,4 @@ def _random_plan(args: argparse.Namespace, config: Config, state: RunState | Non
                          f"carries the datagrams; use --faults process, or remove that line")
     return plan_random(config.names, seed, args.duration or 10.0, args.rate or 2.0,
                        initial=initial, allow_majority_loss=args.allow_majority_loss,
-                       faults=kinds)
+                       faults=kinds, watchable=not config.foreign_names)

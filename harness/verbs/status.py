@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     """Show each priest of CONFIG (default: the current cluster): pid, state, decree, last ballot.
 
     States: running, paused, killed, exited, not started; `down` when no
-    supervisor runs. Decree and last ballot come from the priests' files.
+    supervisor runs. A priest armed by `chaos --kill-after-promise` is named
+    below the table. Decree and last ballot come from the priests' files.
     Exit 0 when the cluster is up, 1 when it is not (the table is still shown),
     so `paxos-harness status >/dev/null` tells a script whether it is up.
     """
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         print(table(["priest", "pid", "state", "decree", "last ballot"], rows, color=color,
                     state_column=2), end="")
         for p in report["priests"]:
+            if p["armed"]:
+                print(f"{p['priest']}: armed ({p['armed']}): SIGKILL right after its next promise")
             if p["problem"]:
                 print(f"{p['priest']}: {p['problem']}")
         for problem in report["problems"]:

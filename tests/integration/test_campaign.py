@@ -120,6 +120,27 @@ def test_a_flaw_is_caught_with_its_files_kept_and_the_replay_line(
 
 
 @pytest.mark.timeout(180)
+def test_until_passes_over_runs_that_break_only_other_rules(
+        tmp_path: Path, nothing_left: None) -> None:
+    config = write_config(tmp_path, 5)
+    # forget-promises breaks ledger_lost at a restart; it can never reuse a ballot number.
+    done = _campaign(tmp_path, str(config), "--runs", "3", "--duration", "1", "--seed", "2",
+                     "--flaw", "forget-promises", "--until", "ballot_reused", "--jobs", "2",
+                     "--json")
+    summary = json.loads(done.stdout)
+    assert summary["done"] == 3 and not summary["stopped"] and not summary["failures"], summary
+    assert summary["until"] == ["ballot_reused"]
+    broke = [r for r in summary["results"] if r["rules"]]
+    assert all("ballot_reused" not in r["rules"] for r in broke)
+    assert summary["passed_over"] == ({"ledger_lost": len(broke)} if broke else {}), summary
+    assert done.returncode == (1 if broke else 0), done.stderr
+    assert not (tmp_path / "data" / "campaign").exists()  # passed over: their files went too
+    text = _campaign(tmp_path, str(config), "--runs", "1", "--duration", "1", "--seed", "2",
+                     "--flaw", "forget-promises", "--until", "ballot_reused", "--jobs", "1")
+    assert "passed over (--until ballot_reused)" in text.stdout.splitlines()[-1], text.stdout
+
+
+@pytest.mark.timeout(180)
 def test_ctrl_c_in_the_middle_stops_every_process_and_says_what_ran(
         tmp_path: Path, nothing_left: None) -> None:
     config = write_config(tmp_path, 3)

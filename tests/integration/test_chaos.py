@@ -214,3 +214,76 @@ def test_the_random_nemesis_on_five_priests_ends_in_agreement(harness) -> None:
     decrees = {n: decree(harness, n) for n in names}
     assert None not in decrees.values() and len(set(decrees.values())) == 1, decrees
     assert harness.run("down").returncode == 0
+
+
+def events_of(harness, name: str, pid: int | None = None) -> list[dict]:
+    lines = (harness.cwd / "data" / name / "events.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if pid is None or e["pid"] == pid]
+
+
+def harness_records(harness) -> list[dict]:
+    lines = (harness.cwd / "data" / "harness.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def fired(harness) -> dict | None:
+    """The `kill` record of a kill-after-promise that fired (written once the priest is reaped)."""
+    return next((r for r in harness_records(harness) if r["kind"] == "chaos"
+                 and r["action"] == "kill" and "kill-after-promise" in r["outcome"]), None)
+
+
+def test_kill_after_promise_kills_the_priest_right_after_its_promise(harness) -> None:
+    up(harness, 4)
+    try:
+        _kill_after_promise(harness, harness.pids())
+    finally:
+        assert harness.run("down").returncode == 0
+
+
+def _kill_after_promise(harness, pids: dict[str, int]) -> None:
+    # beta and gamma alone: beta's NextBallot reaches gamma, but two of four are no quorum,
+    # so nothing follows gamma's promise but the same ballot's resends.
+    assert harness.run("chaos", "--partition", "beta,gamma").returncode == 0
+    armed = harness.run("chaos", "--kill-after-promise", "gamma")
+    assert armed.returncode == 0, armed.stderr
+    assert "armed: killed (SIGKILL) right after its next promise" in armed.stdout
+    assert status_of(pids["gamma"]) != "gone"
+    report = json.loads(harness.run("status", "--json").stdout)
+    assert {p["priest"]: p["armed"] for p in report["priests"]}["gamma"] == "kill-after-promise"
+    assert "gamma: armed (kill-after-promise)" in harness.run("status").stdout
+
+    assert harness.run("chaos", "--ballot", "beta").returncode == 0
+    harness.wait_until(lambda: fired(harness) is not None, what="gamma's kill recorded")
+    assert status_of(pids["gamma"]) == "gone"
+    mine = events_of(harness, "gamma", pids["gamma"])
+    promises = [i for i, e in enumerate(mine) if e["kind"] == "promised"]
+    assert len(promises) == 1 and mine[promises[0]]["ballot"] == "1.beta", mine
+    # Its events end in that promise: after it, only the LastVote it sent and the resends.
+    after = mine[promises[0] + 1:]
+    assert all(e["kind"] in ("sent", "received") and e["ballot"] == "1.beta" for e in after), after
+
+    kill = fired(harness)
+    assert kill is not None
+    assert (kill["priest"], kill["pid"], kill["result"]) == ("gamma", pids["gamma"], "done")
+    assert kill["outcome"] == ("killed (SIGKILL) right after it promised ballot 1.beta "
+                               "(kill-after-promise)")
+    assert kill["t"] > mine[promises[0]]["t"]
+    exited = next(r for r in harness_records(harness)
+                  if r["kind"] == "priest_exited" and r["priest"] == "gamma")
+    assert exited["status"] == -9
+    report = json.loads(harness.run("status", "--json").stdout)
+    assert {p["priest"]: (p["state"], p["armed"]) for p in report["priests"]}["gamma"] == (
+        "killed", None)
+
+    # A restart of a priest still armed kills it first: what follows finds it down.
+    assert harness.run("chaos", "--kill-after-promise", "alpha").returncode == 0
+    restart = harness.run("chaos", "--restart", "alpha", "--restart", "gamma", "--heal")
+    assert restart.returncode == 0, restart.stderr
+    assert "killed (SIGKILL) before any promise, for this restart" in restart.stdout
+    assert status_of(pids["alpha"]) == "gone"
+    assert harness.run("chaos", "--ballot", "delta").returncode == 0
+    verify = harness.run("verify", "--wait", "10")
+    assert verify.returncode == 0, verify.stdout
+    diagram = harness.run("diagram", "--all")
+    assert diagram.returncode == 0, diagram.stderr
+    assert "gamma: armed: SIGKILL right after its next promise" in diagram.stdout

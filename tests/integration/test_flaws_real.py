@@ -136,3 +136,25 @@ def _ms(stamp: str) -> int:
     """HH:MM:SS.mmm as milliseconds since midnight."""
     hours, minutes, seconds = stamp.split(":")
     return round((int(hours) * 3600 + int(minutes) * 60 + float(seconds)) * 1000)
+
+
+def test_a_forgotten_promise_is_broken_on_real_priests(harness) -> None:
+    """configs/chaos/forgotten-promise.yaml with the flaw: gamma, killed right after it
+    promised 1.delta, comes back having forgotten it and votes in the lower 1.alpha."""
+    config = harness.config(5, extra="flaws: [forget-promises]\n")
+    assert harness.run("up", str(config), "--detach", "--fresh").returncode == 0
+    try:
+        done = harness.run("chaos", "--schedule", str(SHIPPED / "chaos" / "forgotten-promise.yaml"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        verify = harness.run("verify", "--wait", "10", "--json")
+    finally:
+        assert harness.run("down").returncode == 0
+    violations = {v["kind"]: v for v in json.loads(verify.stdout)["violations"]}
+    assert verify.returncode == 1 and "promise_broken" in violations, verify.stdout
+    broken = violations["promise_broken"]
+    assert broken["priests"] == ["gamma"] and "promised ballot 1.delta" in broken["message"]
+    assert "in the lower ballot 1.alpha" in broken["message"]
+    # The flaw itself, and the kill that fired at gamma's promise among the faults before it.
+    lost = violations["ledger_lost"]
+    assert {(f["action"], f["priest"]) for f in lost["after"]} >= {
+        ("kill-after-promise", "gamma"), ("kill", "gamma")}

@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from node.ledger import DECREE, LEDGER, Ledger
+from node.messages import Ballot, LedgerState
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -143,3 +144,42 @@ def test_sigkill_at_random_instants_never_loses_or_tears(tmp_path: Path, no_leak
                 pipe.close()
     # Every writer made at least one record before its kill, and none was lost.
     assert recovered >= KILLS
+
+
+def _learn_forever(directory: Path) -> None:
+    """Child: in fresh subdirectories 0, 1, 2..., persist a state, then learn decree i."""
+    i = 0
+    while True:
+        with Ledger.open(directory / str(i)) as ledger:
+            ledger.persist(LedgerState(Ballot(i + 1, "alpha")))
+            ledger.write_decree(i)
+        i += 1
+
+
+def test_sigkill_while_learning_leaves_a_decree_txt_that_agrees_with_the_ledger(
+        tmp_path: Path) -> None:
+    """Real kills at random instants of a process that learns decrees, then reopen each."""
+    rng = random.Random(16)
+    for kill in range(40):
+        directory = tmp_path / f"kill{kill}"
+        directory.mkdir()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child is killed
+            try:
+                _learn_forever(directory)
+            finally:
+                os._exit(1)
+        time.sleep(rng.uniform(0.005, 0.05))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        for sub in sorted(directory.iterdir(), key=lambda p: int(p.name)):
+            i = int(sub.name)
+            shown = (sub / DECREE).read_text() if (sub / DECREE).exists() else None
+            with Ledger.open(sub) as ledger:
+                # decree.txt is written after the record: never before it, never torn.
+                assert shown in (None, f"{i}\n")
+                assert ledger.decree in (None, i)
+                if shown is not None:
+                    assert ledger.decree == i
+                if ledger.decree is not None:
+                    assert (sub / DECREE).read_text() == f"{i}\n"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from harness.campaign.report import REPLAY_NOTE, failure
-from harness.campaign.run import RunResult, Status
+from harness.campaign.pool import Outcome, _ended
+from harness.campaign.report import REPLAY_NOTE, failure, passed_over_line, to_json
+from harness.campaign.report import summary as summary_line
+from harness.campaign.run import RunResult, Status, passed_over
 from harness.campaign.spec import (
     Campaign,
     config_text,
@@ -121,6 +124,7 @@ def test_the_nemesis_draws_drop_success_among_network_faults() -> None:
     (["--runs", "0"], "must be 1 to"),
     (["--duration", "-1"], "--duration"),
     (["--flaw", "nonsense"], "invalid choice"),
+    (["--until", "ledger_gone"], "invalid choice"),
     (["--faults", "weather"], "choose from process, network"),
     (["--seed", "1", "--runs", "5", "--run", "9"], "--run 9 is not one of the --runs 5"),
 ])
@@ -142,3 +146,52 @@ def test_a_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     direct = _config(tmp_path, "network: direct\n")
     assert main(["campaign", str(direct), "--faults", "network"]) == 2
     assert "network: direct" in capsys.readouterr().err
+
+
+# --- --until: the rules sought; runs breaking only others are passed over ---------------
+
+
+def _result(k: int, rules: list[str]) -> RunResult:
+    status = Status.VIOLATION if rules else Status.PASS
+    return RunResult(k, run_seed(1, k), status, f"/runs/run-{k}", rules=rules,
+                     evidence="VIOLATION ..." if rules else "", elapsed=2.3)
+
+
+def test_without_until_any_broken_rule_is_sought(tmp_path: Path) -> None:
+    campaign = Campaign(load_config(_config(tmp_path)))
+    assert campaign.sought(["ledger_lost"]) and not campaign.sought([])
+    assert not passed_over(campaign, _result(1, ["ledger_lost"]))
+
+
+def test_with_until_only_its_rules_stop_the_campaign(tmp_path: Path) -> None:
+    campaign = Campaign(load_config(_config(tmp_path)), seed=1,
+                        until=("promise_broken", "disagreement"))
+    assert not campaign.sought(["ledger_lost"])
+    assert campaign.sought(["ledger_lost", "promise_broken"]) and campaign.sought(["disagreement"])
+    results = [_result(1, ["ledger_lost"]), _result(2, []),
+               _result(3, ["chosen_changed", "ledger_lost"]), _result(4, ["promise_broken"])]
+    assert [passed_over(campaign, r) for r in results] == [True, False, True, False]
+    outcome = Outcome(results=results, stopped=True, elapsed=10.0)
+    summary = to_json(campaign, outcome, 1)
+    assert summary["until"] == ["promise_broken", "disagreement"]
+    assert summary["passed_over"] == {"chosen_changed": 1, "ledger_lost": 2}
+    assert [f["run"] for f in summary["failures"]] == [4]
+    assert summary["results"][0]["rules"] == ["ledger_lost"]
+    line = summary_line(campaign, outcome)
+    assert ("passed over (--until promise_broken disagreement), runs breaking other rules: "
+            "chosen_changed in 1, ledger_lost in 2") in line
+    assert "stopped at the first violation of promise_broken, disagreement" in line
+    assert passed_over_line(campaign, results[0]) == (
+        f"run 1 (plan seed {run_seed(1, 1)}): ledger_lost; passed over (--until promise_broken "
+        f"disagreement), its files removed")
+
+
+def test_a_run_passed_over_does_not_stop_the_others(tmp_path: Path) -> None:
+    campaign = Campaign(load_config(_config(tmp_path)), until=("promise_broken",))
+    seen: list[int] = []
+    outcome = Outcome()
+    for k, rules in ((1, ["ledger_lost"]), (2, ["promise_broken"])):
+        worker = SimpleNamespace(error=None, result=_result(k, rules), interrupted=False)
+        _ended(worker, campaign, outcome, lambda r: seen.append(r.run), [])  # type: ignore[arg-type]
+        assert outcome.stopped == (k == 2)
+    assert seen == [1, 2]

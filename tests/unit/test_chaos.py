@@ -21,6 +21,7 @@ from harness import cli
 from harness.chaos.executor import Executor, Live, load_schedule
 from harness.chaos.plan import (
     HEAL,
+    SPLIT_NOTE,
     WINDOW,
     WINDOW_NOTE,
     Plan,
@@ -122,7 +123,8 @@ def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
 def test_a_plan_mixes_every_kind_of_fault_at_about_the_rate_asked() -> None:
     plan = plan_random(priest_names(5), 3, 60.0, 4.0)
     chaos = [s for s in plan.steps if s.note != HEAL]
-    assert {s.action for s in chaos} == {"kill", "restart", "pause", "resume", "ballot"}
+    assert {s.action for s in chaos} == {"kill", "kill-after-promise", "restart", "pause",
+                                         "resume", "ballot"}
     assert 150 < len(chaos) < 330  # Poisson with mean 240
     assert all(0 < s.at < 60.0 for s in chaos)
     assert [s.at for s in plan.steps] == sorted(s.at for s in plan.steps)
@@ -303,7 +305,8 @@ SHIPPED_FILES = sorted(p.name for p in SHIPPED.glob("*.yaml"))
 
 def test_the_schedules_are_shipped() -> None:
     assert SHIPPED_FILES == ["bound-by-vote.yaml", "crash-during-ballot.yaml", "demo.yaml",
-                             "duel.yaml", "majority-crash.yaml", "partition.yaml",
+                             "duel.yaml", "forgotten-promise.yaml", "majority-crash.yaml",
+                             "partition.yaml",
                              "pause-proposer.yaml", "rolling-restart.yaml"]
 
 
@@ -480,3 +483,51 @@ def test_a_random_plan_opens_with_the_decision_contended_and_faulted(seed: int) 
 def test_a_plan_too_short_for_a_window_has_none() -> None:
     plan = plan_random(priest_names(5), 1, 0.5, 2.0)
     assert plan.window == 0.0 and not any(s.note == WINDOW_NOTE for s in plan.steps)
+
+
+def _split(plan) -> list:
+    return [s for s in plan.steps if s.note == SPLIT_NOTE]
+
+
+def test_a_share_of_windows_is_a_split_decision_with_a_timed_kill_in_the_minority() -> None:
+    names = priest_names(5)
+    splits = 0
+    for seed in range(300):
+        plan = plan_random(names, seed, 2.0, 2.0, faults=("process", "network"))
+        steps = _split(plan)
+        if not steps:
+            continue
+        splits += 1
+        cut, arm, minority, restart, merge, majority = steps
+        assert [s.action for s in steps] == ["partition", "kill-after-promise", "ballot",
+                                             "restart", "heal", "ballot"]
+        assert [s.at for s in steps] == sorted(s.at for s in steps) and merge.at <= WINDOW
+        inside = set(cut.value.split("/")[0].split(","))  # the minority: its first group
+        assert len(inside) <= 2 and {arm.priest, minority.priest} <= inside
+        assert restart.priest == arm.priest and majority.priest not in inside
+        assert "split" in describe_plan(plan)[1]
+        assert not any(s.note == WINDOW_NOTE for s in plan.steps)
+    assert 70 < splits < 130  # a third of 300
+
+
+def test_only_a_mix_of_process_and_network_faults_splits_the_window() -> None:
+    for seed in range(60):
+        for faults in (("process",), ("network",)):
+            assert not _split(plan_random(priest_names(5), seed, 2.0, 2.0, faults=faults))
+        assert not _split(plan_random(priest_names(2), seed, 2.0, 2.0,
+                                      faults=("process", "network")))
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 7), seed=st.integers(0, 2**63 - 1), data=st.data())
+def test_a_plan_with_network_faults_is_accepted_step_by_step_and_heals(
+        n: int, seed: int, data: st.DataObject) -> None:
+    names = priest_names(n)
+    initial = {name: data.draw(st.sampled_from([RUNNING, PAUSED, KILLED, NOT_STARTED]))
+               for name in names}
+    plan = plan_random(names, seed, data.draw(st.floats(0.1, 4.0)), 3.0, initial=initial,
+                       faults=("process", "network"))
+    sup = supervisor(names, initial)
+    replay(plan.steps, sup)
+    assert set(states_of(sup).values()) == {"running"}
+    assert sup.faults.describe() == "no faults"

@@ -6,6 +6,7 @@ nothing a peer sends can stop a priest.
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.codec import MAX_DATAGRAM, Codec, DatagramError, DropReason
+from node.codec import MAX_DATAGRAM, Codec, DatagramError, DropReason, Hmac
 from node.config import NAME_RE
 from node.flaws import FLAWED_BALLOT_PRIEST
 from node.messages import (
@@ -388,3 +389,24 @@ def test_another_clusters_key_never_verifies_here() -> None:
     with pytest.raises(DatagramError) as info:
         CODEC.decode(theirs.encode(EXAMPLES[0][0]))
     assert info.value.kind is DropReason.BAD_TAG
+
+
+# RFC 4231 test cases 1, 2 and 6 (a key longer than SHA-256's block is hashed first).
+RFC_4231 = [
+    (b"\x0b" * 20, b"Hi There",
+     "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    (b"Jefe", b"what do ya want for nothing?",
+     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+    (b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First",
+     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+]
+
+
+@pytest.mark.parametrize(("key", "data", "tag"), RFC_4231)
+def test_the_tag_is_hmac_sha256_as_rfc_4231_gives_it(key: bytes, data: bytes, tag: str) -> None:
+    assert Hmac(key).hexdigest(data) == tag
+
+
+@given(st.binary(max_size=100), st.binary(max_size=600))
+def test_the_tag_is_what_the_stdlib_hmac_computes(key: bytes, data: bytes) -> None:
+    assert Hmac(key).hexdigest(data) == hmac.new(key, data, "sha256").hexdigest()

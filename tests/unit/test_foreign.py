@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.chaos.plan import plan_random
 from harness.check.history import load_history
 from harness.check.rules import check
-from harness.errors import RunFilesError, UsageError
+from harness.errors import RefusedError, RunFilesError, UsageError
 from harness.record import DecreeSeen, Garbage, PriestExited, PriestFiles, PriestStarted, Record, Up
 from harness.report.run import judged_run
 from harness.supervisor.core import PriestProc
@@ -31,6 +32,7 @@ from harness.supervisor.foreign import (
 )
 from harness.supervisor.garbage import escaped, inputs
 from harness.supervisor.state import record_event
+from harness.supervisor.watch import PromiseWatch
 from harness.supervisor.wipe import wipe_data_dir
 from node.config import parse_config
 from node.errors import ConfigError
@@ -316,3 +318,23 @@ def test_diagram_and_report_say_why_foreign_priests_have_nothing_to_draw(tmp_pat
     record_event(c.data_dir, UP)
     with pytest.raises(RunFilesError, match="priests are foreign programs: they write no events"):
         judged_run(c, None)
+
+
+def test_the_nemesis_never_arms_a_kill_after_promise_on_foreign_priests() -> None:
+    names = ["a", "b", "c", "d", "e"]
+    for seed in range(40):
+        plan = plan_random(names, seed, 5.0, 4.0, faults=("process", "network"), watchable=False)
+        assert "kill-after-promise" not in {s.action for s in plan.steps}
+    drawn = {s.action for seed in range(40) for s in plan_random(
+        names, seed, 5.0, 4.0, faults=("process", "network")).steps}
+    assert "kill-after-promise" in drawn  # the test above could fail
+
+
+def test_kill_after_promise_is_refused_for_a_foreign_priest(tmp_path: Path) -> None:
+    watch = PromiseWatch(lambda name: tmp_path / name / "events.jsonl", inotify=False,
+                         foreign=["l1"])
+    with pytest.raises(RefusedError, match=r"foreign program, which writes no events\.jsonl"):
+        watch.arm("l1", 123)
+    watch.arm("l2", 124)
+    assert set(watch.armed) == {"l2"}
+    watch.close()

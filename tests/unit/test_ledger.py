@@ -18,7 +18,9 @@ from node.ledger import (
     LEDGER,
     Ledger,
     atomic_write_text,
+    decode_learned,
     decode_record,
+    encode_learned,
     encode_record,
     parse_decree,
     parse_decree_text,
@@ -281,6 +283,68 @@ def test_decree_is_written_once_and_recovered(tmp_path: Path, decree: int) -> No
             ledger.write_decree(decree + 1 if decree < MAX_DECREE else 0)
     assert read_ledger(tmp_path)[1] == decree
     assert sorted(p.name for p in tmp_path.iterdir()) == [DECREE, LEDGER, "priest.lock"]
+
+
+def test_a_learned_decree_is_a_ledger_record_and_decree_txt_its_view(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path) as ledger:
+        ledger.persist(state(3))
+        ledger.write_decree(-42)
+    assert (tmp_path / LEDGER).read_text().splitlines()[1:] == [encode_record(state(3)),
+                                                                 encode_learned(-42)]
+    assert decode_learned(encode_learned(-42)) == -42
+    (tmp_path / DECREE).unlink()  # a crash between the record and the rename
+    assert read_ledger(tmp_path) == (state(3), -42)
+    with Ledger.open(tmp_path) as ledger:
+        assert (ledger.state, ledger.decree) == (state(3), -42)
+    assert (tmp_path / DECREE).read_text() == "-42\n"  # rebuilt from the ledger
+
+
+@pytest.mark.parametrize("text", ["", "\0\0\0", "4"])
+def test_a_decree_txt_a_power_cut_tore_is_rebuilt_from_the_ledger(tmp_path: Path,
+                                                                   text: str) -> None:
+    with Ledger.open(tmp_path) as ledger:
+        ledger.write_decree(41)
+    (tmp_path / DECREE).write_text(text)
+    with Ledger.open(tmp_path) as ledger:
+        assert ledger.decree == 41
+    assert (tmp_path / DECREE).read_text() == "41\n"
+
+
+def test_a_decree_txt_other_than_the_ledgers_decree_is_corruption(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path) as ledger:
+        ledger.write_decree(41)
+    (tmp_path / DECREE).write_text("42\n")
+    with pytest.raises(LedgerError, match=r"holds 42, but .* learned 41"):
+        Ledger.open(tmp_path)
+
+
+def test_a_torn_learned_record_is_dropped_and_a_damaged_one_before_the_end_is_corruption(
+        tmp_path: Path) -> None:
+    torn = encode_learned(41)[:-3]
+    write_log(tmp_path, HEADER.encode() + record_line(state(1)) + torn.encode() + b"\n")
+    with Ledger.open(tmp_path) as ledger:
+        assert (ledger.state, ledger.decree) == (state(1), None)
+    write_log(tmp_path, HEADER.encode() + torn.encode() + b"\n" + record_line(state(1)))
+    with pytest.raises(LedgerError, match="line 2"):
+        Ledger.open(tmp_path)
+
+
+def test_two_learned_decrees_in_one_ledger_are_corruption(tmp_path: Path) -> None:
+    write_log(tmp_path, HEADER.encode() + b"".join(
+        (encode_learned(d) + "\n").encode() for d in (1, 2, 3)))
+    with pytest.raises(LedgerError, match="a decree never changes"):
+        Ledger.open(tmp_path)
+
+
+def test_compaction_keeps_the_learned_decree(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path, compact_after=2) as ledger:
+        ledger.write_decree(9)
+        for i in range(1, 6):
+            ledger.persist(state(i))
+    (tmp_path / DECREE).unlink()
+    assert (tmp_path / LEDGER).read_text().count("\n") <= 4
+    with Ledger.open(tmp_path) as ledger:
+        assert (ledger.state, ledger.decree) == (state(5), 9)
 
 
 def test_atomic_write_text_replaces_whole_file(tmp_path: Path) -> None:

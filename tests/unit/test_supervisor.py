@@ -13,6 +13,7 @@ from harness.errors import RefusedError, StartupError, UnknownPriestError
 from harness.record import ChaosAction, PriestExited, Record, Result
 from harness.supervisor.actions import State
 from harness.supervisor.core import PriestProc, Supervisor
+from node.messages import Ballot
 
 EXITED, KILLED, NOT_STARTED, PAUSED, RUNNING = (State.EXITED, State.KILLED, State.NOT_STARTED,
                                                 State.PAUSED, State.RUNNING)
@@ -319,3 +320,120 @@ def test_on_change_follows_every_start_and_exit(world) -> None:
     sup.start(NAMES)
     sup.act("kill", "alpha")
     assert len(calls) == 2
+
+
+# --- kill-after-promise: a kill timed to the priest's own promise -------------------
+
+
+@dataclass
+class FakeWatch:
+    """The watch the supervisor arms and disarms; the test says when a promise shows."""
+
+    armed: dict[str, int] = field(default_factory=dict)  # name -> pid
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def arm(self, name: str, pid: int) -> None:
+        self.armed[name] = pid
+        self.calls.append(("arm", name))
+
+    def disarm(self, name: str) -> None:
+        if self.armed.pop(name, None) is not None:
+            self.calls.append(("disarm", name))
+
+
+@pytest.fixture
+def armed_world() -> tuple[Supervisor, FakeLauncher, FakeWatch, Events]:
+    clock = FakeClock()
+    launcher = FakeLauncher(clock)
+    events, watch = Events(), FakeWatch()
+    sup = Supervisor(NAMES, launcher, clock=clock, record=events, grace=3.0, watch=watch)
+    sup.start(NAMES)
+    return sup, launcher, watch, events
+
+
+def armed(sup: Supervisor) -> dict[str, str | None]:
+    return {row["priest"]: row["armed"] for row in sup.status()}
+
+
+def test_arming_sends_nothing_and_watches_that_process(armed_world) -> None:
+    sup, launcher, watch, events = armed_world
+    result = sup.act("kill-after-promise", "gamma")
+    assert result["outcome"] == "armed: killed (SIGKILL) right after its next promise"
+    assert launcher.sent == [] and states(sup)["gamma"] == RUNNING
+    assert watch.armed == {"gamma": 103}
+    assert armed(sup)["gamma"] == "kill-after-promise" and armed(sup)["alpha"] is None
+    assert events.kinds("chaos")[-1]["action"] == "kill-after-promise"
+    assert sup.act("kill-after-promise", "gamma")["outcome"].startswith("already armed")
+
+
+def test_its_promise_kills_the_armed_priest_and_the_kill_is_recorded(armed_world) -> None:
+    sup, launcher, watch, events = armed_world
+    sup.act("kill-after-promise", "gamma")
+    outcome = sup.promised("gamma", Ballot(1, "beta"))
+    assert outcome == ("killed (SIGKILL) right after it promised ballot 1.beta "
+                       "(kill-after-promise)")
+    assert launcher.sent == [("gamma", "SIGKILL")]
+    assert states(sup)["gamma"] == KILLED and armed(sup)["gamma"] is None
+    assert watch.armed == {}
+    kill = events.kinds("chaos")[-1]
+    assert (kill["action"], kill["priest"], kill["pid"], kill["result"]) == (
+        "kill", "gamma", 103, "done")
+    assert kill["outcome"] == outcome
+    assert events.kinds("priest_exited")[-1]["status"] == -signal.SIGKILL
+    # Its next incarnation is not armed: a later promise of gamma kills nothing.
+    sup.act("restart", "gamma")
+    assert sup.promised("gamma", Ballot(2, "beta")) is None
+    assert launcher.sent == [("gamma", "SIGKILL")]
+
+
+def test_a_promise_of_a_priest_not_armed_does_nothing(armed_world) -> None:
+    sup, launcher, _, events = armed_world
+    assert sup.promised("alpha", Ballot(1, "alpha")) is None
+    assert launcher.sent == [] and events.kinds("chaos") == []
+
+
+def test_a_restart_of_a_priest_still_armed_kills_it_first(armed_world) -> None:
+    sup, launcher, watch, events = armed_world
+    sup.act("kill-after-promise", "gamma")
+    result = sup.act("restart", "gamma")
+    assert launcher.sent == [("gamma", "SIGKILL")]
+    assert result["pid"] != 103 and states(sup)["gamma"] == RUNNING
+    assert result["outcome"] == (f"killed (SIGKILL) before any promise, for this restart "
+                                 f"(kill-after-promise); then started (pid {result['pid']})")
+    assert [(e["action"], e["outcome"].split(" (")[0]) for e in events.kinds("chaos")] == [
+        ("kill-after-promise", "armed: killed"), ("kill", "killed"), ("restart", "started")]
+    assert watch.armed == {}
+
+
+@pytest.mark.parametrize("action", ["ballot", "pause"])
+def test_an_action_that_needs_it_running_leaves_it_armed(armed_world, action: str) -> None:
+    sup, launcher, watch, _ = armed_world
+    sup.act("kill-after-promise", "gamma")
+    sup.act(action, "gamma")
+    assert [n for n, _ in launcher.sent] == ["gamma"]  # SIGTSTP or SIGSTOP, no SIGKILL
+    assert watch.armed == {"gamma": 103} and armed(sup)["gamma"] == "kill-after-promise"
+
+
+def test_an_armed_priest_that_ends_otherwise_is_disarmed(armed_world) -> None:
+    sup, launcher, watch, _ = armed_world
+    sup.act("kill-after-promise", "gamma")
+    sup.act("kill-after-promise", "delta")
+    launcher.die("gamma", -signal.SIGSEGV)
+    sup.reap(sup.alive(), 0)
+    sup.act("kill", "delta")
+    assert watch.calls[-2:] == [("disarm", "gamma"), ("disarm", "delta")]
+    assert sup.promised("gamma", Ballot(1, "alpha")) is None
+    assert launcher.sent == [("delta", "SIGKILL")]
+    sup.act("kill-after-promise", "alpha")
+    sup.teardown()
+    assert watch.armed == {}
+
+
+def test_only_a_running_priest_can_be_armed(armed_world) -> None:
+    sup, _, watch, _ = armed_world
+    sup.act("pause", "beta")
+    sup.act("kill", "gamma")
+    for name, words in (("beta", "it is paused"), ("gamma", "it is killed")):
+        with pytest.raises(RefusedError, match=words):
+            sup.act("kill-after-promise", name)
+    assert watch.armed == {}

@@ -272,6 +272,8 @@ class Garbage(Record):
     port: int
     inputs: Any
     died_after: int | None = None
+    seed: int | None = None  # the inputs' draw: the same seed, the same inputs
+    note: str | None = None  # why fewer than asked were sent, if so
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -52,6 +52,7 @@ from harness.supervisor.actions import (
     ACTIONS,
     DOWN,
     KILL_AFTER_PROMISE,
+    MAX_GARBAGE,
     NETWORK_ACTIONS,
     PRIEST_ACTIONS,
     State,
@@ -235,8 +236,9 @@ def _entry(entry: object, path: str, index: int, names: Sequence[str]) -> Step:
         metavar = ACTIONS[action].value_metavar
         if metavar is None:
             raise ScheduleError(path, index, "count", f"goes with garbage only, not {action}")
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
-            raise ScheduleError(path, index, "count", f"must be an integer 1-10000, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_GARBAGE:
+            raise ScheduleError(path, index, "count", f"must be an integer 1-{MAX_GARBAGE}, "
+                                f"got {value!r}")
     return Step(float(at), action, priest, note, value)
 
 

@@ -33,6 +33,7 @@ class State(StrEnum):
 
 
 ALIVE = frozenset({State.RUNNING, State.PAUSED})
+DEFAULT_GARBAGE, MAX_GARBAGE = 20, 1000  # malformed inputs one `--garbage` sends
 KILL_AFTER_PROMISE = "kill-after-promise"  # the timed kill: armed now, fired at the next promise
 DOWN = frozenset({State.NOT_STARTED, State.KILLED, State.EXITED})
 

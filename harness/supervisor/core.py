@@ -40,7 +40,9 @@ from harness.record import ChaosAction, NetworkChange, PriestExited, PriestStart
 from harness.supervisor.actions import (
     ACTIONS,
     ALIVE,
+    DEFAULT_GARBAGE,
     KILL_AFTER_PROMISE,
+    MAX_GARBAGE,
     NETWORK_ACTIONS,
     State,
     allows,
@@ -48,7 +50,6 @@ from harness.supervisor.actions import (
 from node.messages import Ballot
 
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
-DEFAULT_GARBAGE, MAX_GARBAGE = 20, 10_000  # malformed inputs sent by one `--garbage`
 KILL_WAIT = 5.0  # a SIGKILLed process is gone long before this; only a bound
 
 

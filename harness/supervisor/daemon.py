@@ -159,9 +159,18 @@ class Daemon:
         p = self.config.priests[name]
         transport = self.config.foreign.transport if self.config.is_foreign(name) else "udp"
         address = (p.host, self.bind.get(name, p.port))
-        sent = send_garbage(name, proc.pid, address, transport, count, self.config.names)
+        sent = send_garbage(name, proc.pid, address, transport, count, self.config.names,
+                            seed=secrets.randbelow(2**31), between=self._keep_up)
         self._record(sent)
         return garbage_outcome(sent)
+
+    def _keep_up(self) -> None:
+        """What the loop cannot leave undone while an action takes a while: the foreign
+        priests' output read (a full pipe would stall them) and their decree.txt watched."""
+        if self.foreign is not None:
+            self.foreign.pump(self.foreign.waitables())
+        if self.decrees is not None:
+            self.decrees.poll()
 
     # --- the relay (network: relay): its own process, started first, stopped last ---
 

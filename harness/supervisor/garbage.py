@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 from harness.record import Garbage
 
-WATCH = 0.02  # seconds a priest is watched after each input
+WATCH = 0.05  # seconds a priest is watched after each input
+LAST_WATCH = 0.5  # ... and after the last one (a traceback or a core dump takes a while)
+BUDGET = 10.0  # seconds one --garbage may keep the supervisor
 TCP_TIMEOUT = 0.5
 SHOWN = 80  # characters of an input kept in the record
 
@@ -108,6 +110,10 @@ def _long_line(rng: random.Random, _names: Sequence[str]) -> Input:
     return Input("long line", rng.choice(METHODS).encode() + b"A" * 60000)
 
 
+def _nothing() -> None:
+    return None
+
+
 def escaped(data: bytes) -> str:
     """The bytes as an escaped string, at most SHOWN characters (then '...')."""
     text = repr(data)[2:-1]
@@ -134,9 +140,16 @@ def _watch(pid: int, seconds: float) -> bool:
 
 
 def send_garbage(name: str, pid: int, address: tuple[str, int], transport: str, count: int,
-                 names: Sequence[str], *, seed: int | None = None,
-                 watch: float = WATCH) -> Garbage:
-    """Send `count` inputs to `address`, watching `pid` after each; the record of it all."""
+                 names: Sequence[str], *, seed: int, watch: float = WATCH,
+                 last_watch: float = LAST_WATCH, budget: float = BUDGET,
+                 between: Callable[[], None] = _nothing) -> Garbage:
+    """Send up to `count` inputs drawn from `seed` to `address`, watching `pid` after each
+    (and longer after the last); the record of it all.
+
+    Stops early when the priest is found dead, or when `budget` seconds have gone (the
+    supervisor has other work: `between` does what it cannot leave undone meanwhile, such
+    as reading the priests' output and their decree.txt).
+    """
     host, port = address
     if not ipaddress.IPv4Address(host).is_loopback:  # the config allows nothing else; checked anyway
         raise ValueError(f"{host} is not a loopback address")
@@ -144,20 +157,32 @@ def send_garbage(name: str, pid: int, address: tuple[str, int], transport: str, 
     sent: list[dict[str, object]] = []
     died_after: int | None = None
     began = time.monotonic_ns()
+    if _dead(pid):  # ended before anything was sent: not of this input
+        return Garbage(t=began, priest=name, transport=transport, port=port, inputs=sent,
+                       seed=seed, note="it had already ended: nothing was sent")
+    deadline = time.monotonic() + budget
+    note = None
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if transport == "udp" else None
     try:
-        for i, item in enumerate(inputs(count, names, rng)):
+        items = inputs(count, names, rng)
+        for i, item in enumerate(items):
             t = time.monotonic_ns()
-            note = _send_one(udp, item.data, address)
-            sent.append({"t": t, "kind": item.kind + note, "data": escaped(item.data)})
-            if _watch(pid, watch):
+            failed = _send_one(udp, item.data, address)
+            sent.append({"t": t, "kind": item.kind + failed, "data": escaped(item.data)})
+            last = i == len(items) - 1
+            if _watch(pid, last_watch if last else watch):
                 died_after = i
+                break
+            between()
+            if not last and time.monotonic() >= deadline:
+                note = (f"stopped after {i + 1} of {count}: {budget:g} s is the most the "
+                        "supervisor gives one --garbage")
                 break
     finally:
         if udp is not None:
             udp.close()
     return Garbage(t=began, priest=name, transport=transport, port=port, inputs=sent,
-                   died_after=died_after)
+                   died_after=died_after, seed=seed, note=note)
 
 
 def _send_one(udp: socket.socket | None, data: bytes, address: tuple[str, int]) -> str:
@@ -184,9 +209,10 @@ def outcome(record: Garbage) -> str:
     """The action's outcome in words."""
     sent = len(record.inputs)
     what = ("datagram" if record.transport == "udp" else "connection") + ("s" if sent != 1 else "")
-    where = f"port {record.port}"
+    head = f"sent {sent} malformed {what} to port {record.port} (seed {record.seed})"
     if record.died_after is None:
-        return f"sent {sent} malformed {what} to {where}; it is still running"
+        tail = "it is still running" if sent else ""
+        return "; ".join(x for x in (head, record.note, tail) if x)
     last = record.inputs[record.died_after]
-    return (f"sent {sent} malformed {what} to {where}; it died after the last one "
+    return (f"{head}; it died after input {record.died_after + 1} "
             f"({last['kind']}: {last['data']})")

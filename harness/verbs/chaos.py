@@ -12,7 +12,7 @@ from harness.chaos.executor import execute, load_schedule
 from harness.chaos.plan import FAULT_KINDS, SLEEP, Plan, describe_plan, plan_from_args, plan_random
 from harness.errors import PROG, NotUpError, UsageError
 from harness.supervisor import control
-from harness.supervisor.actions import ACTIONS, Target
+from harness.supervisor.actions import ACTIONS, MAX_GARBAGE, Target
 from harness.supervisor.state import RunState, read_state, resolve_config
 from harness.verbs.args import config_arg, fault_kinds, number_arg, seed_arg
 from node.config import Config
@@ -38,8 +38,8 @@ def _count(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"must be an integer 1-10000, got {text!r}")
+    if not 1 <= value <= MAX_GARBAGE:
+        raise argparse.ArgumentTypeError(f"must be an integer 1-{MAX_GARBAGE}, got {text!r}")
     return value
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from harness.supervisor.foreign import (
     config_for,
     find_program,
 )
-from harness.supervisor.garbage import escaped, inputs
+from harness.supervisor.garbage import escaped, inputs, send_garbage
+from harness.supervisor.garbage import outcome as garbage_outcome
 from harness.supervisor.state import record_event
 from harness.supervisor.watch import PromiseWatch
 from harness.supervisor.wipe import wipe_data_dir
@@ -338,3 +340,23 @@ def test_kill_after_promise_is_refused_for_a_foreign_priest(tmp_path: Path) -> N
     watch.arm("l2", 124)
     assert set(watch.armed) == {"l2"}
     watch.close()
+
+
+def test_garbage_stops_at_its_time_budget_and_sends_nothing_to_the_dead(tmp_path: Path) -> None:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        record = send_garbage("l1", child.pid, sink.getsockname(), "udp", 500, NAMES, seed=5,
+                              watch=0.001, budget=0.05)
+        assert 1 <= len(record.inputs) < 500 and record.died_after is None
+        assert record.note is not None and record.note.startswith(f"stopped after {len(record.inputs)} of 500")
+        assert "it is still running" in garbage_outcome(record) and "(seed 5)" in garbage_outcome(record)
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # ended, not yet reaped
+        late = send_garbage("l1", child.pid, sink.getsockname(), "udp", 5, NAMES, seed=5)
+        assert late.inputs == [] and late.note == "it had already ended: nothing was sent"
+    finally:
+        child.kill()
+        child.wait()
+        sink.close()

@@ -50,7 +50,7 @@ import signal
 import time
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -722,11 +722,15 @@ def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
     violations = list(with_faults(violations, history.harness, idx.t0))
     proven = [v for v in violations if not _rests_on_missing(idx, v)]
     unproven = [v for v in violations if _rests_on_missing(idx, v)]
+    # Evidence missing only because foreign priests write no events: not lost, never there.
+    # Such a violation is no "cannot verify" but a rule that cannot be checked here.
+    foreign_only = bool(unproven) and history.incomplete <= history.foreign
     nothing = bool(config.names) and history.absent >= set(config.names) and not history.harness
     return Verdict(config.cluster, config.quorum, alive is not None,
                    _rows(idx, set(survivors)), tuple(proven), tuple(history.problems),
-                   history.event_count(), tuple(unproven), nothing, tuple(config.flaws),
-                   _unchecked(config, history))
+                   history.event_count(), () if foreign_only else tuple(unproven), nothing,
+                   tuple(config.flaws), _unchecked(config, history, unproven if foreign_only
+                                                   else []))
 
 
 def _rests_on_missing(idx: _Index, v: Violation) -> bool:
@@ -757,15 +761,25 @@ FOREIGN_CHECKED = ("disagreement", "learned_different", "decree_changed", "decre
                    "malformed_decree", "crashed_on_input")
 
 
-def _unchecked(config: Config, history: History) -> Unchecked | None:
-    """The rules that could not be checked for the foreign priests, and why; None if none."""
+def _unchecked(config: Config, history: History,
+               dropped: Sequence[Violation] = ()) -> Unchecked | None:
+    """The rules that could not be checked for the foreign priests, and why; None if none.
+
+    `dropped`: violations of the harness's own priests that only a foreign priest's
+    missing events could explain (it may have proposed or voted): named, not judged.
+    """
     if not history.foreign:
         return None
     names = tuple(n for n in config.names if n in history.foreign)
     rules = tuple(k for k in KINDS if k not in FOREIGN_CHECKED)
-    return Unchecked(names, rules, "foreign priests write no events.jsonl and no ledger.log; "
-                     "checked from their decree.txt as the supervisor saw it (every 20 ms and "
-                     f"at every chaos action): {', '.join(FOREIGN_CHECKED)}")
+    why = ("foreign priests write no events.jsonl and no ledger.log; checked from their "
+           "decree.txt as the supervisor saw it (every 20 ms and at every chaos action): "
+           f"{', '.join(FOREIGN_CHECKED)}")
+    kinds = sorted({v.kind for v in dropped})
+    if kinds:
+        why += (f"; for the harness's own priests, {', '.join(kinds)} could not be checked "
+                "either: a foreign priest may have proposed or voted what they learned")
+    return Unchecked(names, rules, why)
 
 
 def load_and_check(config: Config, alive: set[str] | None) -> Verdict:

@@ -51,7 +51,8 @@ from harness.supervisor.core import KILL_WAIT, Launcher, PriestProc
 from harness.supervisor.files import check_not_link, open_file, write_atomic
 from harness.supervisor.launcher import code_to_name, create_time, settle
 from harness.supervisor.state import Identity
-from node.config import Config
+from node.config import Config, load_yaml
+from node.errors import ConfigError
 from node.output import priest_color
 
 POLL = 0.01  # seconds between looks at a starting priest's sockets
@@ -71,16 +72,41 @@ def priest_config_path(config: Config, name: str) -> Path:
 
 
 def config_for(config: Config, name: str, bind: int | None) -> str:
-    """The text of `name`'s config: every priest's address, its own at `bind` behind the relay."""
+    """The text of `name`'s config: every priest's address, its own at `bind` behind the relay.
+
+    As YAML it is the cluster config itself with the priest's own port changed and its
+    paths made absolute (the priest runs in the data dir, not where `up` ran): `data_dir`,
+    and `key_file` (relative to the config file). Every other setting is kept.
+    """
     ports = {n: (bind if n == name and bind is not None else p.port)
              for n, p in config.priests.items()}
     if config.foreign.config_format == "legislators-json":
         legislators = [{"ip": p.host, "port": ports[n], "name": n}
                        for n, p in config.priests.items()]
         return json.dumps({"legislators": legislators}, indent=2) + "\n"
-    doc = {"cluster": config.cluster,
-           "priests": {n: {"host": p.host, "port": ports[n]} for n, p in config.priests.items()}}
+    raw = _raw_config(config)
+    doc: dict[str, Any] = {**raw, "cluster": config.cluster,
+                           "data_dir": str(config.data_dir.resolve())}
+    if config.key_file is not None:
+        doc["key_file"] = str(config.key_file.resolve())
+    given = raw.get("priests")
+    priests: dict[str, Any] = given if isinstance(given, dict) else {}
+    listed: dict[str, Any] = {}
+    for n, p in config.priests.items():
+        entry = priests.get(n)
+        listed[n] = {**(entry if isinstance(entry, dict) else {}), "host": p.host,
+                     "port": ports[n]}
+    doc["priests"] = listed
     return CONFIG_HEADER.format(name=name) + yaml.safe_dump(doc, sort_keys=False)
+
+
+def _raw_config(config: Config) -> dict[str, Any]:
+    """The cluster config file as it was parsed (empty if it cannot be read again now)."""
+    try:
+        raw = load_yaml(config.path)
+    except ConfigError:
+        return {}
+    return raw if isinstance(raw, dict) else {}
 
 
 def write_config(config: Config, name: str, bind: int | None) -> Path:
@@ -272,10 +298,7 @@ class ForeignLauncher:
         before = snapshot(config)
         bind = self.bind.get(name)
         port = bind if bind is not None else config.priests[name].port
-        if config.foreign.config_format == "yaml" and bind is None:
-            config_file = Path(config.path).resolve()  # the cluster config itself: nothing to change
-        else:
-            config_file = write_config(config, name, bind)
+        config_file = write_config(config, name, bind)
         argv = command_for(config, name, config_file, port)
         log_fd = open_file(directory / "priest.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:

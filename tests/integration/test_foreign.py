@@ -369,3 +369,31 @@ def test_the_readmes_walkthrough_does_what_its_comments_say(harness) -> None:
     finally:
         harness.run("down", str(config))
     assert not working_in(harness.cwd / "data")
+
+
+def test_a_mixed_cluster_with_our_own_priest_run_as_a_foreign_one_agrees(harness) -> None:
+    """gamma is `python -m node` started from a command, behind the relay: the YAML written
+    for it keeps the cluster's settings (its data dir, absolute), and verify judges the
+    cluster without calling the foreign priest's missing events unverifiable."""
+    ports = free_udp_ports(3)
+    config = harness.cwd / "mixed.yaml"
+    config.write_text("\n".join([
+        "cluster: mixed",
+        "data_dir: data",
+        "priests:",
+        f"  alpha: {{host: 127.0.0.1, port: {ports[0]}}}",
+        f"  beta: {{host: 127.0.0.1, port: {ports[1]}}}",
+        (f"  gamma: {{host: 127.0.0.1, port: {ports[2]}, "
+         f"command: [{sys.executable}, -m, node, '{{config}}', '{{name}}']}}"),
+    ]) + "\n")
+    assert harness.run("up", str(config), "--detach").returncode == 0
+    try:
+        assert harness.run("chaos", str(config), "--ballot", "gamma").returncode == 0
+        verify = harness.run("verify", str(config), "--wait", "10")
+    finally:
+        assert harness.run("down", str(config)).returncode == 0
+    assert verify.returncode == 0, verify.stdout
+    assert "not checked for gamma" in verify.stdout
+    assert (harness.cwd / "data" / "gamma" / "decree.txt").exists()  # not data/data/gamma
+    written = yaml.safe_load((harness.cwd / "data" / "gamma.config.yaml").read_text())
+    assert written["data_dir"] == str(harness.cwd / "data")

@@ -21,7 +21,7 @@ KINDS: dict[str, str] = {
     "decree_changed": "no priest's decree ever changes once learned",
     "decree_file_mismatch": "a priest's decree.txt holds the decree it learned",
     "malformed_decree": "a decree.txt holds a decree (digits, '-' if negative, no leading zero) "
-                        "and a newline",
+                        "and a newline; a foreign priest's, an int with or without a newline",
     "decree_lost": "a priest that learned a decree keeps its decree.txt",
     "ledger_lost": "a priest's ledger keeps every promise and vote it recorded (across restarts)",
     "unproposed_decree": "a learned decree was proposed in some BeginBallot",

@@ -219,8 +219,8 @@ class Daemon:
         self._files(name, proc.handle.before)
 
     def _files(self, name: str, before: frozenset[str]) -> None:
-        """Record what is in the priests' directories now and was not `before` name's run."""
-        created = tuple(sorted(snapshot(self.config) - before))
+        """Record what `name`'s run created: in its snapshot now, and not `before` it."""
+        created = tuple(sorted(snapshot(self.config, name) - before))
         if created:
             self._record(PriestFiles(t=now(), priest=name, created=created))
 

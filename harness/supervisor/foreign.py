@@ -245,14 +245,17 @@ class ForeignHandle:
     before: frozenset[str] = field(default_factory=frozenset)  # paths there before it started
 
 
-def snapshot(config: Config) -> frozenset[str]:
-    """Every path under the priests' directories (and the directories), relative to the data dir."""
+def snapshot(config: Config, name: str) -> frozenset[str]:
+    """What foreign priest `name` may create, as paths relative to the data dir: everything
+    under its own directory, and the other priests' directories themselves (the original
+    makes one for every priest of its config), not what is in them."""
     found: set[str] = set()
-    for name in config.names:
-        top = config.priest_dir(name)
-        if not top.is_dir() or top.is_symlink():
-            continue
-        found.add(name)
+    for other in config.names:
+        top = config.priest_dir(other)
+        if top.is_dir() and not top.is_symlink():
+            found.add(other)
+    top = config.priest_dir(name)
+    if name in found:
         for root, dirs, files in os.walk(top):
             rel = os.path.relpath(root, config.data_dir)
             found.update(os.path.join(rel, f) for f in (*dirs, *files))
@@ -295,7 +298,7 @@ class ForeignLauncher:
         directory = config.priest_dir(name)
         check_not_link(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        before = snapshot(config)
+        before = snapshot(config, name)
         bind = self.bind.get(name)
         port = bind if bind is not None else config.priests[name].port
         config_file = write_config(config, name, bind)

@@ -155,6 +155,8 @@ def wipe_data_dir(config: Config) -> list[Path]:
     files: list[Path] = []
     dirs: list[Path] = []
     created = _created(config) if config.foreign_names else set()
+    if config.foreign_names:
+        _no_foreign_running(config)
     for name in config.names:
         directory = config.priest_dir(name)
         if not directory.exists() and not directory.is_symlink():
@@ -216,6 +218,22 @@ def _created(config: Config) -> set[str]:
             if isinstance(created, list):
                 found.update(c for c in created if isinstance(c, str))
     return found
+
+
+def _no_foreign_running(config: Config) -> None:
+    """UsageError if a process works in the data dir: a foreign priest holds no priest.lock,
+    but it runs there (one its supervisor left, or one started by hand)."""
+    import psutil
+
+    top = str(config.data_dir.resolve())
+    for p in psutil.process_iter(["cwd", "name"]):
+        try:
+            cwd = p.info["cwd"]
+        except psutil.Error:
+            continue
+        if cwd and (cwd == top or cwd.startswith(top + os.sep)) and p.pid != os.getpid():
+            raise _refuse(config, config.data_dir, f"a process runs in it ({p.info['name']}, "
+                                                   f"pid {p.pid}): stop it first")
 
 
 def _foreign_files(config: Config, name: str, directory: Path, created: set[str]) -> list[Path]:

@@ -360,3 +360,16 @@ def test_garbage_stops_at_its_time_budget_and_sends_nothing_to_the_dead(tmp_path
         child.kill()
         child.wait()
         sink.close()
+
+
+def test_fresh_refuses_while_a_process_runs_in_the_data_dir(tmp_path: Path) -> None:
+    c = config_in(tmp_path)
+    c.data_dir.mkdir(parents=True)
+    child = subprocess.Popen(["sleep", "30"], cwd=c.data_dir)
+    try:
+        with pytest.raises(UsageError, match=rf"a process runs in it \(sleep, pid {child.pid}\)"):
+            wipe_data_dir(c)
+    finally:
+        child.kill()
+        child.wait()
+    wipe_data_dir(c)  # once it is gone

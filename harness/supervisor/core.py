@@ -51,6 +51,7 @@ from node.messages import Ballot
 
 DEFAULT_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 KILL_WAIT = 5.0  # a SIGKILLed process is gone long before this; only a bound
+TICK = 0.02  # seconds between the `tick`s of a long wait
 
 
 @dataclass
@@ -147,12 +148,13 @@ class Supervisor:
                  record: Recorder = _nothing, on_change: Callable[[], None] = _nothing,
                  grace: float = DEFAULT_GRACE, network: Network | None = None,
                  no_network: str = "", inject: Injector | None = None,
-                 watch: Watch | None = None) -> None:
+                 watch: Watch | None = None, tick: Callable[[], None] | None = None) -> None:
         self.priests = {n: Priest(n) for n in names}
         self.network, self.faults = network, Faults()
         self.no_network = no_network  # why network actions are refused without a relay
         self.inject = inject
         self.watch: Watch = watch if watch is not None else _NoWatch()
+        self.tick = tick  # what must still happen every TICK s while it waits (a stop's grace)
         self.launcher, self.clock, self.record = launcher, clock, record
         self.on_change, self.grace = on_change, grace
         self._turn = -1  # the last priest Ctrl+Z asked for a ballot
@@ -220,10 +222,14 @@ class Supervisor:
                 self.reap([p.proc], KILL_WAIT)
         deadline = self.clock() + self.grace
         while pending and (left := deadline - self.clock()) > 0:
+            if self.tick is not None:  # the loop's duties go on during the grace period
+                left = min(left, TICK)
             for name, status in self.launcher.wait(list(pending.values()), left).items():
                 del pending[name]
                 outcomes[name] = f"stopped (exit status {status})"
                 self.exited(name, status)
+            if self.tick is not None:
+                self.tick()
         for name, proc in pending.items():
             self.launcher.signal(proc, signal.SIGKILL)
             outcomes[name] = f"killed after the {self.grace:g} s grace period"

@@ -136,7 +136,8 @@ class Daemon:
                       if config.foreign_names and config.foreign.transport == "tcp" else "")
         self.sup = Supervisor(config.names, self.launcher, clock=time.monotonic,
                               record=self._record, on_change=self._save, network=self.relay,
-                              no_network=no_network, inject=self._garbage, watch=self.watch)
+                              no_network=no_network, inject=self._garbage, watch=self.watch,
+                              tick=self._keep_up if config.foreign_names else None)
 
     def _launcher(self, *, detached: bool, color: bool | None, messages: bool) -> Launcher:
         """The fork launcher for the harness's own priests, with foreign ones beside it if any."""
@@ -150,7 +151,7 @@ class Daemon:
             return own
         self.foreign = ForeignLauncher(config, out=None if detached else self.say.out,
                                        color=bool(self.say.color), bind=self.bind,
-                                       failed_run=self._files)
+                                       failed_run=self._files, tick=self._keep_up)
         self.decrees = DecreeWatch(Path(self.state.data_dir), config.foreign_names, self._record)
         return MixedLauncher(config, own, self.foreign)
 

@@ -267,8 +267,10 @@ class ForeignLauncher:
 
     def __init__(self, config: Config, *, out: TextIO | None, color: bool,
                  bind: dict[str, int] | None = None,
-                 failed_run: Callable[[str, frozenset[str]], None] | None = None) -> None:
+                 failed_run: Callable[[str, frozenset[str]], None] | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
         self.config, self.out, self.color = config, out, color
+        self.tick = tick  # what must still happen while it waits for a priest to be ready
         self.bind = bind or {}
         # Told of each priest that did not start, with what was there before it ran: its
         # files are its run's as much as those of a priest that started.
@@ -361,6 +363,8 @@ class ForeignLauncher:
             if not waiting or time.monotonic() >= deadline:
                 break
             time.sleep(POLL)
+            if self.tick is not None:
+                self.tick()
         for name, proc in waiting.items():
             port = self.bind.get(name, self.config.priests[name].port)
             other = "tcp" if transport == "udp" else "udp"

@@ -167,6 +167,18 @@ def test_teardown_terms_then_kills_a_priest_that_ignores_sigterm_after_the_grace
     assert len(events.kinds("priest_exited")) == 4
 
 
+def test_a_stops_grace_period_ticks_so_the_loops_duties_go_on() -> None:
+    clock = FakeClock()
+    launcher = FakeLauncher(clock)
+    ticks: list[float] = []
+    sup = Supervisor(NAMES, launcher, clock=clock, grace=3.0, tick=lambda: ticks.append(clock.now))
+    launcher.term_delay["gamma"] = None
+    sup.start(NAMES)
+    sup.teardown()
+    assert clock.now == pytest.approx(3.0) and len(ticks) >= 3.0 / 0.02 - 1
+    assert max(b - a for a, b in zip([0.0, *ticks], ticks, strict=False)) <= 0.02 + 1e-9
+
+
 def test_teardown_does_not_wait_the_grace_when_everyone_exits_at_once(world) -> None:
     sup, _, clock, _ = world
     sup.start(NAMES)

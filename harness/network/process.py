@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import select
 import signal
 import socket
@@ -32,32 +33,57 @@ ANSWER_TIMEOUT = 2.0
 STOP_GRACE = 2.0
 LOG_MAX = 100_000  # lines of network.jsonl before it is rotated to network.jsonl.1
 NETWORK_FILE = "network.jsonl"
+PRIVATE_LOW, PRIVATE_HIGH = 20000, 32768  # where priests' private ports are drawn
 
 
 class RelayDown(Exception):
     """The relay is not running (it died, or has not been started)."""
 
 
-def private_ports(config: Config) -> dict[str, int]:
-    """A free port for each priest on its own loopback host, none of them a configured port."""
+def private_ports(config: Config, rng: random.Random | None = None) -> dict[str, int]:
+    """A free port for each priest on its own loopback host, none of them a configured port.
+
+    Drawn below the kernel's ephemeral range: a port the kernel hands out for `bind(0)` or
+    an outgoing socket can be taken by anyone between the relay's start and a priest's
+    restart on it much later; one below that range only by a process that asks for it.
+    """
+    rng = rng or random.Random()
+    low, high = PRIVATE_LOW, min(_ephemeral_low(), PRIVATE_HIGH)
     taken = {p.port for p in config.priests.values()}
     held: list[socket.socket] = []
     ports: dict[str, int] = {}
     try:
         for name, p in config.priests.items():
-            while True:
+            for _ in range(1000):
+                port = rng.randrange(low, high)
+                if port in taken:
+                    continue
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind((p.host, 0))
+                try:
+                    s.bind((p.host, port))
+                except OSError:
+                    s.close()
+                    continue
                 held.append(s)  # held until all are chosen: no two priests get one port
-                port = int(s.getsockname()[1])
-                if port not in taken:
-                    ports[name] = port
-                    taken.add(port)
-                    break
+                ports[name] = port
+                taken.add(port)
+                break
+            else:
+                raise StartupError(f"no free port for priest {name}'s private address in "
+                                   f"{low}-{high - 1} on {p.host}")
     finally:
         for s in held:
             s.close()
     return ports
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux), or 32768."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 class RelayProcess:

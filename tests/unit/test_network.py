@@ -132,3 +132,15 @@ def test_the_config_says_relay_or_direct() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config({"priests": priests, "network": "netem"}, "c.yaml")
     assert str(e.value).startswith("c.yaml: network: must be one of relay, direct")
+
+
+def test_private_ports_are_free_distinct_and_below_the_ephemeral_range() -> None:
+    from harness.network.process import PRIVATE_LOW, _ephemeral_low, private_ports
+    from node.config import parse_config
+
+    config = parse_config({"priests": {f"p{i}": {"port": PRIVATE_LOW + i} for i in range(5)}},
+                          "c.yaml")
+    ports = private_ports(config)
+    assert set(ports) == set(config.names) and len(set(ports.values())) == 5
+    assert all(PRIVATE_LOW <= port < _ephemeral_low() for port in ports.values())
+    assert not set(ports.values()) & {p.port for p in config.priests.values()}

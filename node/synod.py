@@ -200,7 +200,7 @@ class Priest:
                     f"its last vote: {self.ledger.prev_vote}")
             effects.append(Record(EventKind.PROMISED, text, b, peer=self.name))
         return effects + [
-            *[Send(p, NextBallot(self.name, b)) for p in self.priests],
+            *self._to_all(NextBallot(self.name, b)),
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
@@ -225,7 +225,7 @@ class Priest:
         return [
             Record(EventKind.PROPOSED, f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {d})",
                    b, d, quorum=tuple(sorted(self.last_votes))),
-            *[Send(p, BeginBallot(self.name, b, d)) for p in self.priests],
+            *self._to_all(BeginBallot(self.name, b, d)),
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
@@ -385,9 +385,14 @@ class Priest:
     def _others(self) -> list[str]:
         return [p for p in self.priests if p != self.name]
 
+    def _to_all(self, m: Message) -> list[Effect]:
+        # One message object for every priest: the runtime encodes it once.
+        return [Send(p, m) for p in self.priests]
+
     def _success_to(self, dsts: Sequence[str]) -> list[Effect]:
         assert self.decree is not None
-        return [Send(p, Success(self.name, self.decree_ballot, self.decree)) for p in dsts]
+        m = Success(self.name, self.decree_ballot, self.decree)
+        return [Send(p, m) for p in dsts]
 
 
 __all__ = ["Priest", "FRESH_LEDGER", "RETRANSMIT", "BACKOFF"]

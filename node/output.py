@@ -49,6 +49,15 @@ def use_color(out: TextIO) -> bool:
     return "NO_COLOR" not in os.environ and hasattr(out, "isatty") and out.isatty()
 
 
+def _is_devnull(out: TextIO) -> bool:
+    """Whether `out` writes to /dev/null (what a quiet forked priest is given)."""
+    try:
+        mine, null = os.fstat(out.fileno()), os.stat(os.devnull)
+    except (AttributeError, OSError, ValueError):
+        return False  # no descriptor (a StringIO in tests): it shows what it is given
+    return (mine.st_dev, mine.st_ino) == (null.st_dev, null.st_ino)
+
+
 def priest_color(index: int) -> str:
     priests = palette().priests
     return priests[(index - 1) % len(priests)]
@@ -66,6 +75,8 @@ class Narrator:
                  messages: bool = True) -> None:
         self.name, self.out, self.color = name, out, color
         self.messages = messages  # False: message lines go to priest.log only, not to `out`
+        # A forked priest's terminal is often /dev/null: build no lines for it.
+        self.shows = not _is_devnull(out)
         self.prefix = f"{priest_color(index)}{name:>8}{palette().reset}" if color else f"{name:>8}"
         self.log_fd = log_fd  # priest.log, opened by the runtime (never through a link)
         self.plain: list[str] = []
@@ -84,7 +95,7 @@ class Narrator:
         stamp = self._stamp()
         plain = f"{self.name:>8} | {stamp} {text}\n"
         self.plain.append(plain)
-        if not self.messages and kind in MESSAGE_KINDS:
+        if not self.shows or (not self.messages and kind in MESSAGE_KINDS):
             return
         if self.color:
             colors = palette()
@@ -100,6 +111,8 @@ class Narrator:
         shown = "".join(self.shown)
         self.plain.clear()
         self.shown.clear()
+        if not shown:
+            return
         try:
             self.out.write(shown)
             self.out.flush()

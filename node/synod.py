@@ -14,7 +14,8 @@ file, clock or random number, so the same object runs in a real process
 A ballot goes:
 
 1. The proposer picks a ballot number b higher than any it has seen, makes
-   `last_tried = b` durable, and sends `NextBallot(b)` to every priest.
+   `last_tried = b` durable (with its own promise of b, in the same record),
+   and sends `NextBallot(b)` to every priest, itself included.
 2. A priest whose promise `next_bal` is not above b makes `next_bal = b`
    durable and answers `LastVote(b, v)`, v its latest vote (or none).
 3. With LastVotes from a quorum (a strict majority of all priests), the
@@ -182,14 +183,24 @@ class Priest:
             text = (f"cannot begin a ballot: it would have to be above {top}, and no ballot "
                     f"round may exceed {MAX_ROUND}")
             return [Record(EventKind.IGNORED, text, top, promised=top)]
-        self.ledger = replace(self.ledger, last_tried=b)
+        # The proposer is one of the priests it polls: its own promise of b goes
+        # into the same ledger record as last_tried (one durable write, not two),
+        # so its own NextBallot finds b promised already and is answered at once.
+        promises = b > self.ledger.next_bal
+        self.ledger = replace(self.ledger, last_tried=b, next_bal=max(self.ledger.next_bal, b))
         self.ballot, self.phase, self.ticks = b, "polling", 0
         self.last_votes, self.voters = {}, set()
         self.highest_seen = max(self.highest_seen, b)
-        return [
+        effects: list[Effect] = [
             Persist(self.ledger),
             Record(EventKind.BALLOT_STARTED, f"begins ballot {b}: NextBallot({b}) to every priest", b),
-            *[Send(p, NextBallot(self.name, b)) for p in self.priests],
+        ]
+        if promises:
+            text = (f"promises itself not to vote in any ballot below {b}; "
+                    f"its last vote: {self.ledger.prev_vote}")
+            effects.append(Record(EventKind.PROMISED, text, b, peer=self.name))
+        return effects + [
+            *self._to_all(NextBallot(self.name, b)),
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
@@ -214,7 +225,7 @@ class Priest:
         return [
             Record(EventKind.PROPOSED, f"a quorum promised ballot {b}; {why}; BeginBallot({b}, {d})",
                    b, d, quorum=tuple(sorted(self.last_votes))),
-            *[Send(p, BeginBallot(self.name, b, d)) for p in self.priests],
+            *self._to_all(BeginBallot(self.name, b, d)),
             SetTimer(RETRANSMIT, self.timing.retransmit),
         ]
 
@@ -374,9 +385,14 @@ class Priest:
     def _others(self) -> list[str]:
         return [p for p in self.priests if p != self.name]
 
+    def _to_all(self, m: Message) -> list[Effect]:
+        # One message object for every priest: the runtime encodes it once.
+        return [Send(p, m) for p in self.priests]
+
     def _success_to(self, dsts: Sequence[str]) -> list[Effect]:
         assert self.decree is not None
-        return [Send(p, Success(self.name, self.decree_ballot, self.decree)) for p in dsts]
+        m = Success(self.name, self.decree_ballot, self.decree)
+        return [Send(p, m) for p in dsts]
 
 
 __all__ = ["Priest", "FRESH_LEDGER", "RETRANSMIT", "BACKOFF"]

@@ -34,7 +34,7 @@ from bench.cluster import free_udp_ports, priest_names  # noqa: E402
 
 WIDTH = 1400
 ENV = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(REPO)}
-FLAW_SEED = 444  # README: `--until disagreement` finds it for same-ballot-numbers
+FLAW_SEED = 444  # README: one where same-ballot-numbers makes priests disagree
 
 
 def harness(cwd: Path, *args: str, ok: tuple[int, ...] = (0,)) -> str:

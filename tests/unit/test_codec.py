@@ -257,6 +257,17 @@ def test_encode_refuses_an_invalid_message(message: Message) -> None:
         CODEC.encode(message)
 
 
+def test_a_message_sent_to_every_priest_is_encoded_once() -> None:
+    m = BeginBallot("alpha", B3, 7)
+    data = CODEC.encode(m)
+    assert CODEC.encode(m) is data  # the same object again: the datagram already made
+    assert CODEC.decode(data) == m
+    other = BeginBallot("alpha", B3, 8)  # an equal-looking value is encoded on its own
+    assert CODEC.encode(other) != data and CODEC.decode(CODEC.encode(other)) == other
+    with pytest.raises(ValueError):
+        CODEC.encode(BeginBallot("alpha", B3, True))  # never answered from the last one
+
+
 # --- properties ----------------------------------------------------------------
 
 NAMES = list(ADDRESSES)

@@ -62,13 +62,32 @@ def b(r: int, p: str) -> Ballot:
 def test_ballot_request_persists_last_tried_then_sends_next_ballot_to_every_priest() -> None:
     p = priest()
     effects = p.handle(BallotRequested())
-    assert persisted(effects) == [LedgerState(last_tried=b(1, "alpha"))]
+    assert persisted(effects) == [LedgerState(last_tried=b(1, "alpha"), next_bal=b(1, "alpha"))]
     assert [(s.dst, s.message) for s in sends(effects)] == [
         (n, NextBallot("alpha", b(1, "alpha"))) for n in NAMES]
     first_send = next(i for i, e in enumerate(effects) if isinstance(e, Send))
     assert any(isinstance(e, Persist) for e in effects[:first_send])
     assert SetTimer(RETRANSMIT, Timing().retransmit) in effects
     assert "ballot_started" in kinds(effects)
+
+
+def test_the_proposers_own_promise_is_durable_with_last_tried_in_one_write() -> None:
+    p = priest()
+    effects = p.handle(BallotRequested())
+    assert persisted(effects) == [LedgerState(last_tried=b(1, "alpha"), next_bal=b(1, "alpha"))]
+    assert "promised" in kinds(effects)  # its promise is recorded, as any acceptor's is
+    own = p.handle(Received(NextBallot("alpha", b(1, "alpha"))))
+    assert persisted(own) == []  # already durable: no second write
+    assert [(s.dst, s.message) for s in sends(own)] == [
+        ("alpha", LastVote("alpha", b(1, "alpha"), NO_VOTE))]
+
+
+def test_a_ballot_below_the_promise_never_lowers_it() -> None:
+    # Only a flawed numbering can begin a ballot below the promise; it stays.
+    p = priest(ledger=LedgerState(next_bal=b(5, "delta")), strategy=strategy(("same-ballot-numbers",)))
+    effects = p.handle(BallotRequested())
+    assert persisted(effects) == [LedgerState(last_tried=b(1, "*"), next_bal=b(5, "delta"))]
+    assert "promised" not in kinds(effects)
 
 
 def test_ballot_numbers_are_unique_per_priest_and_above_everything_seen() -> None:

@@ -19,6 +19,7 @@ This module imports nothing from the harness, so every part of it can use it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import types
 from dataclasses import dataclass
@@ -59,6 +60,13 @@ class RecordError(ValueError):
 def now() -> int:
     """The time to stamp a record with: CLOCK_MONOTONIC in ns, as the priests' events use."""
     return time.monotonic_ns()
+
+
+def fresh_seed() -> int:
+    """A new seed (0 to 2**31 - 1) for a draw that a record then names: a random plan, the
+    relay's faults, garbage. os.urandom, not `secrets`, which loads OpenSSL (3.8 MB that
+    the supervisor, and every priest it forks, would then carry)."""
+    return int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,4 +370,4 @@ def _plain(value: object) -> object:
 
 __all__ = ["Kind", "Result", "Record", "RecordError", "Up", "PriestStarted", "PriestExited",
            "ChaosAction", "Down", "ChaosStart", "ChaosEnd", "NetworkChange", "RelayStarted",
-           "RelayExited", "DecreeSeen", "Garbage", "PriestFiles", "RECORDS", "field_names", "now"]
+           "RelayExited", "DecreeSeen", "Garbage", "PriestFiles", "RECORDS", "field_names", "fresh_seed", "now"]

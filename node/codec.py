@@ -305,4 +305,4 @@ class Codec:
         return obj
 
 
-__all__ = ["Hmac", "Codec", "DatagramError", "DropReason", "MAX_DATAGRAM"]
+__all__ = ["Hmac", "Codec", "DatagramError", "DropReason", "MAX_DATAGRAM", "sha256"]

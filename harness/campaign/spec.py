@@ -13,7 +13,6 @@ A campaign is `runs` runs of one config. Run k (1-based) gets:
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import signal
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import yaml
 
 from harness.chaos.plan import Plan, plan_random
 from harness.errors import PROG
+from node import codec  # its sha256 is the interpreter's own: hashlib would load OpenSSL
 from node.config import Config
 
 CAMPAIGN_DIR = "campaign"  # under the config's data dir
@@ -74,7 +74,7 @@ class Campaign:
 
 def run_seed(seed: int, k: int) -> int:
     """The seed of run k's plan, from the campaign's seed: stable across versions and hosts."""
-    digest = hashlib.sha256(f"paxos-harness campaign {seed} run {k}".encode()).digest()
+    digest = codec.sha256(f"paxos-harness campaign {seed} run {k}".encode()).digest()
     return int.from_bytes(digest[:4], "big") >> 1  # 31 bits, as `chaos --random` draws
 
 

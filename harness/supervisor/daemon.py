@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -35,7 +34,7 @@ from harness.errors import (
 )
 from harness.network.process import NETWORK_FILE, RelayNetwork, RelayProcess, private_ports
 from harness.output import Say, use_color
-from harness.record import Down, PriestExited, PriestFiles, Record, Up, now
+from harness.record import Down, PriestExited, PriestFiles, Record, Up, fresh_seed, now
 from harness.supervisor.control import ControlServer
 from harness.supervisor.core import (
     DEFAULT_GRACE,
@@ -161,7 +160,7 @@ class Daemon:
         transport = self.config.foreign.transport if self.config.is_foreign(name) else "udp"
         address = (p.host, self.bind.get(name, p.port))
         sent = send_garbage(name, proc.pid, address, transport, count, self.config.names,
-                            seed=secrets.randbelow(2**31), between=self._keep_up)
+                            seed=fresh_seed(), between=self._keep_up)
         self._record(sent)
         return garbage_outcome(sent)
 
@@ -182,7 +181,7 @@ class Daemon:
         bind = private_ports(config)
         process = RelayProcess(config, bind, log=data_dir / NETWORK_FILE)
         return RelayNetwork(process, record=self._record,
-                            seeds=lambda: secrets.randbelow(2**31)), bind
+                            seeds=fresh_seed), bind
 
     def _relay_turn(self, ready: Sequence[object]) -> None:
         """After a wait: note a relay that died, and restart it when its back-off is over."""

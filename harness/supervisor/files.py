@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
-import secrets
 import stat
 import tempfile
 from pathlib import Path
 
 from harness.errors import LinkError, UserError
+from node import codec  # its sha256 is the interpreter's own: hashlib would load OpenSSL
 from node.ledger import LOCK as PRIEST_LOCK
 
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -74,7 +73,7 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     ends anyway. A link at `path` is refused rather than replaced.
     """
     check_not_link(path)
-    temp = path.with_name(f"{path.name}.tmp{secrets.token_hex(4)}")
+    temp = path.with_name(f"{path.name}.tmp{os.urandom(4).hex()}")
     fd = open_file(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -103,7 +102,8 @@ def private_dir() -> Path:
 
 def cluster_key(data_dir: Path) -> str:
     """A short name for a cluster, from its absolute data dir: the same from any directory."""
-    return hashlib.sha256(os.fsencode(data_dir.resolve())).hexdigest()[:20]
+    digest: str = codec.sha256(os.fsencode(data_dir.resolve())).hexdigest()
+    return digest[:20]
 
 
 def private_path(data_dir: Path, suffix: str) -> Path:

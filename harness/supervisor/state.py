@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +121,7 @@ def create_state(state: RunState) -> None:
     check_not_link(path)
     # Written whole in a temp file, then linked into place: link() fails if the name
     # exists (so still exclusive), and no reader ever sees the file empty or half written.
-    temp = path.with_name(f"{path.name}.tmp{secrets.token_hex(4)}")
+    temp = path.with_name(f"{path.name}.tmp{os.urandom(4).hex()}")
     fd = open_file(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

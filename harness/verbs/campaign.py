@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from harness.campaign.spec import (
 from harness.chaos.plan import FAULT_KINDS, MAX_STEPS
 from harness.check.verdict import KINDS
 from harness.errors import UsageError
+from harness.record import fresh_seed
 from harness.supervisor.state import check_data_dir
 from harness.verbs.args import config_arg, count_arg, fault_kinds, number_arg, seed_arg
 from node.config import load_config
@@ -141,7 +141,7 @@ def _campaign(args: argparse.Namespace) -> Campaign:
     runs = args.runs if args.runs is not None else DEFAULT_RUNS
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     return Campaign(config, runs=runs, duration=duration,
-                    seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
+                    seed=args.seed if args.seed is not None else fresh_seed(),
                     rate=rate, faults=tuple(kinds), flaws=tuple(dict.fromkeys(args.flaw)),
                     jobs=max(1, min(jobs, runs if args.run is None else 1)), keep=args.keep,
                     keep_going=args.keep_going, only=args.run,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import secrets
 import sys
 from typing import Any
 
 from harness.chaos.executor import execute, load_schedule
 from harness.chaos.plan import FAULT_KINDS, SLEEP, Plan, describe_plan, plan_from_args, plan_random
 from harness.errors import PROG, NotUpError, UsageError
+from harness.record import fresh_seed
 from harness.supervisor import control
 from harness.supervisor.actions import ACTIONS, MAX_GARBAGE, Target
 from harness.supervisor.state import RunState, read_state, resolve_config
@@ -161,7 +161,7 @@ def _fixed_plan(args: argparse.Namespace, mode: str, config: Config) -> Plan | N
 
 def _random_plan(args: argparse.Namespace, config: Config, state: RunState | None) -> Plan:
     """The nemesis's plan, from the priests' real states if the cluster is up (else all running)."""
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    seed = args.seed if args.seed is not None else fresh_seed()
     initial = None
     if state is not None:  # plan from the real states, so that no step is refused
         rows = control.request(state.socket, "status", owner=state.supervisor.pid)["priests"]

@@ -49,8 +49,7 @@ from colorama import Style
 from harness.errors import UserError
 from harness.supervisor.core import KILL_WAIT, Launcher, PriestProc
 from harness.supervisor.files import check_not_link, open_file, write_atomic
-from harness.supervisor.launcher import code_to_name, create_time, settle
-from harness.supervisor.state import Identity
+from harness.supervisor.launcher import code_to_name, create_time, signal_group
 from node.config import Config, load_yaml
 from node.errors import ConfigError
 from node.output import priest_color
@@ -402,15 +401,7 @@ class ForeignLauncher:
     # --- signals, ends, output ---
 
     def signal(self, proc: PriestProc, sig: int) -> bool:
-        if not Identity(proc.pid, proc.create_time).alive():
-            return False
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return False
-        if sig in (signal.SIGSTOP, signal.SIGCONT):
-            settle(proc.pid, stopped=sig == signal.SIGSTOP)
-        return True
+        return signal_group(proc, sig)
 
     def wait(self, procs: Sequence[PriestProc], timeout: float) -> dict[str, int]:
         by_sentinel = {cast(ForeignHandle, p.handle).sentinel: p for p in procs}

@@ -89,17 +89,7 @@ class ForkLauncher:
         return started, failed
 
     def signal(self, proc: PriestProc, sig: int) -> bool:
-        # Our own unreaped child cannot have its pid recycled; the start-time check
-        # is the rule anyway, and it also tells a zombie (already dead) apart.
-        if not Identity(proc.pid, proc.create_time).alive():
-            return False
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return False
-        if sig in (signal.SIGSTOP, signal.SIGCONT):
-            settle(proc.pid, stopped=sig == signal.SIGSTOP)
-        return True
+        return signal_group(proc, sig)
 
     def wait(self, procs: Sequence[PriestProc], timeout: float) -> dict[str, int]:
         by_sentinel = {p.handle.sentinel: p for p in procs}
@@ -112,6 +102,24 @@ class ForkLauncher:
             ended[p.name] = p.handle.exitcode
             p.handle.close()
         return ended
+
+
+def signal_group(proc: PriestProc, sig: int) -> bool:
+    """Send `sig` to the priest's process group; False if it is already gone.
+
+    Our own unreaped child cannot have its pid recycled; the start-time check is the
+    rule anyway, and it also tells a zombie (already dead) apart. After SIGSTOP or
+    SIGCONT it waits until the kernel shows the change, so the answer is then true.
+    """
+    if not Identity(proc.pid, proc.create_time).alive():
+        return False
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    if sig in (signal.SIGSTOP, signal.SIGCONT):
+        settle(proc.pid, stopped=sig == signal.SIGSTOP)
+    return True
 
 
 def settle(pid: int, *, stopped: bool, timeout: float = 1.0) -> None:

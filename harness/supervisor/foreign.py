@@ -370,7 +370,6 @@ class ForeignLauncher:
             hint = (f": it listens on {other.upper()} port {port}, but the config says "
                     f"transport: {transport}" if _bound(proc.pid, port, other) else
                     f": it never bound {transport.upper()} port {port}")
-            os.killpg(proc.pid, signal.SIGKILL)
             failed[name] = (f"not ready after {self.config.foreign.ready_timeout:g} s{hint}"
                             f"{self._finish(proc)}")
         return started

@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable
 
 from harness.chaos.plan import FAULT_KINDS
+from harness.errors import UsageError
+from node.config import Config
 
 
 def number_arg(what: str, *, above_zero: bool = False) -> Callable[[str], float]:
@@ -86,4 +88,17 @@ def fault_kinds(text: str) -> tuple[str, ...]:
     if bad or not kinds:
         raise argparse.ArgumentTypeError(f"choose from {', '.join(FAULT_KINDS)} (comma-separated), "
                                          f"got {text!r}")
+    return kinds
+
+
+def faults_for(config: Config, kinds: tuple[str, ...] | None) -> tuple[str, ...]:
+    """What a random nemesis on `config` mixes: `kinds` as asked (--faults), checked, or by
+    default both process and network faults, process only without a relay."""
+    if kinds is None:
+        return FAULT_KINDS if config.network == "relay" else ("process",)
+    if "network" in kinds and config.network != "relay":
+        why = ("its priests talk TCP (transport: tcp), and the relay carries UDP only"
+               if config.foreign_names and config.foreign.transport == "tcp" else
+               "it says `network: direct`, so no relay carries the datagrams")
+        raise UsageError(f"--faults network: {config.path}: {why}; use --faults process")
     return kinds

@@ -17,12 +17,12 @@ from harness.campaign.spec import (
     DEFAULT_RUNS,
     Campaign,
 )
-from harness.chaos.plan import FAULT_KINDS, MAX_STEPS
+from harness.chaos.plan import MAX_STEPS
 from harness.check.verdict import KINDS
 from harness.errors import UsageError
 from harness.record import fresh_seed
 from harness.supervisor.state import check_data_dir
-from harness.verbs.args import config_arg, count_arg, fault_kinds, number_arg, seed_arg
+from harness.verbs.args import config_arg, count_arg, fault_kinds, faults_for, number_arg, seed_arg
 from node.config import load_config
 from node.flaws import FLAW_NAMES
 from node.flaws import warning as flaw_warning
@@ -127,12 +127,7 @@ def _campaign(args: argparse.Namespace) -> Campaign:
         raise UsageError("--run K replays run K of a campaign: give that campaign's --seed too")
     if args.run is not None and args.runs is not None and args.run > args.runs:
         raise UsageError(f"--run {args.run} is not one of the --runs {args.runs}")
-    kinds = args.faults
-    if kinds is None:
-        kinds = FAULT_KINDS if config.network == "relay" else ("process",)
-    elif "network" in kinds and config.network != "relay":
-        raise UsageError(f"--faults network: {config.path} says `network: direct`, so no relay "
-                         f"carries the datagrams; use --faults process, or remove that line")
+    kinds = faults_for(config, args.faults)
     duration = args.duration if args.duration is not None else DEFAULT_DURATION
     rate = args.rate if args.rate is not None else DEFAULT_RATE
     if duration * rate > MAX_STEPS:

@@ -8,13 +8,13 @@ import sys
 from typing import Any
 
 from harness.chaos.executor import execute, load_schedule
-from harness.chaos.plan import FAULT_KINDS, SLEEP, Plan, describe_plan, plan_from_args, plan_random
+from harness.chaos.plan import SLEEP, Plan, describe_plan, plan_from_args, plan_random
 from harness.errors import PROG, NotUpError, UsageError
 from harness.record import fresh_seed
 from harness.supervisor import control
 from harness.supervisor.actions import ACTIONS, MAX_GARBAGE, Target
 from harness.supervisor.state import RunState, read_state, resolve_config
-from harness.verbs.args import config_arg, fault_kinds, number_arg, seed_arg
+from harness.verbs.args import config_arg, fault_kinds, faults_for, number_arg, seed_arg
 from node.config import Config
 
 
@@ -166,12 +166,7 @@ def _random_plan(args: argparse.Namespace, config: Config, state: RunState | Non
     if state is not None:  # plan from the real states, so that no step is refused
         rows = control.request(state.socket, "status", owner=state.supervisor.pid)["priests"]
         initial = {r["priest"]: r["state"] for r in rows}
-    kinds = args.faults
-    if kinds is None:
-        kinds = FAULT_KINDS if config.network == "relay" else ("process",)
-    elif "network" in kinds and config.network != "relay":
-        raise UsageError(f"--faults network: {config.path} says `network: direct`, so no relay "
-                         f"carries the datagrams; use --faults process, or remove that line")
+    kinds = faults_for(config, args.faults)
     return plan_random(config.names, seed, args.duration or 10.0, args.rate or 2.0,
                        initial=initial, allow_majority_loss=args.allow_majority_loss,
                        faults=kinds, watchable=not config.foreign_names)

@@ -331,6 +331,17 @@ def test_a_campaign_runs_foreign_priests(harness) -> None:
     assert done.returncode in (0, 1), done.stdout + done.stderr
     summary = json.loads(done.stdout)
     assert summary["done"] == 2 and len(summary["results"]) == 2, summary
+    assert summary["exit_status"] == done.returncode
+    for result in summary["results"]:
+        # Each run judged: a verdict of its own (the naive priest may well break a rule),
+        # its phases timed from up to down.
+        assert result["status"] in ("pass", "violation", "undecided"), result
+        assert {"up", "chaos", "verify", "down"} <= set(result["phases"]), result
+    failed = [r for r in summary["results"] if r["status"] == "violation"]
+    assert len(summary["failures"]) == len(failed)
+    for failure in summary["failures"]:  # its files kept, with the plan and the verdict
+        kept = Path(failure["directory"])
+        assert (kept / "plan.txt").exists() and (kept / "verdict.txt").exists()
     assert not working_in(harness.cwd / "data")
 
 

@@ -712,12 +712,16 @@ def _rows(idx: _Index, alive: set[str]) -> tuple[PriestRow, ...]:
 # --- entry points ----------------------------------------------------------------
 
 
-def check(config: Config, history: History, alive: set[str] | None) -> Verdict:
-    """Judge a history: `alive` is the set of running priests, or None if the cluster is down."""
+def check(config: Config, history: History, alive: set[str] | None,
+          rules: Sequence[Callable[[_Index], list[Violation]]] | None = None) -> Verdict:
+    """Judge a history: `alive` is the set of running priests, or None if the cluster is down.
+
+    `rules`: the rules to apply (default RULES; see `rules_except`).
+    """
     survivors = [n for n in config.names if alive is None or n in alive]
     idx = _index(config, history)
     violations = _final_agreement(idx, survivors)
-    for rule in RULES:
+    for rule in RULES if rules is None else rules:
         violations += rule(idx)
     violations = list(with_faults(violations, history.harness, idx.t0))
     proven = [v for v in violations if not _rests_on_missing(idx, v)]
@@ -755,6 +759,18 @@ RULES: tuple[Callable[[_Index], list[Violation]], ...] = (
     _one_decree_per_ballot, _chosen_stays_chosen, _learning_sound, _foreign_decrees,
     _crashed_on_input,
 )
+# Rules that find one kind of violation only, by that kind: a caller that does not judge
+# the kind can leave the rule out instead of running it and dropping what it finds.
+_SINGLE_KIND = {"ledger_lost": _ledger_lost, "malformed_decree": _malformed,
+                "decree_lost": _decree_lost}
+
+
+def rules_except(kinds: frozenset[str]) -> tuple[Callable[[_Index], list[Violation]], ...]:
+    """RULES without the single-kind rules whose kind is in `kinds` (the rest still run)."""
+    left_out = {rule for kind, rule in _SINGLE_KIND.items() if kind in kinds}
+    return tuple(rule for rule in RULES if rule not in left_out)
+
+
 # What can be checked of a foreign priest (from its decree.txt as the supervisor saw it, and
 # its process); every other rule needs events it does not write.
 FOREIGN_CHECKED = ("disagreement", "learned_different", "decree_changed", "decree_lost",

@@ -23,7 +23,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 from harness.check.history import DecreeFile, History
-from harness.check.rules import check
+from harness.check.rules import check, rules_except
 from harness.check.verdict import KINDS, NO_PROGRESS, Violation
 from node.config import Config, PriestAddress
 from node.messages import Timing
@@ -39,6 +39,7 @@ RULES: dict[str, str] = {
     NO_PROGRESS: "after the heal phase (network whole, every priest up, one ballot) "
                  "every priest holds a decree",
 }
+JUDGED_RULES = rules_except(NOT_JUDGED)  # not run at all: cheaper than dropping what they find
 MAX_STEPS = 200_000  # a run still going after this many steps is stuck: no progress
 POOL_MIN_SEEDS = 64  # below this, starting worker processes costs more than it saves
 
@@ -92,7 +93,7 @@ def outcome(setup: Setup, seed: int) -> Outcome:
 def judge(world: World) -> tuple[Violation, ...]:
     """The verify checks on the run's history, then the heal phase's promise of progress."""
     alive = {name for name, priest in world.priests.items() if priest is not None}
-    verdict = check(sim_config(world), to_history(world), alive)
+    verdict = check(sim_config(world), to_history(world), alive, JUDGED_RULES)
     found = [v for v in verdict.violations if v.kind not in NOT_JUDGED]
     if not world.finished:
         found.append(Violation(NO_PROGRESS, f"the run was still going after {MAX_STEPS} steps"))

@@ -21,6 +21,30 @@ import pytest
 from tests.conftest import write_config
 
 
+def working_under(root: Path) -> list[psutil.Process]:
+    """Live processes (not this one) whose working directory is `root` or under it."""
+    found = []
+    for p in psutil.process_iter(["cwd"]):
+        try:
+            cwd = p.info["cwd"] or ""
+            if (cwd == str(root) or cwd.startswith(f"{root}/")) and p.pid != os.getpid() \
+                    and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def kill_all(procs: list[psutil.Process]) -> None:
+    """SIGKILL each of `procs` still there, and wait for them to go."""
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=3)
+
+
 class Harness:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
@@ -96,10 +120,5 @@ def harness(tmp_path: Path):
     yield h
     h.remember()
     survivors = h.alive()
-    for p in survivors:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(survivors, timeout=3)
+    kill_all(survivors)
     assert not survivors, f"processes survived the test: {[p.pid for p in survivors]}"

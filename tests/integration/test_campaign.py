@@ -1,7 +1,7 @@
 """`paxos-harness campaign` on real priests: clean runs, a flaw caught, Ctrl+C, two at once.
 
 Every process a campaign starts works in a directory under the test's own
-(each run's cluster in its run directory), so `_leftovers` finds any that
+(each run's cluster in its run directory), so `working_under` finds any that
 outlives the campaign, by pid; the test kills them and fails.
 """
 
@@ -15,41 +15,22 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from node.config import load_config
 from tests.conftest import write_config
+from tests.integration.conftest import kill_all, working_under
 
 pytestmark = [pytest.mark.integration]
 ENV = {**os.environ, "NO_COLOR": "1"}
-
-
-def _leftovers(root: Path) -> list[psutil.Process]:
-    """Live processes working under `root` (supervisors, priests, relays, workers)."""
-    found = []
-    for p in psutil.process_iter(["cwd"]):
-        try:
-            cwd = p.info["cwd"] or ""
-            if (cwd == str(root) or cwd.startswith(f"{root}/")) and p.pid != os.getpid() \
-                    and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
 
 
 @pytest.fixture
 def nothing_left(tmp_path: Path):
     """Fail the test if any process working under tmp_path outlives it (after killing it)."""
     yield
-    survivors = _leftovers(tmp_path)
-    for p in survivors:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(survivors, timeout=3)
+    survivors = working_under(tmp_path)
+    kill_all(survivors)
     assert not survivors, f"processes survived the campaign: {[p.pid for p in survivors]}"
 
 
@@ -164,7 +145,7 @@ def test_ctrl_c_in_the_middle_stops_every_process_and_says_what_ran(
     assert proc.returncode == 130, out + err
     last = out.strip().splitlines()[-1]
     assert "INTERRUPTED (Ctrl+C)" in last and "of 50 runs" in last, out
-    assert not _leftovers(tmp_path)
+    assert not working_under(tmp_path)
     assert not list(root.glob("run-*/supervisor.json"))
 
 

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_udp_ports
+from tests.integration.conftest import working_under
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,19 +78,6 @@ def agreed(harness, config: Path) -> dict:
     return verdict
 
 
-def working_in(directory: Path) -> list[psutil.Process]:
-    """Live processes whose working directory is `directory` or under it."""
-    found = []
-    for p in psutil.process_iter(["cwd"]):
-        try:
-            cwd = p.info["cwd"]
-            if cwd and cwd.startswith(str(directory)) and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
-
-
 def test_foreign_priests_start_agree_and_stop_under_the_harness(harness) -> None:
     config = foreign_config(harness)
     up = harness.run("up", str(config), "--detach")
@@ -125,7 +113,7 @@ def test_foreign_priests_start_agree_and_stop_under_the_harness(harness) -> None
     exits = records(harness, "priest_exited")
     assert {r["priest"] for r in exits} == set(NAMES)
     assert all(r["status"] == 0 and r["by_harness"] for r in exits), exits  # SIGINT: status 0
-    assert not working_in(harness.cwd / "data")
+    assert not working_under(harness.cwd / "data")
 
 
 def test_verify_catches_the_naive_priests_duel_with_its_evidence(harness) -> None:
@@ -217,7 +205,7 @@ def test_a_foreign_priest_that_cannot_start_is_one_error_and_leaves_nothing(
     assert up.returncode == 1
     assert re.search(message, up.stderr), up.stderr
     assert harness.pids() == {}
-    assert not working_in(harness.cwd / "data")
+    assert not working_under(harness.cwd / "data")
 
 
 def test_a_link_planted_for_a_later_priest_stops_up_and_leaves_nothing(harness) -> None:
@@ -236,7 +224,7 @@ def test_a_link_planted_for_a_later_priest_stops_up_and_leaves_nothing(harness) 
     (harness.cwd / "data" / "l2").mkdir(parents=True)
     (harness.cwd / "data" / "l2" / "priest.log").symlink_to(harness.cwd / "elsewhere.log")
     up = harness.run("up", str(config), "--detach")
-    left = working_in(harness.cwd / "data")
+    left = working_under(harness.cwd / "data")
     described = [" ".join(p.cmdline())[:80] for p in left]
     for p in left:
         p.kill()
@@ -307,7 +295,7 @@ def test_under_a_foreground_up_its_lines_reach_the_terminal_stamped(harness) -> 
     assert re.search(r"^ +l3 \| \d\d:\d\d:\d\d\.\d{3} l3 is initiating ballot 0$", text, re.M), text
     assert re.search(r"^ +l[12] \| .*Received success, the new decree is now: \d+", text, re.M)
     assert proc.returncode == 130
-    assert not working_in(harness.cwd / "data")
+    assert not working_under(harness.cwd / "data")
 
 
 def test_foreign_priests_end_with_a_supervisor_killed_and_down_clears_it(harness) -> None:
@@ -321,7 +309,7 @@ def test_foreign_priests_end_with_a_supervisor_killed_and_down_clears_it(harness
     assert not alive and len(gone) == 3
     down = harness.run("down", str(config))
     assert down.returncode == 0, down.stdout + down.stderr
-    assert not working_in(harness.cwd / "data")
+    assert not working_under(harness.cwd / "data")
 
 
 def test_a_campaign_runs_foreign_priests(harness) -> None:
@@ -342,7 +330,7 @@ def test_a_campaign_runs_foreign_priests(harness) -> None:
     for failure in summary["failures"]:  # its files kept, with the plan and the verdict
         kept = Path(failure["directory"])
         assert (kept / "plan.txt").exists() and (kept / "verdict.txt").exists()
-    assert not working_in(harness.cwd / "data")
+    assert not working_under(harness.cwd / "data")
 
 
 def test_the_readmes_walkthrough_does_what_its_comments_say(harness) -> None:
@@ -379,7 +367,7 @@ def test_the_readmes_walkthrough_does_what_its_comments_say(harness) -> None:
                 assert done.returncode == 0, said
     finally:
         harness.run("down", str(config))
-    assert not working_in(harness.cwd / "data")
+    assert not working_under(harness.cwd / "data")
 
 
 def test_a_mixed_cluster_with_our_own_priest_run_as_a_foreign_one_agrees(harness) -> None:

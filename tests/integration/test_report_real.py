@@ -94,6 +94,28 @@ def test_report_writes_one_self_contained_file_with_every_message(faulted) -> No
 BROWSER = chromium()
 
 
+def opened_in_chromium(path: Path, tmp_path: Path) -> tuple[Markup, dict[str, str]]:
+    """Open a report from disk in headless Chromium: no console error, its script ran to
+    its end, a screenshot that is not blank, no browser left; its DOM and #verdict."""
+    assert BROWSER is not None
+    url = path.resolve().as_uri()
+    dom = run_browser(BROWSER, url, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert not console_lines(dom.stderr), console_lines(dom.stderr)
+    parsed = Markup()
+    parsed.feed(dom.stdout)
+    root = next(a for tag, _, a in parsed.elements if tag == "html")
+    assert "data-ready" in root  # the script ran to its end
+    (verdict,) = [a for _, _, a in parsed.elements if a.get("id") == "verdict"]
+    shot = tmp_path / "shot.png"
+    done = run_browser(BROWSER, url, f"--screenshot={shot}", "--window-size=1400,1000",
+                       "--hide-scrollbars")
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    assert png_colours(shot) > 16  # not a blank page
+    assert not strays("/"), "a browser process outlived its run"
+    return parsed, verdict
+
+
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine (Debian: apt-get install "
                     "chromium; .ci/run installs it), so the report cannot be opened in a browser")
 def test_the_report_opens_in_headless_chromium_from_disk(faulted, tmp_path: Path) -> None:
@@ -101,20 +123,6 @@ def test_the_report_opens_in_headless_chromium_from_disk(faulted, tmp_path: Path
     h, config = faulted
     path = tmp_path / "run.html"
     assert h.run("report", str(config), "-o", str(path)).returncode == 0
-    url = path.resolve().as_uri()
-    dom = run_browser(BROWSER, url, "--dump-dom")
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert not console_lines(dom.stderr), console_lines(dom.stderr)
-    parsed = Markup()
-    parsed.feed(dom.stdout)
+    parsed, verdict = opened_in_chromium(path, tmp_path)
     assert len(parsed.having("msg")) == sent_between(h.cwd / "data")
-    root = next(a for tag, _, a in parsed.elements if tag == "html")
-    assert "data-ready" in root  # the script ran to its end
-    (verdict,) = [a for _, _, a in parsed.elements if a.get("id") == "verdict"]
     assert verdict["data-exit"] == "0"
-    shot = tmp_path / "shot.png"
-    done = run_browser(BROWSER, url, f"--screenshot={shot}", "--window-size=1400,1000",
-                       "--hide-scrollbars")
-    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
-    assert png_colours(shot) > 16  # not a blank page
-    assert not strays("/"), "a browser process outlived its run"

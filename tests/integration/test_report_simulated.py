@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.browser import chromium, console_lines, png_colours, run_browser, strays
+from bench.browser import chromium, console_lines, run_browser, strays
 from harness.simulate.runs import Setup, run_seed
-from tests.unit.test_report import Markup
+from tests.integration.test_report_real import opened_in_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -50,24 +50,10 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_simulated_flaw_report_opens_in_headless_chromium_from_disk(page: Path,
                                                                       tmp_path: Path) -> None:
     assert BROWSER is not None
-    url = page.resolve().as_uri()
-    dom = run_browser(BROWSER, url, "--dump-dom")
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert not console_lines(dom.stderr), console_lines(dom.stderr)
-    parsed = Markup()
-    parsed.feed(dom.stdout)
+    parsed, verdict = opened_in_chromium(page, tmp_path)
     assert len(parsed.having("msg")) == sent_between()
-    root = next(a for tag, _, a in parsed.elements if tag == "html")
-    assert "data-ready" in root  # the script ran to its end
-    (verdict,) = [a for _, _, a in parsed.elements if a.get("id") == "verdict"]
     assert verdict["data-exit"] == "1"
     assert {a["data-kind"] for a in parsed.having("violation")} >= {"ballot_reused"}
-    shot = tmp_path / "shot.png"
-    done = run_browser(BROWSER, url, f"--screenshot={shot}", "--window-size=1400,1000",
-                       "--hide-scrollbars")
-    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
-    assert png_colours(shot) > 16  # not a blank page
-    assert not strays("/"), "a browser process outlived its run"
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine (Debian: apt-get install "

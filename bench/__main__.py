@@ -1,4 +1,5 @@
-"""`python -m bench` (or `make bench`): time ballots, fail-over, starts, simulation and memory.
+"""`python -m bench` (or `make bench`): time ballots, fail-over, starts, simulation and memory,
+and a 3-member etcd beside the priests (row `etcd`, when etcd is installed).
 
 Prints a table and writes JSON under logs/bench/. Every figure is a median over
 repeated runs, beside a floor measured in the same run and the ratio to it.
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ballots, campaign, floors, network, report_page, simulation, starts
+from bench import ballots, campaign, etcd, floors, network, report_page, simulation, starts
 from bench.cluster import BenchError
 from bench.report import Entry, table, write_json
 from bench.starts import Skipped
 from bench.stats import Figure, Target, median
 from node.sim import Faults
 
-ROWS = ["ballot", "contention", "failover", "restart", "start", "sim", "memory", "network",
-        "report"]
+ROWS = ["ballot", "etcd", "contention", "failover", "restart", "start", "sim", "memory",
+        "network", "report"]
 # Rows that run only when asked for (`--only campaign`): real campaigns take many minutes.
 OPT_IN = ["campaign"]
 REFERENCE = ballots.REFERENCE
@@ -106,6 +107,7 @@ def run_rows(rows: list[str], plan: Plan, workdir: Path) -> list[Entry]:
     have_supervisor = ("start" in rows or "memory" in rows) and starts.supervisor_available()
     jobs: dict[str, Any] = {
         "ballot": lambda: ballots.ballot_latency(workdir, list(plan.sizes), plan.ballots),
+        "etcd": lambda: etcd.etcd_row(workdir, plan.ballots, plan.events),
         "contention": lambda: [ballots.contention(workdir, plan.events)],
         "failover": lambda: [ballots.failover(workdir, plan.events)],
         "restart": lambda: ballots.crash_restart(workdir, plan.events),
@@ -124,7 +126,14 @@ def run_rows(rows: list[str], plan: Plan, workdir: Path) -> list[Entry]:
             entries += jobs[row]()
         except BenchError as e:
             entries.append(Skipped(row, row, f"failed: {e}"))
-    return entries
+    return with_comparisons(entries)
+
+
+def with_comparisons(entries: list[Entry]) -> list[Entry]:
+    """The etcd row's side-by-side figures, placed right after it, from this run's figures."""
+    extra = etcd.comparisons(entries)
+    at = max((i + 1 for i, e in enumerate(entries) if e.row == etcd.ROW), default=len(entries))
+    return [*entries[:at], *extra, *entries[at:]]
 
 
 def start_row(workdir: Path, plan: Plan, supervised: bool) -> list[Entry]:
@@ -165,7 +174,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Time ballots, contention, fail-over, crash and restart, starts, the "
-                    "simulator and memory, each beside a floor measured in the same run. "
+                    "simulator and memory, each beside a floor measured in the same run, and a "
+                    "3-member etcd beside the priests when etcd is installed. "
                     "Prints a table; writes JSON under --out.")
     parser.add_argument("--quick", action="store_true",
                         help="tiny counts: checks that every row runs, figures are rough")

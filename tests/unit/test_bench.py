@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import etcd
 from bench.__main__ import main, make_plan
 from bench.report import fmt, table
 from bench.stats import Figure, Target, median, percentile
@@ -86,3 +87,18 @@ def test_only_runs_the_rows_asked_for(tmp_path: Path, no_leaks: None) -> None:
     assert main(["--quick", "--only", "sim", "--out", str(out)]) == 0
     rows = {f["row"] for f in json.loads((out / "latest.json").read_text())["figures"]}
     assert rows == {"floor", "sim"}
+
+
+def test_etcd_row_without_etcd_says_how_to_install_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no etcd on it
+    out = tmp_path / "bench"
+    assert main(["--quick", "--only", "etcd", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line.startswith("etcd ")]
+    assert len(lines) == 1, printed
+    assert "not installed" in lines[0] and "apt-get install etcd-server" in lines[0]
+    figures = json.loads((out / "latest.json").read_text())["figures"]
+    assert [f for f in figures if f["row"] == "etcd"] == [
+        {"row": "etcd", "name": "etcd", "skipped": etcd.NOT_INSTALLED}]

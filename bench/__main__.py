@@ -34,7 +34,7 @@ APPEND_PATH = "5 x fdatasync_append + 2.5 x udp_rtt"  # every write an fdatasync
 # Every datagram of a 4-priest ballot signed and verified once: NextBallot, LastVote,
 # BeginBallot, Voted, Success, 3 of each over UDP (the leader's own go in memory).
 TAG_PATH = "15 x datagram_tag"
-PATHS = {REFERENCE: REFERENCE_PATH}
+PATHS = {REFERENCE: REFERENCE_PATH, ballots.APPEND_ONLY: APPEND_PATH}
 
 
 @dataclass
@@ -75,11 +75,11 @@ def floor_figures(samples: dict[str, list[float]]) -> list[Figure]:
     derived = {
         REFERENCE: evaluate(REFERENCE_PATH, m),
         "this ledger's path": evaluate(LEDGER_PATH, m),
-        "append-only path": evaluate(APPEND_PATH, m),
+        ballots.APPEND_ONLY: evaluate(APPEND_PATH, m),
         "tags of a 4-priest ballot": evaluate(TAG_PATH, m),
     }
     paths = {REFERENCE: REFERENCE_PATH, "this ledger's path": LEDGER_PATH,
-             "append-only path": APPEND_PATH, "tags of a 4-priest ballot": TAG_PATH}
+             ballots.APPEND_ONLY: APPEND_PATH, "tags of a 4-priest ballot": TAG_PATH}
     out += [Figure("floor", f"{name}: {paths[name]}", "s", [value], notes={"derived": True})
             for name, value in derived.items()]
     return out

@@ -22,6 +22,7 @@ from bench.stats import Figure, Target, median
 NS = 1e-9
 MAX_RETRIES = 20  # samples spoilt by a race (decided before the crash) are retried
 REFERENCE = "reference"  # the floor of a ballot's critical path (resolved by bench.__main__)
+APPEND_ONLY = "append-only path"  # every durable write an fdatasync'd append (the issue's floor)
 _between: list[Callable[[], None]] = []
 
 
@@ -55,6 +56,19 @@ def _phases(cluster: Cluster, proposer: str, t0: int, learned: dict[str, int]) -
             "all_learned": (max(learned.values()) - t0) * NS}
 
 
+def _work(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds and page faults of all the cluster's priests so far (steadier than latency
+    on a shared machine: what a ballot costs, whoever else runs)."""
+    cpu, faults = 0, 0
+    for pid in cluster.pids().values():
+        with open(f"/proc/{pid}/schedstat") as f:  # ns on the CPU, ns waiting, slices
+            cpu += int(f.read().split()[0])
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        faults += int(fields[7]) + int(fields[9])  # minflt, majflt
+    return {"cpu_all_priests": cpu * NS, "page_faults_all_priests": float(faults)}
+
+
 def ballot_latency(workdir: Path, sizes: list[int], samples: int) -> list[Figure]:
     """SIGTSTP at one priest until every priest has decree.txt, on fresh clusters of each size."""
     figures = []
@@ -65,14 +79,17 @@ def ballot_latency(workdir: Path, sizes: list[int], samples: int) -> list[Figure
             with fresh_cluster(workdir, n, f"ballot{n}-{i}") as cluster:
                 cluster.start_forked()
                 proposer = cluster.names[0]
+                before = _work(cluster)
                 t0 = time.monotonic_ns()
                 cluster.signal(proposer, signal.SIGTSTP)
                 learned = cluster.learned_at(cluster.names, t0)
+                after = _work(cluster)
                 times.append((max(learned.values()) - t0) * NS)
-                phases.append(_phases(cluster, proposer, t0, learned))
+                phases.append(_phases(cluster, proposer, t0, learned)
+                              | {k: after[k] - before[k] for k in after})
         notes = {f"median_{k}": median([p[k] for p in phases]) for k in phases[0]}
-        target = Target(1.5, text="median <= 1.5x floor", of_ratio=True) if n == 4 else None
-        figures.append(Figure("ballot", f"ballot, {n} priests", "s", times, None, REFERENCE,
+        target = Target(2.0, text="median <= 2x floor", of_ratio=True) if n == 4 else None
+        figures.append(Figure("ballot", f"ballot, {n} priests", "s", times, None, APPEND_ONLY,
                               target, notes))
     return figures
 

@@ -253,3 +253,29 @@ def test_quiet_shows_the_steps_but_not_the_messages(cluster: Priests, tmp_path: 
     assert " -> " not in shown and " <- " not in shown
     assert " -> NextBallot(1.alpha)" in logged and " <- " in logged  # the log keeps everything
     assert " -> " in (tmp_path / "beta.out").read_text()  # without --quiet, messages show
+
+
+def test_a_priest_rehearses_in_memory_only(cluster: Priests) -> None:
+    """The rehearsal before `ready` writes no line, sends no datagram, changes no ledger."""
+    listeners = []
+    for name in cluster.config.names[1:]:  # the peers' ports, held here to catch any datagram
+        me = cluster.config.priests[name]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((me.host, me.port))
+        sock.setblocking(False)
+        listeners.append(sock)
+    try:
+        cluster.start("alpha")
+        time.sleep(0.3)
+        for sock in listeners:
+            with pytest.raises(BlockingIOError):
+                sock.recvfrom(2048)
+    finally:
+        for sock in listeners:
+            sock.close()
+    directory = cluster.config.priest_dir("alpha")
+    events = [json.loads(line) for line in (directory / "events.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in events] == ["started"]
+    assert (directory / "ledger.log").read_text().count("\n") == 1  # its header alone
+    assert not (directory / "decree.txt").exists()
+    assert "NextBallot" not in (directory / "priest.log").read_text()

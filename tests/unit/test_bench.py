@@ -76,7 +76,10 @@ def test_quick_run_writes_every_row(tmp_path: Path, no_leaks: None,
         if f["floor"] is not None:
             assert f["floor"] > 0 and f["ratio"] > 0, f
     ballots = [f for f in measured if f["row"] == "ballot"]
-    assert all(f["floor_name"] == "reference" and f["n"] == 2 for f in ballots)
+    assert all(f["floor_name"] == "append-only path" and f["n"] == 2 for f in ballots)
+    for f in ballots:  # what the ballot cost the priests: CPU time and page faults
+        assert f["notes"]["median_cpu_all_priests"] > 0, f
+        assert f["notes"]["median_page_faults_all_priests"] >= 0, f
     for f in figures:
         if "skipped" in f:
             assert f["skipped"].startswith("not measured"), f  # a failure is never hidden

@@ -32,10 +32,11 @@ def chromium() -> str | None:
     return next((p for p in map(shutil.which, NAMES) if p), None)
 
 
-def run_browser(binary: str, url: str, *args: str, timeout: float = 60.0
-                ) -> subprocess.CompletedProcess[str]:
-    """One headless run on a throwaway profile; every process of it is gone on return."""
-    with tempfile.TemporaryDirectory(prefix="paxos-chromium-") as profile:
+def run_browser(binary: str, url: str, *args: str, timeout: float = 60.0,
+                under: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """One headless run on a throwaway profile (in `under`, default the temp dir); every
+    process of it is gone on return. `strays(str(under))` finds what is left of runs there."""
+    with tempfile.TemporaryDirectory(prefix="paxos-chromium-", dir=under) as profile:
         cmd = [binary, *FLAGS, "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}",
                *args, url]
         env = {**os.environ, MARK: profile}  # inherited by every process of the run

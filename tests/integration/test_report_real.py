@@ -99,7 +99,7 @@ def opened_in_chromium(path: Path, tmp_path: Path) -> tuple[Markup, dict[str, st
     its end, a screenshot that is not blank, no browser left; its DOM and #verdict."""
     assert BROWSER is not None
     url = path.resolve().as_uri()
-    dom = run_browser(BROWSER, url, "--dump-dom")
+    dom = run_browser(BROWSER, url, "--dump-dom", under=tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert not console_lines(dom.stderr), console_lines(dom.stderr)
     parsed = Markup()
@@ -109,10 +109,10 @@ def opened_in_chromium(path: Path, tmp_path: Path) -> tuple[Markup, dict[str, st
     (verdict,) = [a for _, _, a in parsed.elements if a.get("id") == "verdict"]
     shot = tmp_path / "shot.png"
     done = run_browser(BROWSER, url, f"--screenshot={shot}", "--window-size=1400,1000",
-                       "--hide-scrollbars")
+                       "--hide-scrollbars", under=tmp_path)
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     assert png_colours(shot) > 16  # not a blank page
-    assert not strays("/"), "a browser process outlived its run"
+    assert not strays(str(tmp_path)), "a browser process outlived its run"
     return parsed, verdict
 
 

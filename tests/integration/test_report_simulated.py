@@ -58,13 +58,14 @@ def test_a_simulated_flaw_report_opens_in_headless_chromium_from_disk(page: Path
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine (Debian: apt-get install "
                     "chromium; .ci/run installs it), so the report cannot be opened in a browser")
-def test_an_evidence_link_zooms_the_timeline_to_it(page: Path) -> None:
+def test_an_evidence_link_zooms_the_timeline_to_it(page: Path, tmp_path: Path) -> None:
     assert BROWSER is not None
     text = page.read_text()
     found = re.search(r'class="show" href="(#t=[0-9.]+,[0-9.]+)"', text)
     assert found, "the verdict links its evidence to the timeline"
-    dom = run_browser(BROWSER, page.resolve().as_uri() + found.group(1), "--dump-dom")
+    dom = run_browser(BROWSER, page.resolve().as_uri() + found.group(1), "--dump-dom",
+                      under=tmp_path)
     assert not console_lines(dom.stderr), console_lines(dom.stderr)
     width = re.search(r'id="stage"[^>]*style="width: ?([0-9.]+)%', dom.stdout)
     assert width and float(width.group(1)) > 100  # zoomed in: wider than the frame
-    assert not strays("/"), "a browser process outlived its run"
+    assert not strays(str(tmp_path)), "a browser process outlived its run"

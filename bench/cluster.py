@@ -1,32 +1,28 @@
 """Throwaway clusters of real priests for the benchmark: free ports, a temp data dir, pids tracked.
 
-Priests are started the way the supervisor starts them (a multiprocessing
-fork child of a process that has already imported `node.runtime`, in its own
-process group, "ready" on a pipe) or the way a user does (`python -m node`).
+Priests are started the way the supervisor starts them (its `ForkLauncher`:
+forked by a lean `node.forkserver` process that has imported only what a
+priest runs, each in its own process group, "ready" on a pipe) or the way a
+user does (`python -m node`).
 Every process is tracked by pid and killed by `Cluster.close()`, which callers
 run in a `finally`, so neither an error nor Ctrl+C leaves one behind.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from node.config import Config, load_config
+from harness.supervisor.core import PriestProc
+from harness.supervisor.launcher import ForkLauncher
+from node.config import load_config
 from node.record import PriestEvent, RecordError
-from node.runtime import (
-    serve,  # imported before forking: children start warm, as the supervisor's do
-)
 
-FORK = multiprocessing.get_context("fork")
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
          "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi"]
@@ -67,26 +63,14 @@ def write_config(directory: Path, n: int, cluster: str) -> Path:
     return path
 
 
-def _fork_main(config: Config, name: str, conn: Connection, parent: int,
-               bind: int | None = None) -> None:
-    """A forked priest, set up as the supervisor sets up its children."""
-    os.setpgid(0, 0)
-    signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGINT, signal.SIGTSTP):
-        signal.signal(sig, signal.SIG_IGN)  # until the runtime installs its own handlers
-    with open(os.devnull, "w") as out:
-        code = serve(config, name, out=out, color=False, watch_parent=parent,
-                     on_ready=lambda: conn.send("ready"), bind=bind)
-    sys.exit(code)
-
-
 class Cluster:
     """The priests of one config; `start`, signal by name, read their files, `close`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.config = load_config(path)
-        self.forked: dict[str, BaseProcess] = {}
+        self.forks: ForkLauncher | None = None  # started at the first start_forked
+        self.forked: dict[str, PriestProc] = {}
         self.execed: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -95,7 +79,7 @@ class Cluster:
 
     def pids(self) -> dict[str, int]:
         """Pids of the priests started and not yet killed."""
-        pids = {n: p.pid for n, p in self.forked.items() if p.pid is not None}
+        pids = {n: p.pid for n, p in self.forked.items()}
         pids.update({n: p.pid for n, p in self.execed.items()})
         return pids
 
@@ -106,33 +90,16 @@ class Cluster:
         """Fork the named priests (default: all) and wait until every one is ready.
 
         `bind`: private ports behind a relay (name -> port), as the supervisor passes them."""
-        sys.stdout.flush()
-        waiting: dict[Connection, str] = {}
-        for name in names or self.names:
-            r, w = FORK.Pipe(duplex=False)
-            proc = FORK.Process(target=_fork_main, daemon=True,
-                                args=(self.config, name, w, os.getpid(), (bind or {}).get(name)))
-            proc.start()
-            w.close()
-            self.forked[name] = proc
-            waiting[r] = name
-        deadline = time.monotonic() + READY_TIMEOUT
-        while waiting:
-            left = deadline - time.monotonic()
-            ready = wait(list(waiting), max(left, 0.0))
-            if not ready:
-                raise BenchError(f"{self.path}: not ready after {READY_TIMEOUT:g} s: "
-                                 f"{sorted(waiting.values())}")
-            for conn in ready:
-                name = waiting.pop(conn)  # type: ignore[call-overload]
-                assert isinstance(conn, Connection)
-                try:
-                    conn.recv()
-                except EOFError:
-                    raise BenchError(f"{self.path}: priest {name} died before it was ready "
-                                     f"(see {self.config.priest_dir(name)}/priest.log)") from None
-                finally:
-                    conn.close()
+        if self.forks is None:
+            self.forks = ForkLauncher(self.config, quiet=True, color=False,
+                                      ready_timeout=READY_TIMEOUT)
+        self.forks.bind = bind or {}
+        started, failed = self.forks.spawn(names or self.names)
+        self.forked.update(started)
+        if failed:
+            name, reason = next(iter(failed.items()))
+            raise BenchError(f"{self.path}: priest {name} did not start: {reason} "
+                             f"(see {self.config.priest_dir(name)}/priest.log)")
 
     def start_execed(self, names: list[str] | None = None) -> None:
         """Start the named priests as `python -m node CONFIG NAME`; wait until each is ready."""
@@ -166,8 +133,8 @@ class Cluster:
         """SIGKILL the named priests (default: all started) and reap them."""
         for name in names or list(self.pids()):
             if name in self.forked:
-                proc = self.forked.pop(name)
-                _kill_pid(proc.pid)
+                proc = self.forked.pop(name).handle
+                proc.kill()
                 proc.join()
                 proc.close()
             elif name in self.execed:
@@ -176,8 +143,10 @@ class Cluster:
                 popen.wait()
 
     def close(self) -> None:
-        """Kill every priest still running; safe to call twice."""
+        """Kill every priest still running, and the fork server; safe to call twice."""
         self.kill()
+        if self.forks is not None:
+            self.forks.close()
 
     # --- reading ---------------------------------------------------------
 

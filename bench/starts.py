@@ -203,6 +203,8 @@ def memory(workdir: Path, with_supervisor: bool, n: int = 4) -> list[Figure | Sk
             raise BenchError("status --json did not name the supervisor's pid")
         sup = _rss([up.supervisor])
         priests = _settled_rss(up.priests)
+        # The priests' parent: the supervisor's lean fork server (node/forkserver.py).
+        server = _rss(sorted({psutil.Process(pid).ppid() for pid in up.priests.values()}))
         # Forked priests share the supervisor's pages: PSS is each one's fair share.
         shares = _rss(list(up.priests.values()), "pss")
         if not sup or not priests:
@@ -213,6 +215,8 @@ def memory(workdir: Path, with_supervisor: bool, n: int = 4) -> list[Figure | Sk
         shutil.rmtree(directory, ignore_errors=True)
     out.append(Figure("memory", "RSS of the supervisor", "B", sup, floor, "bare python",
                       notes={"priests": n}))
+    out.append(Figure("memory", "RSS of the fork server", "B", server, floor, "bare python",
+                      notes={"meaning": "the lean process the supervisor forks its priests from"}))
     out.append(Figure("memory", "RSS per priest (under the supervisor)", "B", priests, floor,
                       "bare python", Target(15e6, text="< 15 MB"),
                       notes={"median_priest": median(priests) if priests else None}))

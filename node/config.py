@@ -42,8 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from node.errors import ConfigError
 from node.flaws import FLAW_NAMES
 from node.messages import Timing
@@ -126,31 +124,6 @@ class Config:
         return self.priests[name]
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last silently)."""
-
-
-def _construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode):
-            # A list or mapping as a key (`? [a, b]`) cannot be a name, nor a dict key.
-            raise yaml.constructor.ConstructorError(
-                None, None, "a key must be a plain name, not a list or mapping",
-                key_node.start_mark)
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen[key] = loader.construct_object(value_node, deep=True)
-    return seen
-
-
-UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
 def load_yaml(path: str | Path) -> object:
     """Read and parse one YAML file (duplicate keys refused); ConfigError naming file and line."""
     p = str(path)
@@ -162,16 +135,9 @@ def load_yaml(path: str | Path) -> object:
         raise ConfigError(p, "", "is a directory, not a YAML file") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(p, "", f"cannot read: {exc}") from None
-    try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(p, "", f"not valid YAML{where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(p, "", f"not valid YAML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(p, "", "not valid YAML: nested too deeply") from None
+    from node.yamlfile import parse_yaml  # here: a priest forked with its config never needs it
+
+    return parse_yaml(text, p)
 
 
 def load_config(path: str | Path) -> Config:

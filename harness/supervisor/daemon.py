@@ -125,6 +125,7 @@ class Daemon:
         self.events = EventFile(Path(state.data_dir) / HARNESS_FILE)
         self.unwritten = Unwritten(say)
         self.relay, self.bind = self._relay(config, Path(state.data_dir))
+        self.forks: ForkLauncher | None = None  # the fork server of the harness's own priests
         self.foreign: ForeignLauncher | None = None
         self.decrees: DecreeWatch | None = None
         self.launcher = self._launcher(detached=detached, color=color, messages=messages)
@@ -143,7 +144,7 @@ class Daemon:
         config = self.config
         own = None
         if len(config.foreign_names) < len(config.names):
-            own = ForkLauncher(config, quiet=detached, color=color, bind=self.bind,
+            own = self.forks = ForkLauncher(config, quiet=detached, color=color, bind=self.bind,
                                messages=messages)
         if not config.foreign_names:
             assert own is not None
@@ -329,6 +330,8 @@ class Daemon:
         """Stop every priest, record `down`, remove the run state, answer a waiting `down`."""
         self.closing = True
         outcomes = self.sup.teardown()
+        if self.forks is not None:
+            self.forks.close()
         if self.decrees is not None:
             self.decrees.poll()
         if self.relay is not None:

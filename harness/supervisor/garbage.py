@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import psutil
+
 from harness.record import Garbage
 
 WATCH = 0.05  # seconds a priest is watched after each input
@@ -121,10 +123,17 @@ def escaped(data: bytes) -> str:
 
 
 def _dead(pid: int) -> bool:
-    """True once our child `pid` has ended (it stays unreaped: the supervisor reaps it)."""
+    """True once priest `pid` has ended (left unreaped: its parent reaps it).
+
+    A foreign priest is our child; one of our own is the fork server's child.
+    """
     try:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
+        pass
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return True
 
 

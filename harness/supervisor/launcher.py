@@ -1,89 +1,192 @@
-"""The real priest processes: `ForkLauncher` and the priest child's entry.
+"""The real priest processes: `ForkLauncher`, and its end of `node.forkserver`.
 
-Each priest is a forked multiprocessing child in its own process group; it
-counts as started only once it says "ready" on its pipe. The supervisor's core
-(`harness.supervisor.core`) drives it through the `Launcher` protocol.
+Each priest is forked by a lean process, `python -m node.forkserver`, that the
+launcher starts once and that imports only what a priest runs: forked from the
+supervisor itself, every priest would carry the supervisor's whole image (its
+CLI, psutil) in its resident memory. Each priest runs in its own process group
+and counts as started only once it says "ready" on its pipe. The supervisor's
+core (`harness.supervisor.core`) drives it through the `Launcher` protocol.
 """
 
 from __future__ import annotations
 
-import functools
-import multiprocessing
 import os
+import pickle
 import signal
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
+from collections.abc import Sequence
 from multiprocessing.connection import wait as mp_wait
-from multiprocessing.process import BaseProcess
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import psutil
 
-from harness.errors import UserError
 from harness.supervisor.core import KILL_WAIT, PriestProc
 from harness.supervisor.state import Identity
 from node.config import Config
+from node.forkserver import MAX_REQUEST, Request
+
+NODE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds node/
+
+
+class ForkServer:
+    """The supervisor's end of `python -m node.forkserver`: ask it for priests, hear their exits.
+
+    The server is this process's child in its own process group (the terminal's
+    Ctrl+C and Ctrl+Z are the supervisor's); it dies with this process (a
+    parent-death signal, and EOF on its socket), and its priests with it.
+    """
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(p for p in (NODE_ROOT, os.environ.get("PYTHONPATH"))
+                                             if p)}
+        with theirs:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "node.forkserver", str(theirs.fileno()), str(os.getpid())],
+                pass_fds=[theirs.fileno()], process_group=0, env=env)
+        self.sock = ours
+        self.exits: dict[int, int] = {}  # pid -> exit code, heard and not yet asked for
+
+    def start(self, request: Request, ready: int) -> int | None:
+        """Fork a priest that will say ready on descriptor `ready`; its pid, None if the server is gone."""
+        try:
+            socket.send_fds(self.sock, [pickle.dumps(request)], [ready])
+            while True:
+                message = self._next(None)
+                if message is None:
+                    return None
+                if message[0] == "started":
+                    return int(message[1])
+        except OSError:
+            return None
+
+    def exitcode(self, pid: int, timeout: float) -> int | None:
+        """How priest `pid` ended (-N: signal N), once the server has reaped it; None if unknown."""
+        deadline = time.monotonic() + timeout
+        while pid not in self.exits:
+            message = self._next(max(0.0, deadline - time.monotonic()))
+            if message is None:
+                return None
+        return self.exits.pop(pid)
+
+    def _next(self, timeout: float | None) -> tuple[Any, ...] | None:
+        """The next message (exits are kept as they come); None on timeout or EOF."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(MAX_REQUEST)
+        except (TimeoutError, OSError):
+            return None
+        if not data:
+            return None
+        message = pickle.loads(data)  # noqa: S301 - our own child
+        if message[0] == "exited":
+            self.exits[int(message[1])] = int(message[2])
+        return cast(tuple[Any, ...], message)
+
+    def close(self) -> None:
+        """Let the server go (it exits at EOF) and reap it."""
+        self.sock.close()
+        try:
+            self.proc.wait(KILL_WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Forked:
+    """The launcher's handle on one forked priest: its pid, and a sentinel readable once it ended.
+
+    The sentinel is the read end of the priest's "ready" pipe: the priest holds
+    the write end until it ends, so EOF there means it is gone.
+    """
+
+    def __init__(self, pid: int, sentinel: int, server: ForkServer) -> None:
+        self.pid, self.sentinel, self.server = pid, sentinel, server
+        self.exitcode: int | None = None
+
+    def ended(self, timeout: float | None = None) -> bool:
+        return bool(mp_wait([self.sentinel], timeout))
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait (up to `timeout`) until it ended; then `exitcode` is set if the server knows it."""
+        if self.exitcode is None and self.ended(timeout):
+            self.exitcode = self.server.exitcode(self.pid, KILL_WAIT)
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        try:
+            os.close(self.sentinel)
+        except OSError:
+            pass
 
 
 class ForkLauncher:
-    """Priests as forked multiprocessing children: no fresh interpreter, so starting is fast.
+    """Priests forked by `node.forkserver`: no fresh interpreter, so starting is fast.
 
     Each child moves to its own process group first, so the terminal's Ctrl+C and
-    Ctrl+Z reach the supervisor only, and closes every descriptor it inherited
-    but its standard streams and its own pipe (not the supervisor's sockets,
-    files and locks, nor its siblings' pipes). A child counts as started when it
-    sends "ready" on its pipe (socket bound, signal handlers installed), never earlier.
+    Ctrl+Z reach the supervisor only, and closes every descriptor it inherited but
+    its standard streams and its own pipe (the server never has the supervisor's
+    sockets, files and locks). A child counts as started when it says "ready" on
+    its pipe (socket bound, signal handlers installed), never earlier.
     """
 
     def __init__(self, config: Config, *, quiet: bool, color: bool | None,
                  ready_timeout: float = 10.0, messages: bool = True,
                  bind: dict[str, int] | None = None) -> None:
-        from node.runtime import serve  # imported before forking: children start warm
-
         self.config, self.quiet, self.color = config, quiet, color
         self.ready_timeout = ready_timeout
+        self.messages = messages
         self.bind = bind or {}  # name -> private port behind the relay (none: the configured one)
-        self._serve = functools.partial(serve, messages=messages)
-        self._ctx = multiprocessing.get_context("fork")
+        self._server: ForkServer | None = None  # started at the first spawn
+
+    @property
+    def server(self) -> ForkServer:
+        if self._server is None:
+            self._server = ForkServer()
+        return self._server
 
     def spawn(self, names: Sequence[str]) -> tuple[dict[str, PriestProc], dict[str, str]]:
-        sys.stdout.flush()  # or the children would print the parent's buffered lines again
-        sys.stderr.flush()
-        waiting: dict[Connection, tuple[str, BaseProcess]] = {}
+        waiting: dict[int, tuple[str, Forked]] = {}
+        failed: dict[str, str] = {}
         for name in names:
-            r, w = self._ctx.Pipe(duplex=False)
-            close = [fd for fd in _open_fds() if fd > 2 and fd != w.fileno()]
-            proc = self._ctx.Process(
-                target=_priest_main, name=f"priest {name}", daemon=True,
-                args=(self._serve, self.config, name, w, os.getpid(), self.quiet, self.color,
-                      close, self.bind.get(name)))
-            proc.start()
-            w.close()  # only the child holds the write end: its death shows as EOF
-            assert proc.pid is not None
-            _setpgid(proc.pid)
-            waiting[r] = (name, proc)
-        return self._await_ready(waiting)
+            r, w = os.pipe()
+            request = Request(self.config, name, quiet=self.quiet, color=self.color,
+                              messages=self.messages, bind=self.bind.get(name))
+            pid = self.server.start(request, w)
+            os.close(w)  # only the child holds the write end: its death shows as EOF
+            if pid is None:
+                os.close(r)
+                failed[name] = "the fork server is gone (see the supervisor's output)"
+                continue
+            waiting[r] = (name, Forked(pid, r, self.server))
+        started, not_ready = self._await_ready(waiting)
+        return started, {**failed, **not_ready}
 
-    def _await_ready(self, waiting: dict[Connection, tuple[str, BaseProcess]]
+    def _await_ready(self, waiting: dict[int, tuple[str, Forked]]
                      ) -> tuple[dict[str, PriestProc], dict[str, str]]:
         started: dict[str, PriestProc] = {}
         failed: dict[str, str] = {}
         deadline = time.monotonic() + self.ready_timeout
         while waiting and (left := deadline - time.monotonic()) > 0:
             for ready in mp_wait(list(waiting), left):
-                conn = cast(Connection, ready)
-                name, proc = waiting.pop(conn)
-                message = _receive(conn)
+                name, proc = waiting.pop(cast(int, ready))
+                message = _receive(proc.sentinel)
                 if message == "ready":
-                    assert proc.pid is not None
                     started[name] = PriestProc(name, proc.pid, create_time(proc.pid), proc)
                 else:
                     failed[name] = message or _died(proc)
                     _finish(proc)
-        for conn, (name, proc) in waiting.items():
-            conn.close()
+        for name, proc in waiting.values():
             failed[name] = f"not ready after {self.ready_timeout:g} s"
             _finish(proc)
         return started, failed
@@ -99,9 +202,15 @@ class ForkLauncher:
         for sentinel in mp_wait(list(by_sentinel), max(timeout, 0.0)):
             p = by_sentinel[cast(int, sentinel)]
             p.handle.join()
-            ended[p.name] = p.handle.exitcode
+            ended[p.name] = _code(p.handle)
             p.handle.close()
         return ended
+
+    def close(self) -> None:
+        """Stop the fork server (priests still running end with it)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
 
 def signal_group(proc: PriestProc, sig: int) -> bool:
@@ -134,92 +243,25 @@ def settle(pid: int, *, stopped: bool, timeout: float = 1.0) -> None:
         time.sleep(0.001)
 
 
-def _priest_main(serve: Callable[..., int], config: Config, name: str, conn: Connection,
-                 parent: int, quiet: bool, color: bool | None, close: list[int],
-                 bind: int | None = None) -> None:
-    """The priest child: own process group, the supervisor's descriptors closed, then serve."""
-    os.setpgid(0, 0)
-    signal.set_wakeup_fd(-1)
-    # Until the runtime installs its own handlers (before it says ready), a stray
-    # Ctrl+C or SIGTSTP must neither kill nor suspend it.
-    for sig in (signal.SIGINT, signal.SIGTSTP):
-        signal.signal(sig, signal.SIG_IGN)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
-    for fd in close:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    out = open(os.devnull, "w") if quiet else None  # noqa: SIM115 - lives as long as the priest
-    try:
-        code = serve(config, name, out=out, color=color, watch_parent=parent,
-                     on_ready=lambda: conn.send("ready"), bind=bind)
-    except UserError as e:
-        _send(conn, e.message)
-        code = e.exit_status
-    except OSError as e:
-        # It could not write (a full disk): it stops here, with one line, not a traceback.
-        # Its ledger is crash-safe, so `chaos --restart` brings it back once space is back.
-        reason = f"priest {name} stopped: cannot write: {_describe(e)}"
-        _send(conn, reason)
-        _tell(f"{reason}; restart it once that is fixed")
-        code = 1
-    except BaseException as e:
-        _send(conn, f"crashed (this is a bug): {type(e).__name__}: {e}")
-        raise
-    sys.exit(code)
-
-
-def _open_fds() -> list[int]:
-    """Every descriptor this process has open, as the kernel lists them.
-
-    The priest child closes all of them but its own pipe: a list of what to
-    close (the control socket, a client's connection, a sibling's pipe, a lock)
-    always misses something; a snapshot of everything cannot. Taken just
-    before the fork, it leaves alone what multiprocessing opens during the fork
-    itself (the pipe by which the supervisor sees the child end).
-    """
-    return [int(fd) for fd in os.listdir("/proc/self/fd")]
-
-
-def _describe(e: OSError) -> str:
-    where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
-    return f"{where}{e.strerror or e}"
-
-
-def _tell(line: str) -> None:
-    """One line on stderr, if stderr can take it (it may be on the full disk too)."""
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-def _send(conn: Connection, message: str) -> None:
-    try:
-        conn.send(("error", message))
-    except OSError:
-        pass
-
-
-def _receive(conn: Connection) -> str | None:
+def _receive(fd: int) -> str | None:
     """'ready', an error message, or None if the child died without a word."""
     try:
-        message = conn.recv()
-    except (EOFError, OSError):
-        message = None
-    finally:
-        conn.close()
-    if message == "ready":
+        line = os.read(fd, 4096).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if line == "ready":
         return "ready"
-    if isinstance(message, tuple) and len(message) == 2:
-        return str(message[1])
+    if line.startswith("error "):
+        return line.removeprefix("error ")
     return None
 
 
-def _died(proc: BaseProcess) -> str:
+def _code(proc: Forked) -> int:
+    # None only if the fork server died first; its priests then got SIGTERM.
+    return proc.exitcode if proc.exitcode is not None else -signal.SIGTERM
+
+
+def _died(proc: Forked) -> str:
     proc.join(KILL_WAIT)
     code = proc.exitcode
     if code is not None and code < 0:
@@ -227,21 +269,13 @@ def _died(proc: BaseProcess) -> str:
     return f"exited with status {code} before it was ready"
 
 
-def _finish(proc: BaseProcess) -> None:
+def _finish(proc: Forked) -> None:
     """Make sure a priest that failed to start is gone and reaped."""
     proc.join(1.0)
-    if proc.is_alive():
+    if proc.exitcode is None:
         proc.kill()
         proc.join(KILL_WAIT)
-
-
-def _setpgid(pid: int) -> None:
-    # Also done by the child; doing it here too closes the race in which the
-    # parent signals the group before the child has moved into it.
-    try:
-        os.setpgid(pid, pid)
-    except OSError:
-        pass
+    proc.close()
 
 
 def create_time(pid: int) -> float:

@@ -42,9 +42,14 @@ def test_up_detach_status_down(harness) -> None:
     pids = harness.pids()
     assert sorted(pids) == ["alpha", "beta", "delta", "gamma", "supervisor"]
     priests = procs(pids[n] for n in ("alpha", "beta", "gamma", "delta"))
-    # Each priest leads its own process group; all are children of the supervisor.
+    # Each priest leads its own process group; all are children of the supervisor's
+    # fork server (node/forkserver.py), itself the supervisor's child.
     assert all(os.getpgid(p.pid) == p.pid for p in priests)
-    assert all(p.ppid() == pids["supervisor"] for p in priests)
+    servers = {p.parent() for p in priests}
+    assert len(servers) == 1
+    server = servers.pop()
+    assert server is not None and server.ppid() == pids["supervisor"]
+    assert "node.forkserver" in " ".join(server.cmdline())
     # Once `up` has returned, the relay listens on every configured port and
     # each priest on a private port of its own behind it.
     status = harness.run("status", "--json")
@@ -211,7 +216,8 @@ def test_only_a_subset_then_restart_the_rest_over_the_control_channel(harness) -
                       "delta": "not started"}
     result = control.request(sock, "restart", "delta")
     harness.remember()
-    assert psutil.Process(result["pid"]).ppid() == harness.pids()["supervisor"]
+    server = psutil.Process(result["pid"]).parent()  # the supervisor's fork server
+    assert server is not None and server.ppid() == harness.pids()["supervisor"]
     with pytest.raises(RefusedError, match="running"):
         control.request(sock, "restart", "delta")
     delta = psutil.Process(result["pid"])

@@ -1,0 +1,163 @@
+"""`python -m node.forkserver FD SUPERVISOR`: the lean process the harness forks its priests from.
+
+A forked child starts with every page of its parent. Forked from the
+supervisor, a priest would carry the whole harness (its CLI, every verb,
+psutil); forked from this process, which imports only what a priest runs, it
+carries nothing more than a priest needs, and starts as fast as a fork.
+
+The supervisor starts this process once, with one end of a socket pair (FD).
+Each request is a pickled `Request` with one descriptor beside it: the write
+end of a pipe on which the priest says `ready` (or why it could not start)
+and which it holds until it ends, so the supervisor sees its end as EOF. This
+process answers ("started", pid) to each request and ("exited", pid, code) when
+a priest ends (code as multiprocessing's: -N for signal N). It exits when
+the supervisor closes its end or dies (a parent-death signal), and every
+priest it forked then ends too: their parent is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+from node.config import Config
+from node.errors import UserError
+from node.proc import set_parent_death_signal
+from node.runtime import serve
+
+MAX_REQUEST = 1 << 20  # a pickled config of 255 priests is far smaller
+
+
+@dataclass(frozen=True)
+class Request:
+    """Start priest `name` of `config`; `quiet`: its terminal output to /dev/null."""
+
+    config: Config
+    name: str
+    quiet: bool
+    color: bool | None
+    messages: bool
+    bind: int | None = None  # a private port behind the relay
+
+
+def main(argv: list[str]) -> int:
+    sock = socket.socket(fileno=int(argv[0]))
+    set_parent_death_signal()
+    if os.getppid() != int(argv[1]):
+        return 0  # the supervisor died before the signal was armed
+    children: dict[int, int] = {}  # pidfd -> pid
+    while True:
+        ready, _, _ = select.select([sock.fileno(), *children], [], [])
+        for fd in ready:
+            if fd == sock.fileno():
+                message, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 1)
+                if not message:
+                    return 0  # the supervisor is done, or gone
+                pid = fork_priest(pickle.loads(message), fds[0])  # noqa: S301 - our supervisor
+                os.close(fds[0])
+                children[os.pidfd_open(pid)] = pid
+                if not answer(sock, ("started", pid)):
+                    return 0
+            else:
+                pid = children.pop(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                if not answer(sock, ("exited", pid, os.waitstatus_to_exitcode(status))):
+                    return 0
+
+
+def answer(sock: socket.socket, message: tuple[object, ...]) -> bool:
+    """Tell the supervisor; False if it is gone."""
+    try:
+        sock.send(pickle.dumps(message))
+    except OSError:
+        return False
+    return True
+
+
+def fork_priest(request: Request, ready: int) -> int:
+    """Fork one priest; in the child, run it and never return here."""
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            code = priest_main(request, ready)
+        finally:
+            os._exit(code)
+    # Also done by the child; doing it here too closes the race in which the
+    # supervisor signals the group before the child has moved into it.
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
+    return pid
+
+
+def priest_main(request: Request, ready: int) -> int:
+    """The priest child: own process group, only its standard streams and `ready` open."""
+    os.setpgid(0, 0)
+    # Until the runtime installs its own handlers (before it says ready), a stray
+    # Ctrl+C or SIGTSTP must neither kill nor suspend it.
+    for sig in (signal.SIGINT, signal.SIGTSTP):
+        signal.signal(sig, signal.SIG_IGN)
+    for fd in [int(fd) for fd in os.listdir("/proc/self/fd")]:
+        if fd > 2 and fd != ready:
+            try:
+                os.close(fd)  # this server's socket, its other children's pidfds
+            except OSError:
+                pass
+    name = request.name
+    out = open(os.devnull, "w") if request.quiet else None  # noqa: SIM115 - lives as long as the priest
+    try:
+        return serve(request.config, name, out=out, color=request.color,
+                     watch_parent=os.getppid(), messages=request.messages,
+                     on_ready=lambda: tell(ready, "ready"), bind=request.bind)
+    except UserError as e:
+        tell(ready, f"error {e.message}")
+        return e.exit_status
+    except OSError as e:
+        # It could not write (a full disk): it stops here, with one line, not a traceback.
+        # Its ledger is crash-safe, so `chaos --restart` brings it back once space is back.
+        where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+        reason = f"priest {name} stopped: cannot write: {where}{e.strerror or e}"
+        tell(ready, f"error {reason}")
+        say(f"{reason}; restart it once that is fixed")
+        return 1
+    except BaseException as e:  # noqa: BLE001 - a bug: said on the pipe, then the traceback
+        tell(ready, f"error crashed (this is a bug): {type(e).__name__}: {e}")
+        import traceback  # here: only a crash needs it
+
+        traceback.print_exc()
+        return 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # os._exit follows, which would drop what is buffered
+            except (OSError, ValueError):
+                pass
+
+
+def tell(fd: int, line: str) -> None:
+    """One line to the supervisor on the priest's pipe (it may have stopped listening)."""
+    try:
+        os.write(fd, line.encode("utf-8", "replace") + b"\n")
+    except OSError:
+        pass
+
+
+def say(line: str) -> None:
+    """One line on stderr, if stderr can take it (it may be on the full disk too)."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -17,6 +17,8 @@ priest it forked then ends too: their parent is gone.
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import os
 import pickle
 import select
@@ -24,6 +26,8 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import NoReturn
 
 from node.config import Config
 from node.errors import UserError
@@ -31,6 +35,9 @@ from node.proc import set_parent_death_signal
 from node.runtime import serve
 
 MAX_REQUEST = 1 << 20  # a pickled config of 255 priests is far smaller
+# Priests are multiprocessing processes forked from this lean process (about 0.6 MB
+# of its imports); daemonic, so if this process ever exits normally they are stopped.
+FORK = multiprocessing.get_context("fork")
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,8 @@ def main(argv: list[str]) -> int:
     set_parent_death_signal()
     if os.getppid() != int(argv[1]):
         return 0  # the supervisor died before the signal was armed
-    children: dict[int, int] = {}  # pidfd -> pid
+    give_back_freed_memory()
+    children: dict[int, BaseProcess] = {}  # pidfd -> priest
     while True:
         ready, _, _ = select.select([sock.fileno(), *children], [], [])
         for fd in ready:
@@ -58,17 +66,32 @@ def main(argv: list[str]) -> int:
                 message, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 1)
                 if not message:
                     return 0  # the supervisor is done, or gone
-                pid = fork_priest(pickle.loads(message), fds[0])  # noqa: S301 - our supervisor
+                priest, pid = fork_priest(pickle.loads(message), fds[0])  # noqa: S301 - ours
                 os.close(fds[0])
-                children[os.pidfd_open(pid)] = pid
+                children[os.pidfd_open(pid)] = priest
                 if not answer(sock, ("started", pid)):
                     return 0
             else:
-                pid = children.pop(fd)
+                priest = children.pop(fd)
                 os.close(fd)
-                _, status = os.waitpid(pid, 0)
-                if not answer(sock, ("exited", pid, os.waitstatus_to_exitcode(status))):
+                priest.join()  # reaped at once: the pidfd said it ended
+                ended = ("exited", priest.pid, priest.exitcode)  # exit code -N: signal N
+                priest.close()
+                if not answer(sock, ended):
                     return 0
+
+
+def give_back_freed_memory() -> None:
+    """Return what the imports freed to the system before forking: every priest inherits
+    this process's heap (0.3 MB less resident per priest, `bench --only memory`)."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        import ctypes  # loaded already: the parent-death signal needs it
+
+        try:
+            ctypes.CDLL(None).malloc_trim(0)  # glibc
+        except (OSError, AttributeError):
+            pass
 
 
 def answer(sock: socket.socket, message: tuple[object, ...]) -> bool:
@@ -80,22 +103,26 @@ def answer(sock: socket.socket, message: tuple[object, ...]) -> bool:
     return True
 
 
-def fork_priest(request: Request, ready: int) -> int:
-    """Fork one priest; in the child, run it and never return here."""
-    pid = os.fork()
-    if pid == 0:
-        code = 70
-        try:
-            code = priest_main(request, ready)
-        finally:
-            os._exit(code)
+def fork_priest(request: Request, ready: int) -> tuple[BaseProcess, int]:
+    """Fork one priest (a multiprocessing process) that runs `priest_main`; it and its pid."""
+    priest = FORK.Process(target=run_priest, args=(request, ready), daemon=True,
+                          name=f"priest {request.name}")
+    priest.start()
+    pid = priest.pid
+    if pid is None:  # start() forks or raises: never here
+        raise OSError(f"priest {request.name}: no pid after fork")
     # Also done by the child; doing it here too closes the race in which the
     # supervisor signals the group before the child has moved into it.
     try:
         os.setpgid(pid, pid)
     except OSError:
         pass
-    return pid
+    return priest, pid
+
+
+def run_priest(request: Request, ready: int) -> NoReturn:
+    """The priest process's target: its exit status is `priest_main`'s."""
+    sys.exit(priest_main(request, ready))
 
 
 def priest_main(request: Request, ready: int) -> int:

@@ -37,7 +37,6 @@ import ipaddress
 import os
 import re
 import signal
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +191,8 @@ def _parse_command(raw: object, path: str, key: str) -> tuple[str, ...]:
     for arg in raw:
         if "\0" in arg:
             raise ConfigError(path, key, "must not contain a NUL character")
+        import string  # here: only a foreign priest's command needs it
+
         try:
             fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(arg)
                       if f is not None]

@@ -147,7 +147,9 @@ class ForkLauncher:
         self.ready_timeout = ready_timeout
         self.messages = messages
         self.bind = bind or {}  # name -> private port behind the relay (none: the configured one)
-        self._server: ForkServer | None = None  # started at the first spawn
+        # Started now: it imports what a priest runs (~70 ms) while the caller gets on
+        # with its own start (the relay's), not at the first spawn.
+        self._server: ForkServer | None = ForkServer()
 
     @property
     def server(self) -> ForkServer:

@@ -31,6 +31,8 @@ REFERENCE = ballots.REFERENCE
 REFERENCE_PATH = "4 x atomic_write + 2.5 x udp_rtt"  # the critical path the targets use
 LEDGER_PATH = "5 x ledger_persist + 2.5 x udp_rtt"  # this ledger's own
 APPEND_PATH = "5 x fdatasync_append + 2.5 x udp_rtt"  # every write an fdatasync'd append
+# The same, where 4 priests write at once (promises, votes, learned): the slowest of 4 appends.
+CONTENDED_PATH = "2 x fdatasync_append + 3 x fdatasync_append_x4 + 2.5 x udp_rtt"
 # Every datagram of a 4-priest ballot signed and verified once: NextBallot, LastVote,
 # BeginBallot, Voted, Success, 3 of each over UDP (the leader's own go in memory).
 TAG_PATH = "15 x datagram_tag"
@@ -76,10 +78,12 @@ def floor_figures(samples: dict[str, list[float]]) -> list[Figure]:
         REFERENCE: evaluate(REFERENCE_PATH, m),
         "this ledger's path": evaluate(LEDGER_PATH, m),
         ballots.APPEND_ONLY: evaluate(APPEND_PATH, m),
+        "append-only path, 4 at once": evaluate(CONTENDED_PATH, m),
         "tags of a 4-priest ballot": evaluate(TAG_PATH, m),
     }
     paths = {REFERENCE: REFERENCE_PATH, "this ledger's path": LEDGER_PATH,
-             ballots.APPEND_ONLY: APPEND_PATH, "tags of a 4-priest ballot": TAG_PATH}
+             ballots.APPEND_ONLY: APPEND_PATH, "append-only path, 4 at once": CONTENDED_PATH,
+             "tags of a 4-priest ballot": TAG_PATH}
     out += [Figure("floor", f"{name}: {paths[name]}", "s", [value], notes={"derived": True})
             for name, value in derived.items()]
     return out
@@ -206,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             disk = floors.DiskFloors(workdir / "floors")
             try:
                 disk.sample(plan.floor_samples // 2)
-                first = floors.process_floors(plan.floor_samples // 2)
+                first = floors.process_floors(plan.floor_samples // 2, workdir / "floors")
                 ballots.between_samples(lambda: disk.sample(plan.floor_burst))
                 entries = run_rows(rows, plan, workdir)
                 disk.sample(plan.floor_samples // 2)
-                last = floors.process_floors(plan.floor_samples // 2)
+                last = floors.process_floors(plan.floor_samples // 2, workdir / "floors")
             finally:
                 disk.close()
     except KeyboardInterrupt:

@@ -167,9 +167,63 @@ def datagram_tag(n: int) -> list[float]:
     return [sample / per_sample for sample in _timed(n, step)]
 
 
-def process_floors(n: int) -> dict[str, list[float]]:
-    """UDP round trip (n samples), the datagram tag, and the two ways to start a process
-    (fewer: slow and steady)."""
+def _appender(path: Path, go: Connection, done: Connection) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    line = b"v1 learned=1001 crc=00000000\n"
+    while go.recv_bytes() == b"go":
+        os.write(fd, line)
+        os.fdatasync(fd)
+        done.send_bytes(b"done")
+    os.close(fd)
+
+
+def concurrent_appends(directory: Path, n: int, k: int = 4) -> list[float]:
+    """k processes each append a line to its own file and fdatasync it, all at once, as k
+    priests do at each step of a ballot: from the go to the last one done (the slowest)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    procs, gos, dones = [], [], []
+    try:
+        for i in range(k):
+            go_r, go_w = FORK.Pipe(duplex=False)
+            done_r, done_w = FORK.Pipe(duplex=False)
+            proc = FORK.Process(target=_appender, args=(directory / f"append{i}.log", go_r, done_w),
+                                daemon=True)
+            proc.start()
+            go_r.close()
+            done_w.close()
+            procs.append(proc)
+            gos.append(go_w)
+            dones.append(done_r)
+
+        def step(_: int) -> None:
+            for go in gos:
+                go.send_bytes(b"go")
+            for done in dones:
+                done.recv_bytes()
+
+        for _ in range(3):  # warm the files and the scheduler
+            step(0)
+        return _timed(n, step)
+    finally:
+        for go in gos:
+            try:
+                go.send_bytes(b"stop")
+            except OSError:
+                pass
+        for proc in procs:
+            proc.join(2.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def process_floors(n: int, directory: Path | None = None) -> dict[str, list[float]]:
+    """UDP round trip (n samples), the datagram tag, the two ways to start a process
+    (fewer: slow and steady), and, given a directory on the disk under test, 4 fdatasync'd
+    appends at once."""
     starts = max(3, n // 10)
-    return {"udp_rtt": udp_round_trip(n), "datagram_tag": datagram_tag(max(3, n // 10)),
-            "fork_start": fork_start(starts), "exec_start": exec_start(starts)}
+    out = {"udp_rtt": udp_round_trip(n), "datagram_tag": datagram_tag(max(3, n // 10)),
+           "fork_start": fork_start(starts), "exec_start": exec_start(starts)}
+    if directory is not None:
+        out["fdatasync_append_x4"] = concurrent_appends(directory, max(3, n // 3))
+    return out

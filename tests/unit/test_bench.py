@@ -56,6 +56,7 @@ def test_quick_run_writes_every_row(tmp_path: Path, no_leaks: None,
     figures = document["figures"]
     names = {f["name"] for f in figures}
     for expected in ["ledger_persist", "atomic_write", "fdatasync_append", "udp_rtt",
+                     "fdatasync_append_x4",
                      "fork_start", "exec_start", "ballot, 3 priests", "ballot, 4 priests",
                      "ballot, 5 priests", "ballot, 9 priests", "all 4 ballot at once",
                      "proposer killed, 4 priests", "crash all 4 to first decision",

@@ -720,12 +720,7 @@ def check(config: Config, history: History, alive: set[str] | None,
     """
     survivors = [n for n in config.names if alive is None or n in alive]
     idx = _index(config, history)
-    violations = _final_agreement(idx, survivors)
-    for rule in RULES if rules is None else rules:
-        violations += rule(idx)
-    violations = list(with_faults(violations, history.harness, idx.t0))
-    proven = [v for v in violations if not _rests_on_missing(idx, v)]
-    unproven = [v for v in violations if _rests_on_missing(idx, v)]
+    proven, unproven = _judge(idx, survivors, rules)
     # Evidence missing only because foreign priests write no events: not lost, never there.
     # Such a violation is no "cannot verify" but a rule that cannot be checked here.
     foreign_only = bool(unproven) and history.incomplete <= history.foreign
@@ -735,6 +730,31 @@ def check(config: Config, history: History, alive: set[str] | None,
                    history.event_count(), () if foreign_only else tuple(unproven), nothing,
                    tuple(config.flaws), _unchecked(config, history, unproven if foreign_only
                                                    else []))
+
+
+def violations(config: Config, history: History, alive: set[str] | None,
+               rules: Sequence[Callable[[_Index], list[Violation]]] | None = None
+               ) -> tuple[Violation, ...]:
+    """The violations `check` proves, without the rest of its verdict (the table of priests).
+
+    For a caller that judges thousands of runs and reads nothing else (`simulate`).
+    """
+    survivors = [n for n in config.names if alive is None or n in alive]
+    proven, _ = _judge(_index(config, history), survivors, rules)
+    return tuple(proven)
+
+
+def _judge(idx: _Index, survivors: list[str],
+           rules: Sequence[Callable[[_Index], list[Violation]]] | None
+           ) -> tuple[list[Violation], list[Violation]]:
+    """Every rule applied, each violation with its faults: (proven, resting on missing evidence)."""
+    found = _final_agreement(idx, survivors)
+    for rule in RULES if rules is None else rules:
+        found += rule(idx)
+    found = list(with_faults(found, idx.history.harness, idx.t0))
+    proven = [v for v in found if not _rests_on_missing(idx, v)]
+    unproven = [v for v in found if _rests_on_missing(idx, v)]
+    return proven, unproven
 
 
 def _rests_on_missing(idx: _Index, v: Violation) -> bool:

@@ -23,7 +23,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 from harness.check.history import DecreeFile, History
-from harness.check.rules import check, rules_except
+from harness.check.rules import rules_except, violations
 from harness.check.verdict import KINDS, NO_PROGRESS, Violation
 from node.config import Config, PriestAddress
 from node.messages import Timing
@@ -93,15 +93,19 @@ def outcome(setup: Setup, seed: int) -> Outcome:
 def judge(world: World) -> tuple[Violation, ...]:
     """The verify checks on the run's history, then the heal phase's promise of progress."""
     alive = {name for name, priest in world.priests.items() if priest is not None}
-    verdict = check(sim_config(world), to_history(world), alive, JUDGED_RULES)
-    found = [v for v in verdict.violations if v.kind not in NOT_JUDGED]
+    history = to_history(world)
+    found = [v for v in violations(sim_config(world), history, alive, JUDGED_RULES)
+             if v.kind not in NOT_JUDGED]
+    # The survivors without a decree: what `verify` would be waiting for (its exit 3).
+    waiting = tuple(name for name in world.names
+                    if name in alive and history.decrees[name].value is None)
     if not world.finished:
         found.append(Violation(NO_PROGRESS, f"the run was still going after {MAX_STEPS} steps"))
-    elif verdict.waiting:
+    elif waiting:
         ledgers = "; ".join(f"{name} tried {d.ledger.last_tried}, promised {d.ledger.next_bal}, "
                             f"voted {d.ledger.prev_vote}" for name, d in world.disks.items())
-        found.append(Violation(NO_PROGRESS, f"after the heal phase {', '.join(verdict.waiting)} "
-                               f"hold no decree; ledgers at the end: {ledgers}", verdict.waiting))
+        found.append(Violation(NO_PROGRESS, f"after the heal phase {', '.join(waiting)} "
+                               f"hold no decree; ledgers at the end: {ledgers}", waiting))
     return tuple(found)
 
 

@@ -22,6 +22,9 @@ trace shows delays and reorders and the HTML report draws every message.
 
 Speed matters here (thousands of runs a minute), so the loop keeps plain
 tuples in its queue and its logs and builds events and text only when asked.
+A search that only judges runs needs no steps: `World(..., steps=False)` keeps
+none (nor arrivals), and a run it finds broken is played again, with them, to be
+shown; the run is the same either way, since keeping steps draws no random number.
 Messages pass as the frozen message values, not through the codec: the
 simulated network is honest (it loses, duplicates and delays, it never
 forges), so datagram bytes and their HMAC tags would add time and nothing
@@ -119,8 +122,8 @@ class World:
     """N priests, a network and a clock; `run()` plays a faulty phase then a heal phase."""
 
     def __init__(self, n: int, seed: int, *, faults: Faults = Faults(), timing: Timing = Timing(),  # noqa: B008
-                 flaws: Sequence[str] = (), horizon: float = HORIZON, names: Sequence[str] | None = None
-                 ) -> None:
+                 flaws: Sequence[str] = (), horizon: float = HORIZON, names: Sequence[str] | None = None,
+                 steps: bool = True) -> None:
         self.names = list(names) if names else [f"p{i}" for i in range(1, n + 1)]
         self.rng = random.Random(seed)
         self.seed, self.faults, self.timing, self.flaws = seed, faults, timing, tuple(flaws)
@@ -142,6 +145,7 @@ class World:
         self.raw_steps: list[tuple[object, ...]] = []  # Step fields as plain tuples (cheap)
         # (time, index of the send step in raw_steps, taken): one per copy that arrived.
         self.raw_arrivals: list[tuple[float, int, bool]] = []
+        self.keeps_steps = steps  # False: raw_steps holds only the run's rare steps, no arrivals
         self.stats = {"messages": 0, "dropped": 0, "duplicated": 0, "crashes": 0, "steps": 0,
                       "ballots": 0, "requests": 0}
         self.finished = False  # the queue drained before max_steps
@@ -176,17 +180,19 @@ class World:
         """The faulty phase until `horizon`, then the network heals, all restart, one ballot."""
         self._plan()
         queue, pop, priests = self.queue, heapq.heappop, self.priests
-        raw, arrived = self.raw_steps, self.raw_arrivals.append
+        keeps, arrived = self.keeps_steps, self.raw_arrivals.append
         steps = 0
         while queue and steps < max_steps:
             when, _, kind, name, payload = pop(queue)
             self.now = when
             steps += 1
-            if kind == _DELIVER:  # payload: the index of the send step in raw_steps
+            if kind == _DELIVER:  # payload: (the message, the index of its send step in raw_steps)
                 priest = priests[name]
-                arrived((when, payload, priest is not None))
+                message, index = payload
+                if keeps:
+                    arrived((when, index, priest is not None))
                 if priest is not None:  # a message to a priest that is down is lost
-                    self._apply(name, priest.handle(Received(cast(Message, raw[payload][4]))))
+                    self._apply(name, priest.handle(Received(message)))
             elif kind == _TIMER:
                 priest = priests[name]
                 if priest is not None and self.timers.get((name, payload)) == when:
@@ -261,39 +267,45 @@ class World:
             self._push(when, _TIMER, name, effect.name)
         elif type(effect) is Persist:
             self.disks[name].ledger = effect.state
-            self.raw_steps.append((self.now, "ledger", name, None, effect.state, ""))
+            if self.keeps_steps:
+                self.raw_steps.append((self.now, "ledger", name, None, effect.state, ""))
         elif type(effect) is CancelTimer:
             self.timers.pop((name, effect.name), None)
         elif type(effect) is Learn:
             self.disks[name].decree = effect.decree
-            self.raw_steps.append((self.now, "decree", name, None, effect.decree, ""))
+            if self.keeps_steps:
+                self.raw_steps.append((self.now, "decree", name, None, effect.decree, ""))
 
     def _send(self, src: str, dst: str, message: Message) -> None:
-        stats, rnd, now = self.stats, self.rng.random, self.now
+        stats, rnd, now, keeps = self.stats, self.rng.random, self.now, self.keeps_steps
         stats["messages"] += 1
-        index = len(self.raw_steps)  # the send step's, appended last: what a delivery carries
+        index = len(self.raw_steps)  # the send step's, appended last
         if self.healed:
             self.seq += 1
-            heapq.heappush(self.queue, (now + 0.001 * rnd(), self.seq, _DELIVER, dst, index))
-            self.raw_steps.append((now, "send", src, dst, message, ""))
+            heapq.heappush(self.queue, (now + 0.001 * rnd(), self.seq, _DELIVER, dst, (message, index)))
+            if keeps:
+                self.raw_steps.append((now, "send", src, dst, message, ""))
             return
         f, cut = self.faults, self.cut
         if cut and (src in cut) != (dst in cut):
             stats["dropped"] += 1
-            self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_CUT))
+            if keeps:
+                self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_CUT))
             return
         if rnd() < f.drop:
             stats["dropped"] += 1
-            self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_DROP))
+            if keeps:
+                self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_DROP))
             return
-        fate = ""
+        fate, payload = "", (message, index)  # what a delivery carries
         if rnd() < f.duplicate:
             stats["duplicated"] += 1
             fate = "duplicated"
-            self._push(f.max_delay * rnd(), _DELIVER, dst, index)
+            self._push(f.max_delay * rnd(), _DELIVER, dst, payload)
         self.seq += 1
-        heapq.heappush(self.queue, (now + f.max_delay * rnd(), self.seq, _DELIVER, dst, index))
-        self.raw_steps.append((now, "send", src, dst, message, fate))
+        heapq.heappush(self.queue, (now + f.max_delay * rnd(), self.seq, _DELIVER, dst, payload))
+        if keeps:
+            self.raw_steps.append((now, "send", src, dst, message, fate))
 
     # --- results -------------------------------------------------------------
 
@@ -337,6 +349,8 @@ class World:
         overtook messages sent before it on its link, or why it was lost; one
         that reached only a priest that was down is lost too.
         """
+        if not self.keeps_steps:
+            raise ValueError("this world kept no steps: build it with World(..., steps=True)")
         out = [Step(*s) for s in self.raw_steps]  # type: ignore[arg-type]
         for i, (fate, note) in _arrival_notes(out, self.arrivals, self.finished).items():
             out[i] = out[i]._replace(fate=fate, note=note)

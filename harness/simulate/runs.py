@@ -57,9 +57,9 @@ class Setup:
     timing: Timing = Timing()
     horizon: float = HORIZON  # virtual seconds of the faulty phase, before the heal
 
-    def world(self, seed: int) -> World:
+    def world(self, seed: int, *, steps: bool = True) -> World:
         return World(self.priests, seed, faults=self.faults, timing=self.timing, flaws=self.flaws,
-                     horizon=self.horizon)
+                     horizon=self.horizon, steps=steps)
 
 
 @dataclass(frozen=True)
@@ -75,16 +75,16 @@ class Outcome:
     steps: int
 
 
-def run_seed(setup: Setup, seed: int) -> tuple[World, tuple[Violation, ...]]:
-    """Play one seeded run to its end and judge it."""
-    world = setup.world(seed)
+def run_seed(setup: Setup, seed: int, *, steps: bool = True) -> tuple[World, tuple[Violation, ...]]:
+    """Play one seeded run to its end and judge it; `steps`: keep its steps, to show it."""
+    world = setup.world(seed, steps=steps)
     world.run(MAX_STEPS)
     return world, judge(world)
 
 
 def outcome(setup: Setup, seed: int) -> Outcome:
     """`run_seed`, reduced to numbers and findings (what a worker process sends back)."""
-    world, violations = run_seed(setup, seed)
+    world, violations = run_seed(setup, seed, steps=False)  # the verb replays a broken one
     s = world.stats
     return Outcome(seed, violations, s["messages"], s["dropped"], s["crashes"], s["ballots"],
                    s["steps"])
@@ -212,7 +212,7 @@ def first_failing_seed(setup: Setup,
                        seeds: Iterable[int]) -> tuple[int, tuple[Violation, ...]] | None:
     """The first seed whose run breaks a rule, with what it broke; None if all are clean."""
     for seed in seeds:
-        _, violations = run_seed(setup, seed)
+        _, violations = run_seed(setup, seed, steps=False)
         if violations:
             return seed, violations
     return None

@@ -21,7 +21,8 @@ its receiver, and whether the receiver was up to take it), from which the
 trace shows delays and reorders and the HTML report draws every message.
 
 Speed matters here (thousands of runs a minute), so the loop keeps plain
-tuples in its queue and its logs and builds events and text only when asked.
+tuples in its queue and its logs, builds text only when asked, and records each
+priest's events in its own list, as the checker reads them.
 A search that only judges runs needs no steps: `World(..., steps=False)` keeps
 none (nor arrivals), and a run it finds broken is played again, with them, to be
 shown; the run is the same either way, since keeping steps draws no random number.
@@ -138,10 +139,10 @@ class World:
         self.seq = 0
         self.healed = False
         self.cut: set[str] = set()  # priests on the minority side of a partition
-        # Recorded events as (time, priest, what): a Record effect of the core, or the
-        # (ledger, decree) a start recovered. `events` turns them into PriestEvents.
-        self.raw_events: list[tuple[float, str, Record | tuple[LedgerState, int | None]]] = []
-        self._events: list[PriestEvent] = []
+        # Each priest's recorded events, as its events.jsonl would hold them (see `record`).
+        self.events_of: dict[str, list[PriestEvent]] = {name: [] for name in self.names}
+        self.incarnations = dict.fromkeys(self.names, 0)  # each priest's starts so far
+        self.last_t = -1  # t of the last event recorded, in ns: each one's is higher
         self.raw_steps: list[tuple[object, ...]] = []  # Step fields as plain tuples (cheap)
         # (time, index of the send step in raw_steps, taken): one per copy that arrived.
         self.raw_arrivals: list[tuple[float, int, bool]] = []
@@ -150,7 +151,7 @@ class World:
                       "ballots": 0, "requests": 0}
         self.finished = False  # the queue drained before max_steps
         for name in self.names:  # as a real priest does when its process starts
-            self.raw_events.append((self.now, name, (LedgerState(), None)))
+            self.record(self.now, name, (LedgerState(), None))
 
     # --- set-up ----------------------------------------------------------
 
@@ -233,7 +234,7 @@ class World:
         # (the forget-promises flaw forgets here, not on disk).
         recovered = (priest.ledger, self.disks[name].decree)
         self.raw_steps.append((self.now, "restart", name, None, recovered, ""))
-        self.raw_events.append((self.now, name, recovered))
+        self.record(self.now, name, recovered)
 
     def _crash(self, name: str) -> None:
         self.priests[name] = None
@@ -256,7 +257,7 @@ class World:
             elif type(effect) is Record:
                 if effect.kind is EventKind.BALLOT_STARTED:
                     self.stats["ballots"] += 1
-                self.raw_events.append((self.now, name, effect))
+                self.record(self.now, name, effect)
             else:
                 self._effect(name, effect)
 
@@ -309,32 +310,31 @@ class World:
 
     # --- results -------------------------------------------------------------
 
+    def record(self, now: float, name: str, what: Record | tuple[LedgerState, int | None]) -> None:
+        """Record an event of priest `name` at virtual time `now`, as its events.jsonl would hold it.
+
+        `what`: a Record effect of its core, or the (ledger, decree) a start
+        recovered. t is `now` in ns, nudged to strictly increase; `pid` counts
+        the priest's incarnations (1, then 2 after its first restart...); `line`
+        is the event's line in its priest's file.
+        """
+        t = int(now * 1e9)
+        t = self.last_t = t if t > self.last_t else self.last_t + 1
+        events = self.events_of[name]
+        if type(what) is Record:
+            events.append(recorded(what, t, name, self.incarnations[name], len(events) + 1))
+        else:
+            ledger, decree = cast(tuple[LedgerState, "int | None"], what)
+            self.incarnations[name] += 1
+            events.append(started_event(t, name, self.incarnations[name], ledger, decree,
+                                        line=len(events) + 1))
+
     @property
     def events(self) -> list[PriestEvent]:
-        """The recorded events in order, as each priest's events.jsonl would hold them.
-
-        t is virtual time in ns, nudged to strictly increase; `pid` counts the
-        priest's incarnations (1, then 2 after its first restart...); `line` is
-        the event's line in its priest's file.
-        """
-        if len(self._events) != len(self.raw_events):
-            out: list[PriestEvent] = []
-            last = -1
-            incarnation = dict.fromkeys(self.names, 0)
-            lines = dict.fromkeys(self.names, 0)
-            for now, name, what in self.raw_events:
-                t = int(now * 1e9)
-                last = t if t > last else last + 1
-                lines[name] += 1
-                if type(what) is Record:
-                    out.append(recorded(what, last, name, incarnation[name], lines[name]))
-                else:
-                    ledger, decree = cast(tuple[LedgerState, "int | None"], what)
-                    incarnation[name] += 1
-                    out.append(started_event(last, name, incarnation[name], ledger, decree,
-                                             line=lines[name]))
-            self._events = out
-        return self._events
+        """Every priest's recorded events in one list, in the order they happened (by t)."""
+        merged = [e for events in self.events_of.values() for e in events]
+        merged.sort(key=_event_time)
+        return merged
 
     @property
     def history(self) -> list[dict[str, object]]:
@@ -371,6 +371,10 @@ class World:
 
     def decrees(self) -> dict[str, int | None]:
         return {name: disk.decree for name, disk in self.disks.items()}
+
+
+def _event_time(e: PriestEvent) -> int:
+    return e.t
 
 
 def _arrival_notes(steps: list[Step], arrivals: dict[int, list[Arrival]],

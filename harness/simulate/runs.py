@@ -27,7 +27,6 @@ from harness.check.rules import rules_except, violations
 from harness.check.verdict import KINDS, NO_PROGRESS, Violation
 from node.config import Config, PriestAddress
 from node.messages import Timing
-from node.record import PriestEvent
 from node.sim import HORIZON, Faults, World
 
 # Not judged here: a simulated disk loses nothing, so only the forget-promises flaw can
@@ -124,17 +123,14 @@ def _config(names: tuple[str, ...], timing: Timing, flaws: tuple[str, ...]) -> C
 def to_history(world: World) -> History:
     """The world's recorded events as the History `harness.check.history` reads from files.
 
-    They are the events the priests would have written (`World.events`): line
-    numbers as in each priest's events.jsonl, `pid` counting the priest's
+    They are the events the priests would have written (`World.events_of`):
+    line numbers as in each priest's events.jsonl, `pid` counting the priest's
     incarnations, and a `started` event carrying the ledger the priest
     recovered, so the checker sees a vote or promise made durable just before
     a crash struck and kept it from being recorded.
     """
     history = History("simulation", files=False)
-    events: dict[str, list[PriestEvent]] = {name: [] for name in world.names}
-    for e in world.events:
-        events[e.priest].append(e)
-    history.events = events
+    history.events = {name: list(events) for name, events in world.events_of.items()}
     history.decrees = {name: DecreeFile(f"{name}/decree.txt", disk.decree is not None, disk.decree)
                        for name, disk in world.disks.items()}
     return history

@@ -38,7 +38,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple, cast
 
 from node.flaws import strategy
@@ -59,7 +59,7 @@ from node.messages import (
     Timing,
 )
 from node.record import PriestEvent, recorded, started_event
-from node.synod import Priest
+from node.synod import FRESH_LEDGER, Priest
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Faults:
 class Disk:
     """What survives a crash: the persisted ledger and decree."""
 
-    ledger: LedgerState = field(default_factory=LedgerState)
+    ledger: LedgerState = FRESH_LEDGER  # immutable: every new disk can share it
     decree: int | None = None
 
 
@@ -151,7 +151,7 @@ class World:
                       "ballots": 0, "requests": 0}
         self.finished = False  # the queue drained before max_steps
         for name in self.names:  # as a real priest does when its process starts
-            self.record(self.now, name, (LedgerState(), None))
+            self.record(self.now, name, (FRESH_LEDGER, None))
 
     # --- set-up ----------------------------------------------------------
 

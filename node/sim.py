@@ -104,6 +104,7 @@ class Step(NamedTuple):
     note: str = ""
 
 
+_BALLOT_STARTED = EventKind.BALLOT_STARTED  # looked up once: EventKind.X costs 70 ns a time
 # Queue item kinds, ordered by (time, seq) in the heap.
 _DELIVER, _TIMER, _BALLOT, _RESTART, _HEAL = range(5)
 HORIZON = 2.0  # virtual seconds of a run's faulty phase, by default
@@ -255,7 +256,7 @@ class World:
             if type(effect) is Send:
                 self._send(name, effect.dst, effect.message)
             elif type(effect) is Record:
-                if effect.kind is EventKind.BALLOT_STARTED:
+                if effect.kind is _BALLOT_STARTED:
                     self.stats["ballots"] += 1
                 self.record(self.now, name, effect)
             else:

@@ -263,27 +263,38 @@ def _final_agreement(idx: _Index, survivors: list[str]) -> list[Violation]:
 
 
 def _learned_different(idx: _Index) -> list[Violation]:
-    # decree -> priest -> the first evidence that it learned it
-    claims: dict[int, dict[str, str]] = defaultdict(dict)
+    # decree -> priest -> the first evidence that it learned it: its `learned` event, what the
+    # supervisor saw of its decree.txt (a foreign priest), or its decree.txt's path. Put in
+    # words only when there are two decrees: most histories hold one.
+    claims: dict[int, dict[str, PriestEvent | DecreeSeen | str]] = defaultdict(dict)
     times: list[int] = []
     for e in idx.by_kind[EventKind.LEARNED]:
         assert e.decree is not None
         if e.priest not in claims[e.decree]:
-            claims[e.decree][e.priest] = f"{e.priest} at {idx.cite(e)}"
+            claims[e.decree][e.priest] = e
             times.append(e.t)
     for name in idx.history.foreign:
         for r in idx.history.seen[name]:
             if r.value is not None and name not in claims[r.value]:
-                claims[r.value][name] = f"{name} (its decree.txt at {idx.when(r.t)})"
+                claims[r.value][name] = r
                 times.append(r.t)
     learners = {e.priest for e in idx.by_kind[EventKind.LEARNED]}
     for name, file in idx.history.decrees.items():
         # A priest killed between writing decree.txt and recording `learned`.
         if name not in learners and file.value is not None:
-            claims[file.value].setdefault(name, f"{name} in {file.path}")
+            claims[file.value].setdefault(name, file.path)
     if len(claims) < 2:
         return []
-    parts = "; ".join(f"{d} learned by {', '.join(c.values())}" for d, c in sorted(claims.items()))
+
+    def said(name: str, evidence: PriestEvent | DecreeSeen | str) -> str:
+        if isinstance(evidence, PriestEvent):
+            return f"{name} at {idx.cite(evidence)}"
+        if isinstance(evidence, DecreeSeen):
+            return f"{name} (its decree.txt at {idx.when(evidence.t)})"
+        return f"{name} in {evidence}"
+
+    parts = "; ".join(f"{d} learned by {', '.join(said(p, x) for p, x in c.items())}"
+                      for d, c in sorted(claims.items()))
     return [Violation("learned_different", f"priests learned different decrees: {parts}",
                       tuple(sorted({p for c in claims.values() for p in c})),
                       tuple(sorted(claims)), (), tuple(times))]
@@ -591,6 +602,8 @@ def _chosen_stays_chosen(idx: _Index) -> list[Violation]:
         return []
     b0, d0 = min(chosen)
     voters = idx.tally[(b0, d0)]
+    if not any(b > b0 and d != d0 for b, d in idx.tally):  # the usual case: no words to write
+        return []
     basis = (f"a quorum ({', '.join(sorted(voters))}) voted {d0} in ballot {b0}, "
              f"complete at {idx.cite(_quorum_event(voters, idx.config.quorum))}")
     out = []

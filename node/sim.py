@@ -21,7 +21,11 @@ its receiver, and whether the receiver was up to take it), from which the
 trace shows delays and reorders and the HTML report draws every message.
 
 Speed matters here (thousands of runs a minute), so the loop keeps plain
-tuples in its queue and its logs and builds events and text only when asked.
+tuples in its queue and its logs, builds text only when asked, and records each
+priest's events in its own list, as the checker reads them.
+A search that only judges runs needs no steps: `World(..., steps=False)` keeps
+none (nor arrivals), and a run it finds broken is played again, with them, to be
+shown; the run is the same either way, since keeping steps draws no random number.
 Messages pass as the frozen message values, not through the codec: the
 simulated network is honest (it loses, duplicates and delays, it never
 forges), so datagram bytes and their HMAC tags would add time and nothing
@@ -34,7 +38,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple, cast
 
 from node.flaws import strategy
@@ -55,7 +59,7 @@ from node.messages import (
     Timing,
 )
 from node.record import PriestEvent, recorded, started_event
-from node.synod import Priest
+from node.synod import FRESH_LEDGER, Priest
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class Faults:
 class Disk:
     """What survives a crash: the persisted ledger and decree."""
 
-    ledger: LedgerState = field(default_factory=LedgerState)
+    ledger: LedgerState = FRESH_LEDGER  # immutable: every new disk can share it
     decree: int | None = None
 
 
@@ -100,6 +104,7 @@ class Step(NamedTuple):
     note: str = ""
 
 
+_BALLOT_STARTED = EventKind.BALLOT_STARTED  # looked up once: EventKind.X costs 70 ns a time
 # Queue item kinds, ordered by (time, seq) in the heap.
 _DELIVER, _TIMER, _BALLOT, _RESTART, _HEAL = range(5)
 HORIZON = 2.0  # virtual seconds of a run's faulty phase, by default
@@ -119,8 +124,8 @@ class World:
     """N priests, a network and a clock; `run()` plays a faulty phase then a heal phase."""
 
     def __init__(self, n: int, seed: int, *, faults: Faults = Faults(), timing: Timing = Timing(),  # noqa: B008
-                 flaws: Sequence[str] = (), horizon: float = HORIZON, names: Sequence[str] | None = None
-                 ) -> None:
+                 flaws: Sequence[str] = (), horizon: float = HORIZON, names: Sequence[str] | None = None,
+                 steps: bool = True) -> None:
         self.names = list(names) if names else [f"p{i}" for i in range(1, n + 1)]
         self.rng = random.Random(seed)
         self.seed, self.faults, self.timing, self.flaws = seed, faults, timing, tuple(flaws)
@@ -135,18 +140,19 @@ class World:
         self.seq = 0
         self.healed = False
         self.cut: set[str] = set()  # priests on the minority side of a partition
-        # Recorded events as (time, priest, what): a Record effect of the core, or the
-        # (ledger, decree) a start recovered. `events` turns them into PriestEvents.
-        self.raw_events: list[tuple[float, str, Record | tuple[LedgerState, int | None]]] = []
-        self._events: list[PriestEvent] = []
+        # Each priest's recorded events, as its events.jsonl would hold them (see `record`).
+        self.events_of: dict[str, list[PriestEvent]] = {name: [] for name in self.names}
+        self.incarnations = dict.fromkeys(self.names, 0)  # each priest's starts so far
+        self.last_t = -1  # t of the last event recorded, in ns: each one's is higher
         self.raw_steps: list[tuple[object, ...]] = []  # Step fields as plain tuples (cheap)
         # (time, index of the send step in raw_steps, taken): one per copy that arrived.
         self.raw_arrivals: list[tuple[float, int, bool]] = []
+        self.keeps_steps = steps  # False: raw_steps holds only the run's rare steps, no arrivals
         self.stats = {"messages": 0, "dropped": 0, "duplicated": 0, "crashes": 0, "steps": 0,
                       "ballots": 0, "requests": 0}
         self.finished = False  # the queue drained before max_steps
         for name in self.names:  # as a real priest does when its process starts
-            self.raw_events.append((self.now, name, (LedgerState(), None)))
+            self.record(self.now, name, (FRESH_LEDGER, None))
 
     # --- set-up ----------------------------------------------------------
 
@@ -176,17 +182,19 @@ class World:
         """The faulty phase until `horizon`, then the network heals, all restart, one ballot."""
         self._plan()
         queue, pop, priests = self.queue, heapq.heappop, self.priests
-        raw, arrived = self.raw_steps, self.raw_arrivals.append
+        keeps, arrived = self.keeps_steps, self.raw_arrivals.append
         steps = 0
         while queue and steps < max_steps:
             when, _, kind, name, payload = pop(queue)
             self.now = when
             steps += 1
-            if kind == _DELIVER:  # payload: the index of the send step in raw_steps
+            if kind == _DELIVER:  # payload: (the message, the index of its send step in raw_steps)
                 priest = priests[name]
-                arrived((when, payload, priest is not None))
+                message, index = payload
+                if keeps:
+                    arrived((when, index, priest is not None))
                 if priest is not None:  # a message to a priest that is down is lost
-                    self._apply(name, priest.handle(Received(cast(Message, raw[payload][4]))))
+                    self._apply(name, priest.handle(Received(message)))
             elif kind == _TIMER:
                 priest = priests[name]
                 if priest is not None and self.timers.get((name, payload)) == when:
@@ -227,7 +235,7 @@ class World:
         # (the forget-promises flaw forgets here, not on disk).
         recovered = (priest.ledger, self.disks[name].decree)
         self.raw_steps.append((self.now, "restart", name, None, recovered, ""))
-        self.raw_events.append((self.now, name, recovered))
+        self.record(self.now, name, recovered)
 
     def _crash(self, name: str) -> None:
         self.priests[name] = None
@@ -248,9 +256,9 @@ class World:
             if type(effect) is Send:
                 self._send(name, effect.dst, effect.message)
             elif type(effect) is Record:
-                if effect.kind is EventKind.BALLOT_STARTED:
+                if effect.kind is _BALLOT_STARTED:
                     self.stats["ballots"] += 1
-                self.raw_events.append((self.now, name, effect))
+                self.record(self.now, name, effect)
             else:
                 self._effect(name, effect)
 
@@ -261,68 +269,73 @@ class World:
             self._push(when, _TIMER, name, effect.name)
         elif type(effect) is Persist:
             self.disks[name].ledger = effect.state
-            self.raw_steps.append((self.now, "ledger", name, None, effect.state, ""))
+            if self.keeps_steps:
+                self.raw_steps.append((self.now, "ledger", name, None, effect.state, ""))
         elif type(effect) is CancelTimer:
             self.timers.pop((name, effect.name), None)
         elif type(effect) is Learn:
             self.disks[name].decree = effect.decree
-            self.raw_steps.append((self.now, "decree", name, None, effect.decree, ""))
+            if self.keeps_steps:
+                self.raw_steps.append((self.now, "decree", name, None, effect.decree, ""))
 
     def _send(self, src: str, dst: str, message: Message) -> None:
-        stats, rnd, now = self.stats, self.rng.random, self.now
+        stats, rnd, now, keeps = self.stats, self.rng.random, self.now, self.keeps_steps
         stats["messages"] += 1
-        index = len(self.raw_steps)  # the send step's, appended last: what a delivery carries
+        index = len(self.raw_steps)  # the send step's, appended last
         if self.healed:
             self.seq += 1
-            heapq.heappush(self.queue, (now + 0.001 * rnd(), self.seq, _DELIVER, dst, index))
-            self.raw_steps.append((now, "send", src, dst, message, ""))
+            heapq.heappush(self.queue, (now + 0.001 * rnd(), self.seq, _DELIVER, dst, (message, index)))
+            if keeps:
+                self.raw_steps.append((now, "send", src, dst, message, ""))
             return
         f, cut = self.faults, self.cut
         if cut and (src in cut) != (dst in cut):
             stats["dropped"] += 1
-            self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_CUT))
+            if keeps:
+                self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_CUT))
             return
         if rnd() < f.drop:
             stats["dropped"] += 1
-            self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_DROP))
+            if keeps:
+                self.raw_steps.append((now, "send", src, dst, message, "lost", LOST_DROP))
             return
-        fate = ""
+        fate, payload = "", (message, index)  # what a delivery carries
         if rnd() < f.duplicate:
             stats["duplicated"] += 1
             fate = "duplicated"
-            self._push(f.max_delay * rnd(), _DELIVER, dst, index)
+            self._push(f.max_delay * rnd(), _DELIVER, dst, payload)
         self.seq += 1
-        heapq.heappush(self.queue, (now + f.max_delay * rnd(), self.seq, _DELIVER, dst, index))
-        self.raw_steps.append((now, "send", src, dst, message, fate))
+        heapq.heappush(self.queue, (now + f.max_delay * rnd(), self.seq, _DELIVER, dst, payload))
+        if keeps:
+            self.raw_steps.append((now, "send", src, dst, message, fate))
 
     # --- results -------------------------------------------------------------
 
+    def record(self, now: float, name: str, what: Record | tuple[LedgerState, int | None]) -> None:
+        """Record an event of priest `name` at virtual time `now`, as its events.jsonl would hold it.
+
+        `what`: a Record effect of its core, or the (ledger, decree) a start
+        recovered. t is `now` in ns, nudged to strictly increase; `pid` counts
+        the priest's incarnations (1, then 2 after its first restart...); `line`
+        is the event's line in its priest's file.
+        """
+        t = int(now * 1e9)
+        t = self.last_t = t if t > self.last_t else self.last_t + 1
+        events = self.events_of[name]
+        if type(what) is Record:
+            events.append(recorded(what, t, name, self.incarnations[name], len(events) + 1))
+        else:
+            ledger, decree = cast(tuple[LedgerState, "int | None"], what)
+            self.incarnations[name] += 1
+            events.append(started_event(t, name, self.incarnations[name], ledger, decree,
+                                        line=len(events) + 1))
+
     @property
     def events(self) -> list[PriestEvent]:
-        """The recorded events in order, as each priest's events.jsonl would hold them.
-
-        t is virtual time in ns, nudged to strictly increase; `pid` counts the
-        priest's incarnations (1, then 2 after its first restart...); `line` is
-        the event's line in its priest's file.
-        """
-        if len(self._events) != len(self.raw_events):
-            out: list[PriestEvent] = []
-            last = -1
-            incarnation = dict.fromkeys(self.names, 0)
-            lines = dict.fromkeys(self.names, 0)
-            for now, name, what in self.raw_events:
-                t = int(now * 1e9)
-                last = t if t > last else last + 1
-                lines[name] += 1
-                if type(what) is Record:
-                    out.append(recorded(what, last, name, incarnation[name], lines[name]))
-                else:
-                    ledger, decree = cast(tuple[LedgerState, "int | None"], what)
-                    incarnation[name] += 1
-                    out.append(started_event(last, name, incarnation[name], ledger, decree,
-                                             line=lines[name]))
-            self._events = out
-        return self._events
+        """Every priest's recorded events in one list, in the order they happened (by t)."""
+        merged = [e for events in self.events_of.values() for e in events]
+        merged.sort(key=_event_time)
+        return merged
 
     @property
     def history(self) -> list[dict[str, object]]:
@@ -337,6 +350,8 @@ class World:
         overtook messages sent before it on its link, or why it was lost; one
         that reached only a priest that was down is lost too.
         """
+        if not self.keeps_steps:
+            raise ValueError("this world kept no steps: build it with World(..., steps=True)")
         out = [Step(*s) for s in self.raw_steps]  # type: ignore[arg-type]
         for i, (fate, note) in _arrival_notes(out, self.arrivals, self.finished).items():
             out[i] = out[i]._replace(fate=fate, note=note)
@@ -357,6 +372,10 @@ class World:
 
     def decrees(self) -> dict[str, int | None]:
         return {name: disk.decree for name, disk in self.disks.items()}
+
+
+def _event_time(e: PriestEvent) -> int:
+    return e.t
 
 
 def _arrival_notes(steps: list[Step], arrivals: dict[int, list[Arrival]],

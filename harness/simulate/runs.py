@@ -23,11 +23,10 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 from harness.check.history import DecreeFile, History
-from harness.check.rules import check, rules_except
+from harness.check.rules import rules_except, violations
 from harness.check.verdict import KINDS, NO_PROGRESS, Violation
 from node.config import Config, PriestAddress
 from node.messages import Timing
-from node.record import PriestEvent
 from node.sim import HORIZON, Faults, World
 
 # Not judged here: a simulated disk loses nothing, so only the forget-promises flaw can
@@ -57,9 +56,9 @@ class Setup:
     timing: Timing = Timing()
     horizon: float = HORIZON  # virtual seconds of the faulty phase, before the heal
 
-    def world(self, seed: int) -> World:
+    def world(self, seed: int, *, steps: bool = True) -> World:
         return World(self.priests, seed, faults=self.faults, timing=self.timing, flaws=self.flaws,
-                     horizon=self.horizon)
+                     horizon=self.horizon, steps=steps)
 
 
 @dataclass(frozen=True)
@@ -75,16 +74,16 @@ class Outcome:
     steps: int
 
 
-def run_seed(setup: Setup, seed: int) -> tuple[World, tuple[Violation, ...]]:
-    """Play one seeded run to its end and judge it."""
-    world = setup.world(seed)
+def run_seed(setup: Setup, seed: int, *, steps: bool = True) -> tuple[World, tuple[Violation, ...]]:
+    """Play one seeded run to its end and judge it; `steps`: keep its steps, to show it."""
+    world = setup.world(seed, steps=steps)
     world.run(MAX_STEPS)
     return world, judge(world)
 
 
 def outcome(setup: Setup, seed: int) -> Outcome:
     """`run_seed`, reduced to numbers and findings (what a worker process sends back)."""
-    world, violations = run_seed(setup, seed)
+    world, violations = run_seed(setup, seed, steps=False)  # the verb replays a broken one
     s = world.stats
     return Outcome(seed, violations, s["messages"], s["dropped"], s["crashes"], s["ballots"],
                    s["steps"])
@@ -93,15 +92,19 @@ def outcome(setup: Setup, seed: int) -> Outcome:
 def judge(world: World) -> tuple[Violation, ...]:
     """The verify checks on the run's history, then the heal phase's promise of progress."""
     alive = {name for name, priest in world.priests.items() if priest is not None}
-    verdict = check(sim_config(world), to_history(world), alive, JUDGED_RULES)
-    found = [v for v in verdict.violations if v.kind not in NOT_JUDGED]
+    history = to_history(world)
+    found = [v for v in violations(sim_config(world), history, alive, JUDGED_RULES)
+             if v.kind not in NOT_JUDGED]
+    # The survivors without a decree: what `verify` would be waiting for (its exit 3).
+    waiting = tuple(name for name in world.names
+                    if name in alive and history.decrees[name].value is None)
     if not world.finished:
         found.append(Violation(NO_PROGRESS, f"the run was still going after {MAX_STEPS} steps"))
-    elif verdict.waiting:
+    elif waiting:
         ledgers = "; ".join(f"{name} tried {d.ledger.last_tried}, promised {d.ledger.next_bal}, "
                             f"voted {d.ledger.prev_vote}" for name, d in world.disks.items())
-        found.append(Violation(NO_PROGRESS, f"after the heal phase {', '.join(verdict.waiting)} "
-                               f"hold no decree; ledgers at the end: {ledgers}", verdict.waiting))
+        found.append(Violation(NO_PROGRESS, f"after the heal phase {', '.join(waiting)} "
+                               f"hold no decree; ledgers at the end: {ledgers}", waiting))
     return tuple(found)
 
 
@@ -120,17 +123,14 @@ def _config(names: tuple[str, ...], timing: Timing, flaws: tuple[str, ...]) -> C
 def to_history(world: World) -> History:
     """The world's recorded events as the History `harness.check.history` reads from files.
 
-    They are the events the priests would have written (`World.events`): line
-    numbers as in each priest's events.jsonl, `pid` counting the priest's
+    They are the events the priests would have written (`World.events_of`):
+    line numbers as in each priest's events.jsonl, `pid` counting the priest's
     incarnations, and a `started` event carrying the ledger the priest
     recovered, so the checker sees a vote or promise made durable just before
     a crash struck and kept it from being recorded.
     """
     history = History("simulation", files=False)
-    events: dict[str, list[PriestEvent]] = {name: [] for name in world.names}
-    for e in world.events:
-        events[e.priest].append(e)
-    history.events = events
+    history.events = {name: list(events) for name, events in world.events_of.items()}
     history.decrees = {name: DecreeFile(f"{name}/decree.txt", disk.decree is not None, disk.decree)
                        for name, disk in world.disks.items()}
     return history
@@ -208,7 +208,7 @@ def first_failing_seed(setup: Setup,
                        seeds: Iterable[int]) -> tuple[int, tuple[Violation, ...]] | None:
     """The first seed whose run breaks a rule, with what it broke; None if all are clean."""
     for seed in seeds:
-        _, violations = run_seed(setup, seed)
+        _, violations = run_seed(setup, seed, steps=False)
         if violations:
             return seed, violations
     return None

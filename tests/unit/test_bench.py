@@ -60,7 +60,8 @@ def test_quick_run_writes_every_row(tmp_path: Path, no_leaks: None,
                      "fork_start", "exec_start", "ballot, 3 priests", "ballot, 4 priests",
                      "ballot, 5 priests", "ballot, 9 priests", "all 4 ballot at once",
                      "proposer killed, 4 priests", "crash all 4 to first decision",
-                     "fork 4 priests to ready", "World, 5 priests, no faults",
+                     "fork 4 priests to ready", "World alone (no checks), 5 priests, no faults",
+                     "simulate --jobs 1, with the checks, 5 priests, default faults",
                      "RSS per priest (python -m node)", "up --detach, 4 priests",
                      "RSS of the supervisor"]:
         assert expected in names, f"{expected!r} missing from {sorted(names)}"

@@ -204,13 +204,11 @@ def _three_priests_one_vote_unrecorded(recovered: LedgerState) -> World:
     persisted, then a crash struck before it was recorded; p3 restarts with `recovered`."""
     world = World(3, 0)
     b = Ballot(1, "p1")
-    world.raw_events += [
-        (0.1, "p1", Record(EventKind.BALLOT_STARTED, "", b)),
-        (0.2, "p1", Record(EventKind.PROPOSED, "", b, 1001)),
-        (0.3, "p1", Record(EventKind.VOTED, "", b, 1001)),
-        (0.4, "p3", (recovered, None)),
-        (0.5, "p1", Record(EventKind.LEARNED, "", b, 1001)),
-    ]
+    world.record(0.1, "p1", Record(EventKind.BALLOT_STARTED, "", b))
+    world.record(0.2, "p1", Record(EventKind.PROPOSED, "", b, 1001))
+    world.record(0.3, "p1", Record(EventKind.VOTED, "", b, 1001))
+    world.record(0.4, "p3", (recovered, None))
+    world.record(0.5, "p1", Record(EventKind.LEARNED, "", b, 1001))
     for disk in world.disks.values():
         disk.decree = 1001
     world.finished = True

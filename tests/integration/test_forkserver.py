@@ -54,6 +54,7 @@ def test_forked_priest_is_lean_and_not_our_child(make_config, no_leaks) -> None:
             parent = psutil.Process(proc.pid).ppid()
             assert parent != os.getpid()
             assert "node.forkserver" in " ".join(psutil.Process(parent).cmdline())
+            assert "-OO" in psutil.Process(proc.pid).cmdline()  # no docstrings in memory
         assert "_psutil_linux" in mapped(os.getpid())  # the check above can see a module
         name, proc = next(iter(started.items()))
         os.kill(proc.pid, signal.SIGKILL)

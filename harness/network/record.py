@@ -104,6 +104,8 @@ def printable(head: str) -> str:
     """A datagram's preview in one printable line: line breaks shown as ' / ', other bytes
     outside printable ASCII as \\xNN."""
     text = head.replace("\r\n", " / ").replace("\n", " / ")
+    if text.endswith("\r"):  # a line break cut in two by the preview's end
+        text = text[:-1] + " / "
     if text.isascii() and text.isprintable():
         return text
     return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)

@@ -92,7 +92,7 @@ class Unread:
         return self.head[:n] if n else "datagram"
 
     def describe(self) -> str:
-        """The preview as one line: escaped line breaks shown as ' / '."""
+        """The preview in one printable line, quoted (line breaks shown as ' / ')."""
         if not self.head:
             return "a datagram (no preview recorded)"
         return f'"{printable(self.head).rstrip(" /")}"'

@@ -27,6 +27,7 @@ class Datagram(NamedTuple):
     fate: str  # forwarded, duplicated or dropped
     reason: str | None = None  # why dropped: partition, loss, not a priest
     at: tuple[int, ...] = ()  # when each copy left the relay
+    head: str | None = None  # its first bytes, one character each (latin-1); None: not recorded
 
 
 class FaultsLine(NamedTuple):
@@ -85,9 +86,10 @@ def _read_line(line: str, log: NetworkLog) -> bool:
                 or fate not in (FORWARDED, DUPLICATED, DROPPED) or type(at) is not list \
                 or not all(type(a) is int for a in at):
             return False
-        reason = obj.get("reason")
+        reason, head = obj.get("reason"), obj.get("head")
         log.datagrams.append(Datagram(t, _int(obj.get("n")) or 0, src, dst, fate,
-                                      reason if type(reason) is str else None, tuple(at)))
+                                      reason if type(reason) is str else None, tuple(at),
+                                      head if type(head) is str else None))
         return True
     if kind == FAULTS and type(obj.get("faults")) is dict:
         log.faults.append(FaultsLine(t, obj["faults"]))
@@ -98,9 +100,20 @@ def _read_line(line: str, log: NetworkLog) -> bool:
     return False
 
 
+def printable(head: str) -> str:
+    """A datagram's preview in one printable line: line breaks shown as ' / ', other bytes
+    outside printable ASCII as \\xNN."""
+    text = head.replace("\r\n", " / ").replace("\n", " / ")
+    if text.endswith("\r"):  # a line break cut in two by the preview's end
+        text = text[:-1] + " / "
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)
+
+
 def _int(value: object) -> int | None:
     return value if type(value) is int else None
 
 
-__all__ = ["Datagram", "FaultsLine", "RelayLine", "NetworkLog", "read_network_log",
+__all__ = ["Datagram", "FaultsLine", "RelayLine", "NetworkLog", "read_network_log", "printable",
            "DATAGRAM", "FAULTS", "RELAY_STARTED", "FORWARDED", "DUPLICATED", "DROPPED"]

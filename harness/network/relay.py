@@ -19,7 +19,8 @@ Then each stdin line is a command, answered by one JSON line on stdout:
 It prints `{"ready": true}` once bound (or `{"error": "..."}` and exits 1),
 and ends on SIGTERM, at EOF on stdin, or when its parent (the supervisor) dies.
 
-`network.jsonl` gets one line per datagram (see docs/formats.md); at `log_max`
+`network.jsonl` gets one line per datagram (see docs/formats.md), with a
+printable preview of its first HEAD_BYTES bytes (`preview`); at `log_max`
 lines it is renamed `network.jsonl.1` (one older file kept) and begun anew.
 """
 
@@ -35,6 +36,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from harness.network.faults import FOREIGN, Faults, message_type
@@ -46,6 +48,14 @@ BATCH = 256  # datagrams read from one socket per turn, so no socket starves the
 RCVBUF = 1 << 20
 COUNTERS = ("received", "forwarded", "dropped", "duplicated", "delayed")
 OUTSIDE = "outside"  # the sender of a datagram from an address that is no priest's
+HEAD_BYTES = 48  # of each datagram, previewed in its network.jsonl line (`preview`)
+
+
+def preview(data: bytes) -> str:
+    """The first HEAD_BYTES bytes as a JSON string literal, one character per byte (latin-1):
+    printable ASCII reads as itself, other bytes as JSON escapes (\\r, \\n, \\u00e9)."""
+    return encode_basestring_ascii(data[:HEAD_BYTES].decode("latin-1"))
+
 
 Address = tuple[str, int]
 
@@ -109,7 +119,8 @@ class Relay:
             self._count(f"{OUTSIDE}->{dst}", "received", "dropped")
             self.log.write(f'{{"t":{now},"kind":"datagram","n":{self.seq},"src":null,'
                            f'"dst":"{dst}","bytes":{len(data)},"fate":"dropped",'
-                           f'"reason":"{FOREIGN}","from":"{addr[0]}:{addr[1]}"}}\n')
+                           f'"reason":"{FOREIGN}","from":"{addr[0]}:{addr[1]}",'
+                           f'"head":{preview(data)}}}\n')
             return
         link = f"{src}->{dst}"
         # The envelope is read only when a fault needs the message type (drop-success).
@@ -119,7 +130,7 @@ class Relay:
             self._count(link, "received", "dropped")
             self.log.write(f'{{"t":{now},"kind":"datagram","n":{self.seq},"src":"{src}",'
                            f'"dst":"{dst}","bytes":{len(data)},"fate":"dropped",'
-                           f'"reason":"{reason}"}}\n')
+                           f'"reason":"{reason}","head":{preview(data)}}}\n')
             return
         out = self.public[src]
         target = self.private[dst]
@@ -141,7 +152,7 @@ class Relay:
         fate = "duplicated" if len(delays) > 1 else "forwarded"
         self.log.write(f'{{"t":{now},"kind":"datagram","n":{self.seq},"src":"{src}",'
                        f'"dst":"{dst}","bytes":{len(data)},"fate":"{fate}",'
-                       f'"at":[{",".join(map(str, times))}]}}\n')
+                       f'"at":[{",".join(map(str, times))}],"head":{preview(data)}}}\n')
 
     def _count(self, link: str, *counters: str) -> None:
         row = self.links.get(link)

@@ -13,6 +13,7 @@ from typing import cast
 from colorama import Fore, Style
 
 from harness.check.verdict import NO_PROGRESS, Violation
+from harness.report.run import Unread
 from node.messages import LedgerState, Message, Success, describe_message
 from node.record import PriestEvent
 from node.sim import Step, World, describe_step
@@ -85,6 +86,10 @@ LEGEND = ("* sends  > < receives  x lost  @ to itself  # ledger written  "
 # What a real run's diagram adds (harness.report.steps).
 REAL_LEGEND = ("P paused (SIGSTOP)  C resumed (SIGCONT)  S stopped (SIGTERM)  E exited  "
                "A armed (killed at its next promise)  . paused  % cut off by the network")
+# What a diagram with foreign priests adds (harness.report.run.Unread, steps `seen`).
+FOREIGN_LEGEND = ('"..." a foreign priest\'s datagram, by its first bytes (from the relay: '
+                  "sent when the relay read it)  d decree.txt seen by the supervisor  "
+                  "? decree.txt seen holding no decree")
 # Said only when the diagram shows them.
 NOTES = {
     ".*": "1.* is round 1 numbered by the flawed last_tried + 1: no priest's name in it, so "
@@ -92,13 +97,16 @@ NOTES = {
     "Success(0,": "Success(0, d): sent by a priest that learned d before its last restart; "
                   "decree.txt keeps the decree, not the ballot that passed it",
 }
-REAL_KINDS = frozenset({"pause", "resume", "stop", "exited", "armed", "network", "relay"})
+REAL_KINDS = frozenset({"pause", "resume", "stop", "exited", "armed", "network", "relay", "seen"})
 
 
 def legend(rows: Iterable[str], steps: Iterable[Step] = ()) -> list[str]:
     """The legend, and a note for each notation the rows use that needs one."""
     text = "\n".join(rows)
-    real = [f"legend: {REAL_LEGEND}"] if any(s.kind in REAL_KINDS for s in steps) else []
+    listed = list(steps)
+    real = [f"legend: {REAL_LEGEND}"] if any(s.kind in REAL_KINDS for s in listed) else []
+    if any(s.kind == "seen" or isinstance(s.what, Unread) for s in listed):
+        real.append(f"legend: {FOREIGN_LEGEND}")
     return [f"legend: {LEGEND}", *real,
             *(f"note: {n}" for key, n in NOTES.items() if key in text)]
 
@@ -215,6 +223,10 @@ def _mark(cells: list[str], s: Step, lane: dict[str, int]) -> str:
         lost = s.fate == "lost"
         cells[b] = "x" if lost else (">" if b > a else "<")
         return Fore.RED if lost else ""
+    if s.kind == "seen" and s.priest in lane:
+        held = s.what[1] if isinstance(s.what, tuple) and len(s.what) > 1 else None
+        cells[lane[s.priest]] = "?" if held is None else "d"
+        return Fore.GREEN if held is not None else Fore.YELLOW
     if s.kind in _MARKS and s.priest in lane:
         cells[lane[s.priest]] = _MARKS[s.kind]
     return _PAINT.get(s.kind, "")
@@ -228,4 +240,6 @@ def _label(s: Step) -> str:
             return f"{what[0]}{note}"  # a real run's step carries its own words first
         return describe_step(s) + note
     fate = {"lost": "  lost", "duplicated": "  delivered twice"}.get(s.fate, "")
-    return f"{describe_message(cast(Message, s.what))}{fate}{note}"
+    what = s.what
+    text = what.describe() if isinstance(what, Unread) else describe_message(cast(Message, what))
+    return f"{text}{fate}{note}"

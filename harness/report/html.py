@@ -37,10 +37,9 @@ from pathlib import Path
 from harness.check.history import History
 from harness.check.verdict import KINDS, OK, VIOLATION, Verdict
 from harness.record import ChaosAction, ChaosEnd, ChaosStart, NetworkChange, RelayStarted
-from harness.report.run import DOWN, PAUSED, Run, Sent
+from harness.report.run import DOWN, PAUSED, Run, Sent, Unread, describe
 from harness.supervisor.files import write_atomic
 from node import __version__
-from node.messages import describe_message
 
 LANE, LANE_GAP = 22, 8  # timeline: a lane's height and the space below it (px)
 MSG_LANE = 56  # message diagram: px between two priests' lines
@@ -171,6 +170,7 @@ def _picture(run: Run, verdict: Verdict) -> str:
            '<span class="k lost"></span>lost message (drawn to where it vanished) '
            '<span class="k evidence"></span>evidence of a violation. Hover a message or a bar '
            'for details.</p>'),
+           *_foreign_note(run),
            ('<div class="zoom"><button type="button" data-zoom="0.5">&minus;</button>'
            '<button type="button" data-zoom="0">fit</button>'
            '<button type="button" data-zoom="2">+</button> <span id="info"></span></div>'),
@@ -196,6 +196,20 @@ def _picture(run: Run, verdict: Verdict) -> str:
     out += _messages(run, names)
     out.append("</svg></div></div></div></section>")
     return "\n".join(out)
+
+
+def _foreign_note(run: Run) -> list[str]:
+    """What the picture shows of foreign priests, which write no events."""
+    if not run.foreign:
+        return []
+    names = escape(", ".join(run.foreign))
+    if not run.relay:
+        return [(f'<p class="note">{names}: foreign priests without the relay: nothing saw their '
+                "messages, so their lanes show only starts, exits and faults.</p>")]
+    return [(f'<p class="note">{names}: foreign priests. Their messages are the datagrams the '
+            "relay carried, labelled by their first bytes, each drawn from when the relay read "
+            "it to when each copy left it (no promises, votes or ballots: they write no events); "
+            "a tick on the lane marks their decree.txt as the supervisor saw it.</p>")]
 
 
 def _x(run: Run, t: int) -> str:
@@ -331,17 +345,18 @@ def _messages(run: Run, names: list[str]) -> list[str]:
 
 
 def _message(run: Run, m: Sent, y1: int, y2: int) -> str:
-    data = (f'data-from="{m.src}" data-to="{m.dst}" data-type="{m.type}" '
+    data = (f'data-from="{m.src}" data-to="{m.dst}" data-type="{escape(m.type)}" '
             f'data-ballot="{m.message.ballot}"')
-    sent = f"sent {run.seconds(m.sent):+.6f} s"
-    head = f"{describe_message(m.message)} {m.src} → {m.dst}: {sent}"
+    unread = isinstance(m.message, Unread)  # a foreign priest's: the relay's times only
+    sent = f"{'read by the relay' if unread else 'sent'} {run.seconds(m.sent):+.6f} s"
+    head = f"{describe(m.message)} {m.src} → {m.dst}: {sent}"
     x1 = _x(run, m.sent)
     if m.lost:
         where = f"vanished {run.seconds(m.vanished):+.6f} s ({m.why})"
         return (f'<line class="msg lost" {data} x1="{x1}" y1="{y1}" x2="{_x(run, m.vanished)}" '
                 f'y2="{(y1 + y2) / 2:g}"><title>{escape(head)}, {escape(where)}</title></line>')
     got = ", ".join(f"{run.seconds(t):+.6f} s" for t in m.received)
-    title = f"<title>{escape(head)}, received {got}</title>"
+    title = f"<title>{escape(head)}, {'sent on' if unread else 'received'} {got}</title>"
     if len(m.received) == 1:
         return (f'<line class="msg" {data} x1="{x1}" y1="{y1}" x2="{_x(run, m.received[0])}" '
                 f'y2="{y2}">{title}</line>')

@@ -11,7 +11,13 @@ network.jsonl (`harness.network.record`), and pairs them up:
   says whether it was dropped, where, and why;
 - the harness's records give each priest's lane its states (running, paused,
   down) and the network's faults their intervals;
-- each proposer's events give its ballots, as bars with an outcome.
+- each proposer's events give its ballots, as bars with an outcome;
+- a foreign priest (config key `command`) writes no events: what it sent is
+  drawn from the relay's datagram lines alone (`foreign_messages`), each an
+  `Unread` message known by the preview of its first bytes, sent when the
+  relay read it and received when each copy left the relay; what our own
+  priests sent it is drawn from their `sent` events, delivered as the relay
+  says. Without the relay (`network: direct`) nothing saw those datagrams.
 
 Only the last run in the data dir is drawn (from its last `up` record on);
 `earlier_runs` counts the others. Times are CLOCK_MONOTONIC ns throughout.
@@ -25,7 +31,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.check.history import History, load_history
@@ -34,11 +40,12 @@ from harness.check.verdict import Verdict
 from harness.errors import RunFilesError
 from harness.network.faults import Faults
 from harness.network.process import NETWORK_FILE
-from harness.network.record import DROPPED, Datagram, read_network_log
+from harness.network.record import DROPPED, Datagram, printable, read_network_log
 from harness.record import (
     ChaosAction,
     ChaosEnd,
     ChaosStart,
+    DecreeSeen,
     Down,
     NetworkChange,
     PriestExited,
@@ -58,6 +65,7 @@ from node.messages import (
     NextBallot,
     Success,
     Voted,
+    describe_message,
 )
 from node.record import PriestEvent
 
@@ -68,12 +76,40 @@ CUTS = ("partition", "isolate")  # network actions that set the network's groups
 
 
 @dataclass(frozen=True)
+class Unread:
+    """A foreign priest's datagram, known only by the relay's preview of its first bytes."""
+
+    src: str
+    head: str  # its first bytes as network.jsonl holds them (one character each); "" if none
+    ballot: str = ""  # none known: code that groups messages by ballot finds none here
+
+    @property
+    def word(self) -> str:
+        """Its first word (a text protocol's method: NextBallot), else "datagram"."""
+        n = 0
+        while n < len(self.head) and (self.head[n].isalnum() or self.head[n] == "_"):
+            n += 1
+        return self.head[:n] if n else "datagram"
+
+    def describe(self) -> str:
+        """The preview in one printable line, quoted (line breaks shown as ' / ')."""
+        if not self.head:
+            return "a datagram (no preview recorded)"
+        return f'"{printable(self.head).rstrip(" /")}"'
+
+
+def describe(m: Message | Unread) -> str:
+    """A message as the paper writes it, or a foreign datagram by its preview."""
+    return m.describe() if isinstance(m, Unread) else describe_message(m)
+
+
+@dataclass(frozen=True)
 class Sent:
     """One message a priest sent: when, what became of it, when it arrived (each copy)."""
 
     src: str
     dst: str
-    message: Message
+    message: Message | Unread  # Unread: a foreign priest's datagram, seen by the relay only
     sent: int
     received: tuple[int, ...] = ()
     datagram: Datagram | None = None  # the relay's line for it; None: no relay, or not seen
@@ -93,7 +129,8 @@ class Sent:
 
     @property
     def type(self) -> str:
-        return type(self.message).__name__
+        m = self.message
+        return m.word if isinstance(m, Unread) else type(m).__name__
 
 
 @dataclass(frozen=True)
@@ -188,20 +225,38 @@ class Run:
         """The messages between two different priests (not those a priest sends itself)."""
         return [m for m in self.messages if m.src != m.dst]
 
+    @property
+    def foreign(self) -> list[str]:
+        """The foreign priests: programs that write no events (config key `command`)."""
+        return self.config.foreign_names
+
 
 def judged_run(config: Config, alive: set[str] | None) -> tuple[Run, Verdict]:
     """The last run under config.data_dir and verify's verdict on the whole history, both
-    read once; RunFilesError in one line when no priest recorded an event."""
+    read once; RunFilesError in one line when there is nothing to draw: no priest recorded an
+    event, or (foreign priests alone) no relay recorded their datagrams."""
     history = load_history(config)
     verdict = check(config, history, alive)
     run = load_run(config, history)
     if any(run.events.values()):
         return run, verdict
     if config.foreign_names and len(config.foreign_names) == len(config.names):
-        raise RunFilesError(f"cluster {config.cluster}'s priests are foreign programs: they "
-                            "write no events.jsonl, so there are no messages or steps to draw; "
-                            f"`paxos-harness verify {config.path}` judges them from their "
-                            "decree.txt as the supervisor saw it")
+        if config.network != "relay":
+            how = "TCP, " if config.foreign.transport == "tcp" else ""
+            raise RunFilesError(
+                f"cluster {config.cluster}'s priests are foreign programs that ran without the "
+                f"relay ({how}network: {config.network}): they write no events.jsonl and nothing "
+                "saw their messages, so there is nothing to draw; run them behind the relay "
+                "(`network: relay`, UDP only) to see their datagrams, or `paxos-harness verify "
+                f"{config.path}` to judge them from their decree.txt")
+        if not run.relay:
+            raise RunFilesError(
+                f"cluster {config.cluster}'s priests are foreign programs: they write no "
+                f"events.jsonl, and {config.data_dir} holds no {NETWORK_FILE} (the relay's record "
+                "of their datagrams), so there is nothing to draw; bring the cluster up again "
+                f"(network: relay) and run it, or `paxos-harness verify {config.path}` to judge "
+                "them from their decree.txt")
+        return run, verdict
     raise RunFilesError(f"{config.data_dir}: no run recorded (no events.jsonl with events); "
                         f"bring the cluster up first: paxos-harness up {config.path}")
 
@@ -225,12 +280,22 @@ def load_run(config: Config, history: History | None = None) -> Run:
     run = Run(config, history, t0, t1, events, [], [], [], [], [], [], log is not None,
               earlier_runs=max(0, len(ups) - 1), records=records)
     run.messages = pair_messages(events, datagrams, _relay_gaps(records, t1))
+    foreign = set(config.foreign_names)
+    if foreign:
+        run.messages = sorted([*(_delivered(m) if m.dst in foreign else m for m in run.messages),
+                               *foreign_messages(datagrams, foreign)], key=lambda m: m.sent)
+        if config.network != "relay":
+            run.notes.append(f"{', '.join(config.foreign_names)}: foreign, and no relay "
+                             f"(network: {config.network}): nothing saw their messages")
     run.lanes = lanes(config.names, events, records, t0, t1)
     run.network = network_faults(config.names, records, t1)
     run.ballots = ballots(events, exits(records), t1)
     run.actions = [r for r in records if isinstance(r, ChaosAction | NetworkChange)]
     run.ticks = [Tick(r.t, r.action, r.priest, f"{r.action} {r.priest}: {r.outcome}")
                  for r in records if isinstance(r, ChaosAction) and r.applied]
+    run.ticks += [Tick(r.t, "decree", r.priest, seen(r)) for r in records
+                  if isinstance(r, DecreeSeen) and r.present and r.priest in foreign]
+    run.ticks.sort(key=lambda k: k.t)
     run.plans = [r for r in records if isinstance(r, ChaosStart | ChaosEnd)]
     if log is not None and log.skipped:
         run.notes.append(f"{log.skipped} lines of {NETWORK_FILE} could not be read")
@@ -315,6 +380,37 @@ def pair_messages(events: dict[str, list[PriestEvent]], datagrams: Iterable[Data
                 why = NOT_RECEIVED
         out.append(Sent(src, dst, m, t, received, d, why))
     return out
+
+
+def foreign_messages(datagrams: Iterable[Datagram], foreign: set[str]) -> list[Sent]:
+    """What foreign priests sent, from the relay's lines alone: each datagram an `Unread`
+    message, sent when the relay read it, received when each copy left the relay."""
+    out = []
+    for d in datagrams:
+        if d.src is None or d.src not in foreign or d.src == d.dst:
+            continue
+        m = Unread(d.src, d.head or "")
+        if d.fate == DROPPED:
+            out.append(Sent(d.src, d.dst, m, d.t, (), d, d.reason or "dropped"))
+        else:
+            out.append(Sent(d.src, d.dst, m, d.t, d.at or (d.t,), d))
+    return out
+
+
+def _delivered(m: Sent) -> Sent:
+    """A message of our own priest to a foreign one, which records no receipt: delivered
+    when the relay sent it on (each copy as it left), lost when the relay dropped it."""
+    d = m.datagram
+    if d is None or d.fate == DROPPED or m.received:
+        return m
+    return replace(m, received=d.at or (d.t,), why="")
+
+
+def seen(r: DecreeSeen) -> str:
+    """A foreign priest's decree.txt as the supervisor saw it, in words."""
+    if r.value is not None:
+        return f"{r.priest}: decree.txt holds {r.value} (seen by the supervisor)"
+    return f"{r.priest}: decree.txt holds {r.text!r}, not a decree (seen by the supervisor)"
 
 
 def _datagram(link: list[Datagram] | None, taken: dict[tuple[str, str], int],
@@ -522,6 +618,6 @@ def _exit_before(exits: list[int], t: int) -> int:
     return before[-1] if before else t
 
 
-__all__ = ["Run", "Sent", "Interval", "NetFault", "BallotBar", "Tick", "Simulated", "load_run",
-           "pair_messages", "lanes", "network_faults", "ballots", "exits", "message_of", "RUNNING",
-           "PAUSED", "DOWN"]
+__all__ = ["Run", "Sent", "Unread", "Interval", "NetFault", "BallotBar", "Tick", "Simulated",
+           "load_run", "describe", "foreign_messages", "seen", "pair_messages", "lanes",
+           "network_faults", "ballots", "exits", "message_of", "RUNNING", "PAUSED", "DOWN"]

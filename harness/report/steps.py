@@ -6,6 +6,8 @@ relay and the receiver), a ledger write per promise, vote and ballot begun
 (the ledger carried from what the priest recovered at its start), a decree
 per `learned`, and a row per fault the harness applied (kill, restart, stop,
 pause, resume, ballot, each network change, the relay's death and restart).
+A foreign priest's lane has its datagrams (sends of `Unread` messages) and a
+`seen` step where the supervisor saw its decree.txt hold a decree (or not).
 Step time is seconds after `Run.t0`.
 
 Steps of a real run that the simulator has no kind for carry their words
@@ -22,6 +24,7 @@ from harness.check.verdict import Violation
 from harness.network.faults import Faults
 from harness.record import (
     ChaosAction,
+    DecreeSeen,
     Down,
     NetworkChange,
     PriestExited,
@@ -29,7 +32,7 @@ from harness.record import (
     RelayStarted,
 )
 from harness.report.diagram import shorten_steps
-from harness.report.run import Run, Sent, cut_off
+from harness.report.run import Run, Sent, cut_off, seen
 from harness.supervisor.actions import KILL_AFTER_PROMISE
 from node.messages import NO_VOTE, ZERO, EventKind, LedgerState, Message, Success, Vote
 from node.sim import Step
@@ -120,6 +123,8 @@ def _fault_steps(run: Run, starts: dict[str, list[tuple[int, LedgerState, int | 
         elif isinstance(r, RelayExited):
             words = "relay: died; datagrams are lost until it restarts"
             out.append((r.t, Step(0, "relay", "", None, (words,))))
+        elif isinstance(r, DecreeSeen) and r.present and r.priest in run.foreign:
+            out.append((r.t, Step(0, "seen", r.priest, None, (seen(r), r.value))))
         elif isinstance(r, RelayStarted) and r.restarts:
             out.append((r.t, Step(0, "relay", "", None, (f"relay: restarted ({r.restarts}x)",))))
     return out
@@ -193,9 +198,9 @@ def of_ballot(all_steps: Sequence[Step], run: Run, ballot: str) -> list[Step]:
 
 
 def shorten(run: Run, all_steps: Sequence[Step], violations: Sequence[Violation]) -> list[Step]:
-    """What matters: for a violation, the steps it rests on (lost messages too); else every
-    step, with retransmissions folded into their first copy."""
-    if violations:
+    """What matters: for a violation, the steps it rests on (lost messages too); else (and for
+    a run of foreign priests alone) every step, retransmissions folded into their first copy."""
+    if violations and any(run.events.values()):  # foreign priests' runs: no events to cite
         events = [e for evs in run.events.values() for e in evs]
         return shorten_steps(collapse(all_steps), events, violations, lost=True, t0=run.t0)
     return collapse(all_steps)

@@ -46,11 +46,17 @@ def head(run: Run, verdict: Verdict, color: bool) -> list[str]:
     faults = sum(1 for r in run.actions if getattr(r, "applied", False))
     earlier = f"; {run.earlier_runs} earlier runs in this data dir not drawn" \
         if run.earlier_runs else ""
-    source = "events, harness.jsonl and network.jsonl" if run.relay else "events and harness.jsonl"
+    read = [*(["events"] if any(run.events.values()) else []), "harness.jsonl",
+            *(["network.jsonl"] if run.relay else [])]
+    source = " and ".join(read) if len(read) < 3 else f"{read[0]}, {read[1]} and {read[2]}"
     first = (f"cluster {run.config.cluster}: a run of {run.seconds(run.t1):.2f} s, "
              f"{len(run.names)} priests, {len(between)} messages between priests ({lost} lost), "
              f"{faults} faults and ballot requests applied (from {source}){earlier}")
     lines = [first]
+    if run.foreign and run.relay:
+        lines.append(f"foreign priests {', '.join(run.foreign)}: their messages are the datagrams "
+                     "the relay carried, by their first bytes (time: when the relay read each); "
+                     "their decree.txt as the supervisor saw it; no promises or votes")
     status = verdict.exit_status
     kinds = ", ".join(dict.fromkeys(v.kind for v in verdict.violations))
     text = {OK: f"verdict: AGREEMENT (exit 0){_decree(verdict)}",

@@ -34,7 +34,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     the last run in the data dir only. Shortened to what matters unless
     --all: on a violation, the steps it rests on (flagged !); otherwise every
     step, with retransmissions folded into their first copy ("sent 5 times,
-    4 lost"). The priests' names repeat every 40 rows, so it pages well:
+    4 lost"). A foreign priest (config key command) writes no events: behind
+    the relay, its datagrams are drawn by their first bytes ("NextBallot ...")
+    and its decree.txt as the supervisor saw it (d); without the relay there
+    is nothing to draw of it. The priests' names repeat every 40 rows:
         paxos-harness diagram
         paxos-harness diagram configs/four.yaml --ballot 1.beta
         paxos-harness diagram --all --color always | less -R

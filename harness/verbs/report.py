@@ -31,7 +31,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     send to its receipt, a lost one to where it vanished; hover for the
     message in the paper's notation and its times; zoom with + and -); each
     priest's final ledger and decree.txt; the chaos plan with its seed; the
-    config. The last run in the data dir is drawn. Scripts can rely on its
+    config. A foreign priest's messages are its datagrams as the relay saw
+    them, by their first bytes (none without the relay). The last run in the
+    data dir is drawn. Scripts can rely on its
     markup (docs/formats.md). Exit 0 when written; 2 for a data dir with no run.
         paxos-harness report
         paxos-harness report configs/four.yaml -o /tmp/four.html

@@ -400,6 +400,13 @@ class ForeignLauncher:
     # --- signals, ends, output ---
 
     def signal(self, proc: PriestProc, sig: int) -> bool:
+        # What it printed before this signal is shown before anything that follows it: read
+        # now, while it is surely there (a terminal's buffer can be lost once its program ends).
+        output = cast(ForeignHandle, proc.handle).output
+        if output.open:
+            output.read()
+            if not output.open and self.outputs.get(output.fd) is output:
+                del self.outputs[output.fd]
         return signal_group(proc, sig)
 
     def wait(self, procs: Sequence[PriestProc], timeout: float) -> dict[str, int]:

@@ -9,10 +9,12 @@ The supervisor starts this process once, with one end of a socket pair (FD).
 Each request is a pickled `Request` with one descriptor beside it: the write
 end of a pipe on which the priest says `ready` (or why it could not start)
 and which it holds until it ends, so the supervisor sees its end as EOF. This
-process answers ("started", pid) to each request and ("exited", pid, code) when
-a priest ends (code as multiprocessing's: -N for signal N). It exits when
-the supervisor closes its end or dies (a parent-death signal), and every
-priest it forked then ends too: their parent is gone.
+process answers (STARTED, pid) or (FAILED, reason) to each request, and
+(EXITED, pid, code) when a priest ends (code as multiprocessing's: -N for
+signal N). One request that fails (no fork, no descriptor left) fails alone:
+the server goes on serving the others. It exits when the supervisor closes
+its end or dies (a parent-death signal), and every priest it forked then ends
+too: their parent is gone, and their own parent-death signal says so.
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ from node.runtime import rehearse, serve
 
 MAX_REQUEST = 1 << 20  # a pickled config of 255 priests is far smaller
 # Priests are multiprocessing processes forked from this lean process (about 0.6 MB
-# of its imports); daemonic, so if this process ever exits normally they are stopped.
+# of its imports). This process ends with os._exit, never through multiprocessing's
+# exit handler, which would wait for every priest (forever for a stopped one).
 FORK = multiprocessing.get_context("fork")
+# The server's answers, and a priest's line on its pipe (the launcher reads both).
+STARTED, EXITED, FAILED = "started", "exited", "failed"
+READY, ERROR = "ready", "error "
 
 
 @dataclass(frozen=True)
@@ -68,29 +74,52 @@ def main(argv: list[str]) -> int:
                 message, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 1)
                 if not message:
                     return 0  # the supervisor is done, or gone
-                request = pickle.loads(message)  # noqa: S301 - our supervisor
                 if not rehearsed:
-                    rehearsed = warm_up(request.config)
-                priest, pid = fork_priest(request, fds[0])
-                os.close(fds[0])
-                children[os.pidfd_open(pid)] = priest
-                if not answer(sock, ("started", pid)):
+                    rehearsed = warm_up(message)
+                if not answer(sock, start(message, fds, children)):
                     return 0
             else:
                 priest = children.pop(fd)
                 os.close(fd)
                 priest.join()  # reaped at once: the pidfd said it ended
-                ended = ("exited", priest.pid, priest.exitcode)  # exit code -N: signal N
+                ended = (EXITED, priest.pid, priest.exitcode)  # exit code -N: signal N
                 priest.close()
                 if not answer(sock, ended):
                     return 0
 
 
-def warm_up(config: Config) -> bool:
+def start(message: bytes, fds: list[int], children: dict[int, BaseProcess]) -> tuple[object, ...]:
+    """Fork the priest a request asks for; the answer to send back."""
+    try:
+        if len(fds) != 1:
+            raise ValueError(f"a request comes with one descriptor, not {len(fds)}")
+        request = pickle.loads(message)  # noqa: S301 - our supervisor
+        priest, pid = fork_priest(request, fds[0])
+        try:
+            children[os.pidfd_open(pid)] = priest
+        except OSError:
+            priest.kill()  # untracked, it could not be reported: it must not run
+            priest.join()
+            raise
+        return (STARTED, pid)
+    except Exception as e:  # noqa: BLE001 - one failed start must not end the others' server
+        return (FAILED, f"{type(e).__name__}: {e}")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def warm_up(message: bytes) -> bool:
     """Rehearse a ballot here once, before the first fork: what the first run of each path
-    creates or specializes is then inherited by every priest, whose own rehearsal is cheaper."""
-    rehearse(config, Codec(config.cluster, {n: (p.host, p.port) for n, p in config.priests.items()},
-                           key=bytes(32)))
+    creates or specializes is then inherited by every priest, whose own rehearsal is cheaper.
+    Only a saving: whatever goes wrong here is left to the request itself to meet."""
+    try:
+        config = pickle.loads(message).config  # noqa: S301 - our supervisor
+        rehearse(config, Codec(config.cluster,
+                               {n: (p.host, p.port) for n, p in config.priests.items()},
+                               key=bytes(32)))
+    except Exception:  # noqa: BLE001, S110 - a warm-up that fails costs only its saving
+        pass
     return True
 
 
@@ -118,7 +147,9 @@ def answer(sock: socket.socket, message: tuple[object, ...]) -> bool:
 
 def fork_priest(request: Request, ready: int) -> tuple[BaseProcess, int]:
     """Fork one priest (a multiprocessing process) that runs `priest_main`; it and its pid."""
-    priest = FORK.Process(target=run_priest, args=(request, ready), daemon=True,
+    # This process's pid, taken here: read in the child, getppid() could already be 1
+    # (this process gone), and the priest would watch the wrong parent and never stop.
+    priest = FORK.Process(target=run_priest, args=(request, ready, os.getpid()),
                           name=f"priest {request.name}")
     priest.start()
     pid = priest.pid
@@ -133,12 +164,12 @@ def fork_priest(request: Request, ready: int) -> tuple[BaseProcess, int]:
     return priest, pid
 
 
-def run_priest(request: Request, ready: int) -> NoReturn:
+def run_priest(request: Request, ready: int, parent: int) -> NoReturn:
     """The priest process's target: its exit status is `priest_main`'s."""
-    sys.exit(priest_main(request, ready))
+    sys.exit(priest_main(request, ready, parent))
 
 
-def priest_main(request: Request, ready: int) -> int:
+def priest_main(request: Request, ready: int, parent: int) -> int:
     """The priest child: own process group, only its standard streams and `ready` open."""
     os.setpgid(0, 0)
     # Until the runtime installs its own handlers (before it says ready), a stray
@@ -155,21 +186,21 @@ def priest_main(request: Request, ready: int) -> int:
     out = open(os.devnull, "w") if request.quiet else None  # noqa: SIM115 - lives as long as the priest
     try:
         return serve(request.config, name, out=out, color=request.color,
-                     watch_parent=os.getppid(), messages=request.messages,
-                     on_ready=lambda: tell(ready, "ready"), bind=request.bind)
+                     watch_parent=parent, messages=request.messages,
+                     on_ready=lambda: tell(ready, READY), bind=request.bind)
     except UserError as e:
-        tell(ready, f"error {e.message}")
+        tell(ready, f"{ERROR}{e.message}")
         return e.exit_status
     except OSError as e:
         # It could not write (a full disk): it stops here, with one line, not a traceback.
         # Its ledger is crash-safe, so `chaos --restart` brings it back once space is back.
         where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
         reason = f"priest {name} stopped: cannot write: {where}{e.strerror or e}"
-        tell(ready, f"error {reason}")
+        tell(ready, f"{ERROR}{reason}")
         say(f"{reason}; restart it once that is fixed")
         return 1
     except BaseException as e:  # noqa: BLE001 - a bug: said on the pipe, then the traceback
-        tell(ready, f"error crashed (this is a bug): {type(e).__name__}: {e}")
+        tell(ready, f"{ERROR}crashed (this is a bug): {type(e).__name__}: {e}")
         import traceback  # here: only a crash needs it
 
         traceback.print_exc()
@@ -200,4 +231,4 @@ def say(line: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    os._exit(main(sys.argv[1:]))  # not through exit handlers: see FORK

@@ -27,9 +27,12 @@ import psutil
 from harness.supervisor.core import KILL_WAIT, PriestProc
 from harness.supervisor.state import Identity
 from node.config import Config
-from node.forkserver import MAX_REQUEST, Request
+from node.forkserver import ERROR, EXITED, FAILED, MAX_REQUEST, READY, STARTED, Request
 
 NODE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds node/
+# The server answers a request with a fork (after its own start, the first time): no
+# answer in this long means it is stuck, and the priest is reported as not started.
+START_TIMEOUT = 30.0
 
 
 class ForkServer:
@@ -55,18 +58,31 @@ class ForkServer:
         self.sock = ours
         self.exits: dict[int, int] = {}  # pid -> exit code, heard and not yet asked for
 
-    def start(self, request: Request, ready: int) -> int | None:
-        """Fork a priest that will say ready on descriptor `ready`; its pid, None if the server is gone."""
+    def start(self, request: Request, ready: int) -> int | str:
+        """Fork a priest that will say ready on descriptor `ready`: its pid, or why not."""
         try:
             socket.send_fds(self.sock, [pickle.dumps(request)], [ready])
             while True:
-                message = self._next(None)
+                message = self._next(START_TIMEOUT)  # a fork: answered at once, or never
                 if message is None:
-                    return None
-                if message[0] == "started":
+                    return self.gone()
+                if message[0] == STARTED:
                     return int(message[1])
+                if message[0] == FAILED:
+                    return f"the fork server could not start it: {message[1]}"
         except OSError:
-            return None
+            return self.gone()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def gone(self) -> str:
+        """Why the server answers no more, in words."""
+        code = self.proc.poll()
+        if code is None:
+            return f"the fork server (pid {self.proc.pid}) did not answer in {START_TIMEOUT:g} s"
+        how = f"killed by signal {code_to_name(-code)}" if code < 0 else f"exited with status {code}"
+        return f"the fork server (pid {self.proc.pid}) is gone: {how}"
 
     def exitcode(self, pid: int, timeout: float) -> int | None:
         """How priest `pid` ended (-N: signal N), once the server has reaped it; None if unknown."""
@@ -87,7 +103,7 @@ class ForkServer:
         if not data:
             return None
         message = pickle.loads(data)  # noqa: S301 - our own child
-        if message[0] == "exited":
+        if message[0] == EXITED:
             self.exits[int(message[1])] = int(message[2])
         return cast(tuple[Any, ...], message)
 
@@ -158,6 +174,11 @@ class ForkLauncher:
     def server(self) -> ForkServer:
         if self._server is None:
             self._server = ForkServer()
+        elif not self._server.alive():
+            # It died (killed by hand, say): its priests ended with it, the next ones need a
+            # new server. The old one's handles keep it for what it can still tell.
+            self._server.close()
+            self._server = ForkServer()
         return self._server
 
     def spawn(self, names: Sequence[str]) -> tuple[dict[str, PriestProc], dict[str, str]]:
@@ -169,9 +190,9 @@ class ForkLauncher:
                               messages=self.messages, bind=self.bind.get(name))
             pid = self.server.start(request, w)
             os.close(w)  # only the child holds the write end: its death shows as EOF
-            if pid is None:
+            if isinstance(pid, str):
                 os.close(r)
-                failed[name] = "the fork server is gone (see the supervisor's output)"
+                failed[name] = pid
                 continue
             waiting[r] = (name, Forked(pid, r, self.server))
         started, not_ready = self._await_ready(waiting)
@@ -186,7 +207,7 @@ class ForkLauncher:
             for ready in mp_wait(list(waiting), left):
                 name, proc = waiting.pop(cast(int, ready))
                 message = _receive(proc.sentinel)
-                if message == "ready":
+                if message == READY:
                     started[name] = PriestProc(name, proc.pid, create_time(proc.pid), proc)
                 else:
                     failed[name] = message or _died(proc)
@@ -254,10 +275,10 @@ def _receive(fd: int) -> str | None:
         line = os.read(fd, 4096).decode("utf-8", "replace").strip()
     except OSError:
         return None
-    if line == "ready":
-        return "ready"
-    if line.startswith("error "):
-        return line.removeprefix("error ")
+    if line == READY:
+        return READY
+    if line.startswith(ERROR):
+        return line.removeprefix(ERROR)
     return None
 
 

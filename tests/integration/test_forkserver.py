@@ -17,8 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.supervisor.core import PriestProc
 from harness.supervisor.launcher import ForkLauncher
 from node.config import load_config
+from node.forkserver import FAILED, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -45,6 +47,7 @@ def test_forked_priest_is_lean_and_not_our_child(make_config, no_leaks) -> None:
     import yaml  # noqa: F401 - make sure this process holds what the priest must not
 
     launcher = ForkLauncher(config, quiet=True, color=False)
+    started: dict[str, PriestProc] = {}
     try:
         started, failed = launcher.spawn(config.names)
         assert not failed
@@ -67,8 +70,10 @@ def test_forked_priest_is_lean_and_not_our_child(make_config, no_leaks) -> None:
 
 OWNER = """
 import json, sys
+from harness.supervisor.core import PriestProc
 from harness.supervisor.launcher import ForkLauncher
 from node.config import load_config
+from node.forkserver import FAILED, start
 config = load_config(sys.argv[1])
 launcher = ForkLauncher(config, quiet=True, color=False)
 started, failed = launcher.spawn(config.names)
@@ -93,8 +98,74 @@ def test_priests_and_fork_server_die_with_a_killed_owner(make_config, no_leaks) 
     finally:
         owner.kill()
         owner.wait()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_left(pids)
+
+
+def kill_left(pids: list[int]) -> None:
+    """SIGKILL those of `pids` still running as what we started (not a recycled pid): a fork
+    server or a priest (whose command line is its server's, or the stand-in's below)."""
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            if any(mark in " ".join(p.cmdline()) for mark in ("node.forkserver", "fork_priest")):
+                p.kill()
+        except psutil.Error:
+            pass
+
+
+STAND_IN = """
+import os, sys
+from node.config import load_config
+from node.forkserver import Request, fork_priest
+config = load_config(sys.argv[1])
+r, w = os.pipe()
+priest, pid = fork_priest(Request(config, config.names[0], quiet=True, color=False,
+                                  messages=True), w)
+print(pid, flush=True)
+os._exit(0)  # gone at once, before the priest has armed its parent-death signal
+"""
+
+
+def test_a_priest_whose_server_dies_as_it_forks_it_stops(make_config, no_leaks) -> None:
+    """The priest watches the pid its server had, not what getppid() says once it is gone."""
+    pids: list[int] = []
+    try:
+        for _ in range(5):  # the race is in the first milliseconds: try it a few times
+            out = subprocess.run([sys.executable, "-c", STAND_IN, str(make_config(3))],
+                                 capture_output=True, text=True, timeout=30, check=True)
+            pids.append(int(out.stdout))
+            assert gone(pids[-1:], 5.0), "an orphaned priest kept running"
+    finally:
+        kill_left(pids)
+
+
+def test_a_request_that_fails_fails_alone(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    os.close(r)
+    children: dict[int, object] = {}
+    answer = start(b"not a pickled request", [w], children)  # type: ignore[arg-type]
+    assert answer[0] == FAILED and "UnpicklingError" in str(answer[1])
+    assert not children
+    with pytest.raises(OSError):
+        os.fstat(w)  # its descriptor closed all the same
+
+
+def test_a_dead_fork_server_is_replaced_for_the_next_priests(make_config, no_leaks) -> None:
+    config = load_config(make_config(3))
+    launcher = ForkLauncher(config, quiet=True, color=False)
+    started: dict[str, PriestProc] = {}
+    try:
+        started, failed = launcher.spawn(config.names[:1])
+        assert not failed
+        first = launcher.server.proc.pid
+        os.kill(first, signal.SIGKILL)
+        launcher.server.proc.wait(5)
+        assert gone([p.pid for p in started.values()], 5.0)  # they end with their server
+        more, failed = launcher.spawn(config.names[1:])
+        assert not failed and len(more) == 2
+        assert launcher.server.proc.pid != first
+        started.update(more)
+    finally:
+        for proc in started.values():
+            launcher.signal(proc, signal.SIGKILL)
+        launcher.close()

@@ -161,7 +161,8 @@ class Daemon:
         transport = self.config.foreign.transport if self.config.is_foreign(name) else "udp"
         address = (p.host, self.bind.get(name, p.port))
         sent = send_garbage(name, proc.pid, address, transport, count, self.config.names,
-                            seed=fresh_seed(), between=self._keep_up)
+                            seed=fresh_seed(), between=self._keep_up,
+                            create_time=proc.create_time)
         self._record(sent)
         return garbage_outcome(sent)
 

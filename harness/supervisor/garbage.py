@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import psutil
 
 from harness.record import Garbage
+from harness.supervisor.state import Identity
 
 WATCH = 0.05  # seconds a priest is watched after each input
 LAST_WATCH = 0.5  # ... and after the last one (a traceback or a core dump takes a while)
@@ -122,26 +123,30 @@ def escaped(data: bytes) -> str:
     return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
 
 
-def _dead(pid: int) -> bool:
-    """True once priest `pid` has ended (left unreaped: its parent reaps it).
+def _dead(pid: int, create_time: float | None) -> bool:
+    """True once priest `pid` (started at `create_time`, if known) has ended.
 
-    A foreign priest is our child; one of our own is the fork server's child.
+    A foreign priest is our child, left unreaped here (WNOWAIT). One of our own is
+    the fork server's child, which reaps it at once: its pid may then be another
+    process's, which its start time tells apart.
     """
     try:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         pass
+    if create_time is not None:
+        return not Identity(pid, create_time).alive()  # ended, or its pid is another's now
     try:
         return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
 
-def _watch(pid: int, seconds: float) -> bool:
+def _watch(pid: int, create_time: float | None, seconds: float) -> bool:
     """Watch `pid` for `seconds`; True if it ended meanwhile."""
     deadline = time.monotonic() + seconds
     while True:
-        if _dead(pid):
+        if _dead(pid, create_time):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -151,7 +156,8 @@ def _watch(pid: int, seconds: float) -> bool:
 def send_garbage(name: str, pid: int, address: tuple[str, int], transport: str, count: int,
                  names: Sequence[str], *, seed: int, watch: float = WATCH,
                  last_watch: float = LAST_WATCH, budget: float = BUDGET,
-                 between: Callable[[], None] = _nothing) -> Garbage:
+                 between: Callable[[], None] = _nothing,
+                 create_time: float | None = None) -> Garbage:
     """Send up to `count` inputs drawn from `seed` to `address`, watching `pid` after each
     (and longer after the last); the record of it all.
 
@@ -166,7 +172,7 @@ def send_garbage(name: str, pid: int, address: tuple[str, int], transport: str, 
     sent: list[dict[str, object]] = []
     died_after: int | None = None
     began = time.monotonic_ns()
-    if _dead(pid):  # ended before anything was sent: not of this input
+    if _dead(pid, create_time):  # ended before anything was sent: not of this input
         return Garbage(t=began, priest=name, transport=transport, port=port, inputs=sent,
                        seed=seed, note="it had already ended: nothing was sent")
     deadline = time.monotonic() + budget
@@ -179,7 +185,7 @@ def send_garbage(name: str, pid: int, address: tuple[str, int], transport: str, 
             failed = _send_one(udp, item.data, address)
             sent.append({"t": t, "kind": item.kind + failed, "data": escaped(item.data)})
             last = i == len(items) - 1
-            if _watch(pid, last_watch if last else watch):
+            if _watch(pid, create_time, last_watch if last else watch):
                 died_after = i
                 break
             between()

@@ -137,6 +137,10 @@ class Forked:
             self.exitcode = self.server.exitcode(self.pid, KILL_WAIT)
 
     def kill(self) -> None:
+        """SIGKILL it, if it is still there: while its pipe is open the pid is surely its own
+        (the server reaps it the moment it ends, and the pid may then be another's)."""
+        if self.ended(0):
+            return
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -242,8 +246,8 @@ class ForkLauncher:
 def signal_group(proc: PriestProc, sig: int) -> bool:
     """Send `sig` to the priest's process group; False if it is already gone.
 
-    Our own unreaped child cannot have its pid recycled; the start-time check is the
-    rule anyway, and it also tells a zombie (already dead) apart. After SIGSTOP or
+    A priest is the fork server's child, reaped the moment it ends, so its pid may be
+    recycled: the start-time check (Identity) tells ours apart, and a zombie too. After SIGSTOP or
     SIGCONT it waits until the kernel shows the change, so the answer is then true.
     """
     if not Identity(proc.pid, proc.create_time).alive():

@@ -68,6 +68,7 @@ Glossary (paper -> the usual modern name)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from node.flaws import CORRECT, Strategy
 from node.messages import (
@@ -186,8 +187,7 @@ class Priest:
         # into the same ledger record as last_tried (one durable write, not two),
         # so its own NextBallot finds b promised already and is answered at once.
         promises = b > self.ledger.next_bal
-        self.ledger = LedgerState(last_tried=b, next_bal=max(self.ledger.next_bal, b),
-                                  prev_vote=self.ledger.prev_vote)
+        self.ledger = replace(self.ledger, last_tried=b, next_bal=max(self.ledger.next_bal, b))
         self.ballot, self.phase, self.ticks = b, "polling", 0
         self.last_votes, self.voters = {}, set()
         self.highest_seen = max(self.highest_seen, b)
@@ -311,7 +311,7 @@ class Priest:
             return self._refuse(m)
         effects: list[Effect] = []
         if b > self.ledger.next_bal:
-            self.ledger = LedgerState(last_tried=self.ledger.last_tried, next_bal=b, prev_vote=self.ledger.prev_vote)
+            self.ledger = replace(self.ledger, next_bal=b)
             text = (f"promises {m.src} not to vote in any ballot below {b}; "
                     f"its last vote: {self.ledger.prev_vote}")
             effects += [Persist(self.ledger), Record(EventKind.PROMISED, text, b, peer=m.src)]
@@ -328,7 +328,7 @@ class Priest:
                            b, d, peer=m.src)]
         if b < self.ledger.next_bal:
             return self._refuse(m)
-        self.ledger = LedgerState(last_tried=self.ledger.last_tried, next_bal=b, prev_vote=Vote(b, d))
+        self.ledger = replace(self.ledger, next_bal=b, prev_vote=Vote(b, d))
         return [
             Persist(self.ledger),
             Record(EventKind.VOTED, f"votes for decree {d} in ballot {b}", b, d, peer=m.src),

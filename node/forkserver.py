@@ -34,7 +34,7 @@ from typing import NoReturn
 from node.codec import Codec
 from node.config import Config
 from node.errors import UserError
-from node.proc import set_parent_death_signal
+from node.proc import set_parent_death_signal, set_process_name
 from node.runtime import rehearse, serve
 
 MAX_REQUEST = 1 << 20  # a pickled config of 255 priests is far smaller
@@ -62,6 +62,7 @@ class Request:
 def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
     set_parent_death_signal()
+    set_process_name("fork server")
     if os.getppid() != int(argv[1]):
         return 0  # the supervisor died before the signal was armed
     give_back_freed_memory()
@@ -172,6 +173,7 @@ def run_priest(request: Request, ready: int, parent: int) -> NoReturn:
 def priest_main(request: Request, ready: int, parent: int) -> int:
     """The priest child: own process group, only its standard streams and `ready` open."""
     os.setpgid(0, 0)
+    set_process_name(f"priest {request.name}")
     # Until the runtime installs its own handlers (before it says ready), a stray
     # Ctrl+C or SIGTSTP must neither kill nor suspend it.
     for sig in (signal.SIGINT, signal.SIGTSTP):

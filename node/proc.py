@@ -1,4 +1,4 @@
-"""Two process-level helpers shared by the priest and the relay: no imports of the core."""
+"""Process-level helpers shared by the priest, its fork server and the relay: no imports of the core."""
 
 from __future__ import annotations
 
@@ -27,5 +27,19 @@ def set_parent_death_signal() -> None:
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def set_process_name(name: str) -> None:
+    """Linux: the process's name as `ps -o comm`, `top` and psutil's name() show it (at
+    most 15 bytes). A forked priest's command line is its fork server's; this tells it apart.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # here: loaded already by a priest that watches its parent
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
     except (OSError, AttributeError):
         pass

@@ -58,6 +58,8 @@ def test_forked_priest_is_lean_and_not_our_child(make_config, no_leaks) -> None:
             assert parent != os.getpid()
             assert "node.forkserver" in " ".join(psutil.Process(parent).cmdline())
             assert "-OO" in psutil.Process(proc.pid).cmdline()  # no docstrings in memory
+            assert psutil.Process(proc.pid).name() == f"priest {proc.name}"[:15]
+            assert psutil.Process(parent).name() == "fork server"
         assert "_psutil_linux" in mapped(os.getpid())  # the check above can see a module
         name, proc = next(iter(started.items()))
         os.kill(proc.pid, signal.SIGKILL)
@@ -157,9 +159,10 @@ def test_a_dead_fork_server_is_replaced_for_the_next_priests(make_config, no_lea
     try:
         started, failed = launcher.spawn(config.names[:1])
         assert not failed
-        first = launcher.server.proc.pid
+        server = launcher.server
+        first = server.proc.pid
         os.kill(first, signal.SIGKILL)
-        launcher.server.proc.wait(5)
+        server.proc.wait(5)  # (launcher.server would now start a new one)
         assert gone([p.pid for p in started.values()], 5.0)  # they end with their server
         more, failed = launcher.spawn(config.names[1:])
         assert not failed and len(more) == 2

@@ -34,7 +34,7 @@ from typing import NoReturn
 from node.codec import Codec
 from node.config import Config
 from node.errors import UserError
-from node.proc import set_parent_death_signal, set_process_name
+from node.proc import give_back_freed_memory, set_parent_death_signal, set_process_name
 from node.runtime import rehearse, serve
 
 MAX_REQUEST = 1 << 20  # a pickled config of 255 priests is far smaller
@@ -65,7 +65,6 @@ def main(argv: list[str]) -> int:
     set_process_name("fork server")
     if os.getppid() != int(argv[1]):
         return 0  # the supervisor died before the signal was armed
-    give_back_freed_memory()
     children: dict[int, BaseProcess] = {}  # pidfd -> priest
     rehearsed = False
     while True:
@@ -77,6 +76,8 @@ def main(argv: list[str]) -> int:
                     return 0  # the supervisor is done, or gone
                 if not rehearsed:
                     rehearsed = warm_up(message)
+                    give_back_freed_memory()  # what the imports and the warm-up freed
+                    gc.freeze()  # a priest's collections then leave the inherited pages shared
                 if not answer(sock, start(message, fds, children)):
                     return 0
             else:
@@ -122,19 +123,6 @@ def warm_up(message: bytes) -> bool:
     except Exception:  # noqa: BLE001, S110 - a warm-up that fails costs only its saving
         pass
     return True
-
-
-def give_back_freed_memory() -> None:
-    """Return what the imports freed to the system before forking: every priest inherits
-    this process's heap (0.3 MB less resident per priest, `bench --only memory`)."""
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        import ctypes  # loaded already: the parent-death signal needs it
-
-        try:
-            ctypes.CDLL(None).malloc_trim(0)  # glibc
-        except (OSError, AttributeError):
-            pass
 
 
 def answer(sock: socket.socket, message: tuple[object, ...]) -> bool:

@@ -56,7 +56,7 @@ from node.messages import (
     describe_message,
 )
 from node.output import Narrator, use_color
-from node.proc import drain, set_parent_death_signal
+from node.proc import drain, give_back_freed_memory, set_parent_death_signal
 from node.record import PriestEvent, message_event, recorded, started_event
 from node.synod import Priest
 
@@ -262,6 +262,7 @@ class Runtime:
     def run(self, on_ready: Callable[[], None] | None = None) -> int:
         wake = self.install_signals()
         rehearse(self.config, self.codec)
+        give_back_freed_memory()
         recovered = self.priest.ledger
         host, port = self.sock.getsockname()
         self.events.write(started_event(time.monotonic_ns(), self.name, self.events.pid, recovered,

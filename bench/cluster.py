@@ -33,18 +33,24 @@ class BenchError(RuntimeError):
     """A cluster did not do what the benchmark needs (not ready, never learned)."""
 
 
-def free_udp_ports(n: int) -> list[int]:
-    """n distinct UDP ports on 127.0.0.1 that were free a moment ago."""
+def free_ports(n: int, kind: socket.SocketKind) -> list[int]:
+    """n distinct ports on 127.0.0.1 that were free a moment ago: UDP (socket.SOCK_DGRAM)
+    or TCP (socket.SOCK_STREAM)."""
     socks = []
     try:
         for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket.socket(socket.AF_INET, kind)
             s.bind(("127.0.0.1", 0))
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
+
+
+def free_udp_ports(n: int) -> list[int]:
+    """n free UDP ports: a cluster's priests'."""
+    return free_ports(n, socket.SOCK_DGRAM)
 
 
 def priest_names(n: int) -> list[str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import BenchError
+from bench.cluster import BenchError, free_ports
 from bench.report import Entry
 from bench.starts import Skipped
 from bench.stats import Figure, Target, median
@@ -52,20 +52,6 @@ MISSING = base64.b64encode(b"paxos-bench-missing").decode()
 
 def etcd_binary() -> str | None:
     return shutil.which("etcd")
-
-
-def free_tcp_ports(n: int) -> list[int]:
-    """n distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass(frozen=True)
@@ -123,7 +109,7 @@ class EtcdCluster:
         self.binary = binary
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        ports = free_tcp_ports(6)
+        ports = free_ports(6, socket.SOCK_STREAM)
         self.members = [Member(f"m{i + 1}", ports[2 * i], ports[2 * i + 1],
                                directory / f"m{i + 1}.etcd", directory / f"m{i + 1}.log")
                         for i in range(3)]

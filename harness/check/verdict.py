@@ -6,7 +6,7 @@ text for a person, coloured only when asked; `Verdict.to_json` for scripts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,11 @@ NO_PROGRESS = "no_progress"
 
 # Exit statuses of `verify`; 2 is a usage or config error (harness.errors).
 OK, VIOLATION, WAITING, UNVERIFIABLE, NOTHING = 0, 1, 3, 4, 5
+
+
+def without_decree(decrees: Mapping[str, int | None], alive: Container[str]) -> tuple[str, ...]:
+    """The priests in `alive` whose decree is None: what `verify` waits for (its exit 3)."""
+    return tuple(name for name, decree in decrees.items() if name in alive and decree is None)
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,8 @@ class Verdict:
     @property
     def waiting(self) -> tuple[str, ...]:
         """Surviving priests that hold no decree yet."""
-        return tuple(p.name for p in self.priests if p.alive and p.decree is None)
+        return without_decree({p.name: p.decree for p in self.priests},
+                              {p.name for p in self.priests if p.alive})
 
     @property
     def decree(self) -> int | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.check.history import DecreeFile, History
 from harness.check.rules import rules_except, violations
-from harness.check.verdict import KINDS, NO_PROGRESS, Violation
+from harness.check.verdict import KINDS, NO_PROGRESS, Violation, without_decree
 from node.config import Config, PriestAddress
 from node.messages import Timing
 from node.sim import HORIZON, Faults, World
@@ -95,9 +95,7 @@ def judge(world: World) -> tuple[Violation, ...]:
     history = to_history(world)
     found = [v for v in violations(sim_config(world), history, alive, JUDGED_RULES)
              if v.kind not in NOT_JUDGED]
-    # The survivors without a decree: what `verify` would be waiting for (its exit 3).
-    waiting = tuple(name for name in world.names
-                    if name in alive and history.decrees[name].value is None)
+    waiting = without_decree(world.decrees(), alive)
     if not world.finished:
         found.append(Violation(NO_PROGRESS, f"the run was still going after {MAX_STEPS} steps"))
     elif waiting:

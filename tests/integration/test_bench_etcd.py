@@ -59,7 +59,8 @@ def test_the_row_measures_a_real_cluster_and_leaves_nothing(
     assert write["notes"]["fsync"].startswith("on")
     moonshot = figures[f"moonshot: cold {etcd.BALLOT} vs etcd write"]
     assert moonshot["ratio"] == pytest.approx(figures[etcd.BALLOT]["median"] / write["median"])
-    assert moonshot["target"]["met"] in (True, False)
+    # Its target: the ratio below 1.0, that is a cold ballot faster than etcd's write.
+    assert moonshot["target"]["met"] == (figures[etcd.BALLOT]["median"] < write["median"])
     crash = figures[f"{etcd.PRIEST_CRASH} vs etcd"]
     assert crash["floor"] == pytest.approx(figures[etcd.CRASH]["median"])
     assert not etcd_processes_under(tmp_path)

@@ -266,6 +266,8 @@ def test_a_priest_rehearses_in_memory_only(cluster: Priests) -> None:
         listeners.append(sock)
     try:
         cluster.start("alpha")
+        # Needed: a priest's flush writes its narration ("ready on") before it sends the
+        # datagrams queued with it, so one queued at start would leave just after the line.
         time.sleep(0.3)
         for sock in listeners:
             with pytest.raises(BlockingIOError):

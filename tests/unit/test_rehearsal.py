@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from node.codec import Codec
@@ -28,11 +26,3 @@ def test_a_rehearsal_runs_a_whole_ballot_through_every_path(make_config, n: int)
     decrees = {e.decree for e in events if e.kind == EventKind.LEARNED}
     assert len(decrees) == 1
 
-
-def test_a_rehearsal_touches_no_file(make_config, tmp_path: Path) -> None:
-    config = load_config(make_config(4))
-    codec = Codec(config.cluster, {p: (q.host, q.port) for p, q in config.priests.items()},
-                  key=b"k" * 32)
-    before = sorted(tmp_path.rglob("*"))
-    rehearse(config, codec)
-    assert sorted(tmp_path.rglob("*")) == before

@@ -62,6 +62,20 @@ def test_same_seed_gives_the_same_trace_history_and_verdict(flaws: tuple[str, ..
     assert c.trace != a.trace
 
 
+@pytest.mark.parametrize("faults", [Faults(), HARSH], ids=["default", "harsh"])
+@pytest.mark.parametrize("flaws", [(), ("forget-promises",)])
+def test_keeping_no_steps_plays_the_same_run(faults: Faults, flaws: tuple[str, ...]) -> None:
+    """A search runs without steps and replays a broken run with them: it must be the same run."""
+    setup, broken = Setup(5, faults, flaws), 0
+    for seed in range(300):
+        (a, va), (b, vb) = run_seed(setup, seed, steps=True), run_seed(setup, seed, steps=False)
+        assert a.events_of == b.events_of, seed
+        assert (a.stats, a.finished, a.decrees()) == (b.stats, b.finished, b.decrees()), seed
+        assert va == vb, seed
+        broken += bool(va)
+    assert broken or not flaws  # the flaw's runs compare some verdicts that found something
+
+
 def test_the_command_replays_a_seed_byte_for_byte() -> None:
     first = simulate("--seed", "77", "--trace", "--crash", "0.05", "--jobs", "1")
     second = simulate("--seed", "77", "--trace", "--crash", "0.05", "--jobs", "1")

@@ -220,5 +220,19 @@ def say(line: str) -> None:
         pass
 
 
+def run(argv: list[str]) -> NoReturn:
+    """main(), ended with os._exit whatever happens: never through exit handlers (see FORK)."""
+    code = 1
+    try:
+        code = main(argv)
+    except BaseException:  # noqa: BLE001 - said on stderr, then the same exit
+        import traceback  # here: only a crash needs it
+
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    os._exit(main(sys.argv[1:]))  # not through exit handlers: see FORK
+    run(sys.argv[1:])

@@ -87,7 +87,8 @@ class Unread:
     def word(self) -> str:
         """Its first word (a text protocol's method: NextBallot), else "datagram"."""
         n = 0
-        while n < len(self.head) and (self.head[n].isalnum() or self.head[n] == "_"):
+        while n < len(self.head) and self.head[n].isascii() and (self.head[n].isalnum()
+                                                                  or self.head[n] == "_"):
             n += 1
         return self.head[:n] if n else "datagram"
 
@@ -95,7 +96,10 @@ class Unread:
         """The preview in one printable line, quoted (line breaks shown as ' / ')."""
         if not self.head:
             return "a datagram (no preview recorded)"
-        return f'"{printable(self.head).rstrip(" /")}"'
+        text = printable(self.head)
+        while text.endswith(" / "):  # the line breaks that end it, not a '/' of its own
+            text = text[:-3]
+        return f'"{text}"'
 
 
 def describe(m: Message | Unread) -> str:
@@ -298,7 +302,8 @@ def load_run(config: Config, history: History | None = None) -> Run:
     run.ticks.sort(key=lambda k: k.t)
     run.plans = [r for r in records if isinstance(r, ChaosStart | ChaosEnd)]
     if log is not None and log.skipped:
-        run.notes.append(f"{log.skipped} lines of {NETWORK_FILE} could not be read")
+        lines = "line" if log.skipped == 1 else "lines"
+        run.notes.append(f"{log.skipped} {lines} of {NETWORK_FILE} could not be read")
     return run
 
 

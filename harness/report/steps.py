@@ -32,7 +32,7 @@ from harness.record import (
     RelayStarted,
 )
 from harness.report.diagram import shorten_steps
-from harness.report.run import Run, Sent, cut_off, seen
+from harness.report.run import Run, Sent, Unread, cut_off, seen
 from harness.supervisor.actions import KILL_AFTER_PROMISE
 from node.messages import NO_VOTE, ZERO, EventKind, LedgerState, Message, Success, Vote
 from node.sim import Step
@@ -142,7 +142,8 @@ def _value(value: object) -> str:
 
 
 def collapse(all_steps: Iterable[Step]) -> list[Step]:
-    """Retransmissions folded into the first copy: 'sent 5 times, 4 lost' on its row."""
+    """Retransmissions folded into the first copy: 'sent 5 times, 4 lost' on its row (our
+    priests' messages only: a foreign datagram is known by its first bytes alone)."""
     listed = list(all_steps)
     key = _send_key
     total: Counter[tuple[str, str | None, object]] = Counter()
@@ -153,7 +154,9 @@ def collapse(all_steps: Iterable[Step]) -> list[Step]:
             lost[key(s)] += s.fate == "lost"
     out, seen = [], set()
     for s in listed:
-        if s.kind != "send":
+        # A foreign datagram is known by its first bytes only: two alike may differ after them,
+        # so none is folded into another as if resent.
+        if s.kind != "send" or isinstance(s.what, Unread):
             out.append(s)
             continue
         k = key(s)

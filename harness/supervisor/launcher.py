@@ -65,7 +65,13 @@ class ForkServer:
             while True:
                 message = self._next(START_TIMEOUT)  # a fork: answered at once, or never
                 if message is None:
-                    return self.gone()
+                    why = self.gone()
+                    if self.alive():
+                        # Stuck: a late answer must never be taken for the next request's.
+                        # Its priests end with it; the launcher starts a new one when asked.
+                        self.proc.kill()
+                        self.proc.wait()
+                    return why
                 if message[0] == STARTED:
                     return int(message[1])
                 if message[0] == FAILED:
@@ -95,8 +101,8 @@ class ForkServer:
 
     def _next(self, timeout: float | None) -> tuple[Any, ...] | None:
         """The next message (exits are kept as they come); None on timeout or EOF."""
-        self.sock.settimeout(timeout)
         try:
+            self.sock.settimeout(timeout)
             data = self.sock.recv(MAX_REQUEST)
         except (TimeoutError, OSError):
             return None
@@ -173,6 +179,7 @@ class ForkLauncher:
         # Started now: it imports what a priest runs (~70 ms) while the caller gets on
         # with its own start (the relay's), not at the first spawn.
         self._server: ForkServer | None = ForkServer()
+        self._retired: list[ForkServer] = []  # servers that died, kept for their priests' exits
 
     @property
     def server(self) -> ForkServer:
@@ -180,8 +187,9 @@ class ForkLauncher:
             self._server = ForkServer()
         elif not self._server.alive():
             # It died (killed by hand, say): its priests ended with it, the next ones need a
-            # new server. The old one's handles keep it for what it can still tell.
-            self._server.close()
+            # new server. The old one stays open for its priests' handles: the exits it
+            # reported before it died can still be read; closed with the launcher.
+            self._retired.append(self._server)
             self._server = ForkServer()
         return self._server
 
@@ -237,10 +245,11 @@ class ForkLauncher:
         return ended
 
     def close(self) -> None:
-        """Stop the fork server (priests still running end with it)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """Stop the fork server (priests still running end with it), and reap dead ones."""
+        for server in [*self._retired, *([self._server] if self._server is not None else [])]:
+            server.close()
+        self._retired.clear()
+        self._server = None
 
 
 def signal_group(proc: PriestProc, sig: int) -> bool:

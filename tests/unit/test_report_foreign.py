@@ -20,8 +20,11 @@ from harness.network.record import printable, read_network_log
 from harness.network.relay import HEAD_BYTES, Relay, preview
 from harness.report import html
 from harness.report.run import Unread, judged_run, load_run
+from harness.report.steps import collapse
 from harness.report.text import draw_run
 from node.config import load_config
+from node.messages import Ballot, NextBallot
+from node.sim import Step
 from tests.conftest import free_udp_ports
 from tests.unit.test_report import Markup
 
@@ -135,6 +138,16 @@ def test_unread_names_its_first_word_and_shows_one_line() -> None:
     assert Unread("l1", NEXT).describe() == '"NextBallot / ballot: 3 / from: l1"'
     assert Unread("l1", '{"t":1}').word == "datagram"
     assert Unread("l1", "").describe() == "a datagram (no preview recorded)"
+    assert Unread("l1", "GET /").describe() == '"GET /"'  # a '/' of its own is kept
+    assert Unread("l1", "\u00aabc").word == "datagram"  # a method is ASCII
+
+
+def test_foreign_datagrams_alike_in_their_first_bytes_are_not_folded() -> None:
+    same = Unread("l1", NEXT)  # two datagrams may differ after the preview's end
+    ours = NextBallot("l1", Ballot(1, "l1"))
+    rows = collapse([Step(0.1, "send", "l1", "l2", same), Step(0.2, "send", "l1", "l2", same),
+                     Step(0.3, "send", "l1", "l2", ours), Step(0.4, "send", "l1", "l2", ours)])
+    assert [(r.time, r.note) for r in rows] == [(0.1, ""), (0.2, ""), (0.3, "sent 2 times")]
 
 
 def test_a_foreign_cluster_is_drawn_from_its_datagrams(tmp_path: Path) -> None:

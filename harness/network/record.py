@@ -54,8 +54,14 @@ class NetworkLog(NamedTuple):
     skipped: int  # lines that were none of the above
 
 
-def read_network_log(data_dir: Path, name: str = "network.jsonl") -> NetworkLog | None:
-    """The relay's log in `data_dir` (the rotated `.1` first), or None when there is none."""
+def read_network_log(data_dir: Path, name: str = "network.jsonl", *,
+                     since: int | None = None) -> NetworkLog | None:
+    """The relay's log in `data_dir` (the rotated `.1` first), or None when there is none;
+    only the datagrams read at or after `since` (monotonic ns) are kept.
+
+    Read a line at a time (the two files may hold 200,000 lines). A last line without its
+    newline is one being written (or cut by a crash): not counted as unreadable.
+    """
     paths = [data_dir / f"{name}.1", data_dir / name]
     if not any(p.exists() for p in paths):
         return None
@@ -63,16 +69,19 @@ def read_network_log(data_dir: Path, name: str = "network.jsonl") -> NetworkLog 
     skipped = 0
     for path in paths:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            lines = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
         except OSError:
             continue
-        for line in text.splitlines():
-            if not _read_line(line, log):
-                skipped += 1
+        with lines:
+            for line in lines:
+                if not line.endswith("\n"):
+                    break
+                if not _read_line(line, log, since):
+                    skipped += 1
     return log._replace(skipped=skipped)
 
 
-def _read_line(line: str, log: NetworkLog) -> bool:
+def _read_line(line: str, log: NetworkLog, since: int | None) -> bool:
     try:
         obj = json.loads(line)
     except ValueError:
@@ -86,6 +95,8 @@ def _read_line(line: str, log: NetworkLog) -> bool:
                 or fate not in (FORWARDED, DUPLICATED, DROPPED) or type(at) is not list \
                 or not all(type(a) is int for a in at):
             return False
+        if since is not None and t < since:
+            return True  # a datagram of an earlier run: read, not kept
         reason, head = obj.get("reason"), obj.get("head")
         log.datagrams.append(Datagram(t, _int(obj.get("n")) or 0, src, dst, fate,
                                       reason if type(reason) is str else None, tuple(at),

@@ -277,8 +277,8 @@ def load_run(config: Config, history: History | None = None) -> Run:
     t0 = min(times)
     ends = [evs[-1].t for evs in events.values() if evs] + [r.t for r in records] + [t0]
     t1 = max(ends)
-    log = read_network_log(config.data_dir, NETWORK_FILE)
-    datagrams = [d for d in log.datagrams if begin is None or d.t >= begin] if log else []
+    log = read_network_log(config.data_dir, NETWORK_FILE, since=begin)
+    datagrams = log.datagrams if log else []
     if datagrams:
         t1 = max(t1, *(max(d.at, default=d.t) for d in datagrams))
     run = Run(config, history, t0, t1, events, [], [], [], [], [], [], log is not None,

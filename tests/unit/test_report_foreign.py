@@ -129,8 +129,12 @@ def test_network_log_reads_the_rotated_file_first_and_survives_a_torn_line(tmp_p
                                                       reason="partition")],
                 tail='{"t":3,"kind":"datagram","n":3,"src":"l1","dst":"l2","by')
     log = read_network_log(tmp_path)
-    assert log is not None and log.skipped == 1  # the torn last line
+    assert log is not None and log.skipped == 0  # the torn last line: one being written
     assert [(d.n, d.head) for d in log.datagrams] == [(1, NEXT), (2, None)]  # old: no head
+    (tmp_path / "network.jsonl").write_text("not json\n" + (tmp_path / "network.jsonl").read_text())
+    log = read_network_log(tmp_path, since=at(2))
+    assert log is not None and log.skipped == 1  # a whole line that is no record
+    assert [d.n for d in log.datagrams] == [2]  # the one read before `since` not kept
 
 
 def test_unread_names_its_first_word_and_shows_one_line() -> None:

@@ -52,6 +52,9 @@ class NetworkLog(NamedTuple):
     faults: list[FaultsLine]
     relays: list[RelayLine]
     skipped: int  # lines that were none of the above
+    # `t` of the first line kept, when lines before it were rotated away (a first line that
+    # is not a relay's start); None when the record is whole.
+    cut_at: int | None = None
 
 
 def read_network_log(data_dir: Path, name: str = "network.jsonl", *,
@@ -66,7 +69,7 @@ def read_network_log(data_dir: Path, name: str = "network.jsonl", *,
     if not any(p.exists() for p in paths):
         return None
     log = NetworkLog([], [], [], 0)
-    skipped = 0
+    skipped, first = 0, ""
     for path in paths:
         try:
             lines = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
@@ -76,9 +79,21 @@ def read_network_log(data_dir: Path, name: str = "network.jsonl", *,
             for line in lines:
                 if not line.endswith("\n"):
                     break
+                first = first or line
                 if not _read_line(line, log, since):
                     skipped += 1
-    return log._replace(skipped=skipped)
+    return log._replace(skipped=skipped, cut_at=_cut_at(first))
+
+
+def _cut_at(first: str) -> int | None:
+    """Its `t` if the first line is not a relay's start: the lines before it were rotated away."""
+    try:
+        obj = json.loads(first) if first else None
+    except ValueError:
+        return None
+    if type(obj) is not dict or obj.get("kind") == RELAY_STARTED or type(obj.get("t")) is not int:
+        return None
+    return int(obj["t"])
 
 
 def _read_line(line: str, log: NetworkLog, since: int | None) -> bool:

@@ -288,6 +288,11 @@ def load_run(config: Config, history: History | None = None) -> Run:
     if foreign:
         run.messages = sorted([*(_delivered(m) if m.dst in foreign else m for m in run.messages),
                                *foreign_messages(datagrams, foreign)], key=lambda m: m.sent)
+        if log is not None and log.cut_at is not None and log.cut_at > t0:
+            run.notes.append(f"{NETWORK_FILE} was rotated: the relay's record begins at "
+                             f"+{(log.cut_at - t0) / 1e9:.3f} s; foreign priests' datagrams "
+                             "before it are not drawn, and messages to them show as not "
+                             "received")
         if config.network != "relay":
             run.notes.append(f"{', '.join(config.foreign_names)}: foreign, and no relay "
                              f"(network: {config.network}): nothing saw their messages")

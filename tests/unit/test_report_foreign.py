@@ -131,6 +131,7 @@ def test_network_log_reads_the_rotated_file_first_and_survives_a_torn_line(tmp_p
     log = read_network_log(tmp_path)
     assert log is not None and log.skipped == 0  # the torn last line: one being written
     assert [(d.n, d.head) for d in log.datagrams] == [(1, NEXT), (2, None)]  # old: no head
+    assert log.cut_at == at(1)  # it begins with a datagram: what came before was rotated away
     (tmp_path / "network.jsonl").write_text("not json\n" + (tmp_path / "network.jsonl").read_text())
     log = read_network_log(tmp_path, since=at(2))
     assert log is not None and log.skipped == 1  # a whole line that is no record
@@ -157,6 +158,7 @@ def test_foreign_datagrams_alike_in_their_first_bytes_are_not_folded() -> None:
 def test_a_foreign_cluster_is_drawn_from_its_datagrams(tmp_path: Path) -> None:
     config = load_config(str(write_foreign_run(tmp_path)))
     run, _ = judged_run(config, None)
+    assert not any("rotated" in note for note in run.notes)  # the record begins with the relay
     assert [(m.src, m.dst, m.type, m.lost, len(m.received)) for m in run.messages] == [
         ("l1", "l2", "NextBallot", False, 1), ("l1", "l3", "NextBallot", True, 0),
         ("l2", "l1", "LastVote", False, 2), ("l1", "l2", "datagram", False, 1)]

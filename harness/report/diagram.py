@@ -13,8 +13,8 @@ from typing import cast
 from colorama import Fore, Style
 
 from harness.check.verdict import NO_PROGRESS, Violation
-from harness.report.run import Unread
-from node.messages import LedgerState, Message, Success, describe_message
+from harness.report.unread import Unread, describe
+from node.messages import LedgerState, Message, Success
 from node.record import PriestEvent
 from node.sim import Step, World, describe_step
 
@@ -241,5 +241,4 @@ def _label(s: Step) -> str:
         return describe_step(s) + note
     fate = {"lost": "  lost", "duplicated": "  delivered twice"}.get(s.fate, "")
     what = s.what
-    text = what.describe() if isinstance(what, Unread) else describe_message(cast(Message, what))
-    return f"{text}{fate}{note}"
+    return f"{describe(cast(Message | Unread, what))}{fate}{note}"

@@ -40,7 +40,7 @@ from harness.check.verdict import Verdict
 from harness.errors import RunFilesError
 from harness.network.faults import Faults
 from harness.network.process import NETWORK_FILE
-from harness.network.record import DROPPED, Datagram, printable, read_network_log
+from harness.network.record import DROPPED, Datagram, read_network_log
 from harness.record import (
     ChaosAction,
     ChaosEnd,
@@ -55,6 +55,7 @@ from harness.record import (
     RelayStarted,
     Up,
 )
+from harness.report.unread import Unread, describe
 from node.config import Config
 from node.messages import (
     NO_VOTE,
@@ -65,7 +66,6 @@ from node.messages import (
     NextBallot,
     Success,
     Voted,
-    describe_message,
 )
 from node.record import PriestEvent
 
@@ -73,38 +73,6 @@ RUNNING, PAUSED, DOWN = "running", "paused", "down"
 RELAY_DOWN = "relay down"  # why a datagram sent while the relay was not running is lost
 NOT_RECEIVED = "not received"  # it left, and its receiver never recorded it
 CUTS = ("partition", "isolate")  # network actions that set the network's groups
-
-
-@dataclass(frozen=True)
-class Unread:
-    """A foreign priest's datagram, known only by the relay's preview of its first bytes."""
-
-    src: str
-    head: str  # its first bytes as network.jsonl holds them (one character each); "" if none
-    ballot: str = ""  # none known: code that groups messages by ballot finds none here
-
-    @property
-    def word(self) -> str:
-        """Its first word (a text protocol's method: NextBallot), else "datagram"."""
-        n = 0
-        while n < len(self.head) and self.head[n].isascii() and (self.head[n].isalnum()
-                                                                  or self.head[n] == "_"):
-            n += 1
-        return self.head[:n] if n else "datagram"
-
-    def describe(self) -> str:
-        """The preview in one printable line, quoted (line breaks shown as ' / ')."""
-        if not self.head:
-            return "a datagram (no preview recorded)"
-        text = printable(self.head)
-        while text.endswith(" / "):  # the line breaks that end it, not a '/' of its own
-            text = text[:-3]
-        return f'"{text}"'
-
-
-def describe(m: Message | Unread) -> str:
-    """A message as the paper writes it, or a foreign datagram by its preview."""
-    return m.describe() if isinstance(m, Unread) else describe_message(m)
 
 
 @dataclass(frozen=True)

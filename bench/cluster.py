@@ -48,6 +48,13 @@ def free_ports(n: int, kind: socket.SocketKind) -> list[int]:
             s.close()
 
 
+def free_for_both(n: int) -> list[int]:
+    """n loopback ports free for UDP and for TCP a moment ago (a priest may use either)."""
+    from harness.campaign.run import free_ports as free_for_udp_and_tcp  # the one picker of it
+
+    return free_for_udp_and_tcp(n)
+
+
 def free_udp_ports(n: int) -> list[int]:
     """n free UDP ports: a cluster's priests'."""
     return free_ports(n, socket.SOCK_DGRAM)

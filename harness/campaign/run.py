@@ -137,17 +137,25 @@ def make_run_dir(root: Path, k: int) -> Path:
 
 
 def free_ports(n: int) -> list[int]:
-    """n distinct UDP ports on 127.0.0.1 that were free a moment ago."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n distinct ports on 127.0.0.1 that were free a moment ago, for UDP and for TCP both
+    (a foreign priest may listen on either)."""
+    for _ in range(20):
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", 0))
+            ports = [int(s.getsockname()[1]) for s in socks]
+            for port in ports:  # held while the UDP ones are: all n at once
+                socks.append(socket.create_server(("127.0.0.1", port)))
+            return ports
+        except OSError:
+            continue  # one was taken for TCP: draw again
+        finally:
+            for s in socks:
+                s.close()
+    raise StartupError("no loopback ports free for both UDP and TCP after 20 tries")
 
 
 def remove_run(directory: Path, config: Config | None) -> None:

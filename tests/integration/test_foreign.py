@@ -20,6 +20,7 @@ import psutil
 import pytest
 import yaml
 
+from bench.cluster import free_for_both
 from tests.conftest import free_udp_ports
 from tests.integration.conftest import working_under
 
@@ -33,7 +34,7 @@ NAMES = ["l1", "l2", "l3"]
 
 def foreign_config(harness, *, tcp: bool = False, command: str | None = None,
                    extra: str = "") -> Path:
-    ports = free_udp_ports(len(NAMES))
+    ports = free_for_both(len(NAMES)) if tcp else free_udp_ports(len(NAMES))
     args = '"{config}", "{name}"' + (", --tcp" if tcp else "")
     lines = [
         "cluster: naive",

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.cluster import free_udp_ports
+from bench.cluster import free_for_both
 from tests.integration.priests import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -40,26 +40,12 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) 
         time.sleep(0.02)
 
 
-def free_ports(n: int) -> list[int]:
-    """n loopback ports free for UDP, and for TCP too (the same port may serve either)."""
-    for _ in range(20):
-        ports = free_udp_ports(n)
-        try:
-            probes = [socket.create_server(("127.0.0.1", port)) for port in ports]
-        except OSError:
-            continue
-        for probe in probes:
-            probe.close()
-        return ports
-    raise AssertionError("no free loopback ports")
-
-
 class Cluster:
     """Naive priests of one legislators config in one directory, tracked by pid."""
 
     def __init__(self, workdir: Path, tcp: bool = False) -> None:
         self.workdir, self.tcp = workdir, tcp
-        self.ports = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
+        self.ports = dict(zip(NAMES, free_for_both(len(NAMES)), strict=True))
         self.config = workdir / "legislators.json"
         self.config.write_text(json.dumps({"legislators": [
             {"ip": "127.0.0.1", "port": port, "name": name} for name, port in self.ports.items()]}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+from typing import Any
 
 
 def drain(sock: socket.socket) -> None:
@@ -16,33 +17,41 @@ def drain(sock: socket.socket) -> None:
         pass
 
 
+def _libc() -> Any | None:
+    """The C library (Linux only; None elsewhere or when it cannot be loaded)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes  # here: only what calls into libc loads libffi
+
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _call(function: str, *args: object) -> None:
+    """Call a libc function for its effect; where it is missing, nothing happens."""
+    libc = _libc()
+    if libc is not None:
+        try:
+            getattr(libc, function)(*args)
+        except (OSError, AttributeError):
+            pass
+
+
 def set_parent_death_signal() -> None:
     """Linux: have the kernel send SIGTERM when the parent process dies.
 
     Elsewhere (or if prctl is missing) nothing happens: callers also check getppid().
     """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes  # here: only a priest that watches its parent loads libffi
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    _call("prctl", 1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def set_process_name(name: str) -> None:
     """Linux: the process's name as `ps -o comm`, `top` and psutil's name() show it (at
     most 15 bytes). A forked priest's command line is its fork server's; this tells it apart.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes  # here: loaded already by a priest that watches its parent
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
+    _call("prctl", 15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
 def give_back_freed_memory() -> None:
@@ -51,10 +60,4 @@ def give_back_freed_memory() -> None:
     import gc
 
     gc.collect()
-    if sys.platform.startswith("linux"):
-        import ctypes  # here: loaded already by a priest that watches its parent
-
-        try:
-            ctypes.CDLL(None).malloc_trim(0)  # glibc
-        except (OSError, AttributeError):
-            pass
+    _call("malloc_trim", 0)  # glibc

@@ -73,7 +73,7 @@ DROP_LOG_BURST = 10
 DROP_LOG_RATE = 2.0
 DROP_DETAIL_MAX = 160  # characters of a drop's detail text kept in a logged line
 REHEARSAL_PRIESTS = 3  # a rehearsal's cast: enough for every path, whatever the cluster's size
-REHEARSAL_LINES = 1000  # a bound on its work (a ballot of three priests makes ~70 lines)
+REHEARSAL_LINES = 1000  # a bound on its work (a ballot of three priests makes ~40 event lines)
 
 
 class DropLimiter:
@@ -154,19 +154,20 @@ def rehearse(config: Config, codec: Codec) -> list[str]:
     names = config.names[:REHEARSAL_PRIESTS]  # a cost that does not grow with the cluster
     scratch = {n: Priest(n, names, index=i + 1, timing=config.timing) for i, n in enumerate(names)}
     queue: deque[tuple[str, Event]] = deque([(names[0], BallotRequested())])
-    lines: list[str] = []
+    lines: list[str] = []  # event lines, returned
+    said: list[str] = []  # narration text, built as a priest builds it, then dropped
     while queue and len(lines) < REHEARSAL_LINES:
         name, event = queue.popleft()
         if isinstance(event, Received):
             m = codec.decode(codec.encode(event.message))
             lines.append(message_event(EventKind.RECEIVED, m, m.src, 0, name, None).to_line())
-            lines.append(f"<- {describe_message(m)} from {m.src}")
+            said.append(f"<- {describe_message(m)} from {m.src}")
             event = Received(m)
         for effect in scratch[name].handle(event):
             if isinstance(effect, Send):
                 m = effect.message
                 lines.append(message_event(EventKind.SENT, m, effect.dst, 0, name, None).to_line())
-                lines.append(f"-> {describe_message(m)} to {effect.dst}")
+                said.append(f"-> {describe_message(m)} to {effect.dst}")
                 queue.append((effect.dst, Received(m)))
             elif isinstance(effect, Record):
                 lines.append(recorded(effect, 0, name, None).to_line())
@@ -174,7 +175,7 @@ def rehearse(config: Config, codec: Codec) -> list[str]:
                 decode_record(encode_record(effect.state))
             elif isinstance(effect, Learn):
                 decode_learned(encode_learned(effect.decree))
-    return [line for line in lines if line.startswith("{")]
+    return lines
 
 
 class Runtime:

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     if os.getppid() != int(argv[1]):
         return 0  # the supervisor died before the signal was armed
     children: dict[int, BaseProcess] = {}  # pidfd -> priest
-    rehearsed = False
+    prepared = False
     while True:
         ready, _, _ = select.select([sock.fileno(), *children], [], [])
         for fd in ready:
@@ -74,11 +74,9 @@ def main(argv: list[str]) -> int:
                 message, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 1)
                 if not message:
                     return 0  # the supervisor is done, or gone
-                if not rehearsed:
-                    rehearsed = warm_up(message)
-                    give_back_freed_memory()  # what the imports and the warm-up freed
-                    gc.freeze()  # a priest's collections then leave the inherited pages shared
-                if not answer(sock, start(message, fds, children)):
+                reply = start(message, fds, children, first=not prepared)
+                prepared = True
+                if not answer(sock, reply):
                     return 0
             else:
                 priest = children.pop(fd)
@@ -90,12 +88,15 @@ def main(argv: list[str]) -> int:
                     return 0
 
 
-def start(message: bytes, fds: list[int], children: dict[int, BaseProcess]) -> tuple[object, ...]:
-    """Fork the priest a request asks for; the answer to send back."""
+def start(message: bytes, fds: list[int], children: dict[int, BaseProcess], *,
+          first: bool = False) -> tuple[object, ...]:
+    """Fork the priest a request asks for (the `first` one after `prepare`); the answer."""
     try:
         if len(fds) != 1:
             raise ValueError(f"a request comes with one descriptor, not {len(fds)}")
         request = pickle.loads(message)  # noqa: S301 - our supervisor
+        if first:
+            prepare(request.config)
         priest, pid = fork_priest(request, fds[0])
         try:
             children[os.pidfd_open(pid)] = priest
@@ -111,18 +112,20 @@ def start(message: bytes, fds: list[int], children: dict[int, BaseProcess]) -> t
             os.close(fd)
 
 
-def warm_up(message: bytes) -> bool:
-    """Rehearse a ballot here once, before the first fork: what the first run of each path
-    creates or specializes is then inherited by every priest, whose own rehearsal is cheaper.
-    Only a saving: whatever goes wrong here is left to the request itself to meet."""
+def prepare(config: Config) -> None:
+    """Once, before the first fork: rehearse a ballot here, so what the first run of each
+    path creates or specializes is inherited by every priest (whose own rehearsal is then
+    cheaper); give back what the imports and the rehearsal freed; freeze what is left, so
+    a priest's collections leave the inherited pages shared. The rehearsal is only a
+    saving: whatever goes wrong in it is left to the request itself to meet."""
     try:
-        config = pickle.loads(message).config  # noqa: S301 - our supervisor
         rehearse(config, Codec(config.cluster,
                                {n: (p.host, p.port) for n, p in config.priests.items()},
                                key=bytes(32)))
-    except Exception:  # noqa: BLE001, S110 - a warm-up that fails costs only its saving
+    except Exception:  # noqa: BLE001, S110 - a rehearsal that fails costs only its saving
         pass
-    return True
+    give_back_freed_memory()
+    gc.freeze()
 
 
 def answer(sock: socket.socket, message: tuple[object, ...]) -> bool:

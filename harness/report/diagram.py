@@ -97,7 +97,8 @@ NOTES = {
     "Success(0,": "Success(0, d): sent by a priest that learned d before its last restart; "
                   "decree.txt keeps the decree, not the ballot that passed it",
 }
-REAL_KINDS = frozenset({"pause", "resume", "stop", "exited", "armed", "network", "relay", "seen"})
+SEEN = "seen"  # a step of a real run: the supervisor saw a foreign priest's decree.txt
+REAL_KINDS = frozenset({"pause", "resume", "stop", "exited", "armed", "network", "relay", SEEN})
 
 
 def legend(rows: Iterable[str], steps: Iterable[Step] = ()) -> list[str]:
@@ -105,7 +106,7 @@ def legend(rows: Iterable[str], steps: Iterable[Step] = ()) -> list[str]:
     text = "\n".join(rows)
     listed = list(steps)
     real = [f"legend: {REAL_LEGEND}"] if any(s.kind in REAL_KINDS for s in listed) else []
-    if any(s.kind == "seen" or isinstance(s.what, Unread) for s in listed):
+    if any(s.kind == SEEN or isinstance(s.what, Unread) for s in listed):
         real.append(f"legend: {FOREIGN_LEGEND}")
     return [f"legend: {LEGEND}", *real,
             *(f"note: {n}" for key, n in NOTES.items() if key in text)]
@@ -223,7 +224,7 @@ def _mark(cells: list[str], s: Step, lane: dict[str, int]) -> str:
         lost = s.fate == "lost"
         cells[b] = "x" if lost else (">" if b > a else "<")
         return Fore.RED if lost else ""
-    if s.kind == "seen" and s.priest in lane:
+    if s.kind == SEEN and s.priest in lane:
         held = s.what[1] if isinstance(s.what, tuple) and len(s.what) > 1 else None
         cells[lane[s.priest]] = "?" if held is None else "d"
         return Fore.GREEN if held is not None else Fore.YELLOW

@@ -31,7 +31,7 @@ from harness.record import (
     RelayExited,
     RelayStarted,
 )
-from harness.report.diagram import shorten_steps
+from harness.report.diagram import SEEN, shorten_steps
 from harness.report.run import Run, Sent, Unread, cut_off, seen
 from harness.supervisor.actions import KILL_AFTER_PROMISE
 from node.messages import NO_VOTE, ZERO, EventKind, LedgerState, Message, Success, Vote
@@ -124,7 +124,7 @@ def _fault_steps(run: Run, starts: dict[str, list[tuple[int, LedgerState, int | 
             words = "relay: died; datagrams are lost until it restarts"
             out.append((r.t, Step(0, "relay", "", None, (words,))))
         elif isinstance(r, DecreeSeen) and r.present and r.priest in run.foreign:
-            out.append((r.t, Step(0, "seen", r.priest, None, (seen(r), r.value))))
+            out.append((r.t, Step(0, SEEN, r.priest, None, (seen(r), r.value))))
         elif isinstance(r, RelayStarted) and r.restarts:
             out.append((r.t, Step(0, "relay", "", None, (f"relay: restarted ({r.restarts}x)",))))
     return out
